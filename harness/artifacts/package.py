@@ -1,0 +1,26 @@
+"""package artifact: the float model in a torch.package archive; loading re-runs the FX transforms."""
+
+from __future__ import annotations
+
+import io
+
+from .. import flows
+
+
+def save(case, built, example) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    with torch.package.PackageExporter(buffer) as exporter:
+        # The model's own module travels inside the archive, as in PyTorch's test.
+        exporter.intern(type(built).__module__)
+        exporter.save_pickle(flows.PACKAGE_NAME, flows.PACKAGE_RESOURCE, built)
+    return buffer.getvalue()
+
+
+def load(case, data: bytes, example):
+    import torch
+
+    importer = torch.package.PackageImporter(io.BytesIO(data))
+    module = importer.load_pickle(flows.PACKAGE_NAME, flows.PACKAGE_RESOURCE)
+    return flows.fx_transforms(module, example)

@@ -1,0 +1,20 @@
+"""traced artifact: torch.jit.trace of the model (quantized by quantize_jit in the jit flow)."""
+
+from __future__ import annotations
+
+from .. import flows
+from ._jit import from_bytes as load_bytes
+from ._jit import to_bytes
+
+
+def save(case, built, example) -> bytes:
+    import torch
+
+    module = torch.jit.trace(built, example)
+    if case.flow == "jit":
+        module = flows.quantize_jit(module, example)
+    return to_bytes(module)
+
+
+def load(case, data: bytes, example):
+    return load_bytes(data)

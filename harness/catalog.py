@@ -1,0 +1,197 @@
+"""Case declarations, and loading the case catalog from fixture files by path."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+#: Artifact kinds a case may ask for, in the order results are reported.
+ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package")
+
+#: How the quantized model is made from what ``build`` returns.
+#: eager    - ``build`` returns the quantized module itself;
+#: jit      - ``build`` returns a float module, quantized by quantize_jit after script/trace;
+#: fx       - ``build`` returns a float module, saved with torch.package; replay re-runs
+#:            prepare_fx/convert_fx on it (PyTorch's package test);
+#: observer - ``build`` returns an observer, calibrated once on the input.
+FLOWS = ("eager", "jit", "fx", "observer")
+
+_FIXTURE_PACKAGE = "bc_harness_fixtures"
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class QuantizedInput:
+    """An input drawn with torch.rand and quantized per tensor, as PyTorch's suite does."""
+
+    shape: tuple[int, ...]
+    scale: float = 0.5
+    zero_point: int = 2
+    dtype: str = "quint8"
+
+    def make(self):
+        import torch
+
+        return torch.quantize_per_tensor(
+            torch.rand(*self.shape).float(), self.scale, self.zero_point, getattr(torch, self.dtype)
+        )
+
+
+@dataclass(frozen=True)
+class FloatInput:
+    """A float input drawn with torch.rand (``dist='rand'``) or torch.randn."""
+
+    shape: tuple[int, ...]
+    dist: str = "rand"
+
+    def make(self):
+        import torch
+
+        return getattr(torch, self.dist)(*self.shape).float()
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a replayed output may be from its golden. The default is exact.
+
+    steps: |Δ| allowed in integer representation, for quantized tensors;
+    atol / rtol: for float tensors, |Δ| <= atol + rtol * |golden|.
+    """
+
+    steps: int = 0
+    atol: float = 0.0
+    rtol: float = 0.0
+
+
+@dataclass(frozen=True)
+class PyTorchTest:
+    """Where a case sits in PyTorch's own test_backward_compatibility.py."""
+
+    method: str  # e.g. "test_linear_dynamic"
+    sub: str | None = None  # e.g. "qint8"
+    fbgemm_only: bool = False  # the test body runs only when qengine_is_fbgemm()
+    compare: str = "assert_equal"  # assert_equal | allclose | load_only
+
+    @property
+    def stem(self) -> str:
+        """The file-name stem PyTorch's get_filenames gives this test."""
+        name = f"TestSerialization.{self.method}"
+        return f"{name}_{self.sub}" if self.sub else name
+
+
+@dataclass(frozen=True)
+class Case:
+    """One golden scenario, identified by a stable id that no Python class name feeds into."""
+
+    id: str
+    build: Callable[[], Any]
+    input: QuantizedInput | FloatInput
+    artifacts: tuple[str, ...]
+    flow: str = "eager"
+    seed: int = 0
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    #: the output does not depend on the quantized engine (observers, QAT state):
+    #: recorded and replayed once, under backend "any".
+    engine_agnostic: bool = False
+    #: False: the golden proves loading only (PyTorch's QAT qconfig test).
+    check_numerics: bool = True
+    #: state_dict written in the zipfile format (True) or the legacy one (False).
+    state_dict_zipfile: bool = False
+    min_torch: str = "1.13"
+    pytorch: PyTorchTest | None = None
+    description: str = ""
+    source: str = ""  # fixture file the case was declared in, filled by the loader
+
+    def __post_init__(self):
+        if not _ID.match(self.id):
+            raise ValueError(f"case id {self.id!r}: use lower-case letters, digits, '_', '-', '.'")
+        if self.flow not in FLOWS:
+            raise ValueError(f"case {self.id}: flow {self.flow!r} is not one of {FLOWS}")
+        bad = [k for k in self.artifacts if k not in ARTIFACT_KINDS]
+        if bad or not self.artifacts:
+            raise ValueError(f"case {self.id}: artifact kinds {bad or '()'} not in {ARTIFACT_KINDS}")
+
+    def forward(self, model, example):
+        """What a replay records of a model: its output (and, for observers, their qparams)."""
+        out = model(example)
+        if self.flow == "observer":
+            scale, zero_point = model.calculate_qparams()
+            return (out, scale, zero_point)
+        return out
+
+
+class CatalogError(Exception):
+    """A fixture file cannot be loaded, or its cases clash."""
+
+
+def load_catalog(fixtures_dir: Path) -> list[Case]:
+    """Load every ``*.py`` in ``fixtures_dir`` by path and collect its ``CASES`` list.
+
+    The files are registered under the private package name ``bc_harness_fixtures`` so
+    that TorchScript and torch.package can find their source, without ever making
+    ``fixtures`` an importable top-level name.
+    """
+    fixtures_dir = Path(fixtures_dir)
+    if not fixtures_dir.is_dir():
+        raise CatalogError(f"fixtures directory {fixtures_dir} does not exist")
+    cases: dict[str, Case] = {}
+    for path in sorted(fixtures_dir.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        for case in _load_fixture_file(path):
+            if case.id in cases:
+                raise CatalogError(
+                    f"case id {case.id!r} declared twice: {cases[case.id].source} and {path.name}"
+                )
+            cases[case.id] = case
+    return list(cases.values())
+
+
+def _load_fixture_file(path: Path) -> list[Case]:
+    import types
+
+    sys.modules.setdefault(_FIXTURE_PACKAGE, types.ModuleType(_FIXTURE_PACKAGE))
+    name = f"{_FIXTURE_PACKAGE}.{path.stem}"
+    module = sys.modules.get(name)
+    if module is None or getattr(module, "__file__", None) != str(path):
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[name]
+            raise CatalogError(f"cannot load fixture file {path}: {exc}") from exc
+    declared = getattr(module, "CASES", None)
+    if not isinstance(declared, (list, tuple)):
+        raise CatalogError(f"fixture file {path} has no CASES list")
+    out = []
+    for case in declared:
+        if not isinstance(case, Case):
+            raise CatalogError(f"fixture file {path}: CASES holds {type(case).__name__}, not Case")
+        out.append(_with_source(case, path.name))
+    return out
+
+
+def _with_source(case: Case, source: str) -> Case:
+    from dataclasses import replace
+
+    return replace(case, source=source)
+
+
+def select(cases: Sequence[Case], patterns: Sequence[str] | None) -> list[Case]:
+    """Cases whose id matches any pattern: a glob (``conv2d*``) or a plain substring."""
+    if not patterns:
+        return list(cases)
+    return [c for c in cases if any(_matches(c.id, p) for p in patterns)]
+
+
+def _matches(case_id: str, pattern: str) -> bool:
+    if any(ch in pattern for ch in "*?["):
+        return fnmatch.fnmatchcase(case_id, pattern)
+    return pattern in case_id

@@ -1,0 +1,285 @@
+"""Command line: ``bc-harness`` (replay, pin, cases) and ``regenerate-goldens``.
+
+Exit status: 0 nothing failed, 1 some result failed (or a golden would be overwritten),
+2 a usage error. No traceback reaches the user unless --verbose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .compat import ENGINE_ORDER
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--goldens", metavar="DIR",
+                        help="golden directory (default: [tool.bc-harness] goldens, or serialized/)")
+    parser.add_argument("--fixtures", metavar="DIR",
+                        help="case catalog directory (default: [tool.bc-harness] fixtures, or fixtures/)")
+    parser.add_argument("-k", dest="patterns", action="append", metavar="PATTERN",
+                        help="only cases whose id contains PATTERN or matches it as a glob; repeatable")
+    parser.add_argument("--verbose", action="store_true", help="print tracebacks of errors")
+
+
+def _catalog(args):
+    from .catalog import CatalogError, load_catalog, select
+    from .config import ConfigError, resolve
+
+    try:
+        paths = resolve(args.goldens, args.fixtures)
+        cases = load_catalog(paths.fixtures)
+    except (ConfigError, CatalogError) as exc:
+        raise UsageError(str(exc)) from exc
+    chosen = select(cases, args.patterns)
+    if args.patterns and not chosen:
+        raise UsageError(f"no case matches -k {' -k '.join(args.patterns)}")
+    return paths, chosen
+
+
+def _backends(args) -> list[str] | None:
+    if not args.backends:
+        return None
+    unknown = [b for b in args.backends if b not in ENGINE_ORDER]
+    if unknown:
+        raise UsageError(f"unknown backend {unknown[0]!r}; choose from {', '.join(ENGINE_ORDER)}")
+    return list(dict.fromkeys(args.backends))
+
+
+# --- bc-harness ------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bc-harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    replay = sub.add_parser("replay", help="replay goldens with the installed torch and judge them")
+    _common(replay)
+    replay.add_argument("directory", nargs="?", metavar="DIR",
+                        help="with --layout pytorch: the flat directory of PyTorch's files")
+    replay.add_argument("--layout", choices=("harness", "pytorch"), default="harness")
+    replay.add_argument("--backend", dest="backends", action="append", metavar="NAME",
+                        help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
+    replay.add_argument("--json", metavar="FILE", help="write one JSON record per result")
+    replay.add_argument("--trust-unverified", action="store_true",
+                        help="load code-carrying files that no manifest vouches for (unsafe)")
+    replay.add_argument("-q", "--quiet", action="store_true", help="no table, only problems and the summary")
+
+    pin = sub.add_parser("pin", help="record sha256 checksums of a foreign golden directory")
+    pin.add_argument("directory", metavar="DIR")
+    pin.add_argument("--torch", metavar="VERSION", help="the torch version that made the files, if known")
+
+    cases = sub.add_parser("cases", help="list the case catalog")
+    _common(cases)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "replay":
+            return _replay(args)
+        if args.command == "pin":
+            return _pin(args)
+        return _cases(args)
+    except UsageError as exc:
+        print(f"bc-harness: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _replay(args) -> int:
+    backends = _backends(args)
+    if args.layout == "pytorch" and not args.directory:
+        raise UsageError("--layout pytorch needs the directory of PyTorch's files")
+    if args.layout == "harness" and args.directory:
+        if args.goldens:
+            raise UsageError("give the golden directory once: either DIR or --goldens")
+        args.goldens = args.directory
+    paths, cases = _catalog(args)
+
+    from . import results as R
+    from .replay import Options, replay_pytorch_dir, replay_store
+    from .store import GoldenStore
+
+    options = Options(backends=backends, verbose=args.verbose, trust_unverified=args.trust_unverified)
+    started = time.perf_counter()
+    if args.layout == "pytorch":
+        directory = Path(args.directory)
+        if not directory.is_dir():
+            raise UsageError(f"{directory} is not a directory")
+        found = list(replay_pytorch_dir(directory, cases, options))
+    else:
+        store = GoldenStore(paths.goldens)
+        if not paths.goldens.is_dir():
+            raise UsageError(f"golden directory {paths.goldens} does not exist")
+        versions, stray = store.versions()
+        for name in stray:
+            print(f"bc-harness: warning: {paths.goldens / name} is not named like a torch version; "
+                  "ignored", file=sys.stderr)
+        if not versions:
+            raise UsageError(f"{paths.goldens} holds no golden version directory")
+        found = list(replay_store(store, cases, options))
+    elapsed = time.perf_counter() - started
+
+    if args.json:
+        R.write_json(found, Path(args.json))
+    if not args.quiet and found:
+        print(R.table(found))
+        print()
+    problems = R.details(found)
+    if problems:
+        print(problems)
+        print()
+    print(f"{R.summary(found)} in {elapsed:.1f} s")
+    return 1 if any(r.failed for r in found) else 0
+
+
+def _pin(args) -> int:
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise UsageError(f"{directory} is not a directory")
+    from .generate import command_line
+    from .store import pin
+
+    info = {"command": command_line()}
+    if args.torch:
+        info["torch"] = args.torch
+    manifest = pin(directory, info)
+    print(f"pinned {len(manifest['files'])} files in {directory / 'manifest.json'}")
+    return 0
+
+
+def _cases(args) -> int:
+    _paths, cases = _catalog(args)
+    from tabulate import tabulate
+
+    rows = [[c.id, c.flow, ",".join(c.artifacts), c.pytorch.method if c.pytorch else "", c.description]
+            for c in cases]
+    print(tabulate(rows, headers=["case", "flow", "artifacts", "PyTorch test", "what"]))
+    return 0
+
+
+# --- regenerate-goldens ----------------------------------------------------------------
+
+def regenerate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="regenerate-goldens",
+        description="Generate goldens for the installed torch into serialized/<torch release>/.",
+    )
+    _common(parser)
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite existing goldens, after printing what changed numerically")
+    return parser
+
+
+def regenerate_main(argv: list[str] | None = None) -> int:
+    args = regenerate_parser().parse_args(argv)
+    try:
+        return _regenerate(args)
+    except UsageError as exc:
+        print(f"regenerate-goldens: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _regenerate(args) -> int:
+    paths, cases = _catalog(args)
+
+    from .compat import torch_release
+    from .generate import command_line, generate_case, generation_info
+    from .store import GoldenExists, GoldenStore
+
+    store = GoldenStore(paths.goldens)
+    version = torch_release()
+    existing = store.open(version).cases if (paths.goldens / version).is_dir() else {}
+    clash = [c.id for c in cases if c.id in existing or (paths.goldens / version / c.id).exists()]
+    if clash and not args.force:
+        print(f"regenerate-goldens: refusing to overwrite goldens of {len(clash)} case(s) under "
+              f"{paths.goldens / version}: {', '.join(clash)}\n"
+              "Pass --force to overwrite them; the numeric changes are printed first.", file=sys.stderr)
+        return 1
+
+    print(f"generating {len(cases)} case(s) with torch {version} into {paths.goldens / version}")
+    generated = []
+    for case in cases:
+        started = time.perf_counter()
+        g = generate_case(case)
+        generated.append(g)
+        backends = g.entry.get("backends", {})
+        made = [b for b, s in backends.items() if s == "ok"]
+        note = g.entry.get("skipped") or ", ".join(
+            [f"{len(g.entry['artifacts'])} artifacts", f"backends {'/'.join(made) or 'none'}"]
+            + [f"{k} skipped" for k in g.entry.get("skipped_artifacts", {})]
+        )
+        print(f"  {case.id:<48} {note} ({time.perf_counter() - started:.2f} s)")
+
+    if clash:
+        print()
+        print(_changes_report(store.open(version), generated))
+        print()
+    try:
+        store.write(version, {g.case.id: g.entry for g in generated},
+                    {name: data for g in generated for name, data in g.files.items()},
+                    generation_info(command_line()), overwrite=args.force)
+    except GoldenExists as exc:  # a concurrent writer got there first
+        print(f"regenerate-goldens: {exc}", file=sys.stderr)
+        return 1
+    files = sum(len(g.files) for g in generated)
+    print(f"wrote {files} files and {paths.goldens / version / 'manifest.json'}")
+    return 0
+
+
+def _changes_report(old, generated) -> str:
+    """What regeneration changes numerically, per case and backend, versus the old goldens."""
+    from tabulate import tabulate
+
+    from .compare import compare
+    from .compat import load_weights, quiet
+    from .generate import expected_name
+    from .store import GoldenError
+
+    rows = []
+    for g in generated:
+        if g.case.id not in old.cases and not (old.root / g.case.id).exists():
+            continue
+        backends = sorted({*g.entry.get("backends", {}), *old.cases.get(g.case.id, {}).get("backends", {})})
+        for backend in backends:
+            name = expected_name(g.case.id, backend)
+            new = g.files.get(name)
+            try:
+                before = old.read(name)
+            except GoldenError as exc:
+                rows.append([g.case.id, backend, "old golden unusable", str(exc)])
+                continue
+            if new is None:
+                rows.append([g.case.id, backend, "removed", g.entry["backends"].get(backend, "")])
+                continue
+            if before == new:
+                rows.append([g.case.id, backend, "identical", ""])
+                continue
+            with quiet():
+                diff = compare(load_weights(before), load_weights(new), g.case.tolerance)
+            if diff.ok:
+                rows.append([g.case.id, backend, "same values", "bytes differ, outputs equal"])
+            else:
+                steps = "?" if diff.max_step_diff is None else f"{diff.max_step_diff:g}"
+                rows.append([g.case.id, backend, f"CHANGED {steps} steps",
+                             f"{diff.mismatched} of {diff.total} elements; {diff.message}"])
+    changed = sum(1 for r in rows if r[2] not in ("identical", "same values"))
+    head = f"numeric changes versus the old goldens: {changed} of {len(rows)} (case, backend) pairs"
+    return head + "\n" + tabulate(rows, headers=["case", "backend", "change", "detail"])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

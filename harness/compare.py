@@ -1,0 +1,218 @@
+"""Comparison policy: a golden output against a replayed one, in quantization steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .catalog import Tolerance
+
+
+@dataclass
+class Diff:
+    """What differs between a golden and an obtained output, with figures.
+
+    max_step_diff is None where no step is defined (float outputs); max_abs_diff is None
+    where the values cannot be lined up at all (different shapes or types).
+    """
+
+    max_abs_diff: float | None = 0.0
+    max_step_diff: float | None = None
+    mismatched: int = 0
+    total: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
+
+    @property
+    def message(self) -> str:
+        if not self.reasons:
+            return ""
+        more = f" (+{len(self.reasons) - 1} more)" if len(self.reasons) > 1 else ""
+        return self.reasons[0] + more
+
+    def merge(self, other: "Diff") -> "Diff":
+        self.max_abs_diff = _max(self.max_abs_diff, other.max_abs_diff, none_wins=True)
+        self.max_step_diff = _max(self.max_step_diff, other.max_step_diff)
+        self.mismatched += other.mismatched
+        self.total += other.total
+        self.reasons.extend(other.reasons)
+        return self
+
+
+def _max(a, b, none_wins=False):
+    if a is None or b is None:
+        if none_wins:
+            return None
+        return b if a is None else a
+    return max(a, b)
+
+
+def compare(golden, obtained, tolerance: Tolerance = Tolerance(), where: str = "output") -> Diff:
+    """Compare nested outputs element by element (tensors, tuples, lists, dicts, sets, scalars)."""
+    import torch
+
+    if isinstance(golden, torch.Tensor) or isinstance(obtained, torch.Tensor):
+        if not (isinstance(golden, torch.Tensor) and isinstance(obtained, torch.Tensor)):
+            return _incomparable(golden, where, f"{where}: golden is {_kind(golden)}, obtained {_kind(obtained)}")
+        return _compare_tensors(golden, obtained, tolerance, where)
+    if isinstance(golden, (tuple, list)) and isinstance(obtained, (tuple, list)):
+        if len(golden) != len(obtained):
+            return _incomparable(golden, where, f"{where}: golden has {len(golden)} items, obtained {len(obtained)}")
+        diff = Diff()
+        for i, (g, o) in enumerate(zip(golden, obtained)):
+            diff.merge(compare(g, o, tolerance, f"{where}[{i}]"))
+        return diff
+    if isinstance(golden, dict) and isinstance(obtained, dict):
+        if golden.keys() != obtained.keys():
+            return _incomparable(golden, where, f"{where}: keys differ")
+        diff = Diff()
+        for key in golden:
+            diff.merge(compare(golden[key], obtained[key], tolerance, f"{where}[{key!r}]"))
+        return diff
+    if isinstance(golden, (set, frozenset)) and isinstance(obtained, (set, frozenset)):
+        return compare_sets(golden, obtained, where)
+    if type(golden) is not type(obtained) or golden != obtained:
+        return Diff(None, None, 1, 1, [f"{where}: golden {golden!r}, obtained {obtained!r}"])
+    return Diff(0.0, None, 0, 1)
+
+
+def compare_sets(golden, obtained, where: str = "get_attr targets") -> Diff:
+    """Sets compare as sets; the reason names what was added and what was removed."""
+    added, removed = sorted(set(obtained) - set(golden)), sorted(set(golden) - set(obtained))
+    total = len(set(golden) | set(obtained))
+    if not added and not removed:
+        return Diff(0.0, None, 0, total)
+    parts = [f"added {added}" if added else "", f"removed {removed}" if removed else ""]
+    return Diff(None, None, len(added) + len(removed), total, [f"{where}: " + ", ".join(p for p in parts if p)])
+
+
+def _kind(value) -> str:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return f"a {'quantized ' if value.is_quantized else ''}tensor"
+    return type(value).__name__
+
+
+def _numel(value) -> int:
+    import torch
+
+    return value.numel() if isinstance(value, torch.Tensor) else 1
+
+
+def _incomparable(golden, where: str, reason: str) -> Diff:
+    n = _numel(golden)
+    return Diff(None, None, n, n, [reason])
+
+
+def _compare_tensors(golden, obtained, tolerance: Tolerance, where: str) -> Diff:
+    if golden.is_quantized != obtained.is_quantized:
+        return _incomparable(golden, where, f"{where}: golden is {_kind(golden)}, obtained {_kind(obtained)}")
+    if golden.shape != obtained.shape:
+        return _incomparable(
+            golden, where, f"{where}: shape {tuple(golden.shape)} became {tuple(obtained.shape)}"
+        )
+    if golden.dtype != obtained.dtype:
+        return _incomparable(golden, where, f"{where}: dtype {golden.dtype} became {obtained.dtype}")
+    if golden.is_quantized:
+        return _compare_quantized(golden, obtained, tolerance, where)
+    return _compare_float(golden, obtained, tolerance, where)
+
+
+def qparams(t) -> dict:
+    """A quantized tensor's qparams as plain values, for exact comparison and messages."""
+    import torch
+
+    scheme = t.qscheme()
+    if scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return {"qscheme": str(scheme), "scale": t.q_scale(), "zero_point": t.q_zero_point()}
+    return {
+        "qscheme": str(scheme),
+        "axis": t.q_per_channel_axis(),
+        "scales": t.q_per_channel_scales().tolist(),
+        "zero_points": t.q_per_channel_zero_points().tolist(),
+    }
+
+
+def _step_sizes(t):
+    """The size of one quantization step of each element of ``t`` (broadcastable)."""
+    import torch
+
+    if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return torch.tensor(t.q_scale(), dtype=torch.float64)
+    shape = [1] * t.dim()
+    shape[t.q_per_channel_axis()] = -1
+    return t.q_per_channel_scales().to(torch.float64).reshape(shape)
+
+
+def _compare_quantized(golden, obtained, tolerance: Tolerance, where: str) -> Diff:
+    import torch
+
+    total = golden.numel()
+    abs_diff = (golden.dequantize().double() - obtained.dequantize().double()).abs()
+    max_abs = abs_diff.max().item() if total else 0.0
+    gq, oq = qparams(golden), qparams(obtained)
+    if gq == oq:
+        steps = (golden.int_repr().to(torch.int64) - obtained.int_repr().to(torch.int64)).abs()
+        bad = int((steps > tolerance.steps).sum()) if total else 0
+        max_steps = float(steps.max()) if total else 0.0
+        reasons = []
+        if bad:
+            reasons.append(
+                f"{where}: {bad} of {total} elements differ, up to {max_steps:g} steps "
+                f"({max_abs:.6g} in value)"
+            )
+        return Diff(max_abs, max_steps, bad, total, reasons)
+    # Different qparams: integers are not comparable; measure in the golden's steps.
+    steps = abs_diff / _step_sizes(golden)
+    max_steps = float(steps.max()) if total else 0.0
+    changed = [k for k in gq if gq[k] != oq.get(k)]
+    detail = ", ".join(f"{k} {_short(gq[k])} -> {_short(oq.get(k))}" for k in changed)
+    bad = int((steps > tolerance.steps + 1e-9).sum()) if total else 0
+    return Diff(max_abs, max_steps, bad, total, [f"{where}: qparams changed: {detail}"])
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _compare_float(golden, obtained, tolerance: Tolerance, where: str) -> Diff:
+    import torch
+
+    total = golden.numel()
+    g, o = golden.double(), obtained.double()
+    both_nan = torch.isnan(g) & torch.isnan(o)
+    abs_diff = torch.where(both_nan, torch.zeros_like(g), (g - o).abs())
+    abs_diff = torch.nan_to_num(abs_diff, nan=float("inf"))
+    allowed = tolerance.atol + tolerance.rtol * g.abs()
+    bad = int((abs_diff > allowed).sum()) if total else 0
+    max_abs = abs_diff.max().item() if total else 0.0
+    reasons = []
+    if bad:
+        reasons.append(f"{where}: {bad} of {total} elements differ, max |Δ| {max_abs:.6g}")
+    return Diff(max_abs, None, bad, total, reasons)
+
+
+def pytorch_verdict(golden, obtained, mode: str) -> str | None:
+    """What PyTorch's own BC test would conclude: None if it passes, else its failure text.
+
+    assert_equal: TestCase.assertEqual with default tolerances (quantized tensors are
+    compared dequantized, with float32 tolerances); allclose: torch.allclose defaults.
+    """
+    import torch
+
+    if mode == "load_only":
+        return None
+    if mode == "allclose":
+        if not torch.allclose(obtained, golden):
+            return "torch.allclose(output, expected) is False"
+        return None
+    try:
+        torch.testing.assert_close(obtained, golden)
+    except AssertionError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return "assertEqual failed: " + "; ".join(lines[:3])
+    return None

@@ -1,0 +1,208 @@
+"""Where each torch API lives in each torch version: the one place version differences are handled."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import pickletools
+import re
+import warnings
+import zipfile
+from typing import Iterator
+
+import torch
+from packaging.version import InvalidVersion, Version
+
+#: Engines in the order the harness reports them. fbgemm first: it is the engine
+#: PyTorch's own suite generates with, and the one cross-backend figures refer to.
+ENGINE_ORDER = ("fbgemm", "x86", "qnnpack", "onednn")
+
+#: torchbind classes a quantized state_dict may legitimately pickle. Their
+#: unpickling only re-packs weights; anything else named in a pickle is refused.
+_SAFE_TORCHBIND = re.compile(
+    r"__torch__\.torch\.classes\.(?:quantized\.(?:Linear|Conv[123]d|EmbeddingBag)PackedParamsBase"
+    r"|rnn\.CellParamsBase)$"
+)
+
+
+def release(version: str) -> str:
+    """'2.13.0+cpu' -> '2.13.0': the public release a golden directory is named by."""
+    return Version(version).public
+
+
+def parse_version(text: str) -> Version | None:
+    """A version, or None when ``text`` names no version (e.g. a stray directory)."""
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+@functools.cache
+def torch_release() -> str:
+    return release(torch.__version__)
+
+
+def supported_engines() -> list[str]:
+    """Quantized engines this torch build can run, in report order."""
+    have = set(torch.backends.quantized.supported_engines)
+    return [name for name in ENGINE_ORDER if name in have]
+
+
+@contextlib.contextmanager
+def engine(name: str | None) -> Iterator[None]:
+    """Run a block under quantized engine ``name`` (None or 'any': leave it as it is)."""
+    if name in (None, "any"):
+        yield
+        return
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = name
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = before
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[list[warnings.WarningMessage]]:
+    """Silence torch's deprecation chatter; the warnings are handed back for reporting."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def runtime_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    """The warnings worth a reader's attention (not deprecation or migration notices)."""
+    seen: list[str] = []
+    for w in caught:
+        text = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
+        if not text or issubclass(w.category, (DeprecationWarning, FutureWarning)):
+            continue
+        if "migrat" in text.lower() or "deprecat" in text.lower() or text in seen:
+            continue
+        seen.append(text)
+    return seen
+
+
+def cpu_capability() -> str:
+    getter = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    if getter is not None:
+        return str(getter())
+    match = re.search(r"CPU capability usage: (\w+)", torch.__config__.show())
+    return match.group(1) if match else "unknown"
+
+
+def has_avx512_vnni() -> bool:
+    """Whether this CPU has AVX512-VNNI (PyTorch's LSTM golden is known to differ there)."""
+    probe = getattr(torch.cpu, "_is_vnni_supported", None)
+    if probe is not None:
+        return bool(probe())
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return "avx512_vnni" in f.read()
+    except OSError:
+        return False
+
+
+# --- quantization namespaces -------------------------------------------------------
+
+def ao():
+    """torch.ao.quantization (torch >= 1.10), else the older torch.quantization."""
+    try:
+        import torch.ao.quantization as q
+    except ImportError:  # pragma: no cover - torch < 1.10
+        import torch.quantization as q
+    return q
+
+
+def nn_quantized():
+    """(nnq, nnqd, nniq): quantized, dynamic-quantized and fused-quantized module packages."""
+    try:
+        import torch.ao.nn.intrinsic.quantized as nniq
+        import torch.ao.nn.quantized as nnq
+        import torch.ao.nn.quantized.dynamic as nnqd
+    except ImportError:  # pragma: no cover - torch < 1.13 layout
+        import torch.nn.intrinsic.quantized as nniq
+        import torch.nn.quantized as nnq
+        import torch.nn.quantized.dynamic as nnqd
+    return nnq, nnqd, nniq
+
+
+def quantize_fx():
+    try:
+        import torch.ao.quantization.quantize_fx as qfx
+    except ImportError:  # pragma: no cover
+        import torch.quantization.quantize_fx as qfx
+    return qfx
+
+
+def linear_relu_functional():
+    """PyTorch's LinearReluFunctional, the module its package BC test saves."""
+    from torch.testing._internal.quantization_torch_package_models import LinearReluFunctional
+
+    return LinearReluFunctional
+
+
+
+# --- safe loading ------------------------------------------------------------------
+
+class UnsafeGolden(Exception):
+    """A pickle names something the safe loader will not construct."""
+
+
+def _pickle_streams(data: bytes) -> list[bytes]:
+    """The pickle streams of a torch.save file: data.pkl of a zip archive, or the legacy
+    format's leading pickles (magic number, protocol, sys info, payload)."""
+    if data[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return [archive.read(n) for n in archive.namelist() if n.endswith(".pkl")]
+    buffer, streams = io.BytesIO(data), []
+    for _ in range(4):
+        start = buffer.tell()
+        for _op in pickletools.genops(buffer):
+            pass
+        streams.append(data[start:buffer.tell()])
+    return streams
+
+
+def _torchbind_classes(data: bytes) -> set[str]:
+    """Names of the torchbind classes a torch.save file would construct."""
+    names = set()
+    try:
+        for stream in _pickle_streams(data):
+            for op, arg, _pos in pickletools.genops(stream):
+                if isinstance(arg, str) and arg.startswith("__torch__.torch.classes."):
+                    names.add(arg)
+    except (ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise UnsafeGolden(f"not a readable torch.save file: {exc}") from exc
+    return names
+
+
+def load_weights(data: bytes):
+    """Load tensors / state_dicts / plain containers from bytes without running pickled code.
+
+    Uses ``weights_only=True``. Quantized packed parameters pickle as torchbind
+    ScriptObjects; those are allowed only when every torchbind class the pickle names is
+    one of the known quantization packed-param classes.
+    """
+    names = _torchbind_classes(data)
+    unknown = sorted(n for n in names if not _SAFE_TORCHBIND.match(n))
+    if unknown:
+        raise UnsafeGolden(f"refusing to unpickle torchbind class {unknown[0]}")
+    buffer = io.BytesIO(data)
+    if not names:
+        return torch.load(buffer, weights_only=True)
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:
+        raise UnsafeGolden(
+            f"torch {torch.__version__} cannot load packed parameters with weights_only=True"
+        )
+    with safe_globals([torch.ScriptObject]):
+        return torch.load(buffer, weights_only=True)
+
+
+def save_bytes(obj, *, zipfile: bool = True) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer, _use_new_zipfile_serialization=zipfile)
+    return buffer.getvalue()

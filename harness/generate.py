@@ -1,0 +1,117 @@
+"""Generating goldens: every artifact of a case, and its expected output under each backend."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from dataclasses import dataclass, field
+
+from . import __version__, flows
+from .artifacts import KINDS, file_name
+from .catalog import Case
+from .compat import (
+    cpu_capability,
+    engine,
+    has_avx512_vnni,
+    parse_version,
+    quiet,
+    runtime_warnings,
+    save_bytes,
+    supported_engines,
+    torch_release,
+)
+
+
+@dataclass
+class Generated:
+    """One case's golden files (name relative to the version directory -> bytes) and manifest entry."""
+
+    case: Case
+    files: dict[str, bytes] = field(default_factory=dict)
+    entry: dict = field(default_factory=dict)
+
+
+def expected_name(case_id: str, backend: str) -> str:
+    return f"{case_id}/expected.{backend}.pt"
+
+
+def generation_info(command: str) -> dict:
+    """The manifest's description of the machine and torch that made a golden set."""
+    import torch
+
+    return {
+        "torch": torch_release(),
+        "torch_full_version": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_capability": cpu_capability(),
+        "avx512_vnni": has_avx512_vnni(),
+        "harness": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+    }
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
+    """Make every golden file of ``case`` with the installed torch.
+
+    Artifacts are made once under fbgemm (or the first engine this build has), as PyTorch's
+    suite does; the expected output is made under each engine from a fresh build with the
+    same seed, so each backend has its own golden. What cannot be made is recorded with
+    the reason instead of failing the whole run.
+    """
+    engines = engines if engines is not None else supported_engines()
+    out = Generated(case)
+    entry = out.entry
+    entry.update(description=case.description, flow=case.flow, source=case.source,
+                 artifacts=[], skipped_artifacts={}, backends={}, warnings={})
+    if case.pytorch:
+        entry["pytorch_test"] = case.pytorch.stem
+    if parse_version(torch_release()) < parse_version(case.min_torch):
+        entry["skipped"] = f"needs torch >= {case.min_torch}"
+        return out
+
+    primary = engines[0] if engines else None
+    with quiet(), engine(primary):
+        example = flows.make_input(case)
+        out.files[f"{case.id}/input.pt"] = save_bytes(example)
+        for kind in case.artifacts:
+            try:
+                data = KINDS[kind].save(case, flows.build(case), example)
+            except Exception as exc:  # recorded, replayed as skip
+                entry["skipped_artifacts"][kind] = f"torch {torch_release()} cannot make it: {_one_line(exc)}"
+                continue
+            out.files[f"{case.id}/{file_name(kind)}"] = data
+            entry["artifacts"].append(kind)
+        if case.flow == "fx":
+            model = flows.runnable(case, flows.build(case), example)
+            out.files[f"{case.id}/get_attr_targets.pt"] = save_bytes(flows.get_attr_targets(model))
+
+    for backend in ["any"] if case.engine_agnostic else engines:
+        with quiet() as caught, engine(backend):
+            try:
+                model = flows.runnable(case, flows.build(case), example)
+                result = case.forward(model, example)
+            except Exception as exc:
+                entry["backends"][backend] = f"{backend} cannot run it: {_one_line(exc)}"
+                continue
+        out.files[expected_name(case.id, backend)] = save_bytes(result)
+        entry["backends"][backend] = "ok"
+        noted = runtime_warnings(caught)
+        if noted:
+            entry["warnings"][backend] = noted
+    return out
+
+
+def command_line() -> str:
+    import os
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in [os.path.basename(sys.argv[0]), *sys.argv[1:]])

@@ -1,0 +1,301 @@
+"""Replaying goldens: load each artifact under each backend, run it, and judge it into Results."""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from . import flows
+from .artifacts import CODE_CARRYING, KINDS, file_name
+from .catalog import Case
+from .compare import Diff, compare, compare_sets, pytorch_verdict
+from .compat import engine, load_weights, parse_version, quiet, runtime_warnings, supported_engines, torch_release
+from .generate import expected_name
+from .results import Result
+from .store import GoldenError, GoldenSet, GoldenStore
+
+
+@dataclass
+class Options:
+    backends: list[str] | None = None  # None: every engine this torch supports
+    verbose: bool = False
+    trust_unverified: bool = False
+
+
+class HarnessLayout:
+    """Our own layout: ``<case>/<kind>.pt`` and one ``expected.<backend>.pt`` per backend."""
+
+    name = "harness"
+
+    def __init__(self, golden: GoldenSet):
+        self.golden = golden
+
+    def case_problem(self, case: Case) -> tuple[str, str] | None:
+        """(verdict, reason) when a case cannot be replayed from this set at all."""
+        entry = self.golden.cases.get(case.id)
+        version = self.golden.version
+        if entry is None:
+            if parse_version(version) < parse_version(case.min_torch):
+                return "skip", f"needs torch >= {case.min_torch}; goldens are from {version}"
+            if version == torch_release():
+                return "missing", f"no golden for this case; run: regenerate-goldens -k {case.id}"
+            return "skip", f"torch {version} goldens predate this case"
+        if entry.get("skipped"):
+            return "skip", f"torch {version} could not make it: {entry['skipped']}"
+        return None
+
+    def artifacts(self, case: Case) -> list[tuple[str, str | None]]:
+        skipped = self.golden.cases.get(case.id, {}).get("skipped_artifacts", {})
+        return [(kind, skipped.get(kind)) for kind in case.artifacts]
+
+    def backend_problem(self, case: Case, backend: str) -> str | None:
+        status = self.golden.cases.get(case.id, {}).get("backends", {}).get(backend)
+        if status is None:
+            return f"torch {self.golden.version} recorded no {backend} golden"
+        return None if status == "ok" else status
+
+    def input_file(self, case: Case) -> str:
+        return f"{case.id}/input.pt"
+
+    def artifact_file(self, case: Case, kind: str) -> str:
+        return f"{case.id}/{file_name(kind)}"
+
+    def expected_file(self, case: Case, backend: str) -> str:
+        return expected_name(case.id, backend)
+
+    def get_attr_file(self, case: Case) -> str:
+        return f"{case.id}/get_attr_targets.pt"
+
+    def judge(self, case: Case, golden, obtained, diff: Diff) -> tuple[str, str]:
+        return ("pass", "") if diff.ok else ("drift", diff.message)
+
+
+class PyTorchLayout:
+    """PyTorch's flat ``TestSerialization.<test>[_<sub>].<kind>.pt`` files, judged as its tests judge."""
+
+    name = "pytorch"
+
+    def __init__(self, golden: GoldenSet):
+        self.golden = golden
+
+    @staticmethod
+    def stem(case: Case) -> str:
+        return case.pytorch.stem
+
+    def case_problem(self, case: Case) -> tuple[str, str] | None:
+        if case.pytorch is None:
+            return None  # filtered out before
+        if not self.golden.exists(self.input_file(case)):
+            return "missing", f"{self.input_file(case)} is not in the directory"
+        return None
+
+    def artifacts(self, case: Case) -> list[tuple[str, str | None]]:
+        return [(kind, None) for kind in case.artifacts]
+
+    def backend_problem(self, case: Case, backend: str) -> str | None:
+        if case.pytorch.fbgemm_only and backend != "fbgemm":
+            return f"PyTorch's {case.pytorch.method} runs only when qengine_is_fbgemm()"
+        return None
+
+    def input_file(self, case: Case) -> str:
+        return f"{self.stem(case)}.input.pt"
+
+    def artifact_file(self, case: Case, kind: str) -> str:
+        return f"{self.stem(case)}.{kind}.pt"
+
+    def expected_file(self, case: Case, backend: str) -> str:
+        return f"{self.stem(case)}.expected.pt"  # PyTorch keeps one, made under fbgemm
+
+    def get_attr_file(self, case: Case) -> str:
+        return f"{self.stem(case)}.get_attr_targets.pt"
+
+    def judge(self, case: Case, golden, obtained, diff: Diff) -> tuple[str, str]:
+        if diff.reasons and diff.reasons[0].startswith("get_attr targets"):
+            return "drift", diff.reasons[0]
+        failure = pytorch_verdict(golden, obtained, case.pytorch.compare)
+        if failure is None:
+            return "pass", ""
+        return "drift", failure + (f" — {diff.message}" if diff.message else "")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+@dataclass
+class _CaseFiles:
+    """What a case's replay reads once and shares across artifacts and backends."""
+
+    example: object = None
+    expected: dict = field(default_factory=dict)
+
+
+class Replayer:
+    def __init__(self, layout, cases: list[Case], options: Options):
+        self.layout = layout
+        self.cases = cases
+        self.options = options
+        self.runtime = torch_release()
+        self.have = supported_engines()
+
+    def _result(self, case_id: str, artifact: str, backend: str, verdict: str, message: str = "", **figures):
+        pytorch_test = None
+        if self.layout.name == "pytorch":
+            case = next((c for c in self.cases if c.id == case_id), None)
+            pytorch_test = case.pytorch.method if case and case.pytorch else None
+        return Result(case_id, artifact, backend, self.layout.golden.version, self.runtime, verdict,
+                      message, layout=self.layout.name, pytorch_test=pytorch_test, **figures)
+
+    def _error(self, exc: BaseException, prefix: str = "") -> str:
+        if self.options.verbose:
+            traceback.print_exception(exc)
+        return prefix + _one_line(exc)
+
+    def backends_for(self, case: Case) -> list[str]:
+        if case.engine_agnostic:
+            return ["any"]
+        wanted = self.options.backends or self.have
+        return list(wanted)
+
+    def run(self) -> Iterator[Result]:
+        for case in self.cases:
+            yield from self.replay_case(case)
+
+    def replay_case(self, case: Case) -> Iterator[Result]:
+        layout = self.layout
+        kinds = layout.artifacts(case)
+        backends = self.backends_for(case)
+        problem = layout.case_problem(case)
+        if problem is not None:
+            for kind, _ in kinds:
+                for backend in backends:
+                    yield self._result(case.id, kind, backend, *problem)
+            return
+        shared = _CaseFiles()
+        try:
+            with quiet():
+                shared.example = load_weights(layout.golden.read(layout.input_file(case)))
+        except GoldenError as exc:
+            for kind, _ in kinds:
+                for backend in backends:
+                    yield self._result(case.id, kind, backend, exc.verdict, f"input: {exc}")
+            return
+        except Exception as exc:
+            for kind, _ in kinds:
+                for backend in backends:
+                    yield self._result(case.id, kind, backend, "load-error", self._error(exc, "input: "))
+            return
+        for kind, skipped in kinds:
+            if skipped:
+                for backend in backends:
+                    yield self._result(case.id, kind, backend, "skip", skipped)
+                continue
+            try:
+                data = layout.golden.read(layout.artifact_file(case, kind), code=kind in CODE_CARRYING)
+            except GoldenError as exc:
+                for backend in backends:
+                    yield self._result(case.id, kind, backend, exc.verdict, str(exc))
+                continue
+            for backend in backends:
+                yield self.replay_one(case, kind, data, backend, shared)
+
+    def _expected(self, case: Case, backend: str, shared: _CaseFiles):
+        """The golden output for a backend, read once per case; raises GoldenError."""
+        if backend not in shared.expected:
+            try:
+                shared.expected[backend] = load_weights(
+                    self.layout.golden.read(self.layout.expected_file(case, backend))
+                )
+            except GoldenError as exc:
+                shared.expected[backend] = exc
+            except Exception as exc:
+                shared.expected[backend] = GoldenError(f"expected output unreadable: {_one_line(exc)}")
+        value = shared.expected[backend]
+        if isinstance(value, GoldenError):
+            raise value
+        return value
+
+    def replay_one(self, case: Case, kind: str, data: bytes, backend: str, shared: _CaseFiles) -> Result:
+        layout = self.layout
+        if backend != "any" and backend not in self.have:
+            return self._result(case.id, kind, backend, "skip", f"torch {self.runtime} has no {backend} engine")
+        problem = layout.backend_problem(case, backend)
+        if problem:
+            return self._result(case.id, kind, backend, "skip", problem)
+        golden = None
+        if case.check_numerics:
+            try:
+                golden = self._expected(case, backend, shared)
+            except GoldenError as exc:
+                return self._result(case.id, kind, backend, exc.verdict, str(exc))
+        example = shared.example
+        with quiet() as caught, engine(backend):
+            try:
+                model = KINDS[kind].load(case, data, example)
+            except Exception as exc:
+                return self._result(case.id, kind, backend, "load-error", self._error(exc))
+            if not case.check_numerics:
+                return self._result(case.id, kind, backend, "pass", "loaded; the case checks loading only")
+            try:
+                obtained = case.forward(model, example) if layout.name == "harness" else model(example)
+            except Exception as exc:
+                return self._result(case.id, kind, backend, "load-error", self._error(exc, "forward failed: "))
+        noted = runtime_warnings(caught)
+        diff = compare(golden, obtained, case.tolerance)
+        if kind == "package":
+            try:
+                targets = load_weights(layout.golden.read(layout.get_attr_file(case)))
+            except GoldenError as exc:
+                return self._result(case.id, kind, backend, exc.verdict, str(exc))
+            diff = compare_sets(targets, flows.get_attr_targets(model)).merge(diff)
+        verdict, message = layout.judge(case, golden, obtained, diff)
+        cross = self._cross(case, backend, obtained, diff, shared)
+        return self._result(
+            case.id, kind, backend, verdict, message,
+            max_abs_diff=diff.max_abs_diff, max_step_diff=diff.max_step_diff,
+            mismatched=diff.mismatched, total=diff.total,
+            vs_fbgemm_max_abs_diff=cross.max_abs_diff if cross else None,
+            vs_fbgemm_max_step_diff=cross.max_step_diff if cross else None,
+            vs_fbgemm_mismatched=cross.mismatched if cross else None,
+            warnings=noted,
+        )
+
+    def _cross(self, case: Case, backend: str, obtained, diff: Diff, shared: _CaseFiles) -> Diff | None:
+        """The obtained output against the fbgemm golden (exact), or None where there is none."""
+        if backend in ("fbgemm", "any"):
+            return None
+        try:
+            reference = self._expected(case, "fbgemm", shared)
+        except GoldenError:
+            return None
+        return compare(reference, obtained)
+
+
+def replay_store(store: GoldenStore, cases: list[Case], options: Options) -> Iterator[Result]:
+    """Replay every golden version in ``store`` not newer than the running torch."""
+    runtime = parse_version(torch_release())
+    versions, _stray = store.versions()
+    for version in versions:
+        if parse_version(version) > runtime:
+            continue  # forward compatibility is a separate question (nightly matrix)
+        golden = store.open(version)
+        golden.trust_unverified = options.trust_unverified
+        if golden.manifest_error:
+            yield Result("*", "*", "*", version, torch_release(), "corrupt", golden.manifest_error)
+            continue
+        yield from Replayer(HarnessLayout(golden), cases, options).run()
+
+
+def replay_pytorch_dir(directory, cases: list[Case], options: Options) -> Iterator[Result]:
+    """Replay a flat directory in PyTorch's naming; only cases that have a PyTorch test."""
+    golden = GoldenSet.open(directory, "pytorch", required=False, trust_unverified=options.trust_unverified)
+    if golden.manifest_error:
+        yield Result("*", "*", "*", "pytorch", torch_release(), "corrupt", golden.manifest_error,
+                     layout="pytorch")
+        return
+    if golden.manifest and golden.manifest.get("torch"):
+        golden.version = f"pytorch@{golden.manifest['torch']}"
+    pytorch_cases = [c for c in cases if c.pytorch is not None]
+    yield from Replayer(PyTorchLayout(golden), pytorch_cases, options).run()

@@ -1,0 +1,222 @@
+"""GoldenStore: the golden directory and its manifests; the only code that writes under it.
+
+Layout: ``<root>/<torch release>/manifest.json`` and ``<root>/<torch release>/<case id>/<file>``.
+Every file is written atomically (temporary file, fsync, rename, fsync of the directory)
+and the manifest, which holds every file's sha256 and size, is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .compat import parse_version
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+class GoldenError(Exception):
+    """A golden file cannot be used; ``verdict`` says how the result is to be reported."""
+
+    verdict = "corrupt"
+
+
+class MissingGolden(GoldenError):
+    verdict = "missing"
+
+
+class CorruptGolden(GoldenError):
+    verdict = "corrupt"
+
+
+class GoldenExists(Exception):
+    """Refusal to overwrite a golden without --force."""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass
+class GoldenSet:
+    """One directory of goldens and the manifest that vouches for its files.
+
+    ``read`` returns a file's bytes only after checking them against the manifest, so the
+    bytes that are loaded are the bytes that were verified. Where a directory has no
+    manifest (a foreign layout that was never pinned), data files may still be read, as
+    they are loaded with weights_only; code-carrying files are refused unless
+    ``trust_unverified``.
+    """
+
+    root: Path
+    version: str
+    manifest: dict | None = None
+    manifest_error: str | None = None
+    trust_unverified: bool = False
+    _hashes: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, root: Path, version: str, *, required: bool = True, trust_unverified: bool = False):
+        gs = cls(Path(root), version, trust_unverified=trust_unverified)
+        path = gs.root / MANIFEST
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+                raise ValueError("it has no 'files' table")
+            gs.manifest = manifest
+        except FileNotFoundError:
+            if required:
+                gs.manifest_error = f"{path} is missing"
+        except (OSError, ValueError) as exc:
+            gs.manifest_error = f"{path} is unreadable: {exc}"
+        return gs
+
+    @property
+    def files(self) -> dict:
+        return (self.manifest or {}).get("files", {})
+
+    @property
+    def cases(self) -> dict:
+        return (self.manifest or {}).get("cases", {})
+
+    def exists(self, name: str) -> bool:
+        return (self.root / name).is_file()
+
+    def read(self, name: str, *, code: bool = False) -> bytes:
+        path = self.root / name
+        try:
+            inside = path.resolve().is_relative_to(self.root.resolve())
+        except OSError as exc:
+            raise CorruptGolden(f"{name}: {exc}") from exc
+        if not inside:
+            raise CorruptGolden(f"{name} points outside the golden directory")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise MissingGolden(f"{name} is missing") from None
+        except OSError as exc:
+            raise CorruptGolden(f"{name}: {exc.strerror}") from exc
+        entry = self.files.get(name)
+        if entry is None:
+            if self.manifest is None and (not code or self.trust_unverified):
+                return data
+            why = "no manifest" if self.manifest is None else "no manifest entry"
+            raise CorruptGolden(
+                f"{name} carries code and has {why}; refusing to load it "
+                "(pin the directory with 'bc-harness pin' or pass --trust-unverified)"
+                if code else f"{name} has no manifest entry"
+            )
+        if entry.get("size") != len(data) or entry.get("sha256") != sha256(data):
+            raise CorruptGolden(
+                f"{name} does not match its manifest entry "
+                f"({len(data)} bytes, sha256 {sha256(data)[:12]}…; manifest: "
+                f"{entry.get('size')} bytes, {str(entry.get('sha256'))[:12]}…)"
+            )
+        return data
+
+
+class GoldenStore:
+    """The golden root: one GoldenSet per torch release, each with its manifest."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def versions(self) -> tuple[list[str], list[str]]:
+        """(golden versions, stray directory names), versions oldest first."""
+        if not self.root.is_dir():
+            return [], []
+        good, stray = [], []
+        for child in self.root.iterdir():
+            if not child.is_dir() or child.name.startswith("."):
+                continue
+            (good if parse_version(child.name) is not None else stray).append(child.name)
+        return sorted(good, key=parse_version), sorted(stray)
+
+    def open(self, version: str) -> GoldenSet:
+        return GoldenSet.open(self.root / version, version)
+
+    def write(self, version: str, cases: dict[str, dict], files: dict[str, bytes], info: dict,
+              *, overwrite: bool = False) -> dict:
+        """Write the given cases' files, then the merged manifest. Returns the manifest.
+
+        ``cases`` maps case id to its manifest entry; ``files`` maps paths relative to the
+        version directory (``<case>/<file>``) to bytes. Cases not named keep their entries.
+        """
+        target = self.root / version
+        current = GoldenSet.open(target, version, required=False)
+        if current.manifest_error:
+            raise GoldenError(current.manifest_error)
+        old = current.manifest or {"files": {}, "cases": {}}
+        clash = sorted(c for c in cases if c in old.get("cases", {}) or (target / c).exists())
+        if clash and not overwrite:
+            raise GoldenExists(
+                f"goldens exist for {', '.join(clash)} under {target}; pass --force to overwrite"
+            )
+        manifest_files = {
+            name: entry for name, entry in old.get("files", {}).items()
+            if name.split("/", 1)[0] not in cases
+        }
+        for name, data in sorted(files.items()):
+            atomic_write(target / name, data)
+            manifest_files[name] = {"sha256": sha256(data), "size": len(data)}
+        merged_cases = {k: v for k, v in old.get("cases", {}).items() if k not in cases}
+        merged_cases.update(cases)
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            **info,
+            "cases": dict(sorted(merged_cases.items())),
+            "files": dict(sorted(manifest_files.items())),
+        }
+        atomic_write(target / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+        # Files a regenerated case no longer has: removed after the manifest stopped naming them.
+        for case_id in cases:
+            case_dir = target / case_id
+            for path in case_dir.iterdir() if case_dir.is_dir() else ():
+                if f"{case_id}/{path.name}" not in manifest_files and path.is_file():
+                    path.unlink()
+        return manifest
+
+
+def pin(directory: Path, info: dict) -> dict:
+    """Record the sha256 of every file of a foreign golden directory (e.g. PyTorch's) in a manifest.
+
+    Pinning is the user's statement that the bytes on disk now are the ones to trust;
+    afterwards a replay loads code-carrying files only if they still match.
+    """
+    directory = Path(directory)
+    files = {}
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and not path.is_symlink() and path.name != MANIFEST:
+            data = path.read_bytes()
+            files[path.name] = {"sha256": sha256(data), "size": len(data)}
+    manifest = {"format": MANIFEST_FORMAT, **info, "pinned": True, "files": files}
+    atomic_write(directory / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    return manifest
