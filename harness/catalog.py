@@ -76,6 +76,8 @@ class PyTorchTest:
     sub: str | None = None  # e.g. "qint8"
     fbgemm_only: bool = False  # the test body runs only when qengine_is_fbgemm()
     compare: str = "assert_equal"  # assert_equal | allclose | load_only
+    #: unittest.skipIf(IS_AVX512_VNNI_SUPPORTED): PyTorch skips the test on such CPUs
+    skip_on_avx512_vnni: bool = False
 
     @property
     def stem(self) -> str:
@@ -157,8 +159,10 @@ def _load_fixture_file(path: Path) -> list[Case]:
 
     sys.modules.setdefault(_FIXTURE_PACKAGE, types.ModuleType(_FIXTURE_PACKAGE))
     name = f"{_FIXTURE_PACKAGE}.{path.stem}"
+    stat = path.stat()
+    stamp = (str(path), stat.st_mtime_ns, stat.st_size)
     module = sys.modules.get(name)
-    if module is None or getattr(module, "__file__", None) != str(path):
+    if module is None or getattr(module, "__bc_harness_stamp__", None) != stamp:
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -167,6 +171,7 @@ def _load_fixture_file(path: Path) -> list[Case]:
         except Exception as exc:
             del sys.modules[name]
             raise CatalogError(f"cannot load fixture file {path}: {exc}") from exc
+        module.__bc_harness_stamp__ = stamp
     declared = getattr(module, "CASES", None)
     if not isinstance(declared, (list, tuple)):
         raise CatalogError(f"fixture file {path} has no CASES list")

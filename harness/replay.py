@@ -10,7 +10,7 @@ from . import flows
 from .artifacts import CODE_CARRYING, KINDS, file_name
 from .catalog import Case
 from .compare import Diff, compare, compare_sets, pytorch_verdict
-from .compat import engine, load_weights, parse_version, quiet, runtime_warnings, supported_engines, torch_release
+from .compat import cpu_capability, engine, has_avx512_vnni, load_weights, parse_version, quiet, runtime_warnings, supported_engines, torch_release
 from .generate import expected_name
 from .results import Result
 from .store import GoldenError, GoldenSet, GoldenStore
@@ -68,7 +68,16 @@ class HarnessLayout:
         return f"{case.id}/get_attr_targets.pt"
 
     def judge(self, case: Case, golden, obtained, diff: Diff) -> tuple[str, str]:
-        return ("pass", "") if diff.ok else ("drift", diff.message)
+        if diff.ok:
+            return "pass", ""
+        return "drift", diff.message + self._cpu_note()
+
+    def _cpu_note(self) -> str:
+        """Where the golden came from another kind of CPU, say so: it is a likely cause."""
+        made = self.golden.manifest or {}
+        here = {"cpu_capability": cpu_capability(), "avx512_vnni": has_avx512_vnni()}
+        changed = [f"{k} {made[k]} -> {v}" for k, v in here.items() if k in made and made[k] != v]
+        return f" (golden made on another CPU: {', '.join(changed)})" if changed else ""
 
 
 class PyTorchLayout:
@@ -114,9 +123,12 @@ class PyTorchLayout:
         if diff.reasons and diff.reasons[0].startswith("get_attr targets"):
             return "drift", diff.reasons[0]
         failure = pytorch_verdict(golden, obtained, case.pytorch.compare)
-        if failure is None:
-            return "pass", ""
-        return "drift", failure + (f" — {diff.message}" if diff.message else "")
+        verdict, message = ("pass", "") if failure is None else (
+            "drift", failure + (f" — {diff.message}" if diff.message else ""))
+        if case.pytorch.skip_on_avx512_vnni and has_avx512_vnni():
+            return "skip", (f"PyTorch skips {case.pytorch.method} on AVX512-VNNI CPUs (pytorch#59098); "
+                            f"replayed anyway: {verdict}{': ' + message if message else ''}")
+        return verdict, message
 
 
 def _one_line(exc: BaseException) -> str:

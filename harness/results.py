@@ -90,12 +90,22 @@ def table(results: list[Result]) -> str:
 
 
 def details(results: list[Result], limit: int = 40) -> str:
-    """One line per non-pass result, with its reason: what the table cannot say."""
-    lines = []
+    """The reasons the table cannot show: one line per distinct (verdict, case, reason).
+
+    Results that share a reason (a skip on three backends, say) are folded into one
+    line that names their artifacts and backends, failures before skips.
+    """
+    groups: dict[tuple, list[Result]] = {}
     for r in results:
-        if r.verdict == "pass" or not r.message:
-            continue
-        lines.append(f"{r.verdict:<10} {r.golden_version} {r.case} {r.artifact} {r.backend}: {r.message}")
+        if r.verdict != "pass" and r.message:
+            groups.setdefault((r.verdict, r.golden_version, r.case, r.message), []).append(r)
+    order = sorted(groups, key=lambda k: (k[0] == "skip", VERDICTS.index(k[0])))
+    lines = []
+    for verdict, golden, case, message in order:
+        members = groups[(verdict, golden, case, message)]
+        artifacts = ",".join(dict.fromkeys(r.artifact for r in members))
+        backends = ",".join(dict.fromkeys(r.backend for r in members))
+        lines.append(f"{verdict:<10} {golden} {case} [{artifacts}] [{backends}]: {message}")
     if len(lines) > limit:
         lines = lines[:limit] + [f"... {len(lines) - limit} more in the JSON report (--json FILE)"]
     return "\n".join(lines)

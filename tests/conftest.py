@@ -1,0 +1,77 @@
+"""Shared fixtures: the real catalog, a golden store generated once per session, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "fixtures"
+BIN = Path(sys.executable).parent
+
+#: A small slice of the catalog that still covers every flow and artifact kind.
+SLICE = ["linear", "linear_dynamic-qint8", "linear_dynamic-float16", "conv2d_graph", "lstm",
+         "per_tensor_observer", "default_qat_qconfig", "linear_relu_package_quantization_transforms"]
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    from harness.catalog import load_catalog
+
+    return load_catalog(FIXTURES)
+
+
+@pytest.fixture(scope="session")
+def generated_store(tmp_path_factory, catalog):
+    """Goldens for SLICE, generated once in-process with the installed torch."""
+    from harness.compat import torch_release
+    from harness.generate import generate_case, generation_info
+    from harness.store import GoldenStore
+
+    root = tmp_path_factory.mktemp("store") / "serialized"
+    by_id = {c.id: c for c in catalog}
+    made = [generate_case(by_id[i]) for i in SLICE]
+    GoldenStore(root).write(
+        torch_release(), {g.case.id: g.entry for g in made},
+        {n: d for g in made for n, d in g.files.items()}, generation_info("tests"),
+    )
+    return root
+
+
+@pytest.fixture
+def store(generated_store, tmp_path):
+    """A private copy of the generated store, free to damage."""
+    target = tmp_path / "serialized"
+    shutil.copytree(generated_store, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def version():
+    from harness.compat import torch_release
+
+    return torch_release()
+
+
+def run_cli(program: str, *args, cwd=None, check=None) -> subprocess.CompletedProcess:
+    """Run an installed console script in a real subprocess, as a user would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    proc = subprocess.run([str(BIN / program), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or REPO, env=env, stdin=subprocess.DEVNULL, timeout=600)
+    if check is not None:
+        assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def records(path: Path) -> list[dict]:
+    return json.loads(Path(path).read_text())
+
+
+def by_key(recs: list[dict]) -> dict[tuple, dict]:
+    return {(r["case"], r["artifact"], r["backend"]): r for r in recs}

@@ -1,0 +1,197 @@
+"""Replay in-process: the round trip, the committed goldens, and every kind of bad input."""
+
+import json
+
+import pytest
+import torch
+
+from harness.compat import save_bytes, supported_engines
+from harness.replay import Options, replay_store
+from harness.store import GoldenStore, sha256
+
+from .conftest import REPO, SLICE
+
+
+def replay(root, catalog, **options):
+    return list(replay_store(GoldenStore(root), catalog, Options(**options)))
+
+
+def keyed(results):
+    return {(r.case, r.artifact, r.backend): r for r in results}
+
+
+def test_round_trip_passes_every_case_artifact_and_backend(store, catalog, version):
+    results = replay(store, [c for c in catalog if c.id in SLICE], )
+    assert results and all(r.golden_version == version == r.runtime_version for r in results)
+    assert {r.verdict for r in results} <= {"pass", "skip"}
+    by = keyed(results)
+    engines = supported_engines()
+    for backend in engines:
+        assert by[("linear", "scripted", backend)].verdict == "pass"
+    assert by[("per_tensor_observer", "state_dict", "any")].verdict == "pass"
+    assert by[("linear_relu_package_quantization_transforms", "package", "fbgemm")].verdict == "pass"
+    assert by[("lstm", "state_dict", "fbgemm")].total == 4 * 4 * 7 + 2 * 4 * 7
+    # fp16 dynamic linear has no qnnpack kernel: a skip with the reason, never silence
+    if "qnnpack" in engines:
+        skipped = by[("linear_dynamic-float16", "traced", "qnnpack")]
+        assert skipped.verdict == "skip" and "not supported by QNNPACK" in skipped.message
+
+
+def test_cross_backend_difference_is_measured_not_hidden(store, catalog):
+    if "qnnpack" not in supported_engines():
+        pytest.skip("this torch has no qnnpack")
+    by = keyed(replay(store, catalog))
+    r = by[("linear_dynamic-qint8", "state_dict", "qnnpack")]
+    assert r.verdict == "pass"  # qnnpack against its own golden
+    assert r.vs_fbgemm_mismatched == 1 and r.vs_fbgemm_max_abs_diff > 0  # but not fbgemm's
+    assert by[("linear_dynamic-qint8", "state_dict", "fbgemm")].vs_fbgemm_max_abs_diff is None
+
+
+def test_committed_goldens_replay_cleanly(catalog):
+    """The goldens in serialized/ made with this torch pass on every backend."""
+    from harness.compat import torch_release
+
+    if not (REPO / "serialized" / torch_release()).is_dir():
+        pytest.skip(f"no committed goldens for torch {torch_release()}")
+    results = [r for r in replay(REPO / "serialized", catalog) if r.golden_version == torch_release()]
+    bad = [(r.case, r.artifact, r.backend, r.verdict, r.message) for r in results if r.failed]
+    assert not bad
+    skips = {(r.case, r.backend) for r in results if r.verdict == "skip"}
+    assert skips <= {("linear_dynamic-float16", "qnnpack"), ("linear_dynamic-float16", "onednn")}
+    assert len({r.case for r in results}) == len(catalog) == 20
+
+
+def _manifest(root, version):
+    path = root / version / "manifest.json"
+    return path, json.loads(path.read_text())
+
+
+def _rewrite(root, version, name, data):
+    """Replace a golden file and vouch for it in the manifest: bytes that verify but do not load."""
+    (root / version / name).write_bytes(data)
+    path, manifest = _manifest(root, version)
+    manifest["files"][name] = {"sha256": sha256(data), "size": len(data)}
+    path.write_text(json.dumps(manifest))
+
+
+def _flip_middle_bit(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "missing": (lambda root, v: (root / v / "linear/scripted.pt").unlink(), "linear", "scripted", "missing"),
+    "zero-length": (lambda root, v: (root / v / "linear/traced.pt").write_bytes(b""), "linear", "traced", "corrupt"),
+    "truncated": (lambda root, v: (root / v / "lstm/state_dict.pt").write_bytes(
+        (root / v / "lstm/state_dict.pt").read_bytes()[:200]), "lstm", "state_dict", "corrupt"),
+    "bit-flip": (lambda root, v: _flip_middle_bit(root / v / "conv2d_graph/scripted.pt"),
+                 "conv2d_graph", "scripted", "corrupt"),
+    "unloadable": (lambda root, v: _rewrite(root, v, "linear/state_dict.pt", b"not a torch file"),
+                   "linear", "state_dict", "load-error"),
+    "unloadable-script": (lambda root, v: _rewrite(root, v, "conv2d_graph/traced.pt", b"PK\x03\x04junk"),
+                          "conv2d_graph", "traced", "load-error"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_golden_is_its_results_verdict_and_the_run_goes_on(store, catalog, version, damage):
+    harm, case, artifact, verdict = DAMAGE[damage]
+    harm(store, version)
+    results = replay(store, [c for c in catalog if c.id in SLICE])
+    hit = [r for r in results if (r.case, r.artifact) == (case, artifact) and r.backend != "any"]
+    assert hit and {r.verdict for r in hit} <= {verdict, "skip"} and verdict in {r.verdict for r in hit}
+    assert all("\n" not in r.message and r.message for r in hit)
+    others = [r for r in results if (r.case, r.artifact) != (case, artifact)]
+    assert {r.verdict for r in others} <= {"pass", "skip"}
+
+
+def test_manifest_entry_edited_is_corrupt(store, catalog, version):
+    path, manifest = _manifest(store, version)
+    manifest["files"]["linear/scripted.pt"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(manifest))
+    by = keyed(replay(store, [c for c in catalog if c.id == "linear"]))
+    assert by[("linear", "scripted", "fbgemm")].verdict == "corrupt"
+    assert "does not match its manifest entry" in by[("linear", "scripted", "fbgemm")].message
+    assert by[("linear", "traced", "fbgemm")].verdict == "pass"
+
+
+def test_damaged_input_or_expected_output(store, catalog, version):
+    _flip_middle_bit(store / version / "linear/input.pt")
+    (store / version / "linear_dynamic-qint8/expected.x86.pt").unlink()
+    by = keyed(replay(store, [c for c in catalog if c.id in ("linear", "linear_dynamic-qint8")]))
+    assert all(r.verdict == "corrupt" and r.message.startswith("input:") for k, r in by.items() if k[0] == "linear")
+    if "x86" in supported_engines():
+        assert by[("linear_dynamic-qint8", "scripted", "x86")].verdict == "missing"
+        assert by[("linear_dynamic-qint8", "scripted", "fbgemm")].verdict == "pass"
+
+
+@pytest.mark.parametrize("how", ["deleted", "invalid-json"])
+def test_manifest_deleted_or_invalid(store, catalog, version, how):
+    path = store / version / "manifest.json"
+    path.unlink() if how == "deleted" else path.write_text("{oops")
+    results = replay(store, catalog)
+    assert len(results) == 1 and results[0].verdict == "corrupt"
+    assert "manifest.json" in results[0].message
+
+
+def test_numeric_drift_is_reported_in_steps(store, catalog, version):
+    name = "linear/expected.fbgemm.pt"
+    golden = torch.load(store / version / name, weights_only=True)
+    shifted = torch._make_per_tensor_quantized_tensor(
+        golden.int_repr() + 3, golden.q_scale(), golden.q_zero_point())
+    _rewrite(store, version, name, save_bytes(shifted))
+    by = keyed(replay(store, [c for c in catalog if c.id == "linear"]))
+    r = by[("linear", "state_dict", "fbgemm")]
+    assert r.verdict == "drift" and r.max_step_diff == 3 and r.mismatched == 1 and r.total == 1
+    assert "up to 3 steps" in r.message
+    assert by[("linear", "state_dict", "x86")].verdict == "pass"  # x86 has its own golden
+
+
+def test_case_missing_from_current_goldens_is_missing(store, catalog, version):
+    path, manifest = _manifest(store, version)
+    del manifest["cases"]["linear"]
+    path.write_text(json.dumps(manifest))
+    by = keyed(replay(store, [c for c in catalog if c.id == "linear"]))
+    r = by[("linear", "state_dict", "fbgemm")]
+    assert r.verdict == "missing" and "regenerate-goldens -k linear" in r.message
+
+
+def test_backend_selection(store, catalog):
+    results = replay(store, [c for c in catalog if c.id in SLICE], backends=["fbgemm"])
+    assert {r.backend for r in results} == {"fbgemm", "any"}
+
+
+def test_golden_versions_newer_than_torch_are_not_replayed(store, catalog, version):
+    import shutil
+
+    shutil.copytree(store / version, store / "99.0.0")
+    assert {r.golden_version for r in replay(store, catalog)} == {version}
+
+
+def test_unsafe_pickle_is_refused_without_running_it(store, catalog, version, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    _rewrite(store, version, "linear/state_dict.pt", save_bytes({"x": Payload()}))
+    by = keyed(replay(store, [c for c in catalog if c.id == "linear"]))
+    assert by[("linear", "state_dict", "fbgemm")].verdict == "load-error"
+    assert not marker.exists()
+
+
+def test_drift_names_a_cpu_change_between_golden_and_runtime(store, catalog, version):
+    """A golden made on another kind of CPU (the LSTM's VNNI story) says so in its drift."""
+    path, manifest = _manifest(store, version)
+    manifest["avx512_vnni"] = not manifest["avx512_vnni"]
+    path.write_text(json.dumps(manifest))
+    name = "linear/expected.fbgemm.pt"
+    golden = torch.load(store / version / name, weights_only=True)
+    shifted = torch._make_per_tensor_quantized_tensor(golden.int_repr() + 1, golden.q_scale(), golden.q_zero_point())
+    _rewrite(store, version, name, save_bytes(shifted))
+    r = keyed(replay(store, [c for c in catalog if c.id == "linear"]))[("linear", "traced", "fbgemm")]
+    assert r.verdict == "drift" and "golden made on another CPU: avx512_vnni" in r.message
+    passing = keyed(replay(store, [c for c in catalog if c.id == "linear"]))[("linear", "traced", "x86")]
+    assert passing.verdict == "pass" and passing.message == ""

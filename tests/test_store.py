@@ -1,0 +1,97 @@
+"""The golden store: atomic writes, manifest last, refusal to overwrite, verified reads."""
+
+import json
+
+import pytest
+
+from harness import store as store_mod
+from harness.store import CorruptGolden, GoldenExists, GoldenSet, GoldenStore, MissingGolden, sha256
+
+
+def test_write_then_read_round_trip(tmp_path):
+    s = GoldenStore(tmp_path)
+    s.write("2.13.0", {"c": {"backends": {}}}, {"c/a.pt": b"abc"}, {"torch": "2.13.0"})
+    gs = s.open("2.13.0")
+    assert gs.read("c/a.pt") == b"abc"
+    assert gs.files["c/a.pt"] == {"sha256": sha256(b"abc"), "size": 3}
+    assert gs.manifest["torch"] == "2.13.0" and gs.manifest["format"] == 1
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_manifest_is_written_last(tmp_path, monkeypatch):
+    order = []
+    real = store_mod.atomic_write
+    monkeypatch.setattr(store_mod, "atomic_write", lambda p, d: (order.append(p.name), real(p, d)))
+    GoldenStore(tmp_path).write("2.13.0", {"c": {}}, {"c/a.pt": b"1", "c/b.pt": b"2"}, {})
+    assert order == ["a.pt", "b.pt", "manifest.json"]
+
+
+def test_existing_goldens_are_not_overwritten_without_permission(tmp_path):
+    s = GoldenStore(tmp_path)
+    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"old"}, {})
+    with pytest.raises(GoldenExists, match="--force"):
+        s.write("2.13.0", {"c": {}}, {"c/a.pt": b"new"}, {})
+    assert (tmp_path / "2.13.0/c/a.pt").read_bytes() == b"old"
+    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"new"}, {}, overwrite=True)
+    assert s.open("2.13.0").read("c/a.pt") == b"new"
+
+
+def test_partial_regeneration_keeps_other_cases_and_drops_stale_files(tmp_path):
+    s = GoldenStore(tmp_path)
+    s.write("2.13.0", {"a": {}, "b": {}}, {"a/x.pt": b"1", "a/gone.pt": b"2", "b/y.pt": b"3"}, {})
+    s.write("2.13.0", {"a": {}}, {"a/x.pt": b"4"}, {}, overwrite=True)
+    gs = s.open("2.13.0")
+    assert set(gs.files) == {"a/x.pt", "b/y.pt"} and set(gs.cases) == {"a", "b"}
+    assert not (tmp_path / "2.13.0/a/gone.pt").exists()
+
+
+def test_reads_are_verified(tmp_path):
+    s = GoldenStore(tmp_path)
+    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"abcdef"}, {})
+    gs = s.open("2.13.0")
+    (tmp_path / "2.13.0/c/a.pt").write_bytes(b"abcdeg")
+    with pytest.raises(CorruptGolden, match="does not match its manifest"):
+        gs.read("c/a.pt")
+    (tmp_path / "2.13.0/c/a.pt").unlink()
+    with pytest.raises(MissingGolden):
+        gs.read("c/a.pt")
+    (tmp_path / "2.13.0/c/extra.pt").write_bytes(b"x")
+    with pytest.raises(CorruptGolden, match="no manifest entry"):
+        gs.read("c/extra.pt")
+
+
+def test_symlink_out_of_the_store_is_refused(tmp_path):
+    outside = tmp_path / "outside.pt"
+    outside.write_bytes(b"secret")
+    s = GoldenStore(tmp_path / "root")
+    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"secret"}, {})
+    link = tmp_path / "root/2.13.0/c/a.pt"
+    link.unlink()
+    link.symlink_to(outside)
+    with pytest.raises(CorruptGolden, match="outside"):
+        s.open("2.13.0").read("c/a.pt")
+
+
+def test_manifest_problems_are_reported_not_raised(tmp_path):
+    (tmp_path / "v").mkdir()
+    assert "missing" in GoldenSet.open(tmp_path / "v", "v").manifest_error
+    (tmp_path / "v/manifest.json").write_text("{not json")
+    assert "unreadable" in GoldenSet.open(tmp_path / "v", "v").manifest_error
+    (tmp_path / "v/manifest.json").write_text(json.dumps({"cases": {}}))
+    assert "files" in GoldenSet.open(tmp_path / "v", "v").manifest_error
+
+
+def test_unpinned_directory_allows_data_but_not_code(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"data")
+    gs = GoldenSet.open(tmp_path, "pytorch", required=False)
+    assert gs.read("x.pt") == b"data"
+    with pytest.raises(CorruptGolden, match="carries code"):
+        gs.read("x.pt", code=True)
+    gs.trust_unverified = True
+    assert gs.read("x.pt", code=True) == b"data"
+
+
+def test_versions_and_stray_directories(tmp_path):
+    for name in ("2.13.0", "1.13.1", "2.4.1", "not-a-version", ".hidden"):
+        (tmp_path / name).mkdir()
+    assert GoldenStore(tmp_path).versions() == (["1.13.1", "2.4.1", "2.13.0"], ["not-a-version"])
