@@ -81,20 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _run(prog: str, command, args) -> int:
+    """Run a command; usage errors become one line and exit 2, never a traceback."""
     try:
-        if args.command == "replay":
-            return _replay(args)
-        if args.command == "pin":
-            return _pin(args)
-        return _cases(args)
+        return command(args)
     except UsageError as exc:
-        print(f"bc-harness: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"replay": _replay, "pin": _pin, "cases": _cases}[args.command]
+    return _run("bc-harness", command, args)
 
 
 def _replay(args) -> int:
@@ -184,13 +185,7 @@ def regenerate_parser() -> argparse.ArgumentParser:
 
 def regenerate_main(argv: list[str] | None = None) -> int:
     args = regenerate_parser().parse_args(argv)
-    try:
-        return _regenerate(args)
-    except UsageError as exc:
-        print(f"regenerate-goldens: error: {exc}", file=sys.stderr)
-        return USAGE_ERROR
-    except KeyboardInterrupt:
-        return 130
+    return _run("regenerate-goldens", _regenerate, args)
 
 
 def _regenerate(args) -> int:
@@ -198,11 +193,17 @@ def _regenerate(args) -> int:
 
     from .compat import torch_release
     from .generate import command_line, generate_case, generation_info
-    from .store import GoldenExists, GoldenStore
+    from .store import GoldenError, GoldenExists, GoldenStore
 
     store = GoldenStore(paths.goldens)
     version = torch_release()
-    existing = store.open(version).cases if (paths.goldens / version).is_dir() else {}
+    current = store.open(version) if (paths.goldens / version).is_dir() else None
+    if current is not None and current.manifest_error and any((paths.goldens / version).iterdir()):
+        print(f"regenerate-goldens: {current.manifest_error}; the golden set cannot be updated safely. "
+              f"Repair it from version control, or remove {paths.goldens / version} to start afresh.",
+              file=sys.stderr)
+        return 1
+    existing = current.cases if current is not None else {}
     clash = [c.id for c in cases if c.id in existing or (paths.goldens / version / c.id).exists()]
     if clash and not args.force:
         print(f"regenerate-goldens: refusing to overwrite goldens of {len(clash)} case(s) under "
@@ -234,6 +235,9 @@ def _regenerate(args) -> int:
                     generation_info(command_line()), overwrite=args.force)
     except GoldenExists as exc:  # a concurrent writer got there first
         print(f"regenerate-goldens: {exc}", file=sys.stderr)
+        return 1
+    except (GoldenError, OSError) as exc:
+        print(f"regenerate-goldens: cannot write goldens: {exc}", file=sys.stderr)
         return 1
     files = sum(len(g.files) for g in generated)
     print(f"wrote {files} files and {paths.goldens / version / 'manifest.json'}")

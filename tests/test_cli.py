@@ -136,3 +136,11 @@ def test_golden_directory_comes_from_pyproject_of_the_current_project(tmp_path, 
 def test_cases_lists_the_catalog():
     out = run_cli("bc-harness", "cases", check=0)
     assert "linear_dynamic-float16" in out.stdout and "test_linear_relu_package_quantization_transforms" in out.stdout
+
+
+def test_regeneration_refuses_a_golden_set_whose_manifest_is_unusable(store, version):
+    (store / version / "manifest.json").write_text("{broken")
+    before = {p: p.read_bytes() for p in (store / version).rglob("*") if p.is_file()}
+    out = run_cli("regenerate-goldens", "--goldens", store, "-k", "per_tensor", "--force", check=1)
+    assert "cannot be updated safely" in out.stderr and "Traceback" not in out.stderr
+    assert {p: p.read_bytes() for p in before} == before
