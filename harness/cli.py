@@ -192,7 +192,7 @@ def _regenerate(args) -> int:
     paths, cases = _catalog(args)
 
     from .compat import torch_release
-    from .generate import command_line, generate_case, generation_info
+    from .generate import command_line, generate_case, generation_info, keep_unchanged
     from .store import GoldenError, GoldenExists, GoldenStore
 
     store = GoldenStore(paths.goldens)
@@ -226,8 +226,12 @@ def _regenerate(args) -> int:
         print(f"  {case.id:<48} {note} ({time.perf_counter() - started:.2f} s)")
 
     if clash:
+        old = store.open(version)
         print()
-        print(_changes_report(store.open(version), generated))
+        print(_changes_report(old, generated))
+        kept = keep_unchanged(old, generated)
+        if kept:
+            print(f"{kept} data files have the same content as before; their old bytes are kept")
         print()
     try:
         store.write(version, {g.case.id: g.entry for g in generated},
@@ -257,17 +261,25 @@ def _changes_report(old, generated) -> str:
     for g in generated:
         if g.case.id not in old.cases and not (old.root / g.case.id).exists():
             continue
-        backends = sorted({*g.entry.get("backends", {}), *old.cases.get(g.case.id, {}).get("backends", {})})
-        for backend in backends:
+        old_status = old.cases.get(g.case.id, {}).get("backends", {})
+        new_status = g.entry.get("backends", {})
+        for backend in sorted({*new_status, *old_status}):
             name = expected_name(g.case.id, backend)
             new = g.files.get(name)
+            was_made = old_status.get(backend) == "ok"
+            if not was_made and new is None:
+                rows.append([g.case.id, backend, "still not made", new_status.get(backend, "")])
+                continue
+            if not was_made:
+                rows.append([g.case.id, backend, "new", "this backend had no golden before"])
+                continue
+            if new is None:
+                rows.append([g.case.id, backend, "REMOVED", new_status.get(backend, "")])
+                continue
             try:
                 before = old.read(name)
             except GoldenError as exc:
                 rows.append([g.case.id, backend, "old golden unusable", str(exc)])
-                continue
-            if new is None:
-                rows.append([g.case.id, backend, "removed", g.entry["backends"].get(backend, "")])
                 continue
             if before == new:
                 rows.append([g.case.id, backend, "identical", ""])
@@ -280,7 +292,7 @@ def _changes_report(old, generated) -> str:
                 steps = "?" if diff.max_step_diff is None else f"{diff.max_step_diff:g}"
                 rows.append([g.case.id, backend, f"CHANGED {steps} steps",
                              f"{diff.mismatched} of {diff.total} elements; {diff.message}"])
-    changed = sum(1 for r in rows if r[2] not in ("identical", "same values"))
+    changed = sum(1 for r in rows if r[2] not in ("identical", "same values", "still not made"))
     head = f"numeric changes versus the old goldens: {changed} of {len(rows)} (case, backend) pairs"
     return head + "\n" + tabulate(rows, headers=["case", "backend", "change", "detail"])
 

@@ -14,6 +14,7 @@ from .compat import (
     cpu_capability,
     engine,
     has_avx512_vnni,
+    load_weights,
     parse_version,
     quiet,
     runtime_warnings,
@@ -92,7 +93,9 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
             entry["artifacts"].append(kind)
         if case.flow == "fx":
             model = flows.runnable(case, flows.build(case), example)
-            out.files[f"{case.id}/get_attr_targets.pt"] = save_bytes(flows.get_attr_targets(model))
+            # sorted: a pickled set follows the process's string-hash order, and the bytes would
+            # change on every run; replay compares it as a set either way
+            out.files[f"{case.id}/get_attr_targets.pt"] = save_bytes(sorted(flows.get_attr_targets(model)))
 
     for backend in ["any"] if case.engine_agnostic else engines:
         with quiet() as caught, engine(backend):
@@ -115,3 +118,37 @@ def command_line() -> str:
     import shlex
 
     return " ".join(shlex.quote(a) for a in [os.path.basename(sys.argv[0]), *sys.argv[1:]])
+
+
+def keep_unchanged(old, generated: list[Generated]) -> int:
+    """Reuse the old bytes of data files whose content did not change. Returns how many.
+
+    torch.save's legacy format (PyTorch's suite writes state_dicts in it) keys storages by
+    memory address, so identical state serializes to different bytes on every run. A
+    regeneration then keeps the old file, and its diff shows only real changes. Files
+    that carry code are compared as bytes only: their content is not safe to load here.
+    """
+    from .artifacts import CODE_CARRYING
+    from .compare import compare
+    from .store import GoldenError
+
+    kept = 0
+    for g in generated:
+        for name, data in g.files.items():
+            if name.rsplit("/", 1)[-1].removesuffix(".pt") in CODE_CARRYING:
+                continue
+            try:
+                before = old.read(name)
+            except GoldenError:
+                continue
+            if before == data:
+                continue
+            try:
+                with quiet():
+                    same = compare(load_weights(before), load_weights(data)).ok
+            except Exception:
+                same = False
+            if same:
+                g.files[name] = before
+                kept += 1
+    return kept

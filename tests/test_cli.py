@@ -144,3 +144,15 @@ def test_regeneration_refuses_a_golden_set_whose_manifest_is_unusable(store, ver
     out = run_cli("regenerate-goldens", "--goldens", store, "-k", "per_tensor", "--force", check=1)
     assert "cannot be updated safely" in out.stderr and "Traceback" not in out.stderr
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_forced_regeneration_of_unchanged_cases_keeps_data_bytes(tmp_path, version):
+    golden = tmp_path / "g"
+    run_cli("regenerate-goldens", "--goldens", golden, "-k", "conv2d_relu", "-k", "per_channel*", check=0)
+    before = {p.relative_to(golden): p.read_bytes() for p in golden.rglob("*.pt")}
+    out = run_cli("regenerate-goldens", "--goldens", golden, "-k", "conv2d_relu", "-k", "per_channel*",
+                  "--force", check=0)
+    assert "numeric changes versus the old goldens: 0 of" in out.stdout
+    after = {p.relative_to(golden): p.read_bytes() for p in golden.rglob("*.pt")}
+    data = [k for k in before if k.name.split(".")[0] not in ("scripted", "traced", "package")]
+    assert data and all(before[k] == after[k] for k in data)  # legacy state_dicts included
