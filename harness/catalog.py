@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+#: Quantized engines in the order the harness reports them. fbgemm first: it is the
+#: engine PyTorch's own suite generates with, and the one cross-backend figures refer to.
+ENGINE_ORDER = ("fbgemm", "x86", "qnnpack", "onednn")
+
 #: Artifact kinds a case may ask for, in the order results are reported.
 ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package")
 
@@ -55,6 +59,16 @@ class FloatInput:
         return getattr(torch, self.dist)(*self.shape).float()
 
 
+@dataclass(frozen=True, eq=False)
+class GivenInput:
+    """An input a user's test passes in: a tensor, or a tuple of positional arguments."""
+
+    value: Any
+
+    def make(self):
+        return self.value
+
+
 @dataclass(frozen=True)
 class Tolerance:
     """How far a replayed output may be from its golden. The default is exact.
@@ -92,7 +106,7 @@ class Case:
 
     id: str
     build: Callable[[], Any]
-    input: QuantizedInput | FloatInput
+    input: QuantizedInput | FloatInput | GivenInput
     artifacts: tuple[str, ...]
     flow: str = "eager"
     seed: int = 0
@@ -120,7 +134,7 @@ class Case:
 
     def forward(self, model, example):
         """What a replay records of a model: its output (and, for observers, their qparams)."""
-        out = model(example)
+        out = model(*example) if isinstance(example, tuple) else model(example)
         if self.flow == "observer":
             scale, zero_point = model.calculate_qparams()
             return (out, scale, zero_point)

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .compat import ENGINE_ORDER
+from .catalog import ENGINE_ORDER
 
 USAGE_ERROR = 2
 

@@ -14,9 +14,8 @@ from typing import Iterator
 import torch
 from packaging.version import InvalidVersion, Version
 
-#: Engines in the order the harness reports them. fbgemm first: it is the engine
-#: PyTorch's own suite generates with, and the one cross-backend figures refer to.
-ENGINE_ORDER = ("fbgemm", "x86", "qnnpack", "onednn")
+from .catalog import ENGINE_ORDER
+
 
 #: torchbind classes a quantized state_dict may legitimately pickle. Their
 #: unpickling only re-packs weights; anything else named in a pickle is refused.

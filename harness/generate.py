@@ -83,11 +83,16 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
     with quiet(), engine(primary):
         example = flows.make_input(case)
         out.files[f"{case.id}/input.pt"] = save_bytes(example)
+        reference = case.forward(flows.runnable(case, flows.build(case), example), example)
         for kind in case.artifacts:
             try:
                 data = KINDS[kind].save(case, flows.build(case), example)
             except Exception as exc:  # recorded, replayed as skip
                 entry["skipped_artifacts"][kind] = f"torch {torch_release()} cannot make it: {_one_line(exc)}"
+                continue
+            problem = _round_trip_problem(case, kind, data, example, reference)
+            if problem:
+                entry["skipped_artifacts"][kind] = f"torch {torch_release()} {problem}"
                 continue
             out.files[f"{case.id}/{file_name(kind)}"] = data
             entry["artifacts"].append(kind)
@@ -111,6 +116,26 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
         if noted:
             entry["warnings"][backend] = noted
     return out
+
+
+def _round_trip_problem(case: Case, kind: str, data: bytes, example, reference) -> str | None:
+    """Load a just-made artifact, run it, and compare with the model it was made from.
+
+    A golden that disagrees with its own model the moment it is made can never pass; it
+    is recorded as skipped with the reason instead (a legacy-format state_dict of a
+    dynamic LSTM, for one, reloads with wrong weights).
+    """
+    from .compare import compare
+
+    try:
+        obtained = case.forward(KINDS[kind].load(case, data, example), example)
+    except Exception as exc:
+        return f"saves it but cannot run it after loading: {_one_line(exc)}"
+    if case.check_numerics:
+        diff = compare(reference, obtained, case.tolerance)
+        if not diff.ok:
+            return f"saves it but the reloaded {kind} disagrees with the model: {diff.message}"
+    return None
 
 
 def command_line() -> str:

@@ -140,24 +140,37 @@ def _one_line(exc: BaseException) -> str:
 class _CaseFiles:
     """What a case's replay reads once and shares across artifacts and backends."""
 
+    problem: tuple[str, str] | None = None  # (verdict, reason) for every result of the case
     example: object = None
+    artifacts: dict = field(default_factory=dict)  # kind -> bytes, or (verdict, reason)
     expected: dict = field(default_factory=dict)
 
 
+@dataclass
+class Evaluation:
+    """One result, with the golden and obtained outputs behind it (None where not reached)."""
+
+    result: Result
+    golden: object = None
+    obtained: object = None
+    targets: tuple | None = None  # (golden, obtained) get_attr targets, for the package kind
+
+
 class Replayer:
+    #: how many cases' files are held at once (items of a case usually run together)
+    CACHE = 4
+
     def __init__(self, layout, cases: list[Case], options: Options):
         self.layout = layout
         self.cases = cases
         self.options = options
         self.runtime = torch_release()
         self.have = supported_engines()
+        self._files: dict[str, _CaseFiles] = {}
 
-    def _result(self, case_id: str, artifact: str, backend: str, verdict: str, message: str = "", **figures):
-        pytorch_test = None
-        if self.layout.name == "pytorch":
-            case = next((c for c in self.cases if c.id == case_id), None)
-            pytorch_test = case.pytorch.method if case and case.pytorch else None
-        return Result(case_id, artifact, backend, self.layout.golden.version, self.runtime, verdict,
+    def _result(self, case: Case, artifact: str, backend: str, verdict: str, message: str = "", **figures):
+        pytorch_test = case.pytorch.method if self.layout.name == "pytorch" and case.pytorch else None
+        return Result(case.id, artifact, backend, self.layout.golden.version, self.runtime, verdict,
                       message, layout=self.layout.name, pytorch_test=pytorch_test, **figures)
 
     def _error(self, exc: BaseException, prefix: str = "") -> str:
@@ -176,50 +189,60 @@ class Replayer:
             yield from self.replay_case(case)
 
     def replay_case(self, case: Case) -> Iterator[Result]:
-        layout = self.layout
-        kinds = layout.artifacts(case)
-        backends = self.backends_for(case)
-        problem = layout.case_problem(case)
-        if problem is not None:
-            for kind, _ in kinds:
-                for backend in backends:
-                    yield self._result(case.id, kind, backend, *problem)
-            return
-        shared = _CaseFiles()
-        try:
-            with quiet():
-                shared.example = load_weights(layout.golden.read(layout.input_file(case)))
-        except GoldenError as exc:
-            for kind, _ in kinds:
-                for backend in backends:
-                    yield self._result(case.id, kind, backend, exc.verdict, f"input: {exc}")
-            return
-        except Exception as exc:
-            for kind, _ in kinds:
-                for backend in backends:
-                    yield self._result(case.id, kind, backend, "load-error", self._error(exc, "input: "))
-            return
-        for kind, skipped in kinds:
-            if skipped:
-                for backend in backends:
-                    yield self._result(case.id, kind, backend, "skip", skipped)
-                continue
+        for kind, _ in self.layout.artifacts(case):
+            for backend in self.backends_for(case):
+                yield self.evaluate(case, kind, backend).result
+
+    def _case_files(self, case: Case) -> _CaseFiles:
+        """Read (once) what every result of a case needs: its standing and its input."""
+        files = self._files.get(case.id)
+        if files is not None:
+            return files
+        if len(self._files) >= self.CACHE:
+            self._files.pop(next(iter(self._files)))
+        files = self._files[case.id] = _CaseFiles()
+        files.problem = self.layout.case_problem(case)
+        if files.problem is None:
             try:
-                data = layout.golden.read(layout.artifact_file(case, kind), code=kind in CODE_CARRYING)
+                with quiet():
+                    files.example = load_weights(self.layout.golden.read(self.layout.input_file(case)))
             except GoldenError as exc:
-                for backend in backends:
-                    yield self._result(case.id, kind, backend, exc.verdict, str(exc))
-                continue
-            for backend in backends:
-                yield self.replay_one(case, kind, data, backend, shared)
+                files.problem = (exc.verdict, f"input: {exc}")
+            except Exception as exc:
+                files.problem = ("load-error", self._error(exc, "input: "))
+        return files
+
+    def _artifact(self, case: Case, kind: str, files: _CaseFiles):
+        """The artifact's verified bytes, or (verdict, reason)."""
+        if kind not in files.artifacts:
+            skipped = dict(self.layout.artifacts(case)).get(kind)
+            if skipped:
+                files.artifacts[kind] = ("skip", skipped)
+            else:
+                try:
+                    files.artifacts[kind] = self.layout.golden.read(
+                        self.layout.artifact_file(case, kind), code=kind in CODE_CARRYING)
+                except GoldenError as exc:
+                    files.artifacts[kind] = (exc.verdict, str(exc))
+        return files.artifacts[kind]
+
+    def evaluate(self, case: Case, kind: str, backend: str) -> Evaluation:
+        """Judge one (case, artifact kind, backend) of this golden set."""
+        files = self._case_files(case)
+        if files.problem is not None:
+            return Evaluation(self._result(case, kind, backend, *files.problem))
+        data = self._artifact(case, kind, files)
+        if isinstance(data, tuple):
+            return Evaluation(self._result(case, kind, backend, *data))
+        return self._replay_one(case, kind, data, backend, files)
 
     def _expected(self, case: Case, backend: str, shared: _CaseFiles):
         """The golden output for a backend, read once per case; raises GoldenError."""
         if backend not in shared.expected:
             try:
-                shared.expected[backend] = load_weights(
-                    self.layout.golden.read(self.layout.expected_file(case, backend))
-                )
+                with quiet():
+                    shared.expected[backend] = load_weights(
+                        self.layout.golden.read(self.layout.expected_file(case, backend)))
             except GoldenError as exc:
                 shared.expected[backend] = exc
             except Exception as exc:
@@ -229,43 +252,49 @@ class Replayer:
             raise value
         return value
 
-    def replay_one(self, case: Case, kind: str, data: bytes, backend: str, shared: _CaseFiles) -> Result:
+    def _replay_one(self, case: Case, kind: str, data: bytes, backend: str, shared: _CaseFiles) -> Evaluation:
         layout = self.layout
+
+        def result(verdict, message="", **figures):
+            return Evaluation(self._result(case, kind, backend, verdict, message, **figures))
+
         if backend != "any" and backend not in self.have:
-            return self._result(case.id, kind, backend, "skip", f"torch {self.runtime} has no {backend} engine")
+            return result("skip", f"torch {self.runtime} has no {backend} engine")
         problem = layout.backend_problem(case, backend)
         if problem:
-            return self._result(case.id, kind, backend, "skip", problem)
+            return result("skip", problem)
         golden = None
         if case.check_numerics:
             try:
                 golden = self._expected(case, backend, shared)
             except GoldenError as exc:
-                return self._result(case.id, kind, backend, exc.verdict, str(exc))
+                return result(exc.verdict, str(exc))
         example = shared.example
         with quiet() as caught, engine(backend):
             try:
                 model = KINDS[kind].load(case, data, example)
             except Exception as exc:
-                return self._result(case.id, kind, backend, "load-error", self._error(exc))
+                return result("load-error", self._error(exc))
             if not case.check_numerics:
-                return self._result(case.id, kind, backend, "pass", "loaded; the case checks loading only")
+                return result("pass", "loaded; the case checks loading only")
             try:
                 obtained = case.forward(model, example) if layout.name == "harness" else model(example)
             except Exception as exc:
-                return self._result(case.id, kind, backend, "load-error", self._error(exc, "forward failed: "))
+                return result("load-error", self._error(exc, "forward failed: "))
         noted = runtime_warnings(caught)
         diff = compare(golden, obtained, case.tolerance)
+        targets = None
         if kind == "package":
             try:
-                targets = load_weights(layout.golden.read(layout.get_attr_file(case)))
+                with quiet():
+                    golden_targets = load_weights(layout.golden.read(layout.get_attr_file(case)))
             except GoldenError as exc:
-                return self._result(case.id, kind, backend, exc.verdict, str(exc))
-            diff = compare_sets(targets, flows.get_attr_targets(model)).merge(diff)
+                return result(exc.verdict, str(exc))
+            targets = (golden_targets, flows.get_attr_targets(model))
+            diff = compare_sets(*targets).merge(diff)
         verdict, message = layout.judge(case, golden, obtained, diff)
         cross = self._cross(case, backend, obtained, diff, shared)
-        return self._result(
-            case.id, kind, backend, verdict, message,
+        figures = dict(
             max_abs_diff=diff.max_abs_diff, max_step_diff=diff.max_step_diff,
             mismatched=diff.mismatched, total=diff.total,
             vs_fbgemm_max_abs_diff=cross.max_abs_diff if cross else None,
@@ -273,6 +302,48 @@ class Replayer:
             vs_fbgemm_mismatched=cross.mismatched if cross else None,
             warnings=noted,
         )
+        return Evaluation(self._result(case, kind, backend, verdict, message, **figures), golden, obtained, targets)
+
+    def evaluate_model(self, case: Case, backend: str, example) -> Evaluation:
+        """Judge the model as ``case.build`` makes it today against this set's golden output.
+
+        This is the snapshot question next to the artifacts' backward-compatibility one:
+        does today's code, on today's torch, still give the golden output? ``example`` is
+        the input the caller would use now; a golden made from another input is stale.
+        """
+        def result(verdict, message="", **figures):
+            return Evaluation(self._result(case, "model", backend, verdict, message, **figures))
+
+        files = self._case_files(case)
+        if files.problem is not None:
+            return result(*files.problem)
+        if backend != "any" and backend not in self.have:
+            return result("skip", f"torch {self.runtime} has no {backend} engine")
+        problem = self.layout.backend_problem(case, backend)
+        if problem:
+            return result("skip", problem)
+        stale = compare(files.example, example, where="input")
+        if not stale.ok:
+            return result("drift", f"the example input is not the golden's: {stale.message}")
+        try:
+            golden = self._expected(case, backend, files)
+        except GoldenError as exc:
+            return result(exc.verdict, str(exc))
+        with quiet() as caught, engine(backend):
+            try:
+                obtained = case.forward(flows.runnable(case, flows.build(case), files.example), files.example)
+            except Exception as exc:
+                return result("load-error", self._error(exc, "building or running the model failed: "))
+        diff = compare(golden, obtained, case.tolerance)
+        verdict, message = self.layout.judge(case, golden, obtained, diff)
+        cross = self._cross(case, backend, obtained, diff, files)
+        return Evaluation(self._result(
+            case, "model", backend, verdict, message, max_abs_diff=diff.max_abs_diff,
+            max_step_diff=diff.max_step_diff, mismatched=diff.mismatched, total=diff.total,
+            vs_fbgemm_max_abs_diff=cross.max_abs_diff if cross else None,
+            vs_fbgemm_max_step_diff=cross.max_step_diff if cross else None,
+            vs_fbgemm_mismatched=cross.mismatched if cross else None,
+            warnings=runtime_warnings(caught)), golden, obtained)
 
     def _cross(self, case: Case, backend: str, obtained, diff: Diff, shared: _CaseFiles) -> Diff | None:
         """The obtained output against the fbgemm golden (exact), or None where there is none."""

@@ -7,12 +7,15 @@ and the manifest, which holds every file's sha256 and size, is written last.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from .compat import parse_version
 
@@ -146,8 +149,21 @@ class GoldenSet:
 class GoldenStore:
     """The golden root: one GoldenSet per torch release, each with its manifest."""
 
+    LOCK = ".bc-harness.lock"
+
     def __init__(self, root: Path):
         self.root = Path(root)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's exclusive lock: writers (processes, xdist workers) take turns."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / self.LOCK, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def versions(self) -> tuple[list[str], list[str]]:
         """(golden versions, stray directory names), versions oldest first."""
@@ -170,6 +186,10 @@ class GoldenStore:
         ``cases`` maps case id to its manifest entry; ``files`` maps paths relative to the
         version directory (``<case>/<file>``) to bytes. Cases not named keep their entries.
         """
+        with self.lock():
+            return self._write(version, cases, files, info, overwrite)
+
+    def _write(self, version, cases, files, info, overwrite) -> dict:
         target = self.root / version
         current = GoldenSet.open(target, version, required=False)
         if current.manifest_error:
@@ -203,6 +223,27 @@ class GoldenStore:
                 if f"{case_id}/{path.name}" not in manifest_files and path.is_file():
                     path.unlink()
         return manifest
+
+    def remove(self, version: str, case_ids: list[str]) -> list[str]:
+        """Drop cases from a golden set: manifest first (without them), then their files."""
+        with self.lock():
+            target = self.root / version
+            current = GoldenSet.open(target, version)
+            if current.manifest_error:
+                raise GoldenError(current.manifest_error)
+            gone = [c for c in case_ids if c in current.cases]
+            manifest = dict(current.manifest)
+            manifest["cases"] = {k: v for k, v in current.cases.items() if k not in gone}
+            manifest["files"] = {k: v for k, v in current.files.items() if k.split("/", 1)[0] not in gone}
+            atomic_write(target / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+            for case_id in gone:
+                case_dir = target / case_id
+                for path in case_dir.iterdir() if case_dir.is_dir() else ():
+                    if path.is_file():
+                        path.unlink()
+                if case_dir.is_dir() and not any(case_dir.iterdir()):
+                    case_dir.rmdir()
+            return gone
 
 
 def pin(directory: Path, info: dict) -> dict:
