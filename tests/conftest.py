@@ -75,3 +75,18 @@ def records(path: Path) -> list[dict]:
 
 def by_key(recs: list[dict]) -> dict[tuple, dict]:
     return {(r["case"], r["artifact"], r["backend"]): r for r in recs}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_warmed(generated_store, catalog):
+    """Run every flow once (generate, then replay) before any test.
+
+    pytester snapshots sys.modules when a test starts and restores it at teardown; a torch
+    submodule first imported inside such a test would be dropped and, imported again later,
+    would register its operators twice (torch refuses). Warming imports them all up front.
+    """
+    from harness.replay import Options, replay_store
+    from harness.store import GoldenStore
+
+    by_id = {c.id: c for c in catalog}
+    list(replay_store(GoldenStore(generated_store), [by_id[i] for i in SLICE], Options()))

@@ -14,7 +14,23 @@ def test_readme_has_the_two_setup_commands_and_ci_runs_both():
     assert len(commands) == 2
     main_job, tests = commands
     assert main_job.endswith("bc-harness replay") and "torch==2.13.0" in main_job
-    assert "pytest" in tests and "torch==2.13.0" in tests and "[test]" in tests
+    assert "pytest" in tests and "--golden" in tests and "torch==2.13.0" in tests and "[test]" in tests
     ci = (REPO / ".ci" / "run").read_text()
     assert tests in ci
     assert main_job in ci  # CI adds -q after it: the same command, a shorter print
+
+
+def test_readme_fixture_example_works(pytester, monkeypatch):
+    from harness.pytest_plugin import CI_VARIABLES
+
+    for name in CI_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    example = re.search(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    assert len(example.strip().splitlines()) <= 13
+    pytester.makeini("[pytest]\ngolden_dir = goldens\n")
+    pytester.makepyfile(test_x=example)
+    missing = pytester.runpytest()
+    missing.assert_outcomes(failed=1)
+    missing.stdout.fnmatch_lines(["*pytest 'test_x.py::test_my_model' --golden-update-new-only*"])
+    pytester.runpytest("--golden-update-new-only").assert_outcomes(skipped=1)
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=1)

@@ -95,3 +95,32 @@ def test_versions_and_stray_directories(tmp_path):
     for name in ("2.13.0", "1.13.1", "2.4.1", "not-a-version", ".hidden"):
         (tmp_path / name).mkdir()
     assert GoldenStore(tmp_path).versions() == (["1.13.1", "2.4.1", "2.13.0"], ["not-a-version"])
+
+
+def test_remove_drops_cases_from_manifest_and_disk(tmp_path):
+    s = GoldenStore(tmp_path)
+    s.write("2.13.0", {"a": {}, "b": {}}, {"a/x.pt": b"1", "b/y.pt": b"2"}, {})
+    assert s.remove("2.13.0", ["a", "zzz"]) == ["a"]
+    gs = s.open("2.13.0")
+    assert set(gs.cases) == {"b"} and set(gs.files) == {"b/y.pt"}
+    assert not (tmp_path / "2.13.0/a").exists() and gs.read("b/y.pt") == b"2"
+
+
+def test_concurrent_writers_take_turns(tmp_path):
+    """Eight processes write eight different cases at once; the manifest keeps all of them."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_one, args=(tmp_path, i)) for i in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    gs = GoldenStore(tmp_path).open("2.13.0")
+    assert set(gs.cases) == {f"c{i}" for i in range(8)}
+    assert all(gs.read(f"c{i}/a.pt") == bytes([i]) * 1000 for i in range(8))
+
+
+def _write_one(root, i):
+    GoldenStore(root).write("2.13.0", {f"c{i}": {}}, {f"c{i}/a.pt": bytes([i]) * 1000}, {})
