@@ -177,3 +177,50 @@ def keep_unchanged(old, generated: list[Generated]) -> int:
                 g.files[name] = before
                 kept += 1
     return kept
+
+
+def changes_report(old, generated: list[Generated]) -> str:
+    """What regeneration changes numerically, per case and backend, versus the old goldens."""
+    from tabulate import tabulate
+
+    from .compare import compare
+    from .store import GoldenError
+
+    rows = []
+    for g in generated:
+        if g.case.id not in old.cases and not (old.root / g.case.id).exists():
+            continue
+        old_status = old.cases.get(g.case.id, {}).get("backends", {})
+        new_status = g.entry.get("backends", {})
+        for backend in sorted({*new_status, *old_status}):
+            name = expected_name(g.case.id, backend)
+            new = g.files.get(name)
+            was_made = old_status.get(backend) == "ok"
+            if not was_made and new is None:
+                rows.append([g.case.id, backend, "still not made", new_status.get(backend, "")])
+                continue
+            if not was_made:
+                rows.append([g.case.id, backend, "new", "this backend had no golden before"])
+                continue
+            if new is None:
+                rows.append([g.case.id, backend, "REMOVED", new_status.get(backend, "")])
+                continue
+            try:
+                before = old.read(name)
+            except GoldenError as exc:
+                rows.append([g.case.id, backend, "old golden unusable", str(exc)])
+                continue
+            if before == new:
+                rows.append([g.case.id, backend, "identical", ""])
+                continue
+            with quiet():
+                diff = compare(load_weights(before), load_weights(new), g.case.tolerance)
+            if diff.ok:
+                rows.append([g.case.id, backend, "same values", "bytes differ, outputs equal"])
+            else:
+                steps = "?" if diff.max_step_diff is None else f"{diff.max_step_diff:g}"
+                rows.append([g.case.id, backend, f"CHANGED {steps} steps",
+                             f"{diff.mismatched} of {diff.total} elements; {diff.message}"])
+    changed = sum(1 for r in rows if r[2] not in ("identical", "same values", "still not made"))
+    head = f"numeric changes versus the old goldens: {changed} of {len(rows)} (case, backend) pairs"
+    return head + "\n" + tabulate(rows, headers=["case", "backend", "change", "detail"])

@@ -322,9 +322,9 @@ def _write_catalog_case(state: GoldenSession, case, *, rewrite: bool, nodeid: st
 
 
 def _change_text(store, version: str, generated) -> str:
-    from .cli import _changes_report
+    from .generate import changes_report
 
-    return _changes_report(store.open(version), generated)
+    return changes_report(store.open(version), generated)
 
 
 def _failure_text(state: GoldenSession, evaluations, tolerance, nodeid: str) -> str:
@@ -534,8 +534,7 @@ def pytest_sessionfinish(session, exitstatus):
         import json
 
         state.report.parent.mkdir(parents=True, exist_ok=True)
-        records = [{k: v for k, v in r.items() if k != "test"} | {"test": r["test"]} for r in state.results]
-        state.report.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+        state.report.write_text(json.dumps(state.results, indent=1) + "\n", encoding="utf-8")
     if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
         return
     if state.layout == "harness" and (state.results or state.catalog):

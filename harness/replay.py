@@ -292,9 +292,14 @@ class Replayer:
                 return result(exc.verdict, str(exc))
             targets = (golden_targets, flows.get_attr_targets(model))
             diff = compare_sets(*targets).merge(diff)
-        verdict, message = layout.judge(case, golden, obtained, diff)
+        return self._judged(case, kind, backend, golden, obtained, diff, shared, noted, targets)
+
+    def _judged(self, case, kind, backend, golden, obtained, diff: Diff, shared, noted, targets=None) -> Evaluation:
+        """The Evaluation of an output that was obtained: verdict, figures, distance to fbgemm."""
+        verdict, message = self.layout.judge(case, golden, obtained, diff)
         cross = self._cross(case, backend, obtained, diff, shared)
-        figures = dict(
+        result = self._result(
+            case, kind, backend, verdict, message,
             max_abs_diff=diff.max_abs_diff, max_step_diff=diff.max_step_diff,
             mismatched=diff.mismatched, total=diff.total,
             vs_fbgemm_max_abs_diff=cross.max_abs_diff if cross else None,
@@ -302,7 +307,7 @@ class Replayer:
             vs_fbgemm_mismatched=cross.mismatched if cross else None,
             warnings=noted,
         )
-        return Evaluation(self._result(case, kind, backend, verdict, message, **figures), golden, obtained, targets)
+        return Evaluation(result, golden, obtained, targets)
 
     def evaluate_model(self, case: Case, backend: str, example) -> Evaluation:
         """Judge the model as ``case.build`` makes it today against this set's golden output.
@@ -335,15 +340,7 @@ class Replayer:
             except Exception as exc:
                 return result("load-error", self._error(exc, "building or running the model failed: "))
         diff = compare(golden, obtained, case.tolerance)
-        verdict, message = self.layout.judge(case, golden, obtained, diff)
-        cross = self._cross(case, backend, obtained, diff, files)
-        return Evaluation(self._result(
-            case, "model", backend, verdict, message, max_abs_diff=diff.max_abs_diff,
-            max_step_diff=diff.max_step_diff, mismatched=diff.mismatched, total=diff.total,
-            vs_fbgemm_max_abs_diff=cross.max_abs_diff if cross else None,
-            vs_fbgemm_max_step_diff=cross.max_step_diff if cross else None,
-            vs_fbgemm_mismatched=cross.mismatched if cross else None,
-            warnings=runtime_warnings(caught)), golden, obtained)
+        return self._judged(case, "model", backend, golden, obtained, diff, files, runtime_warnings(caught))
 
     def _cross(self, case: Case, backend: str, obtained, diff: Diff, shared: _CaseFiles) -> Diff | None:
         """The obtained output against the fbgemm golden (exact), or None where there is none."""
