@@ -7,6 +7,7 @@ Exit status: 0 nothing failed, 1 some result failed (or a golden would be overwr
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -109,10 +110,17 @@ def _replay(args) -> int:
     paths, cases = _catalog(args)
 
     from . import results as R
+    from .known import KnownDriftError
+    from .known import load as load_known
     from .replay import Options, replay_pytorch_dir, replay_store
     from .store import GoldenStore
 
     options = Options(backends=backends, verbose=args.verbose, trust_unverified=args.trust_unverified)
+    if args.layout == "harness":
+        try:
+            options.known = load_known(paths.goldens)
+        except KnownDriftError as exc:
+            raise UsageError(str(exc)) from exc
     started = time.perf_counter()
     if args.layout == "pytorch":
         directory = Path(args.directory)
@@ -180,6 +188,9 @@ def regenerate_parser() -> argparse.ArgumentParser:
     _common(parser)
     parser.add_argument("--force", action="store_true",
                         help="overwrite existing goldens, after printing what changed numerically")
+    parser.add_argument("--torch", metavar="VERSION",
+                        help="generate with this torch release, in a cached isolated environment "
+                             "(torch from the package registry; this checkout's harness)")
     return parser
 
 
@@ -189,6 +200,8 @@ def regenerate_main(argv: list[str] | None = None) -> int:
 
 
 def _regenerate(args) -> int:
+    if args.torch:
+        return _regenerate_elsewhere(args)
     paths, cases = _catalog(args)
 
     from .compat import torch_release
@@ -246,6 +259,35 @@ def _regenerate(args) -> int:
     files = sum(len(g.files) for g in generated)
     print(f"wrote {files} files and {paths.goldens / version / 'manifest.json'}")
     return 0
+
+
+def _regenerate_elsewhere(args) -> int:
+    """regenerate-goldens --torch VERSION: the same command, run in that version's environment."""
+    from packaging.version import InvalidVersion, Version
+
+    from .config import ConfigError, resolve
+    from .generate import command_line
+    from .isolated import ensure_env, run_harness
+
+    try:
+        version = Version(args.torch).public
+    except InvalidVersion:
+        raise UsageError(f"--torch {args.torch!r} is not a version") from None
+    try:
+        paths = resolve(args.goldens, args.fixtures)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    forwarded = ["--goldens", str(paths.goldens.resolve()), "--fixtures", str(paths.fixtures.resolve())]
+    forwarded += [a for p in args.patterns or () for a in ("-k", p)]
+    forwarded += ["--force"] if args.force else []
+    forwarded += ["--verbose"] if args.verbose else []
+    say = lambda line: print(f"[torch {version}] {line}", flush=True)
+    try:
+        python = ensure_env(version, say)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"regenerate-goldens: cannot prepare torch {version}: {exc}", file=sys.stderr)
+        return 1
+    return run_harness(python, "regenerate_main", forwarded, command_line())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -136,7 +136,8 @@ class GoldenSession:
             from .replay import HarnessLayout, Options, PyTorchLayout, Replayer
             from .store import GoldenSet
 
-            options = Options(backends=self.backends, trust_unverified=self.trust_unverified)
+            options = Options(backends=self.backends, trust_unverified=self.trust_unverified,
+                              known=self.known())
             if self.layout == "pytorch":
                 golden = GoldenSet.open(self.golden_dir, version, required=False,
                                         trust_unverified=self.trust_unverified)
@@ -148,6 +149,14 @@ class GoldenSession:
                 layout, cases = HarnessLayout(golden), self.cases()
             self._runners[version] = Replayer(layout, cases, options)
         return self._runners[version]
+
+    def known(self) -> list:
+        """The golden directory's known drifts (empty for PyTorch's layout)."""
+        if self.layout != "harness":
+            return []
+        from .known import load
+
+        return load(self.golden_dir)
 
     def forget(self, version: str) -> None:
         """Drop a version's cached state after its goldens were written."""
@@ -282,6 +291,8 @@ class GoldenItem(pytest.Item):
         state.record(result, self.nodeid)
         if result.verdict == "pass":
             return
+        if result.verdict == "drift" and result.known:
+            pytest.xfail(f"known drift: {result.known} ({result.message})")
         if result.verdict == "skip":
             pytest.skip(result.message)
         hint = ""
@@ -475,7 +486,7 @@ class GoldenChecker:
 
                 return [_Missing(Result(case.id, "*", "*", version, _runtime(), "corrupt", golden.manifest_error))]
             return []
-        replayer = Replayer(HarnessLayout(golden), [case], Options(backends=backends))
+        replayer = Replayer(HarnessLayout(golden), [case], Options(backends=backends, known=self.state.known()))
         found = [replayer.evaluate(case, kind, backend)
                  for kind in case.artifacts for backend in replayer.backends_for(case)]
         example = case.input.make()

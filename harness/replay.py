@@ -21,6 +21,7 @@ class Options:
     backends: list[str] | None = None  # None: every engine this torch supports
     verbose: bool = False
     trust_unverified: bool = False
+    known: list = field(default_factory=list)  # harness.known.KnownDrift entries
 
 
 class HarnessLayout:
@@ -77,7 +78,7 @@ class HarnessLayout:
         made = self.golden.manifest or {}
         here = {"cpu_capability": cpu_capability(), "avx512_vnni": has_avx512_vnni()}
         changed = [f"{k} {made[k]} -> {v}" for k, v in here.items() if k in made and made[k] != v]
-        return f" (golden made on another CPU: {', '.join(changed)})" if changed else ""
+        return f" (golden made with other CPU kernels: {', '.join(changed)})" if changed else ""
 
 
 class PyTorchLayout:
@@ -307,6 +308,10 @@ class Replayer:
             vs_fbgemm_mismatched=cross.mismatched if cross else None,
             warnings=noted,
         )
+        if self.options.known:
+            from .known import mark
+
+            mark(result, self.options.known)
         return Evaluation(result, golden, obtained, targets)
 
     def evaluate_model(self, case: Case, backend: str, example) -> Evaluation:
@@ -355,7 +360,10 @@ class Replayer:
 
 def replay_store(store: GoldenStore, cases: list[Case], options: Options) -> Iterator[Result]:
     """Replay every golden version in ``store`` not newer than the running torch."""
+    from .known import load as load_known
+
     runtime = parse_version(torch_release())
+    options.known = options.known or load_known(store.root)
     versions, _stray = store.versions()
     for version in versions:
         if parse_version(version) > runtime:

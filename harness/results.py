@@ -31,6 +31,8 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     layout: str = "harness"
     pytorch_test: str | None = None
+    #: the reason, when a known-drifts entry covers this drift (it then does not fail)
+    known: str | None = None
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -38,12 +40,14 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        return self.verdict in FAILING
+        return self.verdict in FAILING and not (self.verdict == "drift" and self.known)
 
 
 def summary(results: list[Result]) -> str:
     counts = Counter(r.verdict for r in results)
-    parts = [f"{counts[v]} {v}" for v in VERDICTS if counts[v]]
+    known = sum(1 for r in results if r.verdict == "drift" and r.known)
+    parts = [f"{counts[v]} {v}" + (f" ({known} known)" if v == "drift" and known else "")
+             for v in VERDICTS if counts[v]]
     status = "FAILED" if any(r.failed for r in results) else "OK"
     return f"{status}: {len(results)} results: " + (", ".join(parts) if parts else "none")
 
@@ -61,7 +65,7 @@ def _steps(value) -> str:
 
 def _cell(r: Result) -> str:
     """One backend's cell: the verdict, its step figure, and the distance to fbgemm."""
-    text = r.verdict
+    text = "known drift" if r.verdict == "drift" and r.known else r.verdict
     if r.verdict == "drift":
         text += f" {_steps(r.max_step_diff)}st" if r.max_step_diff is not None else (
             f" |Δ|{r.max_abs_diff:.2g}" if r.max_abs_diff is not None else "")
@@ -98,7 +102,8 @@ def details(results: list[Result], limit: int = 40) -> str:
     groups: dict[tuple, list[Result]] = {}
     for r in results:
         if r.verdict != "pass" and r.message:
-            groups.setdefault((r.verdict, r.golden_version, r.case, r.message), []).append(r)
+            message = r.message + (f" [known: {r.known}]" if r.known else "")
+            groups.setdefault((r.verdict, r.golden_version, r.case, message), []).append(r)
     order = sorted(groups, key=lambda k: (k[0] == "skip", VERDICTS.index(k[0])))
     lines = []
     for verdict, golden, case, message in order:

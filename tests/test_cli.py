@@ -156,3 +156,20 @@ def test_forced_regeneration_of_unchanged_cases_keeps_data_bytes(tmp_path, versi
     after = {p.relative_to(golden): p.read_bytes() for p in golden.rglob("*.pt")}
     data = [k for k in before if k.name.split(".")[0] not in ("scripted", "traced", "package")]
     assert data and all(before[k] == after[k] for k in data)  # legacy state_dicts included
+
+
+def test_regenerate_with_another_torch_runs_in_a_cached_isolated_environment(tmp_path, monkeypatch, version):
+    """--torch VERSION builds a venv with that torch (here the local 2.13.0 build, no download)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    golden = tmp_path / "g"
+    first = run_cli("regenerate-goldens", "--torch", version, "--goldens", golden, "-k", "per_tensor", check=0)
+    assert f"[torch {version}] creating environment" in first.stdout
+    assert f"[torch {version}] environment ready: torch {version}" in first.stdout
+    assert "per_tensor_observer" in first.stdout
+    manifest = json.loads((golden / version / "manifest.json").read_text())
+    assert manifest["command"].startswith(f"regenerate-goldens --torch {version}")
+    assert set(manifest["cases"]) == {"per_tensor_observer"}
+    again = run_cli("regenerate-goldens", "--torch", version, "--goldens", golden, "-k", "per_channel", check=0)
+    assert "using cached environment" in again.stdout and "creating" not in again.stdout
+    bad = run_cli("regenerate-goldens", "--torch", "not-a-version", check=2)
+    assert "is not a version" in bad.stderr

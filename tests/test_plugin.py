@@ -116,9 +116,11 @@ def test_state_lives_in_config_stash(pytester):
 
 @pytest.fixture
 def full_store(tmp_path):
-    """A private copy of the committed goldens: the whole catalog."""
+    """A private copy of the committed goldens of the running torch: the whole catalog, one version."""
+    from harness.compat import torch_release
+
     target = tmp_path / "committed"
-    shutil.copytree(REPO / "serialized", target, ignore=shutil.ignore_patterns(".bc-harness.lock"))
+    shutil.copytree(REPO / "serialized" / torch_release(), target / torch_release())
     return target
 
 
@@ -430,3 +432,22 @@ def test_golden_marker_is_registered_and_applies(project):
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*golden future needs torch >= 99.0*"])
     assert set(_manifest(project)["cases"]["fbgemm-only"]["backends"]) == {"fbgemm"}
+
+
+def test_known_drift_is_an_xfail_with_its_reason(pytester, catalog_args, full_store, version):
+    import torch
+
+    from harness.compat import save_bytes
+
+    name = "linear_dynamic-qint8/expected.fbgemm.pt"
+    golden = torch.load(full_store / version / name, weights_only=True)
+    _vouch(full_store, version, name, save_bytes(golden + 1e-3))
+    (full_store / "known-drifts.toml").write_text(
+        f'[[drift]]\ngolden = "{version}"\ncase = "linear_dynamic-qint8"\nbackend = "fbgemm"\n'
+        'max_abs_diff = 2e-3\nreason = "examined: a test of known drifts"\n')
+    result = pytester.runpytest(*catalog_args, "-k", "linear_dynamic-qint8 and fbgemm", "-rx")
+    result.assert_outcomes(xfailed=3)
+    result.stdout.fnmatch_lines(["*known drift: examined: a test of known drifts*"])
+    (full_store / "known-drifts.toml").write_text(
+        f'[[drift]]\ngolden = "{version}"\ncase = "linear_dynamic-qint8"\nmax_abs_diff = 1e-4\nreason = "too small"\n')
+    pytester.runpytest(*catalog_args, "-k", "linear_dynamic-qint8 and fbgemm").assert_outcomes(failed=3)

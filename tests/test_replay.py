@@ -192,6 +192,29 @@ def test_drift_names_a_cpu_change_between_golden_and_runtime(store, catalog, ver
     shifted = torch._make_per_tensor_quantized_tensor(golden.int_repr() + 1, golden.q_scale(), golden.q_zero_point())
     _rewrite(store, version, name, save_bytes(shifted))
     r = keyed(replay(store, [c for c in catalog if c.id == "linear"]))[("linear", "traced", "fbgemm")]
-    assert r.verdict == "drift" and "golden made on another CPU: avx512_vnni" in r.message
+    assert r.verdict == "drift" and "golden made with other CPU kernels: avx512_vnni" in r.message
     passing = keyed(replay(store, [c for c in catalog if c.id == "linear"]))[("linear", "traced", "x86")]
     assert passing.verdict == "pass" and passing.message == ""
+
+
+def test_known_drift_keeps_its_verdict_and_figures_but_does_not_fail(store, catalog, version):
+    from harness.known import KnownDriftError, load
+    from harness.results import summary
+
+    name = "linear/expected.fbgemm.pt"
+    golden = torch.load(store / version / name, weights_only=True)
+    shifted = torch._make_per_tensor_quantized_tensor(golden.int_repr() + 2, golden.q_scale(), golden.q_zero_point())
+    _rewrite(store, version, name, save_bytes(shifted))
+    entry = f'[[drift]]\ngolden = "{version}"\ncase = "lin*"\nbackend = "fbgemm"\nartifacts = ["state_dict", "traced"]\n'
+    (store / "known-drifts.toml").write_text(entry + 'max_step_diff = 2\nreason = "looked at"\n')
+    by = keyed(replay(store, [c for c in catalog if c.id == "linear"]))
+    covered = by[("linear", "state_dict", "fbgemm")]
+    assert covered.verdict == "drift" and covered.known == "looked at" and not covered.failed
+    assert covered.max_step_diff == 2
+    assert by[("linear", "scripted", "fbgemm")].failed  # not listed: still fails
+    assert "drift (2 known)" in summary(list(by.values()))
+    (store / "known-drifts.toml").write_text(entry + 'max_step_diff = 1\nreason = "looked at"\n')
+    assert keyed(replay(store, [c for c in catalog if c.id == "linear"]))[("linear", "state_dict", "fbgemm")].failed
+    (store / "known-drifts.toml").write_text(entry + 'reason = "no bound"\n')
+    with pytest.raises(KnownDriftError, match="needs max_abs_diff or max_step_diff"):
+        load(store)

@@ -18,7 +18,7 @@ def save(case, built, example) -> bytes:
     return buffer.getvalue()
 
 
-def load(case, data: bytes, example):
+def load(case, data: bytes, example, trusted: bool = False):
     import torch
 
     importer = torch.package.PackageImporter(io.BytesIO(data))

@@ -16,5 +16,5 @@ def save(case, built, example) -> bytes:
     return to_bytes(module)
 
 
-def load(case, data: bytes, example):
+def load(case, data: bytes, example, trusted: bool = False):
     return load_bytes(data)

@@ -1,0 +1,65 @@
+"""Isolated environments: running the harness under another torch version, in a cached venv."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+READY = ".bc-harness-ready"
+
+
+def env_dir(version: str) -> Path:
+    """Where the environment for ``torch==version`` lives (cached across runs)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bc-harness" / "envs"
+    py = ".".join(platform.python_version_tuple()[:2])
+    return base / f"torch-{version}-py{py}"
+
+
+def _python(directory: Path) -> Path:
+    return directory / "bin" / "python"
+
+
+def ensure_env(version: str, say: Callable[[str], None] = print) -> Path:
+    """The Python of a venv holding ``torch==version`` from the package registry; made if needed.
+
+    The harness itself is not installed there: it runs from this checkout (PYTHONPATH), so
+    the goldens of every version are made by the same harness code.
+    """
+    directory = env_dir(version)
+    python = _python(directory)
+    if (directory / READY).is_file() and python.exists():
+        say(f"using cached environment {directory}")
+        return python
+    started = time.perf_counter()
+    if not python.exists():
+        say(f"creating environment {directory}")
+        subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
+    say(f"installing torch=={version} from the package registry (older releases bring CUDA packages: "
+        "several GB, a few minutes)")
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"torch=={version}", "tabulate",
+                    "packaging>=23"], check=True)
+    found = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    if found.split("+")[0] != version:
+        raise RuntimeError(f"asked for torch {version}, the environment has {found}")
+    (directory / READY).write_text(found + "\n")
+    say(f"environment ready: torch {found} ({time.perf_counter() - started:.0f} s)")
+    return python
+
+
+def run_harness(python: Path, entry: str, args: list[str], command: str) -> int:
+    """Run a harness entry point (``regenerate_main`` / ``main``) under another environment's Python.
+
+    Output streams through, so its progress shows as it happens. ``command`` is what the
+    user typed, recorded in the manifest instead of the inner invocation.
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")])),
+           "BC_HARNESS_COMMAND": command}
+    code = f"import sys; from harness.cli import {entry}; sys.exit({entry}(sys.argv[1:]))"
+    return subprocess.run([str(python), "-c", code, *args], env=env, stdin=subprocess.DEVNULL).returncode
