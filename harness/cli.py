@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     pin.add_argument("directory", metavar="DIR")
     pin.add_argument("--torch", metavar="VERSION", help="the torch version that made the files, if known")
 
+    report = sub.add_parser("report", help="merge replay JSON files into one matrix (HTML and/or Markdown)")
+    report.add_argument("results", nargs="+", metavar="JSON", help="files written by replay --json")
+    report.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
+    report.add_argument("--md", metavar="FILE", help="write Markdown")
+
     cases = sub.add_parser("cases", help="list the case catalog")
     _common(cases)
     return parser
@@ -95,7 +100,7 @@ def _run(prog: str, command, args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"replay": _replay, "pin": _pin, "cases": _cases}[args.command]
+    command = {"replay": _replay, "pin": _pin, "cases": _cases, "report": _report}[args.command]
     return _run("bc-harness", command, args)
 
 
@@ -141,7 +146,10 @@ def _replay(args) -> int:
     elapsed = time.perf_counter() - started
 
     if args.json:
-        R.write_json(found, Path(args.json))
+        try:
+            R.write_json(found, Path(args.json))
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.json}: {exc.strerror}") from exc
     if not args.quiet and found:
         print(R.table(found))
         print()
@@ -165,6 +173,31 @@ def _pin(args) -> int:
         info["torch"] = args.torch
     manifest = pin(directory, info)
     print(f"pinned {len(manifest['files'])} files in {directory / 'manifest.json'}")
+    return 0
+
+
+def _report(args) -> int:
+    from .report import Report
+
+    paths = [Path(p) for p in args.results]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such results file: {missing[0]}")
+    if not (args.html or args.md):
+        raise UsageError("say where to write the report: --html FILE and/or --md FILE")
+    try:
+        report = Report.load(paths)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"not a replay results file: {exc}") from exc
+    if args.html:
+        Path(args.html).write_text(report.html(), encoding="utf-8")
+    if args.md:
+        Path(args.md).write_text(report.markdown(), encoding="utf-8")
+    drifts = report.drifts()
+    print(f"{len(report.records)} results from runtimes {', '.join(report.runtimes)}; "
+          f"{len(drifts)} drifting (case, golden, backend) series, "
+          f"{sum(1 for d in drifts if not d['known'])} not known; "
+          + " and ".join(f"{k} written to {v}" for k, v in (("HTML", args.html), ("Markdown", args.md)) if v))
     return 0
 
 

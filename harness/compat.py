@@ -195,13 +195,33 @@ def load_weights(data: bytes, *, trusted: bool = False):
     buffer = io.BytesIO(data)
     if not names:
         return torch.load(buffer, weights_only=True)
-    safe_globals = getattr(torch.serialization, "safe_globals", None)
-    if safe_globals is None:
-        raise UnsafeGolden(
-            f"torch {torch.__version__} cannot load packed parameters with weights_only=True"
-        )
-    with safe_globals([torch.ScriptObject]):
+    with _allow_script_objects():
         return torch.load(buffer, weights_only=True)
+
+
+class CannotLoadSafely(UnsafeGolden):
+    """This torch has no way to admit packed parameters to a weights_only load."""
+
+
+@contextlib.contextmanager
+def _allow_script_objects() -> Iterator[None]:
+    """Admit torch.ScriptObject to weights_only loading for one load (torch >= 2.4)."""
+    serialization = torch.serialization
+    if hasattr(serialization, "safe_globals"):  # torch >= 2.5
+        with serialization.safe_globals([torch.ScriptObject]):
+            yield
+        return
+    if hasattr(serialization, "add_safe_globals"):  # torch 2.4: process-wide, so put it back
+        before = list(serialization.get_safe_globals())
+        serialization.add_safe_globals([torch.ScriptObject])
+        try:
+            yield
+        finally:
+            serialization.clear_safe_globals()
+            serialization.add_safe_globals(before)
+        return
+    raise CannotLoadSafely(
+        f"torch {torch.__version__} cannot admit packed parameters to a weights_only load (needs torch >= 2.4)")
 
 
 def save_bytes(obj, *, zipfile: bool = True) -> bytes:

@@ -10,7 +10,7 @@ from . import flows
 from .artifacts import CODE_CARRYING, KINDS, file_name
 from .catalog import Case
 from .compare import Diff, compare, compare_sets, pytorch_verdict
-from .compat import cpu_capability, engine, has_avx512_vnni, load_weights, parse_version, quiet, runtime_warnings, supported_engines, torch_release
+from .compat import CannotLoadSafely, cpu_capability, engine, has_avx512_vnni, load_weights, parse_version, quiet, runtime_warnings, supported_engines, torch_release
 from .generate import expected_name
 from .results import Result
 from .store import GoldenError, GoldenSet, GoldenStore
@@ -274,6 +274,8 @@ class Replayer:
         with quiet() as caught, engine(backend):
             try:
                 model = KINDS[kind].load(case, data, example)
+            except CannotLoadSafely as exc:
+                return result("skip", str(exc))
             except Exception as exc:
                 return result("load-error", self._error(exc))
             if not case.check_numerics:

@@ -54,6 +54,7 @@ def summary(results: list[Result]) -> str:
 
 def write_json(results: list[Result], path: Path) -> None:
     records = [asdict(r) for r in results]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
 
 

@@ -19,7 +19,7 @@ def test_regenerate_then_replay_round_trip(tmp_path, version):
     assert manifest["command"].startswith("regenerate-goldens --goldens")
     assert all(len(e["sha256"]) == 64 for e in manifest["files"].values())
 
-    report = tmp_path / "r.json"
+    report = tmp_path / "not" / "yet" / "r.json"  # parents are created
     rep = run_cli("bc-harness", "replay", "--goldens", golden, "-k", "conv2d_nobias_graph_v3", "-k", "per_tensor*",
                   "--json", report, check=0)
     assert "OK:" in rep.stdout and "pass" in rep.stdout

@@ -1,0 +1,241 @@
+"""Merged report: many replay runs (JSON) as one golden × runtime × backend × case matrix, in HTML and Markdown."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+#: worst first: what a cell shows when its artifacts disagree
+SEVERITY = ("load-error", "corrupt", "missing", "drift", "known drift", "pass", "skip")
+COLOURS = {"pass": "#2e7d32", "known drift": "#f9a825", "drift": "#c62828", "load-error": "#6a1b9a",
+           "corrupt": "#6a1b9a", "missing": "#6a1b9a", "skip": "#9e9e9e"}
+
+
+def _vkey(text: str):
+    try:
+        return (0, Version(text.split("@")[-1]))
+    except InvalidVersion:
+        return (1, text)
+
+
+def status(record: dict) -> str:
+    if record["verdict"] == "drift" and record.get("known"):
+        return "known drift"
+    return record["verdict"]
+
+
+@dataclass
+class Cell:
+    """One (case, golden, backend, runtime): the worst artifact's status and the largest Δ."""
+
+    status: str = "skip"
+    steps: float | None = None
+    abs_diff: float | None = None
+    records: list = field(default_factory=list)
+
+    def add(self, record: dict) -> None:
+        self.records.append(record)
+        mine = status(record)
+        if SEVERITY.index(mine) < SEVERITY.index(self.status) or len(self.records) == 1:
+            self.status = mine
+        if record.get("max_step_diff") is not None:
+            self.steps = max(self.steps or 0.0, record["max_step_diff"])
+        if record.get("max_abs_diff") is not None:
+            self.abs_diff = max(self.abs_diff or 0.0, record["max_abs_diff"])
+
+    def figure(self) -> str:
+        if self.status in ("pass", "skip") and not self.steps and not self.abs_diff:
+            return ""
+        if self.steps:
+            return f"{self.steps:.3g} st"
+        if self.abs_diff:
+            return f"|Δ| {self.abs_diff:.2g}"
+        return ""
+
+
+@dataclass
+class Report:
+    records: list[dict]
+    runtimes: list[str]
+    goldens: list[str]
+    backends: list[str]
+    cases: list[str]
+    cells: dict  # (case, golden, backend, runtime) -> Cell
+
+    @classmethod
+    def load(cls, paths: list[Path]) -> "Report":
+        merged: dict[tuple, dict] = {}
+        for path in paths:
+            for record in json.loads(Path(path).read_text(encoding="utf-8")):
+                key = (record["case"], record["artifact"], record["backend"], record["golden_version"],
+                       record["runtime_version"])
+                merged[key] = record  # a later file wins for the same result
+        records = list(merged.values())
+        cells: dict[tuple, Cell] = defaultdict(Cell)
+        for r in records:
+            if r["case"] == "*":
+                continue
+            cells[(r["case"], r["golden_version"], r["backend"], r["runtime_version"])].add(r)
+        order = ("fbgemm", "x86", "qnnpack", "onednn", "any")
+        backends = sorted({r["backend"] for r in records if r["backend"] != "*"},
+                          key=lambda b: (order.index(b) if b in order else len(order), b))
+        cases = list(dict.fromkeys(r["case"] for r in records if r["case"] != "*"))
+        return cls(records, sorted({r["runtime_version"] for r in records}, key=_vkey),
+                   sorted({r["golden_version"] for r in records}, key=_vkey), backends, cases, dict(cells))
+
+    # -- analysis ---------------------------------------------------------------------
+    def drifts(self) -> list[dict]:
+        """Every drift, with the first runtime version where it appears and a bisect hint."""
+        out = []
+        for case in self.cases:
+            for golden in self.goldens:
+                for backend in self.backends:
+                    seen = [(rt, self.cells.get((case, golden, backend, rt))) for rt in self.runtimes]
+                    seen = [(rt, c) for rt, c in seen if c is not None]
+                    drifting = [rt for rt, c in seen if c.status in ("drift", "known drift")]
+                    if not drifting:
+                        continue
+                    first = drifting[0]
+                    before = [rt for rt, c in seen if _vkey(rt) < _vkey(first) and c.status == "pass"]
+                    cell = self.cells[(case, golden, backend, first)]
+                    out.append({
+                        "case": case, "golden": golden, "backend": backend, "first_runtime": first,
+                        "known": all(self.cells[(case, golden, backend, rt)].status == "known drift" for rt in drifting),
+                        "figure": cell.figure(),
+                        "bisect": (before[-1], first) if before else None,
+                        "message": next((r["message"] for r in cell.records if r["verdict"] == "drift"), ""),
+                    })
+        return out
+
+    def counts(self) -> dict[tuple[str, str], dict[str, int]]:
+        table: dict = defaultdict(lambda: defaultdict(int))
+        for r in self.records:
+            table[(r["golden_version"], r["runtime_version"])][status(r)] += 1
+        return table
+
+    # -- Markdown ---------------------------------------------------------------------
+    def markdown(self) -> str:
+        lines = ["# Backward-compatibility report", "",
+                 f"Runtime versions: {', '.join(self.runtimes)}. Golden versions: {', '.join(self.goldens)}. "
+                 f"{len(self.records)} results.", "", "## Results per golden and runtime version", "",
+                 "| golden | runtime | " + " | ".join(SEVERITY) + " |",
+                 "|---|---|" + "---|" * len(SEVERITY)]
+        for (golden, runtime), counts in sorted(self.counts().items(), key=lambda kv: (_vkey(kv[0][0]), _vkey(kv[0][1]))):
+            lines.append(f"| {golden} | {runtime} | " + " | ".join(str(counts.get(s, "")) for s in SEVERITY) + " |")
+        lines += ["", "## Drifts", ""]
+        drifts = self.drifts()
+        if not drifts:
+            lines.append("None.")
+        for d in drifts:
+            hint = f"; passes on {d['bisect'][0]}, drifts on {d['bisect'][1]}: bisect between them" if d["bisect"] else ""
+            known = " (known)" if d["known"] else ""
+            lines.append(f"- **{d['case']}**, golden {d['golden']}, {d['backend']}{known}: first on runtime "
+                         f"{d['first_runtime']}, {d['figure']}{hint}. {d['message']}")
+        lines += ["", "## Matrix", ""]
+        for backend in self.backends:
+            lines += [f"### {backend}", "", "| case | golden | " + " | ".join(self.runtimes) + " |",
+                      "|---|---|" + "---|" * len(self.runtimes)]
+            for case in self.cases:
+                for golden in self.goldens:
+                    row = [self.cells.get((case, golden, backend, rt)) for rt in self.runtimes]
+                    if not any(row):
+                        continue
+                    cells = [f"{c.status} {c.figure()}".strip() if c else "" for c in row]
+                    lines.append(f"| {case} | {golden} | " + " | ".join(cells) + " |")
+            lines.append("")
+        return "\n".join(lines) + "\n"
+
+    # -- HTML -------------------------------------------------------------------------
+    def html(self) -> str:
+        e = html.escape
+        drifts = self.drifts()
+        parts = [
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+            "<title>Backward-compatibility report</title><style>",
+            "body{font-family:system-ui,sans-serif;margin:24px;color:#212121;max-width:1400px}",
+            "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ddd;padding:3px 8px;"
+            "font-size:13px;text-align:left}th{background:#f5f5f5}",
+            ".drift{background:#ffcdd2;font-weight:600}.known{background:#fff3c4}.pass{color:#2e7d32}"
+            ".bad{background:#e1bee7;font-weight:600}.skip{color:#9e9e9e}",
+            ".cases{display:flex;flex-wrap:wrap;gap:18px}.case{border:1px solid #e0e0e0;padding:8px;border-radius:6px}",
+            ".case h3{font-size:13px;margin:0 0 4px}.legend span{display:inline-block;margin-right:14px}",
+            ".sw{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}",
+            "</style></head><body>",
+            "<h1>Backward-compatibility report</h1>",
+            f"<p>{len(self.records)} results from runtime versions <b>{e(', '.join(self.runtimes))}</b> "
+            f"over goldens from <b>{e(', '.join(self.goldens))}</b>.</p>",
+            "<h2>Results per golden and runtime version</h2><table><tr><th>golden</th><th>runtime</th>"
+            + "".join(f"<th>{s}</th>" for s in SEVERITY) + "</tr>",
+        ]
+        for (golden, runtime), counts in sorted(self.counts().items(), key=lambda kv: (_vkey(kv[0][0]), _vkey(kv[0][1]))):
+            parts.append(f"<tr><td>{e(golden)}</td><td>{e(runtime)}</td>" + "".join(
+                f"<td class='{_css(s) if counts.get(s) else ''}'>{counts.get(s, '')}</td>" for s in SEVERITY) + "</tr>")
+        parts.append("</table><h2>Drifts</h2>")
+        if drifts:
+            parts.append("<table><tr><th>case</th><th>golden</th><th>backend</th><th>first runtime</th>"
+                         "<th>largest Δ</th><th>bisect hint</th><th>detail</th></tr>")
+            for d in drifts:
+                hint = f"passes on {d['bisect'][0]}, drifts on {d['bisect'][1]}" if d["bisect"] else "drifts on every runtime tried"
+                parts.append(f"<tr class='{'known' if d['known'] else 'drift'}'><td>{e(d['case'])}</td><td>{e(d['golden'])}</td>"
+                             f"<td>{e(d['backend'])}</td><td>{e(d['first_runtime'])}</td><td>{e(d['figure'])}</td>"
+                             f"<td>{e(hint)}</td><td>{'known: ' if d['known'] else ''}{e(d['message'][:160])}</td></tr>")
+            parts.append("</table>")
+        else:
+            parts.append("<p>No drift.</p>")
+        parts.append("<h2>Max Δ per case</h2><p class='legend'>" + "".join(
+            f"<span><i class='sw' style='background:{COLOURS[s]}'></i>{s}</span>" for s in ("pass", "known drift", "drift", "load-error", "skip"))
+            + " — rows: golden version, columns: runtime version; each square is split by backend "
+            f"({e(', '.join(self.backends))}); the number is the largest Δ of the row.</p><div class='cases'>")
+        for case in self.cases:
+            parts.append(f"<div class='case'><h3>{e(case)}</h3>{self._heatmap(case)}</div>")
+        parts.append("</div><h2>Matrix</h2>")
+        for backend in self.backends:
+            parts.append(f"<h3>{e(backend)}</h3><table><tr><th>case</th><th>golden</th>"
+                         + "".join(f"<th>{e(rt)}</th>" for rt in self.runtimes) + "</tr>")
+            for case in self.cases:
+                for golden in self.goldens:
+                    row = [self.cells.get((case, golden, backend, rt)) for rt in self.runtimes]
+                    if not any(row):
+                        continue
+                    parts.append(f"<tr><td>{e(case)}</td><td>{e(golden)}</td>" + "".join(
+                        f"<td class='{_css(c.status)}'>{e(c.status)} {e(c.figure())}</td>" if c else "<td></td>"
+                        for c in row) + "</tr>")
+            parts.append("</table>")
+        parts.append("</body></html>")
+        return "\n".join(parts)
+
+    def _heatmap(self, case: str) -> str:
+        """An inline SVG: golden rows × runtime columns, one coloured strip per backend."""
+        goldens = [g for g in self.goldens if any((case, g, b, rt) in self.cells for b in self.backends for rt in self.runtimes)]
+        cw, ch, left, top = 64, 22, 70, 18
+        width, height = left + cw * len(self.runtimes) + 70, top + ch * len(goldens) + 4
+        out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
+               f"aria-label='{html.escape(case)} heatmap'>"]
+        for j, rt in enumerate(self.runtimes):
+            out.append(f"<text x='{left + j * cw + cw / 2}' y='12' font-size='10' text-anchor='middle'>{html.escape(rt)}</text>")
+        for i, golden in enumerate(goldens):
+            y = top + i * ch
+            out.append(f"<text x='{left - 6}' y='{y + 15}' font-size='10' text-anchor='end'>{html.escape(golden)}</text>")
+            worst = 0.0
+            for j, rt in enumerate(self.runtimes):
+                present = [b for b in self.backends if (case, golden, b, rt) in self.cells]
+                for k, b in enumerate(present):
+                    cell = self.cells[(case, golden, b, rt)]
+                    w = (cw - 4) / len(present)
+                    out.append(f"<rect x='{left + j * cw + k * w:.1f}' y='{y}' width='{w - 1:.1f}' height='{ch - 3}' "
+                               f"fill='{COLOURS.get(cell.status, '#000')}'><title>{html.escape(f'{b}: {cell.status} {cell.figure()}')}"
+                               "</title></rect>")
+                    worst = max(worst, cell.steps or 0.0, cell.abs_diff or 0.0)
+            label = f"{worst:.2g}" if worst else "0"
+            out.append(f"<text x='{left + cw * len(self.runtimes) + 6}' y='{y + 15}' font-size='10'>Δ {label}</text>")
+        out.append("</svg>")
+        return "".join(out)
+
+
+def _css(state: str) -> str:
+    return {"pass": "pass", "drift": "drift", "known drift": "known", "skip": "skip"}.get(state, "bad")

@@ -1,0 +1,113 @@
+"""bc-harness report: merging runs, first drifting runtime, bisect hints, and the page a person sees."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from harness.report import Report
+
+from .conftest import run_cli
+
+
+def rec(case, golden, runtime, backend="fbgemm", verdict="pass", steps=0.0, known=None, artifact="scripted"):
+    return {"case": case, "artifact": artifact, "backend": backend, "golden_version": golden,
+            "runtime_version": runtime, "verdict": verdict, "message": f"{verdict} msg" if verdict != "pass" else "",
+            "max_abs_diff": steps * 0.0625, "max_step_diff": steps, "mismatched": int(steps > 0), "total": 4,
+            "known": known}
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """Three runtime versions' results over two golden versions; conv drifts from runtime 2.13.0 on."""
+    files = []
+    for runtime in ("2.4.1", "2.8.0", "2.13.0"):
+        records = []
+        for golden in ("1.13.1", "2.4.1"):
+            records.append(rec("linear", golden, runtime))
+            records.append(rec("linear", golden, runtime, backend="qnnpack"))
+            drifting = runtime == "2.13.0" and golden == "2.4.1"
+            records.append(rec("conv", golden, runtime, verdict="drift" if drifting else "pass", steps=3 if drifting else 0))
+            records.append(rec("lstm", golden, runtime, backend="onednn", verdict="drift", steps=0,
+                               known="ulp-level, examined"))
+        path = tmp_path / f"replay-{runtime}.json"
+        path.write_text(json.dumps(records))
+        files.append(path)
+    return files
+
+
+def test_drifts_name_first_runtime_and_bisect_pair(runs):
+    report = Report.load(runs)
+    assert report.runtimes == ["2.4.1", "2.8.0", "2.13.0"] and report.goldens == ["1.13.1", "2.4.1"]
+    drifts = {(d["case"], d["golden"], d["backend"]): d for d in report.drifts()}
+    conv = drifts[("conv", "2.4.1", "fbgemm")]
+    assert conv["first_runtime"] == "2.13.0" and conv["bisect"] == ("2.8.0", "2.13.0") and not conv["known"]
+    assert conv["figure"] == "3 st"
+    lstm = drifts[("lstm", "1.13.1", "onednn")]
+    assert lstm["known"] and lstm["first_runtime"] == "2.4.1" and lstm["bisect"] is None
+    assert ("conv", "1.13.1", "fbgemm") not in drifts
+
+
+def test_later_file_wins_and_counts(runs, tmp_path):
+    fixed = tmp_path / "rerun.json"
+    fixed.write_text(json.dumps([rec("conv", "2.4.1", "2.13.0")]))
+    report = Report.load([*runs, fixed])
+    assert not [d for d in report.drifts() if d["case"] == "conv"]
+    assert report.counts()[("2.4.1", "2.13.0")]["pass"] == 3
+
+
+def test_markdown_lists_drifts_with_hints(runs):
+    md = Report.load(runs).markdown()
+    assert "**conv**, golden 2.4.1, fbgemm: first on runtime 2.13.0, 3 st; passes on 2.8.0, drifts on 2.13.0" in md
+    assert "**lstm**, golden 1.13.1, onednn (known)" in md
+    assert "| 2.4.1 | 2.13.0 |" in md
+
+
+def test_html_is_self_contained(runs):
+    page = Report.load(runs).html()
+    assert "<svg" in page and "passes on 2.8.0, drifts on 2.13.0" in page
+    for needle in ("http://", "https://", "<script", "<link"):
+        assert needle not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_report_command(runs, tmp_path):
+    out = run_cli("bc-harness", "report", *runs, "--html", tmp_path / "r.html", "--md", tmp_path / "r.md", check=0)
+    assert "runtimes 2.4.1, 2.8.0, 2.13.0" in out.stdout and "1 not known" in out.stdout
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    assert run_cli("bc-harness", "report", tmp_path / "nope.json", "--md", tmp_path / "x.md", check=2)
+    assert "--html FILE and/or --md FILE" in run_cli("bc-harness", "report", *runs, check=2).stderr
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("no Chromium (.ci/run installs Debian's chromium)")
+
+
+def _headless(browser, profile, *args):
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--window-size=1400,1600"]
+    return subprocess.run([browser, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_the_page_in_headless_chromium_shows_the_drift(runs, tmp_path):
+    from PIL import Image
+
+    browser = _chromium()
+    page = tmp_path / "report.html"
+    page.write_text(Report.load(runs).html())
+    dom = _headless(browser, tmp_path / "p1", "--dump-dom", page.as_uri()).stdout
+    assert "Backward-compatibility report" in dom
+    assert "passes on 2.8.0, drifts on 2.13.0" in dom and "conv heatmap" in dom
+    shot = tmp_path / "shot.png"
+    _headless(browser, tmp_path / "p2", f"--screenshot={shot}", page.as_uri())
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1400, 1600)
+    colours = {c for _, c in image.getcolors(maxcolors=1 << 20)}
+    near = lambda rgb: any(all(abs(a - b) <= 8 for a, b in zip(rgb, c)) for c in colours)
+    assert near((0xc6, 0x28, 0x28)), "no drift red on screen"
+    assert near((0x2e, 0x7d, 0x32)), "no pass green on screen"
+    assert near((0xf9, 0xa8, 0x25)), "no known-drift amber on screen"
