@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--trust-unverified", action="store_true",
                         help="load code-carrying files that no manifest vouches for (unsafe)")
     replay.add_argument("-q", "--quiet", action="store_true", help="no table, only problems and the summary")
+    replay.add_argument("--no-forward", action="store_true",
+                        help="do not replay goldens of newer torch versions (forward compatibility)")
 
     pin = sub.add_parser("pin", help="record sha256 checksums of a foreign golden directory")
     pin.add_argument("directory", metavar="DIR")
@@ -120,7 +122,8 @@ def _replay(args) -> int:
     from .replay import Options, replay_pytorch_dir, replay_store
     from .store import GoldenStore
 
-    options = Options(backends=backends, verbose=args.verbose, trust_unverified=args.trust_unverified)
+    options = Options(backends=backends, verbose=args.verbose, trust_unverified=args.trust_unverified,
+                      forward=not args.no_forward)
     if args.layout == "harness":
         try:
             options.known = load_known(paths.goldens)
@@ -150,14 +153,22 @@ def _replay(args) -> int:
             R.write_json(found, Path(args.json))
         except OSError as exc:
             raise UsageError(f"cannot write {args.json}: {exc.strerror}") from exc
-    if not args.quiet and found:
-        print(R.table(found))
+    backward = [r for r in found if not r.forward]
+    forward = [r for r in found if r.forward]
+    if not args.quiet and backward:
+        print(R.table(backward))
         print()
-    problems = R.details(found)
+    problems = R.details(backward)
     if problems:
         print(problems)
         print()
-    print(f"{R.summary(found)} in {elapsed:.1f} s")
+    if forward:
+        print("Forward compatibility (informational, never fails the run): goldens newer than this torch")
+        if not args.quiet:
+            print(R.table(forward))
+        print(f"forward: {R.summary(forward).split(': ', 1)[1]}")
+        print()
+    print(f"{R.summary(backward)} in {elapsed:.1f} s")
     return 1 if any(r.failed for r in found) else 0
 
 

@@ -22,6 +22,7 @@ class Options:
     verbose: bool = False
     trust_unverified: bool = False
     known: list = field(default_factory=list)  # harness.known.KnownDrift entries
+    forward: bool = True  # also replay goldens of newer torch versions, as information
 
 
 class HarnessLayout:
@@ -361,21 +362,24 @@ class Replayer:
 
 
 def replay_store(store: GoldenStore, cases: list[Case], options: Options) -> Iterator[Result]:
-    """Replay every golden version in ``store`` not newer than the running torch."""
+    """Replay every golden version in ``store``; those of newer torch versions are marked forward."""
     from .known import load as load_known
 
     runtime = parse_version(torch_release())
     options.known = options.known or load_known(store.root)
     versions, _stray = store.versions()
     for version in versions:
-        if parse_version(version) > runtime:
-            continue  # forward compatibility is a separate question (nightly matrix)
+        forward = parse_version(version) > runtime
+        if forward and not options.forward:
+            continue
         golden = store.open(version)
         golden.trust_unverified = options.trust_unverified
         if golden.manifest_error:
-            yield Result("*", "*", "*", version, torch_release(), "corrupt", golden.manifest_error)
+            yield Result("*", "*", "*", version, torch_release(), "corrupt", golden.manifest_error, forward=forward)
             continue
-        yield from Replayer(HarnessLayout(golden), cases, options).run()
+        for result in Replayer(HarnessLayout(golden), cases, options).run():
+            result.forward = forward
+            yield result
 
 
 def replay_pytorch_dir(directory, cases: list[Case], options: Options) -> Iterator[Result]:

@@ -66,6 +66,7 @@ class Report:
     backends: list[str]
     cases: list[str]
     cells: dict  # (case, golden, backend, runtime) -> Cell
+    forward: list = field(default_factory=list)  # records of goldens newer than their runtime
 
     @classmethod
     def load(cls, paths: list[Path]) -> "Report":
@@ -75,7 +76,9 @@ class Report:
                 key = (record["case"], record["artifact"], record["backend"], record["golden_version"],
                        record["runtime_version"])
                 merged[key] = record  # a later file wins for the same result
-        records = list(merged.values())
+        everything = list(merged.values())
+        records = [r for r in everything if not r.get("forward")]
+        forward = [r for r in everything if r.get("forward")]
         cells: dict[tuple, Cell] = defaultdict(Cell)
         for r in records:
             if r["case"] == "*":
@@ -86,7 +89,7 @@ class Report:
                           key=lambda b: (order.index(b) if b in order else len(order), b))
         cases = list(dict.fromkeys(r["case"] for r in records if r["case"] != "*"))
         return cls(records, sorted({r["runtime_version"] for r in records}, key=_vkey),
-                   sorted({r["golden_version"] for r in records}, key=_vkey), backends, cases, dict(cells))
+                   sorted({r["golden_version"] for r in records}, key=_vkey), backends, cases, dict(cells), forward)
 
     # -- analysis ---------------------------------------------------------------------
     def drifts(self) -> list[dict]:
@@ -112,9 +115,9 @@ class Report:
                     })
         return out
 
-    def counts(self) -> dict[tuple[str, str], dict[str, int]]:
+    def counts(self, forward: bool = False) -> dict[tuple[str, str], dict[str, int]]:
         table: dict = defaultdict(lambda: defaultdict(int))
-        for r in self.records:
+        for r in self.forward if forward else self.records:
             table[(r["golden_version"], r["runtime_version"])][status(r)] += 1
         return table
 
@@ -127,6 +130,11 @@ class Report:
                  "|---|---|" + "---|" * len(SEVERITY)]
         for (golden, runtime), counts in sorted(self.counts().items(), key=lambda kv: (_vkey(kv[0][0]), _vkey(kv[0][1]))):
             lines.append(f"| {golden} | {runtime} | " + " | ".join(str(counts.get(s, "")) for s in SEVERITY) + " |")
+        if self.forward:
+            lines += ["", "## Forward compatibility (informational): goldens newer than the runtime", "",
+                      "| golden | runtime | " + " | ".join(SEVERITY) + " |", "|---|---|" + "---|" * len(SEVERITY)]
+            for (golden, runtime), counts in sorted(self.counts(True).items(), key=lambda kv: (_vkey(kv[0][0]), _vkey(kv[0][1]))):
+                lines.append(f"| {golden} | {runtime} | " + " | ".join(str(counts.get(s, "")) for s in SEVERITY) + " |")
         lines += ["", "## Drifts", ""]
         drifts = self.drifts()
         if not drifts:
@@ -175,7 +183,16 @@ class Report:
         for (golden, runtime), counts in sorted(self.counts().items(), key=lambda kv: (_vkey(kv[0][0]), _vkey(kv[0][1]))):
             parts.append(f"<tr><td>{e(golden)}</td><td>{e(runtime)}</td>" + "".join(
                 f"<td class='{_css(s) if counts.get(s) else ''}'>{counts.get(s, '')}</td>" for s in SEVERITY) + "</tr>")
-        parts.append("</table><h2>Drifts</h2>")
+        parts.append("</table>")
+        if self.forward:
+            parts.append("<h2>Forward compatibility (informational)</h2><p>Goldens newer than the runtime "
+                         "that replayed them; never a failure.</p><table><tr><th>golden</th><th>runtime</th>"
+                         + "".join(f"<th>{s}</th>" for s in SEVERITY) + "</tr>")
+            for (golden, runtime), counts in sorted(self.counts(True).items(), key=lambda kv: (_vkey(kv[0][0]), _vkey(kv[0][1]))):
+                parts.append(f"<tr><td>{e(golden)}</td><td>{e(runtime)}</td>" + "".join(
+                    f"<td>{counts.get(s, '')}</td>" for s in SEVERITY) + "</tr>")
+            parts.append("</table>")
+        parts.append("<h2>Drifts</h2>")
         if drifts:
             parts.append("<table><tr><th>case</th><th>golden</th><th>backend</th><th>first runtime</th>"
                          "<th>largest Δ</th><th>bisect hint</th><th>detail</th></tr>")

@@ -162,11 +162,18 @@ def test_backend_selection(store, catalog):
     assert {r.backend for r in results} == {"fbgemm", "any"}
 
 
-def test_golden_versions_newer_than_torch_are_not_replayed(store, catalog, version):
+def test_goldens_of_newer_torch_are_forward_compatibility_and_never_fail(store, catalog, version):
     import shutil
 
     shutil.copytree(store / version, store / "99.0.0")
-    assert {r.golden_version for r in replay(store, catalog)} == {version}
+    (store / "99.0.0" / "linear" / "traced.pt").write_bytes(b"")
+    results = replay(store, [c for c in catalog if c.id in SLICE])
+    newer = [r for r in results if r.golden_version == "99.0.0"]
+    assert newer and all(r.forward for r in newer)
+    broken = [r for r in newer if (r.case, r.artifact) == ("linear", "traced")]
+    assert {r.verdict for r in broken} == {"corrupt"} and not any(r.failed for r in broken)
+    assert not any(r.forward for r in results if r.golden_version == version)
+    assert {r.golden_version for r in replay(store, catalog, forward=False)} == {version}
 
 
 def test_unsafe_pickle_is_refused_without_running_it(store, catalog, version, tmp_path):

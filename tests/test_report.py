@@ -111,3 +111,13 @@ def test_the_page_in_headless_chromium_shows_the_drift(runs, tmp_path):
     assert near((0xc6, 0x28, 0x28)), "no drift red on screen"
     assert near((0x2e, 0x7d, 0x32)), "no pass green on screen"
     assert near((0xf9, 0xa8, 0x25)), "no known-drift amber on screen"
+
+
+def test_forward_results_are_a_separate_informational_table(runs, tmp_path):
+    newer = tmp_path / "forward.json"
+    newer.write_text(json.dumps([rec("conv", "2.13.0", "2.4.1", verdict="load-error") | {"forward": True}]))
+    report = Report.load([*runs, newer])
+    assert "2.13.0" not in report.goldens and not [d for d in report.drifts() if d["golden"] == "2.13.0"]
+    assert report.counts(forward=True)[("2.13.0", "2.4.1")]["load-error"] == 1
+    assert "Forward compatibility (informational)" in report.html()
+    assert "## Forward compatibility (informational)" in report.markdown()
