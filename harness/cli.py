@@ -123,7 +123,7 @@ def _replay(args) -> int:
     from .store import GoldenStore
 
     options = Options(backends=backends, verbose=args.verbose, trust_unverified=args.trust_unverified,
-                      forward=not args.no_forward)
+                      forward=not args.no_forward, patterns=args.patterns)
     if args.layout == "harness":
         try:
             options.known = load_known(paths.goldens)

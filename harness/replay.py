@@ -23,6 +23,7 @@ class Options:
     trust_unverified: bool = False
     known: list = field(default_factory=list)  # harness.known.KnownDrift entries
     forward: bool = True  # also replay goldens of newer torch versions, as information
+    patterns: list | None = None  # the -k selection, to tell a deselected golden from a lost one
 
 
 class HarnessLayout:
@@ -377,9 +378,48 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options) -> Ite
         if golden.manifest_error:
             yield Result("*", "*", "*", version, torch_release(), "corrupt", golden.manifest_error, forward=forward)
             continue
+        produced = set()
         for result in Replayer(HarnessLayout(golden), cases, options).run():
             result.forward = forward
+            produced.add((result.case, result.artifact, result.backend))
             yield result
+        for result in _unkept_promises(golden, cases, options, produced):
+            result.forward = forward
+            yield result
+
+
+def _unkept_promises(golden: GoldenSet, cases: list[Case], options: Options, produced: set) -> Iterator[Result]:
+    """The golden count guard: every result a manifest promises must be there.
+
+    A golden set that quietly shrinks (a case dropped from the catalog, an artifact kind
+    dropped from a case) is how a BC suite stops testing anything; each promised
+    (case, artifact, backend) that produced no result becomes a ``missing`` result.
+    """
+    from .catalog import select
+
+    known = {c.id for c in cases}
+    wanted = options.backends
+    for case_id, entry in sorted(golden.cases.items()):
+        if entry.get("skipped") or (options.patterns and not select([_Named(case_id)], options.patterns)):
+            continue
+        for kind in entry.get("artifacts", []):
+            for backend, status in entry.get("backends", {}).items():
+                if status != "ok" or (wanted and backend != "any" and backend not in wanted):
+                    continue
+                if (case_id, kind, backend) in produced:
+                    continue
+                why = (f"the catalog no longer has case {case_id!r}" if case_id not in known
+                       else f"case {case_id!r} no longer has the {kind} artifact")
+                yield Result(case_id, kind, backend, golden.version, torch_release(), "missing",
+                             f"torch {golden.version}'s manifest promises this result, but {why}; "
+                             "a golden set must not shrink quietly")
+
+
+@dataclass(frozen=True)
+class _Named:
+    """Just an id, for selecting manifest entries with the catalog's -k rules."""
+
+    id: str
 
 
 def replay_pytorch_dir(directory, cases: list[Case], options: Options) -> Iterator[Result]:

@@ -225,3 +225,25 @@ def test_known_drift_keeps_its_verdict_and_figures_but_does_not_fail(store, cata
     (store / "known-drifts.toml").write_text(entry + 'reason = "no bound"\n')
     with pytest.raises(KnownDriftError, match="needs max_abs_diff or max_step_diff"):
         load(store)
+
+
+def test_golden_count_guard_reports_what_the_manifest_promised(store, catalog, version):
+    """A case dropped from the catalog, or an artifact dropped from a case, is missing, not silent."""
+    from dataclasses import replace
+
+    slice_ = [c for c in catalog if c.id in SLICE]
+    without_linear = [c for c in slice_ if c.id != "linear"]
+    by = keyed(replay(store, without_linear))
+    lost = by[("linear", "scripted", "fbgemm")]
+    assert lost.verdict == "missing" and "no longer has case 'linear'" in lost.message and lost.failed
+    assert len([r for r in by.values() if r.case == "linear"]) == 3 * len(supported_engines())
+    # -k that deselects it is not a loss
+    assert not [r for r in replay(store, without_linear, patterns=["lstm"]) if r.case == "linear"]
+    # an artifact kind dropped from a case
+    trimmed = [replace(c, artifacts=("state_dict", "scripted")) if c.id == "lstm" else c for c in slice_]
+    by = keyed(replay(store, trimmed, backends=["fbgemm"]))
+    assert by[("lstm", "traced", "fbgemm")].verdict == "missing"
+    assert "no longer has the traced artifact" in by[("lstm", "traced", "fbgemm")].message
+    assert not [r for r in by.values() if r.backend not in ("fbgemm", "any")]
+    # and the intact catalog keeps every promise
+    assert not [r for r in replay(store, slice_) if "promises" in r.message]
