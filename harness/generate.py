@@ -33,6 +33,10 @@ class Generated:
     entry: dict = field(default_factory=dict)
 
 
+#: extra calls of each backend's model at generation, to refuse a non-reproducible golden
+REPEATS = 4
+
+
 def expected_name(case_id: str, backend: str) -> str:
     return f"{case_id}/expected.{backend}.pt"
 
@@ -102,14 +106,26 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
             # change on every run; replay compares it as a set either way
             out.files[f"{case.id}/get_attr_targets.pt"] = save_bytes(sorted(flows.get_attr_targets(model)))
 
+    from .compare import compare
+
     for backend in ["any"] if case.engine_agnostic else engines:
         with quiet() as caught, engine(backend):
             try:
                 model = flows.runnable(case, flows.build(case), example)
                 result = case.forward(model, example)
+                # A golden needs a reproducible output: more calls of the model, and a model
+                # built afresh, must all agree (qnnpack's ConvTranspose3d, for one, does not).
+                repeats = [case.forward(model, example) for _ in range(REPEATS - 1)]
+                repeats.append(case.forward(flows.runnable(case, flows.build(case), example), example))
             except Exception as exc:
                 entry["backends"][backend] = f"{backend} cannot run it: {_one_line(exc)}"
                 continue
+        unstable = next((d for d in (compare(result, r) for r in repeats) if not d.ok), None) \
+            if case.check_numerics else None
+        if unstable is not None:
+            entry["backends"][backend] = (f"{backend} is not reproducible: {REPEATS + 1} runs of the same "
+                                          f"model disagree ({unstable.message})")
+            continue
         out.files[expected_name(case.id, backend)] = save_bytes(result)
         entry["backends"][backend] = "ok"
         noted = runtime_warnings(caught)

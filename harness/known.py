@@ -9,6 +9,7 @@ They live in ``<golden dir>/known-drifts.toml``::
     artifacts = ["*"]           # globs, default every kind
     max_abs_diff = 1e-7         # the drift stays known only within these bounds
     max_step_diff = 0
+    # incomparable = true     # instead of bounds: a shape or type change, examined
     reason = "why, and where it was looked into"
 
 A covered result keeps its ``drift`` verdict and its figures and carries the reason in
@@ -38,6 +39,8 @@ class KnownDrift:
     artifacts: tuple[str, ...] = ("*",)
     max_abs_diff: float | None = None
     max_step_diff: float | None = None
+    #: covers drifts without figures (a shape or type change), which no bound can describe
+    incomparable: bool = False
 
     def covers(self, result) -> bool:
         if result.verdict != "drift":
@@ -46,6 +49,10 @@ class KnownDrift:
                 and fnmatch.fnmatchcase(result.case, self.case)
                 and fnmatch.fnmatchcase(result.backend, self.backend)
                 and any(fnmatch.fnmatchcase(result.artifact, a) for a in self.artifacts)):
+            return False
+        if result.max_abs_diff is None and result.max_step_diff is None:
+            return self.incomparable
+        if self.max_abs_diff is None and self.max_step_diff is None:
             return False
         return _within(result.max_abs_diff, self.max_abs_diff) and _within(result.max_step_diff, self.max_step_diff)
 
@@ -65,13 +72,14 @@ def load(root: Path) -> list[KnownDrift]:
         entries = [
             KnownDrift(golden=str(e["golden"]), case=str(e["case"]), reason=str(e["reason"]),
                        backend=str(e.get("backend", "*")), artifacts=tuple(e.get("artifacts", ["*"])),
-                       max_abs_diff=e.get("max_abs_diff"), max_step_diff=e.get("max_step_diff"))
+                       max_abs_diff=e.get("max_abs_diff"), max_step_diff=e.get("max_step_diff"),
+                       incomparable=bool(e.get("incomparable", False)))
             for e in data.get("drift", [])
         ]
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise KnownDriftError(f"{path}: {exc}") from exc
-    if any(e.max_abs_diff is None and e.max_step_diff is None for e in entries):
-        raise KnownDriftError(f"{path}: every known drift needs max_abs_diff or max_step_diff")
+    if any(e.max_abs_diff is None and e.max_step_diff is None and not e.incomparable for e in entries):
+        raise KnownDriftError(f"{path}: every known drift needs max_abs_diff, max_step_diff or incomparable = true")
     return entries
 
 

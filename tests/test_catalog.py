@@ -126,4 +126,15 @@ def test_selection_by_substring_and_glob(catalog):
     assert {c.id for c in select(catalog, ["linear_dynamic"])} == {"linear_dynamic-qint8", "linear_dynamic-float16"}
     assert {c.id for c in select(catalog, ["conv3d*"])} == {"conv3d", "conv3d_relu"}
     assert select(catalog, ["no-such-case"]) == []
-    assert len(select(catalog, None)) == len(catalog) == 20
+    assert len(select(catalog, None)) == len(catalog)
+    assert len([c for c in catalog if c.source == "bc_suite.py"]) == 20
+    assert len([c for c in catalog if c.source == "eager_ptq.py"]) == 14
+
+
+def test_eager_ptq_native_and_reference_share_float_weights(catalog):
+    from harness import flows
+
+    by_id = {c.id: c for c in catalog}
+    for name in ("linear", "conv2d", "conv_transpose3d"):
+        native, ref = flows.build(by_id[f"ptq-{name}"]), flows.build(by_id[f"ptq-{name}-ref"])
+        assert torch.equal(native.conv.weight().dequantize(), ref.conv.get_quantized_weight().dequantize())
