@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cases = sub.add_parser("cases", help="list the case catalog")
     _common(cases)
+    cases.add_argument("--markdown", action="store_true",
+                       help="print the catalog as the Markdown block the README carries")
     return parser
 
 
@@ -212,8 +214,28 @@ def _report(args) -> int:
     return 0
 
 
+def catalog_markdown(cases) -> str:
+    """The README's catalog section: counts per fixture file and artifact kind, then every case."""
+    from collections import Counter
+
+    from .catalog import ARTIFACT_KINDS
+
+    files = Counter(c.source for c in cases)
+    kinds = Counter(k for c in cases for k in c.artifacts)
+    lines = [f"{len(cases)} cases. Per fixture file: " + ", ".join(f"`{f}` {n}" for f, n in files.items())
+             + ". Per artifact kind: " + ", ".join(f"{k} {kinds[k]}" for k in ARTIFACT_KINDS if kinds[k]) + ".", "",
+             "| case | fixture | flow | artifacts | PyTorch test | what |", "|---|---|---|---|---|---|"]
+    for c in cases:
+        lines.append(f"| `{c.id}` | {c.source} | {c.flow} | {', '.join(c.artifacts)} | "
+                     f"{c.pytorch.method if c.pytorch else ''} | {c.description} |")
+    return "\n".join(lines) + "\n"
+
+
 def _cases(args) -> int:
     _paths, cases = _catalog(args)
+    if args.markdown:
+        print(catalog_markdown(cases), end="")
+        return 0
     from tabulate import tabulate
 
     rows = [[c.id, c.flow, ",".join(c.artifacts), c.pytorch.method if c.pytorch else "", c.description]

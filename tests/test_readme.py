@@ -34,3 +34,11 @@ def test_readme_fixture_example_works(pytester, monkeypatch):
     missing.stdout.fnmatch_lines(["*pytest 'test_x.py::test_my_model' --golden-update-new-only*"])
     pytester.runpytest("--golden-update-new-only").assert_outcomes(skipped=1)
     pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
+
+
+def test_readme_catalog_is_generated_from_the_catalog(catalog):
+    from harness.cli import catalog_markdown
+
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("<!-- catalog:start -->\n") + len("<!-- catalog:start -->\n"):text.index("<!-- catalog:end -->")]
+    assert block == catalog_markdown(catalog), "README's catalog is stale: paste `bc-harness cases --markdown`"
