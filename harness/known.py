@@ -13,7 +13,8 @@ They live in ``<golden dir>/known-drifts.toml``::
     reason = "why, and where it was looked into"
 
 A covered result keeps its ``drift`` verdict and its figures and carries the reason in
-``known``; a drift beyond the bounds, or anywhere else, still fails.
+``known``; a drift beyond the bounds, or anywhere else, still fails. ``[[load-error]]``
+entries do the same for an examined failure to load, matched by a ``message`` substring.
 """
 
 from __future__ import annotations
@@ -41,15 +42,24 @@ class KnownDrift:
     max_step_diff: float | None = None
     #: covers drifts without figures (a shape or type change), which no bound can describe
     incomparable: bool = False
+    #: "drift", or "load-error" for an examined failure to load, matched by ``message``
+    verdict: str = "drift"
+    message: str | None = None
 
     def covers(self, result) -> bool:
-        if result.verdict != "drift":
+        if result.verdict != self.verdict:
             return False
-        if not (fnmatch.fnmatchcase(result.golden_version, self.golden)
+        if self.verdict == "load-error":
+            return (self.message or "\0") in result.message and self._matches(result)
+        return self._matches(result) and self._within_bounds(result)
+
+    def _matches(self, result) -> bool:
+        return (fnmatch.fnmatchcase(result.golden_version, self.golden)
                 and fnmatch.fnmatchcase(result.case, self.case)
                 and fnmatch.fnmatchcase(result.backend, self.backend)
-                and any(fnmatch.fnmatchcase(result.artifact, a) for a in self.artifacts)):
-            return False
+                and any(fnmatch.fnmatchcase(result.artifact, a) for a in self.artifacts))
+
+    def _within_bounds(self, result) -> bool:
         if result.max_abs_diff is None and result.max_step_diff is None:
             return self.incomparable
         if self.max_abs_diff is None and self.max_step_diff is None:
@@ -73,13 +83,17 @@ def load(root: Path) -> list[KnownDrift]:
             KnownDrift(golden=str(e["golden"]), case=str(e["case"]), reason=str(e["reason"]),
                        backend=str(e.get("backend", "*")), artifacts=tuple(e.get("artifacts", ["*"])),
                        max_abs_diff=e.get("max_abs_diff"), max_step_diff=e.get("max_step_diff"),
-                       incomparable=bool(e.get("incomparable", False)))
-            for e in data.get("drift", [])
+                       incomparable=bool(e.get("incomparable", False)), verdict=verdict,
+                       message=e.get("message"))
+            for verdict in ("drift", "load-error") for e in data.get(verdict, [])
         ]
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise KnownDriftError(f"{path}: {exc}") from exc
-    if any(e.max_abs_diff is None and e.max_step_diff is None and not e.incomparable for e in entries):
+    if any(e.verdict == "drift" and e.max_abs_diff is None and e.max_step_diff is None and not e.incomparable
+           for e in entries):
         raise KnownDriftError(f"{path}: every known drift needs max_abs_diff, max_step_diff or incomparable = true")
+    if any(e.verdict == "load-error" and not e.message for e in entries):
+        raise KnownDriftError(f"{path}: every known load-error needs the message it matches")
     return entries
 
 

@@ -291,8 +291,8 @@ class GoldenItem(pytest.Item):
         state.record(result, self.nodeid)
         if result.verdict == "pass":
             return
-        if result.verdict == "drift" and result.known:
-            pytest.xfail(f"known drift: {result.known} ({result.message})")
+        if result.known:
+            pytest.xfail(f"known {result.verdict}: {result.known} ({result.message})")
         if result.verdict == "skip":
             pytest.skip(result.message)
         hint = ""

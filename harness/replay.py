@@ -173,8 +173,13 @@ class Replayer:
 
     def _result(self, case: Case, artifact: str, backend: str, verdict: str, message: str = "", **figures):
         pytorch_test = case.pytorch.method if self.layout.name == "pytorch" and case.pytorch else None
-        return Result(case.id, artifact, backend, self.layout.golden.version, self.runtime, verdict,
-                      message, layout=self.layout.name, pytorch_test=pytorch_test, **figures)
+        result = Result(case.id, artifact, backend, self.layout.golden.version, self.runtime, verdict,
+                        message, layout=self.layout.name, pytorch_test=pytorch_test, **figures)
+        if self.options.known and verdict in ("drift", "load-error"):
+            from .known import mark
+
+            mark(result, self.options.known)
+        return result
 
     def _error(self, exc: BaseException, prefix: str = "") -> str:
         if self.options.verbose:
@@ -312,10 +317,6 @@ class Replayer:
             vs_fbgemm_mismatched=cross.mismatched if cross else None,
             warnings=noted,
         )
-        if self.options.known:
-            from .known import mark
-
-            mark(result, self.options.known)
         return Evaluation(result, golden, obtained, targets)
 
     def evaluate_model(self, case: Case, backend: str, example) -> Evaluation:

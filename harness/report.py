@@ -11,8 +11,8 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 #: worst first: what a cell shows when its artifacts disagree
-SEVERITY = ("load-error", "corrupt", "missing", "drift", "known drift", "pass", "skip")
-COLOURS = {"pass": "#2e7d32", "known drift": "#f9a825", "drift": "#c62828", "load-error": "#6a1b9a",
+SEVERITY = ("load-error", "corrupt", "missing", "drift", "known load-error", "known drift", "pass", "skip")
+COLOURS = {"pass": "#2e7d32", "known drift": "#f9a825", "known load-error": "#ef6c00", "drift": "#c62828", "load-error": "#6a1b9a",
            "corrupt": "#6a1b9a", "missing": "#6a1b9a", "skip": "#9e9e9e"}
 
 
@@ -24,8 +24,8 @@ def _vkey(text: str):
 
 
 def status(record: dict) -> str:
-    if record["verdict"] == "drift" and record.get("known"):
-        return "known drift"
+    if record.get("known") and record["verdict"] in ("drift", "load-error"):
+        return f"known {record['verdict']}"
     return record["verdict"]
 
 
@@ -255,4 +255,5 @@ class Report:
 
 
 def _css(state: str) -> str:
-    return {"pass": "pass", "drift": "drift", "known drift": "known", "skip": "skip"}.get(state, "bad")
+    return {"pass": "pass", "drift": "drift", "known drift": "known", "known load-error": "known",
+            "skip": "skip"}.get(state, "bad")

@@ -43,14 +43,13 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        return self.verdict in FAILING and not self.forward and not (self.verdict == "drift" and self.known)
+        return self.verdict in FAILING and not self.forward and not self.known
 
 
 def summary(results: list[Result]) -> str:
     counts = Counter(r.verdict for r in results)
-    known = sum(1 for r in results if r.verdict == "drift" and r.known)
-    parts = [f"{counts[v]} {v}" + (f" ({known} known)" if v == "drift" and known else "")
-             for v in VERDICTS if counts[v]]
+    known = Counter(r.verdict for r in results if r.known)
+    parts = [f"{counts[v]} {v}" + (f" ({known[v]} known)" if known[v] else "") for v in VERDICTS if counts[v]]
     status = "FAILED" if any(r.failed for r in results) else "OK"
     return f"{status}: {len(results)} results: " + (", ".join(parts) if parts else "none")
 
@@ -69,7 +68,7 @@ def _steps(value) -> str:
 
 def _cell(r: Result) -> str:
     """One backend's cell: the verdict, its step figure, and the distance to fbgemm."""
-    text = "known drift" if r.verdict == "drift" and r.known else r.verdict
+    text = f"known {r.verdict}" if r.known else r.verdict
     if r.verdict == "drift":
         text += f" {_steps(r.max_step_diff)}st" if r.max_step_diff is not None else (
             f" |Δ|{r.max_abs_diff:.2g}" if r.max_abs_diff is not None else "")

@@ -57,7 +57,7 @@ def test_committed_goldens_replay_cleanly(catalog):
     bad = [(r.case, r.artifact, r.backend, r.verdict, r.message) for r in results if r.failed]
     assert not bad
     skips = {(r.case, r.artifact, r.backend): r.message for r in results if r.verdict == "skip"}
-    reasons = ("not supported by", "cannot make it", "not reproducible", "recorded no")
+    reasons = ("not supported by", "cannot make it", "cannot run it", "not reproducible", "recorded no")
     assert skips and all(any(why in m for why in reasons) for m in skips.values()), skips
     assert len({r.case for r in results}) == len(catalog)
 
@@ -248,3 +248,13 @@ def test_golden_count_guard_reports_what_the_manifest_promised(store, catalog, v
     assert not [r for r in by.values() if r.backend not in ("fbgemm", "any")]
     # and the intact catalog keeps every promise
     assert not [r for r in replay(store, slice_) if "promises" in r.message]
+
+
+def test_known_load_error_matches_its_message(store, catalog, version):
+    _rewrite(store, version, "linear/state_dict.pt", b"not a torch file")
+    entry = f'[[load-error]]\ngolden = "{version}"\ncase = "linear"\n'
+    (store / "known-drifts.toml").write_text(entry + 'message = "UnsafeGolden"\nreason = "examined"\n')
+    r = keyed(replay(store, [c for c in catalog if c.id == "linear"]))[("linear", "state_dict", "fbgemm")]
+    assert r.verdict == "load-error" and r.known == "examined" and not r.failed
+    (store / "known-drifts.toml").write_text(entry + 'message = "other text"\nreason = "x"\n')
+    assert keyed(replay(store, [c for c in catalog if c.id == "linear"]))[("linear", "state_dict", "fbgemm")].failed
