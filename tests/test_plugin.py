@@ -138,7 +138,7 @@ def test_catalog_items_have_readable_ids_and_k_works(pytester, catalog_args, ver
 
 
 def test_unsupported_combinations_skip_with_the_reason(pytester, catalog_args):
-    result = pytester.runpytest(*catalog_args, "-k", "float16 and qnnpack", "-rs")
+    result = pytester.runpytest(*catalog_args, "-k", "linear_dynamic-float16 and qnnpack", "-rs")
     result.assert_outcomes(skipped=3)
     result.stdout.fnmatch_lines(["*not supported by QNNPACK*"])
 
