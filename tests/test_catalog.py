@@ -9,7 +9,6 @@ import torch
 from harness.catalog import CatalogError, QuantizedInput, load_catalog, select
 from harness.compat import nn_quantized
 
-from .conftest import FIXTURES
 
 nnq, nnqd, nniq = nn_quantized()
 
