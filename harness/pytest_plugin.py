@@ -81,6 +81,7 @@ class GoldenSession:
     unused: list = field(default_factory=list)  # (version, case id, why)
     _runners: dict = field(default_factory=dict, repr=False)
     _cases: list | None = field(default=None, repr=False)
+    _known: list | None = field(default=None, repr=False)
 
     # -- places ---------------------------------------------------------------------
     @property
@@ -154,9 +155,11 @@ class GoldenSession:
         """The golden directory's known drifts (empty for PyTorch's layout)."""
         if self.layout != "harness":
             return []
-        from .known import load
+        if self._known is None:  # read once per session, not per check
+            from .known import load
 
-        return load(self.golden_dir)
+            self._known = load(self.golden_dir)
+        return self._known
 
     def forget(self, version: str) -> None:
         """Drop a version's cached state after its goldens were written."""
