@@ -461,9 +461,10 @@ class GoldenChecker:
                 self._write(store, case, backends, rewrite=False)
                 evaluations += self._replay(store, runtime, case, backends)
             else:
+                from .replay import Evaluation
                 from .results import Result
 
-                evaluations.append(_Missing(Result(
+                evaluations.append(Evaluation(Result(
                     name, ",".join(artifacts), ",".join(backends or ["all"]), runtime, runtime, "missing",
                     f"no golden {name!r} for torch {runtime}; to create it: "
                     f"pytest '{nodeid}' --golden-update-new-only")))
@@ -485,9 +486,10 @@ class GoldenChecker:
         golden.trust_unverified = self.state.trust_unverified
         if golden.manifest_error or case.id not in golden.cases:
             if golden.manifest_error:
+                from .replay import Evaluation
                 from .results import Result
 
-                return [_Missing(Result(case.id, "*", "*", version, _runtime(), "corrupt", golden.manifest_error))]
+                return [Evaluation(Result(case.id, "*", "*", version, _runtime(), "corrupt", golden.manifest_error))]
             return []
         replayer = Replayer(HarnessLayout(golden), [case], Options(backends=backends, known=self.state.known()))
         found = [replayer.evaluate(case, kind, backend)
@@ -507,16 +509,6 @@ class GoldenChecker:
         self.state.writes.append(f"{'rewrote' if rewrite else 'wrote'} {_runtime()}/{case.id} ({nodeid})"
                                  + (f"\n{change}" if change else ""))
         self.state.wrote.add(nodeid)
-
-
-@dataclass
-class _Missing:
-    """An evaluation that never reached a model (no golden, unusable manifest)."""
-
-    result: object
-    golden: object = None
-    obtained: object = None
-    targets: object = None
 
 
 def _builder(model):

@@ -121,6 +121,10 @@ class Report:
             table[(r["golden_version"], r["runtime_version"])][status(r)] += 1
         return table
 
+    def sorted_counts(self, forward: bool = False) -> list:
+        """counts() as rows ordered by golden version, then runtime version."""
+        return sorted(self.counts(forward).items(), key=lambda kv: (_vkey(kv[0][0]), _vkey(kv[0][1])))
+
     # -- Markdown ---------------------------------------------------------------------
     def markdown(self) -> str:
         lines = ["# Backward-compatibility report", "",
@@ -128,12 +132,12 @@ class Report:
                  f"{len(self.records)} results.", "", "## Results per golden and runtime version", "",
                  "| golden | runtime | " + " | ".join(SEVERITY) + " |",
                  "|---|---|" + "---|" * len(SEVERITY)]
-        for (golden, runtime), counts in sorted(self.counts().items(), key=lambda kv: (_vkey(kv[0][0]), _vkey(kv[0][1]))):
+        for (golden, runtime), counts in self.sorted_counts():
             lines.append(f"| {golden} | {runtime} | " + " | ".join(str(counts.get(s, "")) for s in SEVERITY) + " |")
         if self.forward:
             lines += ["", "## Forward compatibility (informational): goldens newer than the runtime", "",
                       "| golden | runtime | " + " | ".join(SEVERITY) + " |", "|---|---|" + "---|" * len(SEVERITY)]
-            for (golden, runtime), counts in sorted(self.counts(True).items(), key=lambda kv: (_vkey(kv[0][0]), _vkey(kv[0][1]))):
+            for (golden, runtime), counts in self.sorted_counts(forward=True):
                 lines.append(f"| {golden} | {runtime} | " + " | ".join(str(counts.get(s, "")) for s in SEVERITY) + " |")
         lines += ["", "## Drifts", ""]
         drifts = self.drifts()
@@ -180,7 +184,7 @@ class Report:
             "<h2>Results per golden and runtime version</h2><table><tr><th>golden</th><th>runtime</th>"
             + "".join(f"<th>{s}</th>" for s in SEVERITY) + "</tr>",
         ]
-        for (golden, runtime), counts in sorted(self.counts().items(), key=lambda kv: (_vkey(kv[0][0]), _vkey(kv[0][1]))):
+        for (golden, runtime), counts in self.sorted_counts():
             parts.append(f"<tr><td>{e(golden)}</td><td>{e(runtime)}</td>" + "".join(
                 f"<td class='{_css(s) if counts.get(s) else ''}'>{counts.get(s, '')}</td>" for s in SEVERITY) + "</tr>")
         parts.append("</table>")
@@ -188,7 +192,7 @@ class Report:
             parts.append("<h2>Forward compatibility (informational)</h2><p>Goldens newer than the runtime "
                          "that replayed them; never a failure.</p><table><tr><th>golden</th><th>runtime</th>"
                          + "".join(f"<th>{s}</th>" for s in SEVERITY) + "</tr>")
-            for (golden, runtime), counts in sorted(self.counts(True).items(), key=lambda kv: (_vkey(kv[0][0]), _vkey(kv[0][1]))):
+            for (golden, runtime), counts in self.sorted_counts(forward=True):
                 parts.append(f"<tr><td>{e(golden)}</td><td>{e(runtime)}</td>" + "".join(
                     f"<td>{counts.get(s, '')}</td>" for s in SEVERITY) + "</tr>")
             parts.append("</table>")
