@@ -15,15 +15,28 @@ from typing import Any, Callable, Sequence
 ENGINE_ORDER = ("fbgemm", "x86", "qnnpack", "onednn")
 
 #: Artifact kinds a case may ask for, in the order results are reported.
-ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package")
+#: export: a torch.export archive (.pt2); lite: a lite-interpreter file (.ptl).
+ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package", "export", "lite")
 
-#: How the quantized model is made from what ``build`` returns.
-#: eager    - ``build`` returns the quantized module itself;
-#: jit      - ``build`` returns a float module, quantized by quantize_jit after script/trace;
-#: fx       - ``build`` returns a float module, saved with torch.package; replay re-runs
-#:            prepare_fx/convert_fx on it (PyTorch's package test);
+#: The quantization flow a case exercises, and so how its quantized model is made from
+#: what ``build`` returns:
+#: eager    - eager-mode static PTQ (or a quantized module built directly): ``build``
+#:            returns the quantized module;
+#: dynamic  - eager-mode dynamic PTQ (quantize_dynamic, nnqd modules): the same;
+#: qat      - eager-mode QAT, prepare_qat -> seeded training -> convert: the same;
+#: fx       - FX graph mode: ``build`` returns the float module, ``transform`` (default
+#:            PyTorch's package-test prepare_fx/convert_fx) quantizes it; a package holds
+#:            the float module and its replay re-runs the transform;
+#: jit      - JIT graph mode: ``build`` returns the float module, ``transform`` (default
+#:            quantize_jit) quantizes its script or trace;
+#: ondevice - on-device dynamic PTQ: like jit, with _quantize_ondevice_dynamic_jit, and the
+#:            output is the ``quantized_forward`` method's;
+#: pt2e     - PT2E: ``build`` returns the converted (convert_pt2e) graph module;
 #: observer - ``build`` returns an observer, calibrated once on the input.
-FLOWS = ("eager", "jit", "fx", "observer")
+FLOWS = ("eager", "dynamic", "qat", "fx", "jit", "ondevice", "pt2e", "observer")
+
+#: From this torch release on, PT2E lives in torchao (torchao.quantization.pt2e), not torch.ao.
+PT2E_IN_TORCHAO = "2.10"
 
 _FIXTURE_PACKAGE = "bc_harness_fixtures"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -119,6 +132,10 @@ class Case:
     #: state_dict written in the zipfile format (True) or the legacy one (False).
     state_dict_zipfile: bool = False
     min_torch: str = "1.13"
+    #: the flow's quantization step (fx, jit and ondevice): ``transform(module, example)``
+    transform: Callable[[Any, Any], Any] | None = None
+    #: the method whose output is the golden (the on-device flow's ``quantized_forward``)
+    method: str = "forward"
     pytorch: PyTorchTest | None = None
     description: str = ""
     source: str = ""  # fixture file the case was declared in, filled by the loader
@@ -134,7 +151,13 @@ class Case:
 
     def forward(self, model, example):
         """What a replay records of a model: its output (and, for observers, their qparams)."""
-        out = model(*example) if isinstance(example, tuple) else model(example)
+        args = example if isinstance(example, tuple) else (example,)
+        if self.method == "forward":
+            out = model(*args)
+        elif hasattr(model, "run_method"):  # a lite-interpreter module
+            out = model.run_method(self.method, *args)
+        else:
+            out = getattr(model, self.method)(*args)
         if self.flow == "observer":
             scale, zero_point = model.calculate_qparams()
             return (out, scale, zero_point)

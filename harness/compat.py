@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 from packaging.version import InvalidVersion, Version
 
-from .catalog import ENGINE_ORDER
+from .catalog import ENGINE_ORDER, PT2E_IN_TORCHAO
 
 
 #: torchbind classes a quantized state_dict may legitimately pickle. Their
@@ -71,6 +71,10 @@ def quiet() -> Iterator[list[warnings.WarningMessage]]:
         yield caught
 
 
+#: torch-internal notices that say nothing about a model's numerics (quantize_jit reads .grad)
+_NOISE = ("The .grad attribute of a Tensor that is not a leaf Tensor is being accessed",)
+
+
 def runtime_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     """The warnings worth a reader's attention (not deprecation or migration notices)."""
     seen: list[str] = []
@@ -79,6 +83,8 @@ def runtime_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
         if not text or issubclass(w.category, (DeprecationWarning, FutureWarning)):
             continue
         if "migrat" in text.lower() or "deprecat" in text.lower() or text in seen:
+            continue
+        if text.startswith(_NOISE):
             continue
         seen.append(text)
     return seen
@@ -142,6 +148,158 @@ def linear_relu_functional():
 
     return LinearReluFunctional
 
+
+# --- which flows and artifact kinds each torch version has ----------------------------
+
+#: First torch release with each flow's APIs (the catalog's floor is 1.13 for the rest).
+FLOW_SINCE = {
+    "pt2e": ("2.1", "pt2e (prepare_pt2e / convert_pt2e) needs torch >= 2.1"),
+}
+#: First torch release able to write and read each artifact kind.
+KIND_SINCE = {
+    "export": ("2.1", "torch.export archives (.pt2) need torch >= 2.1"),
+    "lite": ("1.13", "lite-interpreter files need torch >= 1.13"),
+}
+
+
+def flow_problem(flow: str) -> str | None:
+    """Why this torch cannot make or run ``flow``, or None when it can."""
+    since = FLOW_SINCE.get(flow)
+    if since and Version(torch_release()) < Version(since[0]):
+        return since[1]
+    if flow == "pt2e":
+        try:
+            pt2e()
+        except ImportError as exc:
+            return str(exc)
+    return None
+
+
+def kind_problem(kind: str) -> str | None:
+    """Why this torch cannot write or read artifact ``kind``, or None when it can."""
+    since = KIND_SINCE.get(kind)
+    if since and Version(torch_release()) < Version(since[0]):
+        return since[1]
+    return None
+
+
+def flow_table(flows, kinds) -> dict:
+    """{"flows": {flow: problem}, "kinds": {kind: problem}} for this torch (None: supported)."""
+    return {"flows": {f: flow_problem(f) for f in flows}, "kinds": {k: kind_problem(k) for k in kinds}}
+
+
+class PT2E:
+    """The PT2E entry points of this torch: prepare/convert, the x86 quantizer, capture."""
+
+    def __init__(self, quantize_pt2e, x86_quantizer, move_to_eval, where: str):
+        self.prepare_pt2e = quantize_pt2e.prepare_pt2e
+        self.prepare_qat_pt2e = quantize_pt2e.prepare_qat_pt2e
+        self.convert_pt2e = quantize_pt2e.convert_pt2e
+        self.x86 = x86_quantizer
+        self.move_to_eval = move_to_eval
+        self.where = where
+
+    def quantizer(self, is_qat: bool = False):
+        config = self.x86.get_default_x86_inductor_quantization_config(is_qat=is_qat)
+        return self.x86.X86InductorQuantizer().set_global(config)
+
+    @staticmethod
+    def capture(model, args):
+        """The pre-dispatch graph PT2E quantizes: export_for_training's, or export's from 2.9 on."""
+        if Version(torch_release()) >= Version("2.9"):
+            return torch.export.export(model, args).module()
+        if hasattr(torch.export, "export_for_training"):  # 2.5 - 2.8
+            # strict (dynamo) capture: torch.ao's convert_pt2e folds QAT conv-bn by the
+            # source_fn_stack metadata only dynamo records (KeyError in 2.8 otherwise)
+            return torch.export.export_for_training(model, args, strict=True).module()
+        from torch._export import capture_pre_autograd_graph  # 2.1 - 2.4
+
+        return capture_pre_autograd_graph(model, args)
+
+
+@functools.cache
+def pt2e() -> PT2E:
+    """PT2E from torchao (torch >= 2.10) or torch.ao.quantization (2.1 - 2.9); ImportError says why."""
+    if Version(torch_release()) >= Version(PT2E_IN_TORCHAO):
+        try:
+            with _quiet_import():
+                import torchao.quantization.pt2e as ao_pt2e
+                import torchao.quantization.pt2e.quantize_pt2e as qp
+                import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+        except ImportError as exc:
+            raise ImportError(f"pt2e on torch >= {PT2E_IN_TORCHAO} needs torchao "
+                              f"(pip install 'bc-harness[pt2e]'): {exc}") from exc
+        return PT2E(qp, x86, ao_pt2e.move_exported_model_to_eval, "torchao.quantization.pt2e")
+    import torch.ao.quantization.quantize_pt2e as qp
+    import torch.ao.quantization.quantizer.x86_inductor_quantizer as x86
+
+    return PT2E(qp, x86, torch.ao.quantization.move_exported_model_to_eval, "torch.ao.quantization")
+
+
+@contextlib.contextmanager
+def _quiet_import() -> Iterator[None]:
+    """torchao's import logs its optional CUDA kernels' load failures; those say nothing here."""
+    import logging
+    import os
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(2)
+    os.dup2(devnull, 2)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+        root.setLevel(level)
+
+
+def register_decomposed_ops() -> None:
+    """Register quantized_decomposed ops, which a PT2E .pt2 needs before torch.export.load."""
+    with contextlib.suppress(ImportError):
+        import torch.ao.quantization.fx._decomposed  # noqa: F401
+
+
+def export_save(model, args) -> bytes:
+    buffer = io.BytesIO()
+    torch.export.save(torch.export.export(model, args), buffer)
+    return buffer.getvalue()
+
+
+def export_load(data: bytes):
+    """The module of a .pt2 archive's program (its deserializer logs a failure as warnings)."""
+    import logging
+
+    register_decomposed_ops()
+    log = logging.getLogger("torch.export")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return torch.export.load(io.BytesIO(data)).module()
+    finally:
+        log.setLevel(level)
+
+
+def lite_save(script_module) -> bytes:
+    return bytes(script_module._save_to_buffer_for_lite_interpreter())
+
+
+def lite_load(data: bytes):
+    from torch.jit.mobile import _load_for_lite_interpreter
+
+    return _load_for_lite_interpreter(io.BytesIO(data))
+
+
+def ondevice_dynamic_jit():
+    """torch.ao.quantization.quantize_jit._quantize_ondevice_dynamic_jit."""
+    from torch.ao.quantization.quantize_jit import _quantize_ondevice_dynamic_jit
+
+    return _quantize_ondevice_dynamic_jit
 
 
 # --- safe loading ------------------------------------------------------------------

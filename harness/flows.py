@@ -34,27 +34,84 @@ def get_attr_targets(graph_module) -> set[str]:
     return {node.target for node in graph_module.graph.nodes if node.op == "get_attr"}
 
 
+def quantize_ondevice(script_module, example, qconfig_name: str = "default_dynamic_qconfig"):
+    """On-device dynamic PTQ as a phone would run it: insert the observe/quantize methods,
+    then reset_observers_forward, observe_forward and quantize_forward on the example."""
+    from .compat import ondevice_dynamic_jit
+
+    module = ondevice_dynamic_jit()(script_module, {"": getattr(ao(), qconfig_name)}, "forward", True)
+    args = example if isinstance(example, tuple) else (example,)
+    module.reset_observers_forward()
+    module.observe_forward(*args)
+    module.quantize_forward(*args)
+    return module
+
+
+#: the flows whose quantization step runs on a TorchScript module, and their default step
+_ON_SCRIPT = {"jit": quantize_jit, "ondevice": quantize_ondevice}
+
+
+def transform(case: Case):
+    """The case's quantization step: its own, or its flow's default."""
+    if case.transform is not None:
+        return case.transform
+    if case.flow == "fx":
+        return fx_transforms
+    return _ON_SCRIPT.get(case.flow)
+
+
+def to_script(case: Case, built, example, trace: bool = False):
+    """``built`` scripted (or traced), then quantized where the flow quantizes TorchScript."""
+    import torch
+
+    source = runnable(case, built, example) if case.flow == "fx" else built
+    module = torch.jit.trace(source, example) if trace else torch.jit.script(source)
+    if case.flow in _ON_SCRIPT:
+        module = transform(case)(module, example)
+    return module
+
+
 def runnable(case: Case, built, example):
     """The model a golden's expected output comes from, made from ``case.build()``'s result.
 
     Runs under whatever quantized engine is current, so calling it once per engine gives
     each backend's golden.
     """
-    import torch
-
-    if case.flow == "jit":
-        return quantize_jit(torch.jit.script(built), example)
+    if case.flow in _ON_SCRIPT:
+        return to_script(case, built, example)
     if case.flow == "fx":
-        return fx_transforms(built, example)
+        return transform(case)(built, example)
     if case.flow == "observer":
         built(example)  # calibrate, as PyTorch does before saving the state_dict
     return built
 
 
+def skeleton(case: Case, example):
+    """A module of the case's structure, for a golden state_dict to load into."""
+    built = build(case)
+    return runnable(case, built, example) if case.flow == "fx" else built
+
+
+#: flows whose built model does not depend on the quantized engine and is slow to make
+#: (convert_pt2e of a QAT model takes seconds): built once per process, then copied
+_BUILT_ONCE = frozenset({"pt2e"})
+_built: dict = {}
+
+
 def build(case: Case):
     """``case.build()`` under the case's seed, so every engine gets the same weights."""
+    import copy
+
     import torch
 
+    if case.flow in _BUILT_ONCE:
+        key = (case.source, case.id, case.build)
+        if key not in _built:
+            if len(_built) >= 4:
+                _built.pop(next(iter(_built)))
+            torch.manual_seed(case.seed + 1)
+            _built[key] = case.build()
+        return copy.deepcopy(_built[key])
     torch.manual_seed(case.seed + 1)
     return case.build()
 

@@ -13,7 +13,9 @@ from .catalog import Case
 from .compat import (
     cpu_capability,
     engine,
+    flow_problem,
     has_avx512_vnni,
+    kind_problem,
     load_weights,
     parse_version,
     quiet,
@@ -82,13 +84,24 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
     if parse_version(torch_release()) < parse_version(case.min_torch):
         entry["skipped"] = f"needs torch >= {case.min_torch}"
         return out
+    if flow_problem(case.flow):
+        entry["skipped"] = flow_problem(case.flow)
+        return out
 
     primary = engines[0] if engines else None
     with quiet(), engine(primary):
         example = flows.make_input(case)
         out.files[f"{case.id}/input.pt"] = save_bytes(example)
-        reference = case.forward(flows.runnable(case, flows.build(case), example), example)
+        try:
+            reference = case.forward(flows.runnable(case, flows.build(case), example), example)
+        except Exception as exc:  # recorded, replayed as skip; the other cases go on
+            out.files.clear()
+            entry["skipped"] = f"torch {torch_release()} cannot build and run it: {_one_line(exc)}"
+            return out
         for kind in case.artifacts:
+            if kind_problem(kind):
+                entry["skipped_artifacts"][kind] = f"torch {torch_release()}: {kind_problem(kind)}"
+                continue
             try:
                 data = KINDS[kind].save(case, flows.build(case), example)
             except Exception as exc:  # recorded, replayed as skip
@@ -181,7 +194,7 @@ def keep_unchanged(old, generated: list[Generated]) -> int:
     kept = 0
     for g in generated:
         for name, data in g.files.items():
-            if name.rsplit("/", 1)[-1].removesuffix(".pt") in CODE_CARRYING:
+            if name.rsplit("/", 1)[-1].split(".")[0] in CODE_CARRYING:
                 continue
             try:
                 before = old.read(name)

@@ -10,6 +10,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from packaging.version import Version
+
+from .catalog import PT2E_IN_TORCHAO
+
 READY = ".bc-harness-ready"
 
 
@@ -41,8 +45,9 @@ def ensure_env(version: str, say: Callable[[str], None] = print) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
     say(f"installing torch=={version} from the package registry (older releases bring CUDA packages: "
         "several GB, a few minutes)")
+    extras = ["torchao"] if Version(version) >= Version(PT2E_IN_TORCHAO) else []  # pt2e's home from 2.10
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"torch=={version}", "tabulate",
-                    "packaging>=23"], check=True)
+                    "packaging>=23", *extras], check=True)
     found = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"],
                            capture_output=True, text=True, check=True).stdout.strip()
     if found.split("+")[0] != version:

@@ -10,7 +10,20 @@ from . import flows
 from .artifacts import CODE_CARRYING, KINDS, file_name
 from .catalog import Case
 from .compare import Diff, compare, compare_sets, pytorch_verdict
-from .compat import CannotLoadSafely, cpu_capability, engine, has_avx512_vnni, load_weights, parse_version, quiet, runtime_warnings, supported_engines, torch_release
+from .compat import (
+    CannotLoadSafely,
+    cpu_capability,
+    engine,
+    flow_problem,
+    has_avx512_vnni,
+    kind_problem,
+    load_weights,
+    parse_version,
+    quiet,
+    runtime_warnings,
+    supported_engines,
+    torch_release,
+)
 from .generate import expected_name
 from .results import Result
 from .store import GoldenError, GoldenSet, GoldenStore
@@ -134,6 +147,16 @@ class PyTorchLayout:
         return verdict, message
 
 
+#: kinds whose replay re-runs the case's flow on today's torch (a state_dict loads into today's
+#: conversion of an FX model; a package re-runs prepare_fx/convert_fx)
+_REBUILDS = frozenset({"state_dict", "package"})
+
+
+def runtime_problem(case: Case, kind: str) -> str | None:
+    """Why this torch cannot replay ``kind`` of ``case`` at all, or None."""
+    return kind_problem(kind) or (flow_problem(case.flow) if kind in _REBUILDS else None)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
@@ -239,6 +262,9 @@ class Replayer:
         files = self._case_files(case)
         if files.problem is not None:
             return Evaluation(self._result(case, kind, backend, *files.problem))
+        unable = runtime_problem(case, kind)
+        if unable:
+            return Evaluation(self._result(case, kind, backend, "skip", f"torch {self.runtime} cannot replay it: {unable}"))
         data = self._artifact(case, kind, files)
         if isinstance(data, tuple):
             return Evaluation(self._result(case, kind, backend, *data))
@@ -332,6 +358,8 @@ class Replayer:
         files = self._case_files(case)
         if files.problem is not None:
             return result(*files.problem)
+        if flow_problem(case.flow):
+            return result("skip", f"torch {self.runtime} cannot build it: {flow_problem(case.flow)}")
         if backend != "any" and backend not in self.have:
             return result("skip", f"torch {self.runtime} has no {backend} engine")
         problem = self.layout.backend_problem(case, backend)

@@ -9,18 +9,25 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import package, scripted, state_dict, traced
+from . import export, lite, package, scripted, state_dict, traced
 
 KINDS: dict[str, ModuleType] = {
     "state_dict": state_dict,
     "scripted": scripted,
     "traced": traced,
     "package": package,
+    "export": export,
+    "lite": lite,
 }
 
-CODE_CARRYING = frozenset({"scripted", "traced", "package"})
+#: Kinds that hold code (or a program that names ops and classes to run) and are loaded only
+#: after their checksum matches the manifest.
+CODE_CARRYING = frozenset({"scripted", "traced", "package", "export", "lite"})
+
+#: File suffixes by the formats' own conventions; the older kinds keep PyTorch's ``.pt``.
+SUFFIX = {"export": ".pt2", "lite": ".ptl"}
 
 
 def file_name(kind: str) -> str:
     """The golden file an artifact kind is stored in (our layout)."""
-    return f"{kind}.pt"
+    return f"{kind}{SUFFIX.get(kind, '.pt')}"

@@ -1,4 +1,4 @@
-"""scripted artifact: torch.jit.script of the model (quantized by quantize_jit in the jit flow)."""
+"""scripted artifact: torch.jit.script of the model (then quantized, in the jit and ondevice flows)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,7 @@ from ._jit import to_bytes
 
 
 def save(case, built, example) -> bytes:
-    import torch
-
-    module = torch.jit.script(built)
-    if case.flow == "jit":
-        module = flows.quantize_jit(module, example)
-    return to_bytes(module)
+    return to_bytes(flows.to_script(case, built, example))
 
 
 def load(case, data: bytes, example, trusted: bool = False):

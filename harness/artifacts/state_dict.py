@@ -14,6 +14,6 @@ def save(case, built, example) -> bytes:
 def load(case, data: bytes, example, trusted: bool = False):
     """``trusted``: bytes this process just made (generation's round-trip check), not a golden."""
     state = load_weights(data, trusted=trusted)
-    model = flows.build(case)
+    model = flows.skeleton(case, example)
     model.load_state_dict(state)
     return model

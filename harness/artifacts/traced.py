@@ -1,4 +1,4 @@
-"""traced artifact: torch.jit.trace of the model (quantized by quantize_jit in the jit flow)."""
+"""traced artifact: torch.jit.trace of the model (then quantized, in the jit and ondevice flows)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,7 @@ from ._jit import to_bytes
 
 
 def save(case, built, example) -> bytes:
-    import torch
-
-    module = torch.jit.trace(built, example)
-    if case.flow == "jit":
-        module = flows.quantize_jit(module, example)
-    return to_bytes(module)
+    return to_bytes(flows.to_script(case, built, example, trace=True))
 
 
 def load(case, data: bytes, example, trusted: bool = False):
