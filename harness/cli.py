@@ -218,13 +218,20 @@ def catalog_markdown(cases) -> str:
     """The README's catalog section: counts per fixture file and artifact kind, then every case."""
     from collections import Counter
 
-    from .catalog import ARTIFACT_KINDS
+    from .catalog import ARTIFACT_KINDS, FLOWS
 
     files = Counter(c.source for c in cases)
     kinds = Counter(k for c in cases for k in c.artifacts)
+    flows = Counter(c.flow for c in cases)
+    used = [k for k in ARTIFACT_KINDS if kinds[k]]
     lines = [f"{len(cases)} cases. Per fixture file: " + ", ".join(f"`{f}` {n}" for f, n in files.items())
-             + ". Per artifact kind: " + ", ".join(f"{k} {kinds[k]}" for k in ARTIFACT_KINDS if kinds[k]) + ".", "",
-             "| case | fixture | flow | artifacts | PyTorch test | what |", "|---|---|---|---|---|---|"]
+             + ". Per artifact kind: " + ", ".join(f"{k} {kinds[k]}" for k in used) + ".", "",
+             "Cases per flow and artifact kind:", "",
+             "| flow | cases | " + " | ".join(used) + " |", "|---|---:|" + "---:|" * len(used)]
+    for flow in (f for f in FLOWS if flows[f]):
+        per_kind = Counter(k for c in cases if c.flow == flow for k in c.artifacts)
+        lines.append(f"| {flow} | {flows[flow]} | " + " | ".join(str(per_kind[k] or "") for k in used) + " |")
+    lines += ["", "| case | fixture | flow | artifacts | PyTorch test | what |", "|---|---|---|---|---|---|"]
     for c in cases:
         lines.append(f"| `{c.id}` | {c.source} | {c.flow} | {', '.join(c.artifacts)} | "
                      f"{c.pytorch.method if c.pytorch else ''} | {c.description} |")

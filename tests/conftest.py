@@ -17,7 +17,8 @@ BIN = Path(sys.executable).parent
 
 #: A small slice of the catalog that still covers every flow and artifact kind.
 SLICE = ["linear", "linear_dynamic-qint8", "linear_dynamic-float16", "conv2d_graph", "lstm",
-         "per_tensor_observer", "default_qat_qconfig", "linear_relu_package_quantization_transforms"]
+         "per_tensor_observer", "default_qat_qconfig", "linear_relu_package_quantization_transforms",
+         "qat-linear_relu", "fx-mlp-ref", "jit-mlp-dynamic", "ondevice-linear", "pt2e-ptq-linear"]
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,7 @@ def test_inputs_are_pytorchs(catalog):
     assert by_id["conv3d"].input.shape == (1, 3, 6, 6, 6)
     assert by_id["lstm"].input.shape == (4, 4, 3) and by_id["lstm"].state_dict_zipfile
     assert by_id["linear_relu_package_quantization_transforms"].input.dist == "randn"
-    assert all(c.input.shape == (1, 3, 6, 6) for c in catalog if c.flow == "jit")
+    assert all(c.input.shape == (1, 3, 6, 6) for c in catalog if c.flow == "jit" and c.pytorch)
     lstm = by_id["lstm"].build().lstm
     assert (lstm.input_size, lstm.hidden_size, lstm.num_layers) == (3, 7, 1)
 

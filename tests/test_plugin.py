@@ -179,7 +179,7 @@ def test_get_attr_target_changes_show_added_and_removed(pytester, catalog_args, 
 
     name = "linear_relu_package_quantization_transforms/get_attr_targets.pt"
     _vouch(store, version, name, save_bytes(["child_packed_weight_0", "gone_attr"]))
-    result = pytester.runpytest(*catalog_args, "-k", "package and fbgemm")
+    result = pytester.runpytest(*catalog_args, "-k", "linear_relu_package and fbgemm")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*added:*_packed_weight_0*", "*removed: ?'gone_attr'?"])
 

@@ -92,6 +92,10 @@ DAMAGE = {
                    "linear", "state_dict", "load-error"),
     "unloadable-script": (lambda root, v: _rewrite(root, v, "conv2d_graph/traced.pt", b"PK\x03\x04junk"),
                           "conv2d_graph", "traced", "load-error"),
+    "unloadable-export": (lambda root, v: _rewrite(root, v, "pt2e-ptq-linear/export.pt2", b"PK\x03\x04junk"),
+                          "pt2e-ptq-linear", "export", "load-error"),
+    "bit-flip-lite": (lambda root, v: _flip_middle_bit(root / v / "ondevice-linear/lite.ptl"),
+                      "ondevice-linear", "lite", "corrupt"),
 }
 
 
