@@ -38,3 +38,17 @@ def train(model, shape, seed: int = 1234, steps: int = QAT_STEPS, lr: float = 0.
         loss.backward()
         optimizer.step()
     return model
+
+
+def randomize_bn(model, seed: int = 7):
+    """Give every BatchNorm non-trivial running statistics (mean ~ 0.1 N(0, 1), var in [0.5, 1.5)),
+    so that conv-bn folding changes the weights. Returns the model."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            with torch.no_grad():
+                m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+    return model
