@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
     report.add_argument("--md", metavar="FILE", help="write Markdown")
 
+    diff = sub.add_parser("diff-backends",
+                          help="each backend's distance to the reference kernels, case by case")
+    _common(diff)
+    diff.add_argument("--backend", dest="backends", action="append", metavar="NAME",
+                      help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
+
     cases = sub.add_parser("cases", help="list the case catalog")
     _common(cases)
     cases.add_argument("--markdown", action="store_true",
@@ -104,7 +110,8 @@ def _run(prog: str, command, args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"replay": _replay, "pin": _pin, "cases": _cases, "report": _report}[args.command]
+    command = {"replay": _replay, "pin": _pin, "cases": _cases, "report": _report,
+               "diff-backends": _diff_backends}[args.command]
     return _run("bc-harness", command, args)
 
 
@@ -236,6 +243,14 @@ def catalog_markdown(cases) -> str:
         lines.append(f"| `{c.id}` | {c.source} | {c.flow} | {', '.join(c.artifacts)} | "
                      f"{c.pytorch.method if c.pytorch else ''} | {c.description} |")
     return "\n".join(lines) + "\n"
+
+
+def _diff_backends(args) -> int:
+    from .diffbackends import matrix
+
+    _paths, cases = _catalog(args)
+    print(matrix(cases, _backends(args)))
+    return 0
 
 
 def _cases(args) -> int:

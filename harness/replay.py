@@ -147,6 +147,9 @@ class PyTorchLayout:
         return verdict, message
 
 
+#: flows whose models are eager module trees the reference kernels can run
+REFERENCE_FLOWS = frozenset({"eager", "dynamic", "qat"})
+
 #: kinds whose replay re-runs the case's flow on today's torch (a state_dict loads into today's
 #: conversion of an FX model; a package re-runs prepare_fx/convert_fx)
 _REBUILDS = frozenset({"state_dict", "package"})
@@ -170,6 +173,7 @@ class _CaseFiles:
     example: object = None
     artifacts: dict = field(default_factory=dict)  # kind -> bytes, or (verdict, reason)
     expected: dict = field(default_factory=dict)
+    reference: object = None  # the reference kernels' output, or the reason there is none (str)
 
 
 @dataclass
@@ -334,6 +338,8 @@ class Replayer:
         """The Evaluation of an output that was obtained: verdict, figures, distance to fbgemm."""
         verdict, message = self.layout.judge(case, golden, obtained, diff)
         cross = self._cross(case, backend, obtained, diff, shared)
+        reference = self._reference(case, shared)
+        to_ref = None if isinstance(reference, str) or reference is None else compare(reference, obtained)
         result = self._result(
             case, kind, backend, verdict, message,
             max_abs_diff=diff.max_abs_diff, max_step_diff=diff.max_step_diff,
@@ -341,6 +347,9 @@ class Replayer:
             vs_fbgemm_max_abs_diff=cross.max_abs_diff if cross else None,
             vs_fbgemm_max_step_diff=cross.max_step_diff if cross else None,
             vs_fbgemm_mismatched=cross.mismatched if cross else None,
+            vs_reference_max_abs_diff=to_ref.max_abs_diff if to_ref else None,
+            vs_reference_max_step_diff=to_ref.max_step_diff if to_ref else None,
+            vs_reference_mismatched=to_ref.mismatched if to_ref else None,
             warnings=noted,
         )
         return Evaluation(result, golden, obtained, targets)
@@ -379,6 +388,31 @@ class Replayer:
                 return result("load-error", self._error(exc, "building or running the model failed: "))
         diff = compare(golden, obtained, case.tolerance)
         return self._judged(case, "model", backend, golden, obtained, diff, files, runtime_warnings(caught))
+
+    def _reference(self, case: Case, shared: _CaseFiles):
+        """The reference kernels' output for this golden's weights and input (once per case),
+        or why there is none: the golden state_dict, loaded into today's module tree, runs with
+        its quantized modules replaced by harness.reference ops."""
+        if shared.reference is not None:
+            return shared.reference
+        if self.layout.name != "harness" or case.flow not in REFERENCE_FLOWS or "state_dict" not in case.artifacts:
+            shared.reference = "the reference runs eager module trees restored from a state_dict"
+            return shared.reference
+        data = self._artifact(case, "state_dict", shared)
+        if isinstance(data, tuple):
+            shared.reference = f"state_dict: {data[1]}"
+            return shared.reference
+        from . import reference
+
+        try:
+            with quiet(), engine("fbgemm" if "fbgemm" in self.have else None):
+                model = KINDS["state_dict"].load(case, data, shared.example)
+                shared.reference = reference.reference_output(model, shared.example)
+        except reference.Unsupported as exc:
+            shared.reference = str(exc)
+        except Exception as exc:
+            shared.reference = f"reference failed: {_one_line(exc)}"
+        return shared.reference
 
     def _cross(self, case: Case, backend: str, obtained, diff: Diff, shared: _CaseFiles) -> Diff | None:
         """The obtained output against the fbgemm golden (exact), or None where there is none."""

@@ -28,6 +28,10 @@ class Result:
     vs_fbgemm_max_abs_diff: float | None = None
     vs_fbgemm_max_step_diff: float | None = None
     vs_fbgemm_mismatched: int | None = None
+    #: the same figures against the project's reference kernels (harness.reference)
+    vs_reference_max_abs_diff: float | None = None
+    vs_reference_max_step_diff: float | None = None
+    vs_reference_mismatched: int | None = None
     warnings: list[str] = field(default_factory=list)
     layout: str = "harness"
     pytorch_test: str | None = None
@@ -77,6 +81,10 @@ def _cell(r: Result) -> str:
             text += f" [fbgemm ±{_steps(r.vs_fbgemm_max_step_diff)}st]"
         elif r.vs_fbgemm_max_abs_diff is not None:
             text += f" [fbgemm |Δ|{r.vs_fbgemm_max_abs_diff:.2g}]"
+    if r.verdict in ("pass", "drift") and r.vs_reference_mismatched is not None:
+        text += " ref=" if not r.vs_reference_mismatched else (
+            f" ref±{_steps(r.vs_reference_max_step_diff)}st" if r.vs_reference_max_step_diff is not None
+            else f" ref|Δ|{r.vs_reference_max_abs_diff:.2g}")
     return text
 
 
