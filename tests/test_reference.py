@@ -1,0 +1,336 @@
+"""The reference kernels (harness._kernels through harness.reference) against each native backend.
+
+Property tests with hypothesis: random shapes, qparams and data. Where a backend is exact by
+design the test demands bit-identical integers over at least 500 examples; where it differs by
+design, the test names the variant or states the bound it proves.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from harness import reference as R
+from harness.compat import engine, quiet, supported_engines
+
+EXACT = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], derandomize=True)
+SOME = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+
+
+def _tensor(seed, *shape, scale=1.0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+qparams = st.tuples(st.floats(1e-3, 0.5), st.integers(0, 255))
+
+
+@EXACT
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 300), spread=st.floats(0.01, 100), qp=qparams)
+def test_quantize_and_dequantize_per_tensor_match_torch_exactly(seed, n, spread, qp):
+    scale, zp = qp
+    x = _tensor(seed, n, scale=spread)
+    q = torch.quantize_per_tensor(x, scale, zp, torch.quint8)
+    assert torch.equal(R.quantize(x, [scale], [zp], torch.quint8), q.int_repr())
+    assert torch.equal(R.dequantize(q.int_repr(), [scale], [zp], torch.quint8), q.dequantize())
+
+
+@EXACT
+@given(seed=st.integers(0, 2**31), channels=st.integers(1, 8), inner=st.integers(1, 6),
+       qdtype=st.sampled_from([torch.qint8, torch.quint8, torch.qint32]))
+def test_quantize_per_channel_matches_torch_exactly(seed, channels, inner, qdtype):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, channels, inner, generator=g) * 5
+    scales = torch.rand(channels, generator=g).double() * 0.1 + 1e-3
+    lo, hi = R.DTYPES[qdtype][2:]
+    zps = torch.randint(max(lo, -20), min(hi, 20) + 1, (channels,), generator=g)
+    q = torch.quantize_per_channel(x, scales, zps, 1, qdtype)
+    assert torch.equal(R.quantize(x, scales, zps, qdtype, axis=1), q.int_repr())
+    assert torch.equal(R.dequantize(q.int_repr(), q.q_per_channel_scales(), zps, qdtype, axis=1), q.dequantize())
+
+
+def _linear_case(seed, m, k, n, per_channel):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.quantize_per_tensor(torch.rand(m, k, generator=g) * 4 - 1, 0.02,
+                                  int(torch.randint(0, 128, (1,), generator=g)), torch.quint8)
+    wf = torch.randn(n, k, generator=g)
+    if per_channel:
+        w = torch.quantize_per_channel(wf, torch.rand(n, generator=g).double() * 0.02 + 1e-3,
+                                       torch.zeros(n, dtype=torch.long), 0, torch.qint8)
+    else:
+        w = torch.quantize_per_tensor(wf, 0.02, 0, torch.qint8)
+    return x, w, torch.randn(n, generator=g)
+
+
+def _native_linear(backend, x, w, bias, scale, zp, relu):
+    with quiet(), engine(backend):
+        packed = torch.ops.quantized.linear_prepack(w, bias)
+        op = torch.ops.quantized.linear_relu if relu else torch.ops.quantized.linear
+        return op(x, packed, scale, zp).int_repr()
+
+
+@pytest.mark.parametrize("backend", [b for b in ("fbgemm", "x86") if b in supported_engines()])
+@EXACT
+@given(seed=st.integers(0, 2**31), m=st.integers(1, 16), k=st.integers(1, 64), n=st.integers(1, 16),
+       per_channel=st.booleans(), relu=st.booleans())
+def test_linear_is_bit_exact_with_fbgemm_and_x86(backend, seed, m, k, n, per_channel, relu):
+    x, w, bias = _linear_case(seed, m, k, n, per_channel)
+    ours = R.linear(x, w, bias, 0.05, 64, relu=relu).int_repr()
+    assert torch.equal(ours, _native_linear(backend, x, w, bias, 0.05, 64, relu))
+
+
+def _valid_geometry(draw, dims, transposed):
+    groups = draw(st.integers(1, 2))
+    c, o = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    k = tuple(draw(st.integers(1, 3)) for _ in range(dims))
+    stride = tuple(draw(st.integers(1, 2)) for _ in range(dims))
+    dil = tuple(draw(st.integers(1, 2)) for _ in range(dims))
+    pad = tuple(draw(st.integers(0, 1)) for _ in range(dims))
+    span = [d * (kk - 1) + 1 for d, kk in zip(dil, k)]
+    size = tuple(draw(st.integers(max(1, s - 2 * p), max(1, s - 2 * p) + 4)) for s, p in zip(span, pad))
+    outpad = tuple(draw(st.integers(0, max(0, min(s, d) - 1))) for s, d in zip(stride, dil)) if transposed else (0,) * dims
+    if transposed:  # a transposed conv's output must not be empty either
+        assume(all((n - 1) * s - 2 * p + sp + op > 0 for n, s, p, sp, op in zip(size, stride, pad, span, outpad)))
+    return groups, c, o, k, stride, dil, pad, size, outpad
+
+
+@st.composite
+def conv_cases(draw, transposed):
+    dims = draw(st.sampled_from([1, 2, 3]))
+    return (dims, *_valid_geometry(draw, dims, transposed), draw(st.integers(0, 2**31)))
+
+
+def _conv_inputs(case, transposed):
+    dims, groups, c, o, k, stride, dil, pad, size, outpad, seed = case
+    g = torch.Generator().manual_seed(seed)
+    x = torch.quantize_per_tensor(torch.rand(2, c, *size, generator=g) * 4 - 1, 0.02,
+                                  int(torch.randint(0, 128, (1,), generator=g)), torch.quint8)
+    wshape = (c, o // groups, *k) if transposed else (o, c // groups, *k)
+    w = torch.quantize_per_tensor(torch.randn(*wshape, generator=g), 0.02, 0, torch.qint8)
+    return x, w, torch.randn(o, generator=g)
+
+
+def _native_conv(backend, case, x, w, bias, transposed):
+    dims, groups, c, o, k, stride, dil, pad, size, outpad, seed = case
+    name = f"conv{'_transpose' if transposed else ''}{dims}d"
+    with quiet(), engine(backend):
+        prepack = getattr(torch.ops.quantized, f"{name}_prepack")
+        packed = (prepack(w, bias, list(stride), list(pad), list(outpad), list(dil), groups) if transposed
+                  else prepack(w, bias, list(stride), list(pad), list(dil), groups))
+        return getattr(torch.ops.quantized, name)(x, packed, 0.05, 64).int_repr()
+
+
+@pytest.mark.skipif("fbgemm" not in supported_engines(), reason="this torch has no fbgemm")
+@EXACT
+@given(case=conv_cases(transposed=False))
+def test_conv_1d_2d_3d_is_bit_exact_with_fbgemm(case):
+    x, w, bias = _conv_inputs(case, False)
+    dims, groups, c, o, k, stride, dil, pad, size, outpad, seed = case
+    ours = R.conv_nd(x, w, bias, 0.05, 64, stride, pad, dil, groups).int_repr()
+    assert torch.equal(ours, _native_conv("fbgemm", case, x, w, bias, False))
+
+
+@pytest.mark.skipif("fbgemm" not in supported_engines(), reason="this torch has no fbgemm")
+@EXACT
+@given(case=conv_cases(transposed=True))
+def test_conv_transpose_is_bit_exact_with_fbgemm(case):
+    x, w, bias = _conv_inputs(case, True)
+    dims, groups, c, o, k, stride, dil, pad, size, outpad, seed = case
+    ours = R.conv_nd(x, w, bias, 0.05, 64, stride, pad, dil, groups, transposed=True, output_padding=outpad).int_repr()
+    assert torch.equal(ours, _native_conv("fbgemm", case, x, w, bias, True))
+
+
+@pytest.mark.skipif("qnnpack" not in supported_engines(), reason="this torch has no qnnpack")
+@SOME
+@given(seed=st.integers(0, 2**31), m=st.integers(1, 16), k=st.integers(1, 64), n=st.integers(1, 16), relu=st.booleans())
+def test_qnnpack_linear_matches_the_float_requantization_rule(seed, m, k, n, relu):
+    """qnnpack's quantized linear in torch uses a float (fp32) requantization scale, not the Q31
+    fixed-point one: it agrees with the fbgemm rule exactly (per-tensor weights)."""
+    x, w, bias = _linear_case(seed, m, k, n, per_channel=False)
+    assert torch.equal(R.linear(x, w, bias, 0.05, 64, relu=relu).int_repr(),
+                       _native_linear("qnnpack", x, w, bias, 0.05, 64, relu))
+
+
+@SOME
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 200), scale=st.floats(2.0**-20, 0.99), zp=st.integers(0, 255))
+def test_q31_requantization_is_within_one_step_of_exact_rounding(seed, n, scale, zp):
+    """The fixed-point rule differs from float requantization by design; the bound it proves:
+    never more than one step from round(acc * scale) computed in float64."""
+    acc = torch.randint(-(2**20), 2**20, (1, n), generator=torch.Generator().manual_seed(seed), dtype=torch.int32)
+    ours = R.requantize_q31(acc, scale, zp, torch.quint8).to(torch.int64)
+    exact = (torch.round(acc.double() * torch.tensor(scale, dtype=torch.float32).double()) + zp).clamp(0, 255)
+    assert (ours - exact.to(torch.int64)).abs().max() <= 1
+
+
+@SOME
+@given(seed=st.integers(0, 2**31), m=st.integers(1, 8), k=st.integers(2, 64), n=st.integers(1, 8))
+def test_pair_saturation_shows_why_reduce_range_exists(seed, m, k, n):
+    """u8 x s8 products summed in int16 pairs saturate only when activations use the full 8 bits:
+    with 7-bit activations (reduce_range) the saturating kernel equals the exact one."""
+    g = torch.Generator().manual_seed(seed)
+    b = torch.randint(-128, 128, (n, k), generator=g, dtype=torch.int8)
+    a7 = torch.randint(0, 128, (m, k), generator=g, dtype=torch.uint8)
+    assert torch.equal(R.matmul_u8s8(a7, 3, b, 0, saturate_pairs=True), R.matmul_u8s8(a7, 3, b, 0))
+    worst = torch.full((1, 2), 255, dtype=torch.uint8)
+    big = torch.full((1, 2), -128, dtype=torch.int8)
+    assert R.matmul_u8s8(worst, 0, big, 0, saturate_pairs=True).item() == -32768  # not -65280
+    assert R.matmul_u8s8(worst, 0, big, 0).item() == -65280
+
+
+@SOME
+@given(seed=st.integers(0, 2**31), m=st.integers(1, 12), k=st.integers(1, 48), n=st.integers(1, 12))
+def test_dynamic_linear_matches_fbgemm_without_reduce_range(seed, m, k, n):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, k, generator=g) * 3
+    w = torch.quantize_per_tensor(torch.randn(n, k, generator=g), 0.02, 0, torch.qint8)
+    bias = torch.randn(n, generator=g)
+    with quiet(), engine("fbgemm"):
+        native = torch.ops.quantized.linear_dynamic(x, torch.ops.quantized.linear_prepack(w, bias), False)
+    assert torch.equal(R.dynamic_linear(x, w, bias, reduce_range=False), native)
+
+
+@SOME
+@given(seed=st.integers(0, 2**31), spread=st.floats(1e-6, 1e6))
+def test_fp16_rounding_matches_torch_half(seed, spread):
+    x = _tensor(seed, 257, scale=spread)
+    assert torch.equal(R.fp16_round(x), x.half().float())
+    assert torch.equal(R.fp16_round(torch.tensor([7e4, -7e4]), saturate=True), torch.tensor([65504.0, -65504.0]))
+
+
+def test_fp16_dynamic_linear_matches_fbgemm():
+    g = torch.Generator().manual_seed(0)
+    x, w, bias = torch.randn(3, 7, generator=g), torch.randn(5, 7, generator=g) * 10, torch.randn(5, generator=g)
+    with quiet(), engine("fbgemm"):
+        native = torch.ops.quantized.linear_dynamic_fp16(x, torch.ops.quantized.linear_prepack_fp16(w, bias))
+    assert (R.dynamic_linear_fp16(x, w, bias) - native).abs().max() < 1e-5
+
+
+@SOME
+@given(seed=st.integers(0, 2**31), rows=st.integers(1, 12), dim=st.integers(1, 16), bits=st.sampled_from([8, 4]))
+def test_rowwise_embedding_bag_matches_torch(seed, rows, dim, bits):
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(rows, dim, generator=g)
+    if bits == 4 and dim % 2:
+        dim += 1
+        weight = torch.randn(rows, dim, generator=g)
+    prepack = (torch.ops.quantized.embedding_bag_byte_prepack if bits == 8
+               else torch.ops.quantized.embedding_bag_4bit_prepack)
+    table = prepack(weight)
+    assert torch.equal(R.rowwise_quantize(weight, bits), table)
+    indices = torch.randint(0, rows, (10,), generator=g)
+    offsets = torch.tensor([0, 3, 3, 7])
+    op = (torch.ops.quantized.embedding_bag_byte_rowwise_offsets if bits == 8
+          else torch.ops.quantized.embedding_bag_4bit_rowwise_offsets)
+    native = op(table, indices, offsets, mode=0, pruned_weights=False, include_last_offset=False)
+    assert torch.equal(R.embedding_bag_rowwise(table, dim, bits, indices, offsets), native)
+
+
+def test_observer_qparams_match_torch_observers():
+    from harness.compat import ao
+
+    q = ao()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        x = torch.randn(5, 5, generator=g) * 3
+        obs = q.MinMaxObserver()
+        obs(x)
+        scale, zp = obs.calculate_qparams()
+        assert R.minmax_observer_qparams(x) == (float(scale), int(zp))
+        pc = q.PerChannelMinMaxObserver()
+        pc(x)
+        scales, zps = pc.calculate_qparams()
+        ours = R.per_channel_minmax_qparams(x, axis=0, qdtype=torch.quint8)
+        assert torch.equal(ours[0].float(), scales.float()) and torch.equal(ours[1], zps.to(torch.int64))
+    batches = [torch.randn(4, 4, generator=g) for _ in range(5)]
+    ma = q.MovingAverageMinMaxObserver()
+    for b in batches:
+        ma(b)
+    assert R.moving_average_minmax(batches) == (float(ma.min_val), float(ma.max_val))
+
+
+BAD_INPUT = {
+    "scale zero": lambda: R.quantize(torch.zeros(3), [0.0], [0], torch.quint8),
+    "scale nan": lambda: R.quantize(torch.zeros(3), [float("nan")], [0], torch.quint8),
+    "zero point out of range": lambda: R.quantize(torch.zeros(3), [0.1], [300], torch.quint8),
+    "wrong dtype": lambda: R.quantize(torch.zeros(3, dtype=torch.float64), [0.1], [0], torch.quint8),
+    "dequantize storage": lambda: R.dequantize(torch.zeros(3, dtype=torch.int8), [0.1], [0], torch.quint8),
+    "per-channel count": lambda: R.quantize(torch.zeros(2, 3), [0.1, 0.2], [0, 0], torch.qint8, axis=1),
+    "matmul shapes": lambda: R.matmul_u8s8(torch.zeros(2, 3, dtype=torch.uint8), 0, torch.zeros(4, 5, dtype=torch.int8), 0),
+    "matmul dtype": lambda: R.matmul_u8s8(torch.zeros(2, 3, dtype=torch.int8), 0, torch.zeros(4, 3, dtype=torch.int8), 0),
+    "requant multiplier": lambda: R.requantize_float(torch.zeros(2, 2, dtype=torch.int32), [-1.0], 0, torch.quint8),
+    "q31 scale": lambda: R.requantize_q31(torch.zeros(2, dtype=torch.int32), 1.5, 0, torch.quint8),
+    "conv groups": lambda: R.conv(torch.zeros(1, 3, 4, dtype=torch.uint8), 0, torch.zeros(2, 1, 1, dtype=torch.int8), 0,
+                                  groups=2),
+    "conv empty output": lambda: R.conv(torch.zeros(1, 1, 2, dtype=torch.uint8), 0, torch.zeros(1, 1, 5, dtype=torch.int8), 0),
+    "embedding index": lambda: R.embedding_bag_rowwise(torch.zeros(2, 12, dtype=torch.uint8), 4, 8, [5], [0]),
+    "embedding offsets": lambda: R.embedding_bag_rowwise(torch.zeros(2, 12, dtype=torch.uint8), 4, 8, [0, 1], [1]),
+    "rowwise bits": lambda: R.rowwise_quantize(torch.zeros(2, 4), 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUT))
+def test_bad_input_is_a_value_error_before_native_code(name):
+    with pytest.raises(ValueError):
+        BAD_INPUT[name]()
+
+
+def test_the_extension_itself_refuses_bad_buffers_without_crashing():
+    """Called directly, past the Python checks: wrong sizes are ValueError from the extension."""
+    script = """
+import torch
+from harness import _kernels as K
+from harness.reference import _buffer
+calls = [
+    lambda: K.quantize(bytearray(8), bytearray(1), 0, bytearray(4), bytearray(8), 1, 1, 0, 255),
+    lambda: K.dequantize(bytearray(4), 9, bytearray(16), bytearray(8), bytearray(8), 1, 1, False),
+    lambda: K.requantize_float(bytearray(8), bytearray(2), 0, bytearray(4), None, 3, 1, 0, 0, 255, False),
+    lambda: K.requantize_q31(bytearray(8), bytearray(2), 0, 2.0, 0, 0, 255),
+    lambda: K.matmul_u8s8(bytearray(6), bytearray(5), bytearray(32), 2, 3, 2, 0, bytearray(8), False),
+    lambda: K.conv3d(bytearray(4), bytearray(1), bytearray(4), 1, 1, 1, 0, bytearray(4), 1, [1, 1, 4], [1, 1, 9],
+                     [1, 1, 1], [0, 0, 0], [1, 1, 1], [0, 0, 0], False),
+    lambda: K.fp16_round(bytearray(6), bytearray(6), False),
+    lambda: K.embedding_bag_rowwise(bytearray(12), 1, 4, 8, bytearray(8), bytearray(8), 1, bytearray(16), None, False),
+    lambda: K.rowwise_quantize(bytearray(16), bytearray(3), 1, 4, 8),
+]
+refused = 0
+for call in calls:
+    try:
+        call()
+    except ValueError:
+        refused += 1
+print(refused, len(calls))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    refused, total = map(int, out.stdout.split())
+    assert refused == total
+
+
+def test_replay_measures_each_result_against_the_reference(generated_store, catalog):
+    from harness.replay import Options, replay_store
+    from harness.store import GoldenStore
+
+    from .conftest import SLICE
+
+    results = list(replay_store(GoldenStore(generated_store), [c for c in catalog if c.id in SLICE], Options()))
+    by = {(r.case, r.artifact, r.backend): r for r in results}
+    for backend in ("fbgemm", "x86"):
+        for kind in ("state_dict", "scripted", "traced"):
+            r = by[("linear", kind, backend)]
+            assert r.verdict == "pass" and r.vs_reference_mismatched == 0
+    assert by[("lstm", "state_dict", "fbgemm")].vs_reference_mismatched is None  # no LSTM in the reference
+    assert by[("conv2d_graph", "scripted", "fbgemm")].vs_reference_mismatched is None  # jit flow
+
+
+def test_diff_backends_prints_the_matrix_and_says_what_it_cannot_compare():
+    from .conftest import run_cli
+
+    out = run_cli("bc-harness", "diff-backends", "-k", "linear", "-k", "conv2d_relu", "-k", "lstm", check=0).stdout
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("linear ", "conv2d_relu "))}
+    assert rows["linear"][:2] == ["=", "="] and rows["conv2d_relu"][:2] == ["=", "="]
+    assert "(case, backend) pairs exact" in out
+    assert "lstm: the reference has no op for LSTM" in out
