@@ -87,18 +87,27 @@ def _layout(shape, axis, channels):
 
 # --- primitives --------------------------------------------------------------------------
 
-def quantize(x: torch.Tensor, scales, zero_points, qdtype, axis: int | None = None) -> torch.Tensor:
-    """Integer representation of ``x`` quantized per tensor (axis None) or per channel."""
+def quantize(x: torch.Tensor, scales, zero_points, qdtype, axis: int | None = None, *, qrange=None,
+             divide: bool = False) -> torch.Tensor:
+    """Integer representation of ``x`` quantized per tensor (axis None) or per channel.
+
+    Rule: float32 multiply by the inverse scale (torch's quantize_per_tensor / _channel); with
+    ``divide``, x / scale in double (fbgemm's dynamic linear input). ``qrange`` narrows the
+    saturation bounds (reduce_range's 0..127)."""
     if x.dtype != torch.float32:
         raise ValueError(f"quantize takes float32, not {x.dtype}")
     code, storage, qmin, qmax = _check_dtype(qdtype)
+    if qrange is not None:
+        if not qmin <= qrange[0] <= qrange[1] <= qmax:
+            raise ValueError(f"qrange {qrange} lies outside [{qmin}, {qmax}]")
+        qmin, qmax = qrange
     scales, zero_points = _check_qparams(scales, zero_points, qdtype)
     inner, channels = _layout(x.shape, axis, scales.numel())
     x = x.contiguous()
     out = torch.empty(x.shape, dtype=storage)
     if x.numel():
         kernels().quantize(_buffer(x), _buffer(out), code, _buffer(scales), _buffer(zero_points), inner, channels,
-                           qmin, qmax)
+                           qmin, qmax, divide)
     return out
 
 
@@ -384,16 +393,31 @@ def conv_nd(x: torch.Tensor, w: torch.Tensor, bias, out_scale: float, out_zero_p
     return _output(acc, x.q_scale(), w_scales, bias, out_scale, out_zero_point, relu, rules, 1)
 
 
+#: torch's quant_utils SMALL_SCALE_THRESHOLD, 6.1e-5 as a float32
+SMALL_SCALE = float(torch.tensor(6.1e-5, dtype=torch.float32))
+
+
 def choose_qparams(x: torch.Tensor, qmin: int = 0, qmax: int = 255) -> tuple[float, int]:
     """Dynamic quantization's input qparams (fbgemm's ChooseQuantizationParams): the float range
     [min(x, 0), max(x, 0)], scale = range / (qmax - qmin) in double (0.1 for a zero range), the
-    zero point from whichever end loses less, rounded half to even and clamped."""
+    zero point from whichever end loses less, rounded half to even and clamped; a scale below
+    6.1e-5 is raised to it and the range widened accordingly."""
     lo = min(float(x.min()), 0.0) if x.numel() else 0.0
     hi = max(float(x.max()), 0.0) if x.numel() else 0.0
     scale = (hi - lo) / (qmax - qmin)
     as_float = float(torch.tensor(scale, dtype=torch.float32))
     if as_float == 0.0 or math.isinf(float(torch.tensor(1.0, dtype=torch.float32) / as_float)):
         scale = 0.1
+    if scale < SMALL_SCALE:  # a tiny range is widened to the smallest scale torch allows
+        f32 = lambda v: float(torch.tensor(v, dtype=torch.float32))  # noqa: E731
+        original, scale = scale, SMALL_SCALE
+        if lo == 0.0:
+            hi = f32(SMALL_SCALE * (qmax - qmin))
+        elif hi == 0.0:
+            lo = f32(-SMALL_SCALE * (qmax - qmin))
+        else:
+            amplifier = f32(SMALL_SCALE / original)
+            lo, hi = f32(lo * amplifier), f32(hi * amplifier)
     from_min, from_max = qmin - lo / scale, qmax - hi / scale
     initial = from_min if abs(qmin) - abs(lo / scale) < abs(qmax) - abs(hi / scale) else from_max
     zero_point = qmin if initial < qmin else qmax if initial > qmax else int(round(initial))
@@ -446,20 +470,30 @@ def moving_average_minmax(batches, averaging_constant: float = 0.01):
     return float(lo), float(hi)
 
 
-def dynamic_linear(x: torch.Tensor, w: torch.Tensor, bias, reduce_range: bool = True) -> torch.Tensor:
-    """fbgemm's dynamic int8 linear: x quantized per call over [min(x, 0), max(x, 0)] (to 0..127
-    with reduce_range), u8 x s8 products, then float out = fma(acc, x_scale * w_scale[j], bias[j])."""
+def dynamic_linear(x: torch.Tensor, w: torch.Tensor, bias, reduce_range: bool = True, rules: str = "fbgemm"):
+    """Dynamic int8 linear. x is quantized per call over [min(x, 0), max(x, 0)], then u8 x s8 products.
+
+    rules="fbgemm" (and x86): 0..127 with reduce_range, x / scale in double, output
+    fma(acc, x_scale * w_scale[j], bias[j]). rules="qnnpack": reduce_range ignored (0..255, as
+    qnnpack warns), the float quantize rule, output (x_scale * w_scale) * acc + bias unfused."""
     if x.dtype != torch.float32:
         raise ValueError("dynamic linear takes float32 input")
-    wq, w_scales, w_zps, _axis = _weight_parts(w)
-    x_scale, x_zp = choose_qparams(x, 0, 127 if reduce_range else 255)
-    xq = quantize(x.reshape(-1, x.shape[-1]).contiguous(), [x_scale], [x_zp], torch.quint8)
-    acc = matmul_u8s8(xq, x_zp, wq, w_zps)
+    if rules not in ("fbgemm", "qnnpack"):
+        raise ValueError(f"rules: fbgemm or qnnpack, not {rules!r}")
+    qnnpack = rules == "qnnpack"
+    _, w_scales, w_zps, _axis = _weight_parts(w, values=False)
+    qmax = 127 if reduce_range and not qnnpack else 255
+    x_scale, x_zp = choose_qparams(x, 0, qmax)
+    xq = quantize(x.reshape(-1, x.shape[-1]).contiguous(), [x_scale], [x_zp], torch.quint8, qrange=(0, qmax),
+                  divide=not qnnpack)
+    acc = matmul_u8s8(xq, x_zp, w.contiguous(), w_zps).to(torch.float32)
     scale = (torch.tensor(x_scale, dtype=torch.float32) * w_scales.to(torch.float32)).expand(acc.shape).contiguous()
     bias = torch.zeros(acc.shape[1]) if bias is None else bias.to(torch.float32)
-    # one fused multiply-add, as fbgemm's float output stage: fma(acc, x_scale * w_scale, bias)
-    out = torch.addcmul(bias.expand(acc.shape), acc.to(torch.float32), scale)
-    return out.reshape(*x.shape[:-1], wq.shape[0])
+    if qnnpack:
+        out = scale * acc + bias
+    else:  # one fused multiply-add, as fbgemm's float output stage
+        out = torch.addcmul(bias.expand(acc.shape), acc, scale)
+    return out.reshape(*x.shape[:-1], w.shape[0])
 
 
 def dynamic_linear_fp16(x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:

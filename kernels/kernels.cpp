@@ -79,7 +79,8 @@ inline int64_t load(const void* src, int dtype, Py_ssize_t i) {
 // channel (i / inner) % channels.
 //
 // quantize: q = clamp(float(zp) + nearbyint(x * (1.0f / float(scale))), qmin, qmax), the float
-// arithmetic of ATen's quantize_val and fbgemm's Quantize.
+// arithmetic of ATen's quantize_val and fbgemm's Quantize; with divide, q = clamp(nearbyint(
+// double(x) / scale) + zp), the rule fbgemm's dynamic linear quantizes its input by.
 // dequantize: per tensor x = float(q - zp) * float(scale); per channel the product is taken in
 // double with the double scale and rounded once (ATen's per-channel dequantize does so).
 // Scales arrive as float32 for quantize and float64 for dequantize.
@@ -89,8 +90,9 @@ PyObject* quantize(PyObject*, PyObject* args) {
   int dtype;
   Py_ssize_t inner, channels;
   long long qmin, qmax;
-  if (!PyArg_ParseTuple(args, "OOiOOnnLL", &src_o, &dst_o, &dtype, &scales_o, &zps_o, &inner, &channels, &qmin,
-                        &qmax))
+  int divide = 0;
+  if (!PyArg_ParseTuple(args, "OOiOOnnLL|p", &src_o, &dst_o, &dtype, &scales_o, &zps_o, &inner, &channels, &qmin,
+                        &qmax, &divide))
     return nullptr;
   if (!check(valid_dtype(dtype), "quantize: unknown dtype code") || !check(inner > 0 && channels > 0, "quantize: inner and channels must be positive"))
     return nullptr;
@@ -107,9 +109,14 @@ PyObject* quantize(PyObject*, PyObject* args) {
   Py_BEGIN_ALLOW_THREADS
   for (Py_ssize_t i = 0; i < n; ++i) {
     Py_ssize_t c = (i / inner) % channels;
-    float inv = 1.0f / s[c];
-    float r = std::nearbyint(x[i] * inv);
-    double t = static_cast<double>(static_cast<float>(z[c]) + r);
+    double t;
+    if (divide) {  // fbgemm's dynamic input rule: x / scale in double, rounded, plus the zero point
+      t = std::nearbyint(static_cast<double>(x[i]) / static_cast<double>(s[c])) + static_cast<double>(z[c]);
+    } else {
+      float inv = 1.0f / s[c];
+      float r = std::nearbyint(x[i] * inv);
+      t = static_cast<double>(static_cast<float>(z[c]) + r);
+    }
     if (std::isnan(t)) t = 0;  // nan quantizes to the zero point's neighbourhood: pinned, not UB
     t = std::min(std::max(t, static_cast<double>(qmin)), static_cast<double>(qmax));
     store(dst.view.buf, dtype, i, static_cast<int64_t>(t));
@@ -696,7 +703,7 @@ PyObject* rowwise_quantize(PyObject*, PyObject* args) {
 }
 
 PyMethodDef methods[] = {
-    {"quantize", quantize, METH_VARARGS, "quantize(src_f32, dst, dtype, scales_f32, zps_i64, inner, channels, qmin, qmax)"},
+    {"quantize", quantize, METH_VARARGS, "quantize(src_f32, dst, dtype, scales_f32, zps_i64, inner, channels, qmin, qmax, divide=False)"},
     {"dequantize", dequantize, METH_VARARGS, "dequantize(src, dtype, dst_f32, scales_f64, zps_i64, inner, channels, per_channel)"},
     {"requantize_float", requantize_float, METH_VARARGS,
      "requantize_float(acc_i32, dst, dtype, multiplier_f32, bias_over_scale_f32|None, cols, channels, zp, qmin, qmax, relu)"},

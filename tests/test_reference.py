@@ -181,16 +181,36 @@ def test_pair_saturation_shows_why_reduce_range_exists(seed, m, k, n):
     assert R.matmul_u8s8(worst, 0, big, 0).item() == -65280
 
 
-@SOME
-@given(seed=st.integers(0, 2**31), m=st.integers(1, 12), k=st.integers(1, 48), n=st.integers(1, 12))
-def test_dynamic_linear_matches_fbgemm_without_reduce_range(seed, m, k, n):
+def _dynamic_case(seed, m, k, n):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(m, k, generator=g) * 3
     w = torch.quantize_per_tensor(torch.randn(n, k, generator=g), 0.02, 0, torch.qint8)
-    bias = torch.randn(n, generator=g)
-    with quiet(), engine("fbgemm"):
-        native = torch.ops.quantized.linear_dynamic(x, torch.ops.quantized.linear_prepack(w, bias), False)
-    assert torch.equal(R.dynamic_linear(x, w, bias, reduce_range=False), native)
+    return x, w, torch.randn(n, generator=g)
+
+
+def _native_dynamic(backend, x, w, bias, reduce_range):
+    with quiet(), engine(backend):
+        return torch.ops.quantized.linear_dynamic(x, torch.ops.quantized.linear_prepack(w, bias), reduce_range)
+
+
+@pytest.mark.parametrize("backend", [b for b in ("fbgemm", "x86") if b in supported_engines()])
+@EXACT
+@given(seed=st.integers(0, 2**31), m=st.integers(1, 12), k=st.integers(1, 48), n=st.integers(1, 12),
+       reduce_range=st.booleans())
+def test_dynamic_linear_is_exact_with_fbgemm_and_x86(backend, seed, m, k, n, reduce_range):
+    x, w, bias = _dynamic_case(seed, m, k, n)
+    assert torch.equal(R.dynamic_linear(x, w, bias, reduce_range), _native_dynamic(backend, x, w, bias, reduce_range))
+
+
+@pytest.mark.skipif("qnnpack" not in supported_engines(), reason="this torch has no qnnpack")
+@SOME
+@given(seed=st.integers(0, 2**31), m=st.integers(1, 12), k=st.integers(1, 48), n=st.integers(1, 12))
+def test_qnnpack_dynamic_linear_is_the_named_variant_that_ignores_reduce_range(seed, m, k, n):
+    """qnnpack quantizes the input to 0..255 even when reduce_range is asked (it warns so) and adds
+    the bias after an unfused multiply: the reference's rules="qnnpack" reproduces it exactly."""
+    x, w, bias = _dynamic_case(seed, m, k, n)
+    native = _native_dynamic("qnnpack", x, w, bias, True)
+    assert torch.equal(R.dynamic_linear(x, w, bias, reduce_range=True, rules="qnnpack"), native)
 
 
 @SOME
