@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--backend", dest="backends", action="append", metavar="NAME",
                       help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
 
+    verify = sub.add_parser("verify", help="check every golden file against its manifest; list unknown files")
+    verify.add_argument("directory", nargs="?", metavar="DIR", help="the golden store (default: the configured one)")
+    verify.add_argument("--goldens", metavar="DIR", help=argparse.SUPPRESS)
+
     cases = sub.add_parser("cases", help="list the case catalog")
     _common(cases)
     cases.add_argument("--markdown", action="store_true",
@@ -111,7 +115,7 @@ def _run(prog: str, command, args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"replay": _replay, "pin": _pin, "cases": _cases, "report": _report,
-               "diff-backends": _diff_backends}[args.command]
+               "diff-backends": _diff_backends, "verify": _verify}[args.command]
     return _run("bc-harness", command, args)
 
 
@@ -179,6 +183,27 @@ def _replay(args) -> int:
         print()
     print(f"{R.summary(backward)} in {elapsed:.1f} s")
     return 1 if any(r.failed for r in found) else 0
+
+
+def _verify(args) -> int:
+    from .config import ConfigError, resolve
+    from .store import verify
+
+    if args.directory:
+        root = Path(args.directory)
+    else:
+        try:
+            root = resolve(goldens=args.goldens).goldens
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from exc
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory")
+    verified, findings = verify(root)
+    for f in findings:
+        print(f"{f.where}: {f.problem}")
+    status = "FAILED" if findings else "OK"
+    print(f"{status}: {verified} files match their manifests, {len(findings)} problems, in {root}")
+    return 1 if findings else 0
 
 
 def _pin(args) -> int:

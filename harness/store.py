@@ -261,3 +261,38 @@ def pin(directory: Path, info: dict) -> dict:
     manifest = {"format": MANIFEST_FORMAT, **info, "pinned": True, "files": files}
     atomic_write(directory / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
+
+
+@dataclass
+class Finding:
+    """One thing ``verify`` found wrong in a golden store."""
+
+    where: str  # version/path
+    problem: str
+
+
+def verify(root: Path) -> tuple[int, list[Finding]]:
+    """Check every manifest entry of every golden version under ``root`` (exists, size, sha256,
+    inside the store) and list files no manifest names. Returns (files verified, findings)."""
+    store = GoldenStore(root)
+    versions, stray = store.versions()
+    findings = [Finding(name, "directory not named like a torch version") for name in stray]
+    verified = 0
+    for version in versions:
+        golden = store.open(version)
+        if golden.manifest_error:
+            findings.append(Finding(f"{version}/{MANIFEST}", golden.manifest_error))
+            continue
+        for name in sorted(golden.files):
+            try:
+                golden.read(name)
+                verified += 1
+            except GoldenError as exc:
+                findings.append(Finding(f"{version}/{name}", f"{exc.verdict}: {exc}"))
+        for path in sorted(golden.root.rglob("*")):
+            relative = path.relative_to(golden.root).as_posix()
+            if path.is_dir() or relative == MANIFEST or path.name.startswith("."):
+                continue
+            if relative not in golden.files:
+                findings.append(Finding(f"{version}/{relative}", "unknown file: no manifest entry names it"))
+    return verified, findings

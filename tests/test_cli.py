@@ -186,3 +186,21 @@ def test_replay_prints_forward_compatibility_apart_and_it_never_fails(store, ver
     assert text.index("Forward compatibility (informational") < text.index("OK:")
     assert "forward: 3 results: 2 pass, 1 missing" in text
     assert "OK: " in text.splitlines()[-1]
+
+
+def test_verify_checks_every_manifest_entry_and_lists_unknown_files(store, version):
+    clean = run_cli("bc-harness", "verify", store, check=0)
+    assert clean.stdout.strip().splitlines()[-1].startswith("OK: ")
+    data = bytearray((store / version / "linear/scripted.pt").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (store / version / "linear/scripted.pt").write_bytes(bytes(data))
+    (store / version / "lstm/traced.pt").unlink()
+    (store / version / "lstm/notes.txt").write_text("left behind")
+    (store / "not-a-version").mkdir()
+    out = run_cli("bc-harness", "verify", store, check=1).stdout
+    assert f"{version}/linear/scripted.pt: corrupt: linear/scripted.pt does not match its manifest entry" in out
+    assert f"{version}/lstm/traced.pt: missing:" in out
+    assert f"{version}/lstm/notes.txt: unknown file" in out
+    assert "not-a-version: directory not named like a torch version" in out
+    assert out.strip().splitlines()[-1].startswith("FAILED: ") and "4 problems" in out
+    assert run_cli("bc-harness", "verify", store / "nowhere", check=2).stderr.count("\n") == 1
