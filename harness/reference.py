@@ -530,6 +530,60 @@ def _ref_dynamic_linear(self, x):
     return dynamic_linear(x, weight, bias, reduce_range=getattr(self, "_bc_reduce_range", True))
 
 
+def dynamic_lstm(x: torch.Tensor, weights: dict, biases: dict, num_layers: int, bidirectional: bool,
+                 hx=None, reduce_range: bool = True):
+    """A dynamic-quantized LSTM ([T, B, I] input) on the reference linear ops: linear_ih over the
+    whole sequence once, then per step gates = linear_hh(h) + that step's projection (each a
+    dynamic linear with its bias), then torch's
+    float sigmoid/tanh and c' = f * c + i * g, h' = o * tanh(c') in the order ATen's cell uses.
+    Returns (output, (h_n, c_n))."""
+    def linear(inp, w, b):
+        if w.is_quantized:
+            return dynamic_linear(inp, w, b, reduce_range)
+        return dynamic_linear_fp16(inp, w.float(), b)
+
+    steps, batch = x.shape[:2]
+    directions = 2 if bidirectional else 1
+    hidden = weights["weight_hh_l0"].shape[1]
+    if hx is None:
+        h0 = torch.zeros(num_layers * directions, batch, hidden)
+        c0 = torch.zeros_like(h0)
+    else:
+        h0, c0 = hx
+    layer_input, h_n, c_n = x, [], []
+    for layer in range(num_layers):
+        outputs = []
+        for d in range(directions):
+            suffix = f"_l{layer}" + ("_reverse" if d else "")
+            w_ih, w_hh = weights[f"weight_ih{suffix}"], weights[f"weight_hh{suffix}"]
+            b_ih, b_hh = biases.get(f"bias_ih{suffix}"), biases.get(f"bias_hh{suffix}")
+            h, c = h0[layer * directions + d], c0[layer * directions + d]
+            order = range(steps - 1, -1, -1) if d else range(steps)
+            out = [None] * steps
+            # the input projection of the whole sequence at once (one set of dynamic qparams for
+            # all steps), as ATen's full layer precomputes it on CPU
+            pre = linear(layer_input, w_ih, b_ih)
+            for t in order:
+                gates = linear(h, w_hh, b_hh) + pre[t]
+                i, f, g, o = gates.unsafe_chunk(4, 1)
+                i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+                c = (f * c).add_(i * g)
+                h = o * c.tanh()
+                out[t] = h
+            outputs.append(torch.stack(out))
+            h_n.append(h)
+            c_n.append(c)
+        layer_input = torch.cat(outputs, dim=2) if directions == 2 else outputs[0]
+    return layer_input, (torch.stack(h_n), torch.stack(c_n))
+
+
+def _ref_dynamic_lstm(self, x, hx=None):
+    if self.batch_first or x.dim() != 3:
+        raise Unsupported("the reference LSTM takes unbatched-first 3-d input [T, B, I]")
+    parts = self._weight_bias()
+    return dynamic_lstm(x, parts["weight"], parts["bias"], self.num_layers, self.bidirectional, hx, reduce_range=True)
+
+
 def _ref_quantize(self, x):
     scale, zp = float(self.scale), int(self.zero_point)
     return torch._make_per_tensor_quantized_tensor(quantize(x.contiguous(), [scale], [zp], self.dtype), scale, zp)
@@ -561,7 +615,8 @@ def _substitutions():
 
     nnq, nnqd, nniq = nn_quantized()
     table = {nnq.Linear: _ref_linear(False), nniq.LinearReLU: _ref_linear(True),
-             nnqd.Linear: _ref_dynamic_linear, nnq.Quantize: _ref_quantize, nnq.DeQuantize: _ref_dequantize}
+             nnqd.Linear: _ref_dynamic_linear, nnqd.LSTM: _ref_dynamic_lstm, nnq.Quantize: _ref_quantize,
+             nnq.DeQuantize: _ref_dequantize}
     for d in (1, 2, 3):
         table[getattr(nnq, f"Conv{d}d")] = _ref_conv(False, False)
         table[getattr(nniq, f"ConvReLU{d}d")] = _ref_conv(True, False)
@@ -571,7 +626,7 @@ def _substitutions():
 
 #: modules that compute nothing quantized (containers, float activations, identities)
 _PASSIVE = ("Sequential", "ModuleList", "ModuleDict", "Identity", "ReLU", "Dropout", "QuantStub", "DeQuantStub",
-            "LinearPackedParams")
+            "LinearPackedParams", "PackedParameter")
 
 
 def reference_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -354,3 +354,23 @@ def test_diff_backends_prints_the_matrix_and_says_what_it_cannot_compare():
     assert rows["linear"][:2] == ["=", "="] and rows["conv2d_relu"][:2] == ["=", "="]
     assert "(case, backend) pairs exact" in out
     assert "lstm: the reference has no op for LSTM" in out
+
+
+@pytest.mark.skipif("fbgemm" not in supported_engines(), reason="this torch has no fbgemm")
+@SOME
+@given(seed=st.integers(0, 2**31), steps=st.integers(1, 6), batch=st.integers(1, 3), size=st.integers(1, 5),
+       hidden=st.integers(1, 6), layers=st.integers(1, 2), bidirectional=st.booleans())
+def test_dynamic_lstm_is_exact_with_fbgemm(seed, steps, batch, size, hidden, layers, bidirectional):
+    """quantize_dynamic's LSTM: the input projection over the whole sequence, reduce_range, per-step
+    hidden projection; the reference's LSTM reproduces fbgemm bit for bit."""
+    from harness.compat import ao
+
+    torch.manual_seed(seed % 2**31)
+    float_lstm = torch.nn.LSTM(size, hidden, num_layers=layers, bidirectional=bidirectional)
+    x = torch.randn(steps, batch, size, generator=torch.Generator().manual_seed(seed))
+    with quiet(), engine("fbgemm"):
+        model = ao().quantize_dynamic(torch.nn.Sequential(float_lstm).eval(), {torch.nn.LSTM})
+        native = model(x)
+        ours = R.reference_output(model, x)
+    assert torch.equal(ours[0], native[0])
+    assert torch.equal(ours[1][0], native[1][0]) and torch.equal(ours[1][1], native[1][1])
