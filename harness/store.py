@@ -17,10 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .compat import parse_version
+from packaging.version import InvalidVersion, Version
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
+
+
+def parse_version(text: str) -> Version | None:
+    """A directory name's torch version, or None (kept torch-free: verify needs no torch)."""
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
 
 
 class GoldenError(Exception):

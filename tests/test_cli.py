@@ -203,4 +203,6 @@ def test_verify_checks_every_manifest_entry_and_lists_unknown_files(store, versi
     assert f"{version}/lstm/notes.txt: unknown file" in out
     assert "not-a-version: directory not named like a torch version" in out
     assert out.strip().splitlines()[-1].startswith("FAILED: ") and "4 problems" in out
-    assert run_cli("bc-harness", "verify", store / "nowhere", check=2).stderr.count("\n") == 1
+    bad = run_cli("bc-harness", "verify", store / "nowhere", check=2).stderr
+    assert bad.strip().splitlines()[-1] == f"bc-harness: error: {store / 'nowhere'} is not a directory"
+    assert "Traceback" not in bad
