@@ -342,18 +342,19 @@ def test_replay_measures_each_result_against_the_reference(generated_store, cata
         for kind in ("state_dict", "scripted", "traced"):
             r = by[("linear", kind, backend)]
             assert r.verdict == "pass" and r.vs_reference_mismatched == 0
-    assert by[("lstm", "state_dict", "fbgemm")].vs_reference_mismatched is None  # no LSTM in the reference
+    assert by[("lstm", "state_dict", "fbgemm")].vs_reference_mismatched == 0  # the dynamic LSTM, exact
     assert by[("conv2d_graph", "scripted", "fbgemm")].vs_reference_mismatched is None  # jit flow
 
 
 def test_diff_backends_prints_the_matrix_and_says_what_it_cannot_compare():
     from .conftest import run_cli
 
-    out = run_cli("bc-harness", "diff-backends", "-k", "linear", "-k", "conv2d_relu", "-k", "lstm", check=0).stdout
+    out = run_cli("bc-harness", "diff-backends", "-k", "linear", "-k", "conv2d_relu", "-k", "dyn-gru-qint8",
+                  check=0).stdout
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("linear ", "conv2d_relu "))}
     assert rows["linear"][:2] == ["=", "="] and rows["conv2d_relu"][:2] == ["=", "="]
     assert "(case, backend) pairs exact" in out
-    assert "lstm: the reference has no op for LSTM" in out
+    assert "dyn-gru-qint8: the reference has no op for GRU" in out
 
 
 @pytest.mark.skipif("fbgemm" not in supported_engines(), reason="this torch has no fbgemm")
