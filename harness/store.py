@@ -53,7 +53,7 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, sync_dir: bool = True) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -69,11 +69,60 @@ def atomic_write(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    if sync_dir:
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        _fsync_dir(directory)
+
+
+def _link_tree(source: Path, stage: Path) -> None:
+    """``stage`` as a copy of ``source`` made of hard links (nothing when source is absent)."""
+    stage.mkdir(parents=True)
+    if not source.is_dir():
+        return
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if path.is_symlink() or relative.name.startswith("."):
+            continue  # links are never carried over; temporaries of killed writes neither
+        if path.is_dir():
+            (stage / relative).mkdir(exist_ok=True)
+        elif path.is_file():
+            (stage / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, stage / relative)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two directories atomically (Linux renameat2 RENAME_EXCHANGE). Where that is not
+    available, two renames: a kill between them leaves the old directory under a's name."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd = -100
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (22, 38, 95):  # EINVAL / ENOSYS / EOPNOTSUPP: fall back below
+            raise OSError(err, os.strerror(err), str(a))
+    parked = a.with_name(a.name + ".old")
+    os.rename(b, parked)
+    os.rename(a, b)
+    os.rename(parked, a)
 
 
 @dataclass
@@ -197,7 +246,18 @@ class GoldenStore:
         with self.lock():
             return self._write(version, cases, files, info, overwrite)
 
+    STAGE = ".stage-"
+
     def _write(self, version, cases, files, info, overwrite) -> dict:
+        """Build the new version directory beside the old one, then swap them in one step.
+
+        The stage starts as hard links to every current file; new files replace links by
+        rename (the old inodes are never written), so a kill at any moment leaves either the
+        old directory and manifest or the new ones, whole. A stage left by a killed run is
+        swept by the next writer.
+        """
+        import shutil
+
         target = self.root / version
         current = GoldenSet.open(target, version, required=False)
         if current.manifest_error:
@@ -208,12 +268,43 @@ class GoldenStore:
             raise GoldenExists(
                 f"goldens exist for {', '.join(clash)} under {target}; pass --force to overwrite"
             )
+        self._sweep(version)
+        stage = self.root / f"{self.STAGE}{version}-{os.getpid()}"
+        try:
+            _link_tree(target, stage)
+            manifest = self._fill(stage, old, cases, files, info)
+            _fsync_tree(stage)
+            if target.exists():
+                _exchange(stage, target)  # stage now holds the old directory
+                shutil.rmtree(stage, ignore_errors=True)
+            else:
+                os.rename(stage, target)
+            _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        return manifest
+
+    def _sweep(self, version: str) -> None:
+        """Remove stages of earlier, killed writes of this version (the caller holds the lock)."""
+        import shutil
+
+        for leftover in self.root.glob(f"{self.STAGE}{version}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    @staticmethod
+    def _fill(stage: Path, old: dict, cases: dict, files: dict, info: dict) -> dict:
         manifest_files = {
             name: entry for name, entry in old.get("files", {}).items()
             if name.split("/", 1)[0] not in cases
         }
+        for case_id in cases:  # a regenerated case keeps only the files it has now
+            case_dir = stage / case_id
+            for path in case_dir.iterdir() if case_dir.is_dir() else ():
+                if path.is_file() and f"{case_id}/{path.name}" not in files:
+                    path.unlink()
         for name, data in sorted(files.items()):
-            atomic_write(target / name, data)
+            atomic_write(stage / name, data, sync_dir=False)
             manifest_files[name] = {"sha256": sha256(data), "size": len(data)}
         merged_cases = {k: v for k, v in old.get("cases", {}).items() if k not in cases}
         merged_cases.update(cases)
@@ -223,13 +314,7 @@ class GoldenStore:
             "cases": dict(sorted(merged_cases.items())),
             "files": dict(sorted(manifest_files.items())),
         }
-        atomic_write(target / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-        # Files a regenerated case no longer has: removed after the manifest stopped naming them.
-        for case_id in cases:
-            case_dir = target / case_id
-            for path in case_dir.iterdir() if case_dir.is_dir() else ():
-                if f"{case_id}/{path.name}" not in manifest_files and path.is_file():
-                    path.unlink()
+        atomic_write(stage / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode(), sync_dir=False)
         return manifest
 
     def remove(self, version: str, case_ids: list[str]) -> list[str]:

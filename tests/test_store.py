@@ -21,7 +21,7 @@ def test_write_then_read_round_trip(tmp_path):
 def test_manifest_is_written_last(tmp_path, monkeypatch):
     order = []
     real = store_mod.atomic_write
-    monkeypatch.setattr(store_mod, "atomic_write", lambda p, d: (order.append(p.name), real(p, d)))
+    monkeypatch.setattr(store_mod, "atomic_write", lambda p, d, **kw: (order.append(p.name), real(p, d, **kw)))
     GoldenStore(tmp_path).write("2.13.0", {"c": {}}, {"c/a.pt": b"1", "c/b.pt": b"2"}, {})
     assert order == ["a.pt", "b.pt", "manifest.json"]
 
