@@ -12,9 +12,10 @@ import zipfile
 from typing import Iterator
 
 import torch
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from .catalog import ENGINE_ORDER, PT2E_IN_TORCHAO
+from .store import parse_version  # noqa: F401 (one torch-free definition, re-exported)
 
 
 #: torchbind classes a quantized state_dict may legitimately pickle. Their
@@ -29,13 +30,6 @@ def release(version: str) -> str:
     """'2.13.0+cpu' -> '2.13.0': the public release a golden directory is named by."""
     return Version(version).public
 
-
-def parse_version(text: str) -> Version | None:
-    """A version, or None when ``text`` names no version (e.g. a stray directory)."""
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
 
 
 @functools.cache

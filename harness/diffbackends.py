@@ -14,6 +14,7 @@ from . import flows
 from .catalog import Case
 from .compare import compare
 from .compat import engine, quiet, supported_engines
+from .replay import REFERENCE_FLOWS
 
 
 @dataclass
@@ -38,7 +39,7 @@ def case_row(case: Case, engines: list[str]) -> tuple[dict[str, Cell], str]:
     """{backend: Cell} and, when the reference cannot run the case, the reason."""
     from . import reference
 
-    if case.flow not in ("eager", "dynamic", "qat") or not case.check_numerics:
+    if case.flow not in REFERENCE_FLOWS or not case.check_numerics:
         return {}, f"{case.flow} flow: the reference runs eager module trees"
     try:
         with quiet(), engine("fbgemm" if "fbgemm" in engines else engines[0]):

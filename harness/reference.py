@@ -526,8 +526,7 @@ def _ref_dynamic_linear(self, x):
     weight, bias = self._packed_params._weight_bias()
     if weight.dtype == torch.float16 or not weight.is_quantized:
         return dynamic_linear_fp16(x, weight.float(), bias)
-    # fbgemm's rule: reduce_range as the module's qconfig asked (PyTorch's default: True)
-    return dynamic_linear(x, weight, bias, reduce_range=getattr(self, "_bc_reduce_range", True))
+    return dynamic_linear(x, weight, bias, reduce_range=True)  # nnqd.Linear's forward asks for it
 
 
 def dynamic_lstm(x: torch.Tensor, weights: dict, biases: dict, num_layers: int, bidirectional: bool,
