@@ -7,6 +7,7 @@ Exit status: 0 nothing failed, 1 some result failed (or a golden would be overwr
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -19,6 +20,28 @@ USAGE_ERROR = 2
 
 class UsageError(Exception):
     pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage block) and exit status 2."""
+
+    def error(self, message):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
+def _readable_dir(path: Path, what: str = "") -> Path:
+    """``path`` if it is a directory this process can list; otherwise a UsageError saying why."""
+    label = f"{what} {path}" if what else str(path)
+    if not path.exists():
+        raise UsageError(f"{label} does not exist")
+    if not path.is_dir():
+        raise UsageError(f"{label} is not a directory")
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot read {label}: {exc.strerror or exc}") from exc
+    return path
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +81,7 @@ def _backends(args) -> list[str] | None:
 # --- bc-harness ------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bc-harness", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="bc-harness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     replay = sub.add_parser("replay", help="replay goldens with the installed torch and judge them")
@@ -123,6 +146,10 @@ def _replay(args) -> int:
     backends = _backends(args)
     if args.layout == "pytorch" and not args.directory:
         raise UsageError("--layout pytorch needs the directory of PyTorch's files")
+    if args.layout == "pytorch" and args.goldens:
+        raise UsageError("--goldens and --layout pytorch conflict: the PyTorch directory is DIR")
+    if args.layout == "pytorch" and args.no_forward:
+        raise UsageError("--no-forward and --layout pytorch conflict: a PyTorch directory is one golden set")
     if args.layout == "harness" and args.directory:
         if args.goldens:
             raise UsageError("give the golden directory once: either DIR or --goldens")
@@ -144,19 +171,11 @@ def _replay(args) -> int:
             raise UsageError(str(exc)) from exc
     started = time.perf_counter()
     if args.layout == "pytorch":
-        directory = Path(args.directory)
-        if not directory.is_dir():
-            raise UsageError(f"{directory} is not a directory")
+        directory = _readable_dir(Path(args.directory))
         found = list(replay_pytorch_dir(directory, cases, options))
     else:
-        store = GoldenStore(paths.goldens)
-        if not paths.goldens.is_dir():
-            raise UsageError(f"golden directory {paths.goldens} does not exist")
-        versions, stray = store.versions()
-        for name in stray:
-            print(f"bc-harness: warning: {paths.goldens / name} is not named like a torch version; "
-                  "ignored", file=sys.stderr)
-        if not versions:
+        store = GoldenStore(_readable_dir(paths.goldens, "golden directory"))
+        if store.versions() == ([], []):
             raise UsageError(f"{paths.goldens} holds no golden version directory")
         found = list(replay_store(store, cases, options))
     elapsed = time.perf_counter() - started
@@ -196,9 +215,7 @@ def _verify(args) -> int:
             root = resolve(goldens=args.goldens).goldens
         except ConfigError as exc:
             raise UsageError(str(exc)) from exc
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a directory")
-    verified, findings = verify(root)
+    verified, findings = verify(_readable_dir(root))
     for f in findings:
         print(f"{f.where}: {f.problem}")
     status = "FAILED" if findings else "OK"
@@ -207,9 +224,7 @@ def _verify(args) -> int:
 
 
 def _pin(args) -> int:
-    directory = Path(args.directory)
-    if not directory.is_dir():
-        raise UsageError(f"{directory} is not a directory")
+    directory = _readable_dir(Path(args.directory))
     from .generate import command_line
     from .store import pin
 
@@ -230,6 +245,8 @@ def _report(args) -> int:
         raise UsageError(f"no such results file: {missing[0]}")
     if not (args.html or args.md):
         raise UsageError("say where to write the report: --html FILE and/or --md FILE")
+    if args.html and args.md and Path(args.html).resolve() == Path(args.md).resolve():
+        raise UsageError("--html and --md conflict: they name the same file")
     try:
         report = Report.load(paths)
     except (ValueError, KeyError, TypeError) as exc:
@@ -294,7 +311,7 @@ def _cases(args) -> int:
 # --- regenerate-goldens ----------------------------------------------------------------
 
 def regenerate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="regenerate-goldens",
         description="Generate goldens for the installed torch into serialized/<torch release>/.",
     )
@@ -321,6 +338,8 @@ def _regenerate(args) -> int:
     from .generate import changes_report, command_line, generate_case, generation_info, keep_unchanged
     from .store import GoldenError, GoldenExists, GoldenStore
 
+    if paths.goldens.exists():
+        _readable_dir(paths.goldens, "golden directory")
     store = GoldenStore(paths.goldens)
     version = torch_release()
     current = store.open(version) if (paths.goldens / version).is_dir() else None

@@ -257,8 +257,12 @@ class GoldenCatalog(pytest.Collector):
             cases = [c for c in state.cases() if c.pytorch]
         else:
             runtime = parse_version(torch_release())
-            versions = [v for v in GoldenStore(state.golden_dir).versions()[0] if parse_version(v) <= runtime]
+            found, stray = GoldenStore(state.golden_dir).versions()
+            versions = [v for v in found if parse_version(v) <= runtime]
             cases = state.cases()
+            for name in stray:
+                yield StrayGoldenDirectory.from_parent(self, name=f"stray-directory[{name}]",
+                                                       directory=state.golden_dir / name)
         state.catalog_ids = {c.id for c in state.cases()}
         backends = state.backends or [e for e in _ENGINES if e in supported_engines()] or list(_ENGINES)
         for version in versions:
@@ -272,6 +276,28 @@ class GoldenCatalog(pytest.Collector):
 
 class GoldenFailure(Exception):
     """A golden result that failed; its text is the whole failure report."""
+
+
+class StrayGoldenDirectory(pytest.Item):
+    """A directory of the golden store named like no torch version: its goldens would never be
+    replayed, so it fails rather than being passed over in silence."""
+
+    def __init__(self, *, directory, **kwargs):
+        super().__init__(**kwargs)
+        self.directory = directory
+
+    def reportinfo(self):
+        return self.path, None, f"golden {self.name}"
+
+    def runtest(self):
+        from .store import stray_problem
+
+        raise GoldenFailure(stray_problem(self.directory))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, GoldenFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
 
 
 class GoldenItem(pytest.Item):

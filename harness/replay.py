@@ -26,7 +26,7 @@ from .compat import (
 )
 from .generate import expected_name
 from .results import Result
-from .store import GoldenError, GoldenSet, GoldenStore
+from .store import GoldenError, GoldenSet, GoldenStore, stray_problem
 
 
 @dataclass
@@ -431,7 +431,10 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options) -> Ite
 
     runtime = parse_version(torch_release())
     options.known = options.known or load_known(store.root)
-    versions, _stray = store.versions()
+    versions, stray = store.versions()
+    for name in stray:
+        yield Result("*", "*", "*", name, torch_release(), "corrupt",
+                     stray_problem(store.root / name))
     for version in versions:
         forward = parse_version(version) > runtime
         if forward and not options.forward:

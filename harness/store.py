@@ -49,6 +49,12 @@ class GoldenExists(Exception):
     """Refusal to overwrite a golden without --force."""
 
 
+def stray_problem(directory: Path) -> str:
+    """Why a directory of the store that is named like no torch version is a problem."""
+    return (f"{directory} is not named like a torch version (e.g. 2.13.0), so none of its goldens "
+            "are replayed; rename it to the release that made it, or remove it")
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -1,6 +1,7 @@
 """The command line in real subprocesses: regenerate-goldens and bc-harness replay."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -113,7 +114,15 @@ def test_verbose_prints_the_traceback_of_a_load_error(store, version):
     (["replay", "--goldens", "/nonexistent/goldens"], "does not exist"),
     (["replay", "--fixtures", "/nonexistent/fixtures"], "does not exist"),
     (["replay", "--no-such-flag"], "unrecognized arguments"),
-    (["replay", "--layout", "pytorch", "/nonexistent/dir"], "not a directory"),
+    (["replay", "--layout", "pytorch", "/nonexistent/dir"], "does not exist"),
+    (["replay", "--layout", "pytorch", "--goldens", "serialized", "fixtures"], "--goldens and --layout pytorch conflict"),
+    (["replay", "--layout", "pytorch", "--no-forward", "fixtures"], "--no-forward and --layout pytorch conflict"),
+    (["replay", "--goldens", "serialized", "serialized"], "either DIR or --goldens"),
+    (["replay", "--layout", "tpu"], "invalid choice: 'tpu'"),
+    (["report", "a.json"], "no such results file"),
+    (["report", "README.md", "--html", "x", "--md", "./x"], "--html and --md conflict"),
+    (["verify", "README.md"], "is not a directory"),
+    (["pin", "/nonexistent/dir"], "does not exist"),
 ])
 def test_usage_errors_exit_2_with_one_clear_line(args, says):
     out = run_cli("bc-harness", *args, check=2)
@@ -204,5 +213,48 @@ def test_verify_checks_every_manifest_entry_and_lists_unknown_files(store, versi
     assert "not-a-version: directory not named like a torch version" in out
     assert out.strip().splitlines()[-1].startswith("FAILED: ") and "4 problems" in out
     bad = run_cli("bc-harness", "verify", store / "nowhere", check=2).stderr
-    assert bad.strip().splitlines()[-1] == f"bc-harness: error: {store / 'nowhere'} is not a directory"
+    assert bad.strip().splitlines()[-1] == f"bc-harness: error: {store / 'nowhere'} does not exist"
     assert "Traceback" not in bad
+
+
+def test_an_unreadable_directory_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    """The OS refuses to list the directory (EACCES). Simulated, because root reads anything;
+    a real chmod 000 is tried too where this does not run as root."""
+    import errno
+    import os
+
+    from harness import cli
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.scandir
+
+    def refuse(path="."):
+        if Path(path) == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    for args in (["verify", locked], ["replay", "--goldens", locked], ["replay", "--layout", "pytorch", locked],
+                 ["pin", locked]):
+        assert cli.main([str(a) for a in args]) == 2, args
+        err = capsys.readouterr().err
+        assert err == f"bc-harness: error: cannot read {'golden directory ' if '--goldens' in args else ''}" \
+                      f"{locked}: Permission denied\n", err
+    monkeypatch.setattr(os, "scandir", real)
+    if os.geteuid() != 0:
+        locked.chmod(0)
+        try:
+            out = run_cli("bc-harness", "verify", locked, check=2)
+            assert out.stderr == f"bc-harness: error: cannot read {locked}: Permission denied\n"
+        finally:
+            locked.chmod(0o755)
+
+
+def test_replay_fails_on_a_directory_named_like_no_torch_version(store, version):
+    import shutil
+
+    shutil.copytree(store / version, store / "latest")
+    out = run_cli("bc-harness", "replay", "--goldens", store, "-q", "-k", "linear", "--backend", "fbgemm", check=1)
+    assert f"{store / 'latest'} is not named like a torch version" in out.stdout
+    assert out.stdout.strip().splitlines()[-1].startswith("FAILED")

@@ -451,3 +451,11 @@ def test_known_drift_is_an_xfail_with_its_reason(pytester, catalog_args, full_st
     (full_store / "known-drifts.toml").write_text(
         f'[[drift]]\ngolden = "{version}"\ncase = "linear_dynamic-qint8"\nmax_abs_diff = 1e-4\nreason = "too small"\n')
     pytester.runpytest(*catalog_args, "-k", "linear_dynamic-qint8 and fbgemm").assert_outcomes(failed=3)
+
+
+def test_a_directory_named_like_no_torch_version_fails_the_catalog_run(pytester, store, version):
+    shutil.copytree(store / version, store / "latest")
+    run = pytester.runpytest_subprocess("--golden", f"--golden-dir={store}", f"--golden-fixtures={FIXTURES}",
+                                        "-k", "stray-directory", "-p", "no:cacheprovider")
+    run.assert_outcomes(failed=1)
+    run.stdout.fnmatch_lines([f"*{store / 'latest'} is not named like a torch version*"])

@@ -1,6 +1,12 @@
 """Fault injection: every fault kind on every artifact kind. For each: the result is the right
-non-pass verdict with a one-line reason, no payload runs, nothing else in the store changes its
-verdict, and the replay returns normally."""
+non-pass verdict with a one-line reason, no payload runs, the replay changes no byte of the store,
+every other golden keeps its verdict, and the replay returns normally.
+
+Faults of one file are applied to that kind's golden. Faults of the whole golden set (manifest
+deleted, manifest not JSON, version directory misnamed) are applied with an unvouched
+``__reduce__`` payload planted in place of that kind's golden, so they prove the payload is
+not loaded when the manifest cannot vouch for anything. Store writes under SIGKILL, a full disk
+and concurrent writers are in test_store_safety.py beside this file."""
 
 from __future__ import annotations
 
@@ -102,6 +108,12 @@ def _fault(kind, fault, root, version, marker):
 
 FAULTS = ["missing", "zero-length", "truncated", "bit-flip", "swapped", "manifest-edited", "symlink-outside",
           "zip-bomb", "payload"]
+SET_FAULTS = ["manifest-deleted", "manifest-invalid-json", "version-misnamed"]
+
+
+def _snapshot(root):
+    return {p.relative_to(root.parent): (p.is_symlink(), p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.parent.rglob("*"))}
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -112,7 +124,9 @@ def test_fault(kind, fault, store, catalog, version, tmp_path):
     if expected is None:
         pytest.skip(f"the session store has only one {kind} case")
     cases = [c for c in catalog if c.id in SLICE]  # the whole session store, so nothing is deselected
+    before = _snapshot(store)
     results = list(replay_store(GoldenStore(store), cases, Options()))
+    assert _snapshot(store) == before, "the replay changed the store"
     hit = [r for r in results if (r.case, r.artifact) == (KIND_CASE[kind], kind)]
     assert hit, "the faulty golden produced no result"
     verdicts = {r.verdict for r in hit} - {"skip"}
@@ -122,3 +136,29 @@ def test_fault(kind, fault, store, catalog, version, tmp_path):
     others = [r for r in results if (r.case, r.artifact) != (KIND_CASE[kind], kind)]
     assert others and {r.verdict for r in others} <= {"pass", "skip"}, \
         [(r.case, r.artifact, r.backend, r.verdict, r.message) for r in others if r.verdict not in ("pass", "skip")]
+
+
+@pytest.mark.parametrize("fault", SET_FAULTS)
+@pytest.mark.parametrize("kind", sorted(KIND_CASE))
+def test_golden_set_fault(kind, fault, store, catalog, version, tmp_path):
+    marker = tmp_path / "payload-ran"
+    (store / version / KIND_CASE[kind] / file_name(kind)).write_bytes(_payload(marker))  # not vouched for
+    manifest = store / version / "manifest.json"
+    if fault == "manifest-deleted":
+        manifest.unlink()
+        says = "manifest.json is missing"
+    elif fault == "manifest-invalid-json":
+        manifest.write_text(manifest.read_text()[:-40] + "}{")
+        says = "manifest.json is unreadable"
+    else:
+        (store / version).rename(store / f"backup-of-{version}")
+        says = "is not named like a torch version"
+    cases = [c for c in catalog if c.id in SLICE]
+    before = _snapshot(store)
+    results = list(replay_store(GoldenStore(store), cases, Options()))
+    assert _snapshot(store) == before, "the replay changed the store"
+    assert not marker.exists(), "a payload ran"
+    # one result stands for the whole golden set: nothing in it was loaded, nothing passed
+    assert [(r.case, r.artifact, r.verdict) for r in results] == [("*", "*", "corrupt")], \
+        [(r.case, r.artifact, r.backend, r.verdict) for r in results][:5]
+    assert says in results[0].message and "\n" not in results[0].message

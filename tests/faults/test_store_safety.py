@@ -18,7 +18,7 @@ import pytest
 import harness.store as store_mod
 from harness.store import GoldenStore, verify
 
-from .conftest import REPO
+from ..conftest import REPO
 
 CASES = [f"case{i}" for i in range(8)]
 
