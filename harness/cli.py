@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("-q", "--quiet", action="store_true", help="no table, only problems and the summary")
     replay.add_argument("--no-forward", action="store_true",
                         help="do not replay goldens of newer torch versions (forward compatibility)")
+    replay.add_argument("-j", "--jobs", type=int, metavar="N", default=None,
+                        help="replay in N worker processes (default: one per core, when the recorded "
+                             "costs say the work outweighs starting them)")
+    replay.add_argument("--shard", metavar="K/N",
+                        help="replay only shard K of N: a deterministic split balanced by replay-costs.json")
+    replay.add_argument("--record-costs", action="store_true",
+                        help="write each (version, case)'s seconds into replay-costs.json beside the goldens")
 
     pin = sub.add_parser("pin", help="record sha256 checksums of a foreign golden directory")
     pin.add_argument("directory", metavar="DIR")
@@ -150,6 +157,21 @@ def _replay(args) -> int:
         raise UsageError("--goldens and --layout pytorch conflict: the PyTorch directory is DIR")
     if args.layout == "pytorch" and args.no_forward:
         raise UsageError("--no-forward and --layout pytorch conflict: a PyTorch directory is one golden set")
+    for flag, given in (("--shard", args.shard), ("--record-costs", args.record_costs)):
+        if args.layout == "pytorch" and given:
+            raise UsageError(f"{flag} and --layout pytorch conflict: it splits and times a golden store")
+    if args.shard and args.record_costs:
+        raise UsageError("--shard and --record-costs conflict: record costs from a whole replay")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"-j {args.jobs}: the number of worker processes must be at least 1")
+    shard = None
+    if args.shard:
+        from .shard import parse_shard
+
+        try:
+            shard = parse_shard(args.shard)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     if args.layout == "harness" and args.directory:
         if args.goldens:
             raise UsageError("give the golden directory once: either DIR or --goldens")
@@ -177,7 +199,16 @@ def _replay(args) -> int:
         store = GoldenStore(_readable_dir(paths.goldens, "golden directory"))
         if store.versions() == ([], []):
             raise UsageError(f"{paths.goldens} holds no golden version directory")
-        found = list(replay_store(store, cases, options))
+        timings = {}
+        try:
+            found = list(replay_store(store, cases, options, jobs=args.jobs, shard=shard,
+                                      fixtures=paths.fixtures, timings=timings))
+        except ValueError as exc:  # an unreadable replay-costs.json
+            raise UsageError(str(exc)) from exc
+        if args.record_costs:
+            from .shard import write_costs
+
+            print(f"recorded {len(timings)} costs in {write_costs(paths.goldens, timings)}", file=sys.stderr)
     elapsed = time.perf_counter() - started
 
     if args.json:

@@ -49,6 +49,9 @@ def pytest_addoption(parser):
     group.addoption("--golden-report", metavar="FILE", help="write one JSON record per golden result")
     group.addoption("--golden-trust-unverified", action="store_true",
                     help="load code-carrying goldens no manifest vouches for (unsafe)")
+    group.addoption("--golden-shard", metavar="K/N",
+                    help="run only shard K of N of the selected tests: catalog items split by (golden version, "
+                         "case), balanced by replay-costs.json; every other test is a unit of its own")
     parser.addini("golden_catalog", type="bool", default=False, help="collect the case catalog as with --golden")
     parser.addini("golden_dir", default="", help="golden directory, relative to the rootdir")
 
@@ -70,6 +73,7 @@ class GoldenSession:
     prune: bool
     trust_unverified: bool
     worker: bool
+    shard: tuple[int, int] | None = None  # (K, N) of --golden-shard
     results: list[dict] = field(default_factory=list)
     used: set = field(default_factory=set)  # (golden version, case id)
     passed: set = field(default_factory=set)  # nodeids whose call phase passed
@@ -221,15 +225,25 @@ def pytest_configure(config: pytest.Config) -> None:
     if layout == "pytorch" and not config.getoption("golden_dir"):
         raise pytest.UsageError("--golden-layout pytorch needs --golden-dir, the directory of PyTorch's files")
     report = config.getoption("golden_report")
+    shard = config.getoption("golden_shard")
+    if shard:
+        from .shard import parse_shard
+
+        try:
+            shard = parse_shard(shard)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--golden-shard: {exc}") from None
     config.stash[SESSION] = GoldenSession(
         config=config, ci=ci, update=update, catalog=bool(catalog), layout=layout,
         backends=list(dict.fromkeys(backends)) if backends else None,
         report=Path(report).resolve() if report else None, prune=prune,
         trust_unverified=config.getoption("golden_trust_unverified"),
-        worker=hasattr(config, "workerinput"),
+        worker=hasattr(config, "workerinput"), shard=shard,
     )
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(), "bc-harness-xdist")
+    if shard:
+        config.pluginmanager.register(_Sharder(config.stash[SESSION]), "bc-harness-shard")
 
 
 class _XdistController:
@@ -421,6 +435,39 @@ def pytest_collection_modifyitems(session, config, items):
         items.extend(catalog_items)
     state.collected.update(item.nodeid for item in items)
     state.collected_files.update(item.nodeid.split("::", 1)[0] for item in items)
+
+
+class _Sharder:
+    """--golden-shard K/N: after -k and -m have deselected, keep the items of shard K.
+
+    A catalog item's unit is its (golden version, case), so a case's results stay together; a
+    misnamed golden directory is its own unit, and so is every other test (by node id). The
+    split is harness.shard.assign: the same items and costs file always give the same shards.
+    """
+
+    def __init__(self, state: GoldenSession):
+        self.state = state
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session, config, items):
+        from .shard import Unit, load_costs, pick
+
+        def unit(item):
+            if isinstance(item, GoldenItem):
+                return Unit(item.version, item.case.id)
+            if isinstance(item, StrayGoldenDirectory):
+                return Unit(item.directory.name, "*")
+            return Unit("test", item.nodeid)
+
+        try:
+            costs = load_costs(self.state.golden_dir)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--golden-shard: {exc}") from None
+        units = [unit(i) for i in items]
+        mine = set(pick(list(dict.fromkeys(units)), costs, *self.state.shard))
+        kept = [i for i, u in zip(items, units) if u in mine]
+        config.hook.pytest_deselected(items=[i for i, u in zip(items, units) if u not in mine])
+        items[:] = kept
 
 
 @pytest.hookimpl(hookwrapper=True)

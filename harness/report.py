@@ -87,7 +87,7 @@ class Report:
         order = ("fbgemm", "x86", "qnnpack", "onednn", "any")
         backends = sorted({r["backend"] for r in records if r["backend"] != "*"},
                           key=lambda b: (order.index(b) if b in order else len(order), b))
-        cases = list(dict.fromkeys(r["case"] for r in records if r["case"] != "*"))
+        cases = sorted({r["case"] for r in records if r["case"] != "*"})  # merged shards: same order
         return cls(records, sorted({r["runtime_version"] for r in records}, key=_vkey),
                    sorted({r["golden_version"] for r in records}, key=_vkey), backends, cases, dict(cells), forward)
 

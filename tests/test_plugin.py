@@ -459,3 +459,21 @@ def test_a_directory_named_like_no_torch_version_fails_the_catalog_run(pytester,
                                         "-k", "stray-directory", "-p", "no:cacheprovider")
     run.assert_outcomes(failed=1)
     run.stdout.fnmatch_lines([f"*{store / 'latest'} is not named like a torch version*"])
+
+
+def test_golden_shards_split_the_catalog_run_into_disjoint_parts(pytester, store, tmp_path):
+    args = ["--golden", f"--golden-dir={store}", f"--golden-fixtures={FIXTURES}", "-p", "no:cacheprovider"]
+    pytester.runpytest_subprocess(*args, f"--golden-report={tmp_path / 'all.json'}")
+    key = lambda r: (r["golden_version"], r["case"], r["artifact"], r["backend"])
+    whole = {key(r): r["verdict"] for r in json.loads((tmp_path / "all.json").read_text())}
+    parts = []
+    for k in (1, 2, 3):
+        run = pytester.runpytest_subprocess(*args, f"--golden-shard={k}/3", f"--golden-report={tmp_path / f'{k}.json'}")
+        assert run.parseoutcomes().get("deselected", 0) > 0
+        parts.append(json.loads((tmp_path / f"{k}.json").read_text()))
+    keys = [key(r) for part in parts for r in part]
+    assert all(parts) and len(keys) == len(set(keys)) == len(whole)
+    assert {key(r): r["verdict"] for part in parts for r in part} == whole
+    bad = pytester.runpytest_subprocess(*args, "--golden-shard=4/3")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--golden-shard: shard '4/3' needs 1 <= K <= N*"])
