@@ -1,0 +1,47 @@
+"""The bar for benchmarks/replay_scale.py: load every artifact of a golden set and run its
+forward on every backend that has a golden, and nothing else.
+
+    python benchmarks/_bare_loop.py GOLDEN_SET_DIR FIXTURES_DIR
+
+It uses the harness's own loaders (a state_dict needs today's module tree; an FX package
+re-runs its conversion), because that is the work a replay cannot avoid. It skips what the
+harness adds: checksums, expected outputs, comparison, reference kernels, the report.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from harness.artifacts import KINDS, file_name
+from harness.catalog import load_catalog
+from harness.compat import engine, load_weights
+
+
+def main(golden_set: Path, fixtures: Path) -> int:
+    warnings.simplefilter("ignore")  # torch's deprecation chatter would cost the loop its printing
+    manifest = json.loads((golden_set / "manifest.json").read_text())
+    runs = 0
+    for case in load_catalog(fixtures):
+        entry = manifest["cases"].get(case.id)
+        if not entry or entry.get("skipped"):
+            continue
+        example = load_weights((golden_set / case.id / "input.pt").read_bytes(), trusted=True)
+        for kind in entry["artifacts"]:
+            data = (golden_set / case.id / file_name(kind)).read_bytes()
+            for backend, status in entry["backends"].items():
+                if status != "ok":
+                    continue
+                with engine(backend):
+                    model = KINDS[kind].load(case, data, example, trusted=True)
+                    if case.check_numerics:
+                        case.forward(model, example)
+                runs += 1
+    print(f"{runs} artifact runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
