@@ -59,21 +59,10 @@ def engine(name: str | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet() -> Iterator[list[warnings.WarningMessage]]:
-    """Silence torch's deprecation chatter; the warnings are handed back for reporting.
-
-    torch's warn-once warnings fire every time inside: each result then carries the warnings
-    its own replay raised, whichever process replayed it and whatever ran there before."""
-    warn_always = getattr(torch, "is_warn_always_enabled", None)
-    before = warn_always() if warn_always else None
+    """Silence torch's deprecation chatter; the warnings are handed back for reporting."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if before is False:
-            torch.set_warn_always(True)
-        try:
-            yield caught
-        finally:
-            if before is False:
-                torch.set_warn_always(False)
+        yield caught
 
 
 #: torch-internal notices that say nothing about a model's numerics (quantize_jit reads .grad)

@@ -108,7 +108,10 @@ def test_parallel_replay_gives_the_serial_results(store, catalog):
     timings = {}
     parallel = [asdict(r) for r in replay_store(GoldenStore(store), cases, Options(), jobs=2,
                                                   fixtures=FIXTURES, timings=timings)]
-    assert parallel == serial  # the same results, figures and warnings, in the same order
+    # The same results and figures in the same order. Not the warnings: torch warns once per
+    # process, so a warn-once warning lands on the first result each worker replays.
+    without_warnings = lambda results: [{k: v for k, v in r.items() if k != "warnings"} for r in results]
+    assert without_warnings(parallel) == without_warnings(serial)
     assert len(timings) == len(SLICE) and all(s > 0 for s in timings.values())
 
 
