@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -136,8 +135,7 @@ def main() -> int:
         growth = (last[1][name][0] - startup) / (first[1][name][0] - startup)
         print(f"{name}: {last[0]}x/{first[0]}x time after start-up = {growth:.2f} (linear: {last[0] / first[0]:.0f}); "
               f"peak memory {last[1][name][1] / first[1][name][1]:.2f}x")
-    print(f"plugin overhead on an unrelated pytest run: python benchmarks/plugin_overhead.py "
-          f"(peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
+    print("plugin overhead on an unrelated pytest run: python benchmarks/plugin_overhead.py")
     return 0
 
 

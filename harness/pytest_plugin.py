@@ -292,21 +292,11 @@ class GoldenFailure(Exception):
     """A golden result that failed; its text is the whole failure report."""
 
 
-class StrayGoldenDirectory(pytest.Item):
-    """A directory of the golden store named like no torch version: its goldens would never be
-    replayed, so it fails rather than being passed over in silence."""
-
-    def __init__(self, *, directory, **kwargs):
-        super().__init__(**kwargs)
-        self.directory = directory
+class _GoldenNode(pytest.Item):
+    """An item of the golden catalog: named "golden ...", and a GoldenFailure is its own report."""
 
     def reportinfo(self):
         return self.path, None, f"golden {self.name}"
-
-    def runtest(self):
-        from .store import stray_problem
-
-        raise GoldenFailure(stray_problem(self.directory))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, GoldenFailure):
@@ -314,13 +304,24 @@ class StrayGoldenDirectory(pytest.Item):
         return super().repr_failure(excinfo, style)
 
 
-class GoldenItem(pytest.Item):
+class StrayGoldenDirectory(_GoldenNode):
+    """A directory of the golden store named like no torch version: its goldens would never be
+    replayed, so it fails rather than being passed over in silence."""
+
+    def __init__(self, *, directory, **kwargs):
+        super().__init__(**kwargs)
+        self.directory = directory
+
+    def runtest(self):
+        from .store import stray_problem
+
+        raise GoldenFailure(stray_problem(self.directory))
+
+
+class GoldenItem(_GoldenNode):
     def __init__(self, *, case, kind, backend, version, **kwargs):
         super().__init__(**kwargs)
         self.case, self.kind, self.backend, self.version = case, kind, backend, version
-
-    def reportinfo(self):
-        return self.path, None, f"golden {self.name}"
 
     def runtest(self):
         state: GoldenSession = self.config.stash[SESSION]
@@ -343,11 +344,6 @@ class GoldenItem(pytest.Item):
             hint = (f"\nto create it: regenerate-goldens -k {self.case.id}   "
                     f"(or: pytest --golden --golden-update-new-only -k '{self.case.id}')")
         raise GoldenFailure(_failure_text(state, [evaluation], self.case.tolerance, self.nodeid) + hint)
-
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, GoldenFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style)
 
 
 def _runtime() -> str:

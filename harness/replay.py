@@ -42,6 +42,11 @@ class Options:
     known: list = field(default_factory=list)  # harness.known.KnownDrift entries
     forward: bool = True  # also replay goldens of newer torch versions, as information
     patterns: list | None = None  # the -k selection, to tell a deselected golden from a lost one
+    #: intra-op threads while replaying on onednn (None: leave torch's). A parallel worker runs
+    #: torch single-threaded but sets this to the serial run's count: onednn's dynamic linear
+    #: rounds float32 differently with another count (ondevice-conv_linear: 250 of 250
+    #: elements by up to 1.2e-07).
+    onednn_threads: int | None = None
 
 
 class HarnessLayout:
@@ -191,21 +196,16 @@ class Evaluation:
     targets: tuple | None = None  # (golden, obtained) get_attr targets, for the package kind
 
 
-#: A parallel worker runs torch with one thread, except on onednn: its dynamic linear rounds
-#: float32 differently with another intra-op thread count (ondevice-conv_linear: 250 of 250
-#: elements by up to 1.2e-07), so onednn results are made with the serial run's count.
-_ONEDNN_THREADS: int | None = None
-
-
 @contextmanager
-def _threads_for(backend: str):
-    if _ONEDNN_THREADS is None or backend != "onednn":
+def _threads_for(backend: str, onednn_threads: int | None):
+    """Options.onednn_threads in force while replaying on ``backend``."""
+    if onednn_threads is None or backend != "onednn":
         yield
         return
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(_ONEDNN_THREADS)
+    torch.set_num_threads(onednn_threads)
     try:
         yield
     finally:
@@ -334,7 +334,7 @@ class Replayer:
             except GoldenError as exc:
                 return result(exc.verdict, str(exc))
         example = shared.example
-        with quiet() as caught, engine(backend), _threads_for(backend):
+        with quiet() as caught, engine(backend), _threads_for(backend, self.options.onednn_threads):
             try:
                 model = KINDS[kind].load(case, data, example)
             except CannotLoadSafely as exc:
@@ -407,7 +407,7 @@ class Replayer:
             golden = self._expected(case, backend, files)
         except GoldenError as exc:
             return result(exc.verdict, str(exc))
-        with quiet() as caught, engine(backend), _threads_for(backend):
+        with quiet() as caught, engine(backend), _threads_for(backend, self.options.onednn_threads):
             try:
                 obtained = case.forward(flows.runnable(case, flows.build(case), files.example), files.example)
             except Exception as exc:
@@ -466,7 +466,8 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
     from .shard import auto_jobs, load_costs, pick
 
     options.known = options.known or load_known(store.root)
-    units = plan(store, cases, options)
+    runner = _UnitRunner(store, cases, options)
+    units = runner.plan()
     costs = load_costs(store.root)
     if shard is not None:
         units = pick(units, costs, *shard)
@@ -477,7 +478,6 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
             raise ValueError("a parallel replay needs the fixtures directory, to load the catalog in each worker")
         yield from _replay_parallel(store, units, costs, [c.id for c in cases], options, jobs, Path(fixtures), timings)
         return
-    runner = _UnitRunner(store, cases, options)
     for unit in units:
         started = time.perf_counter()
         yield from runner.run(unit)
@@ -485,31 +485,8 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
             timings[unit] = time.perf_counter() - started
 
 
-def plan(store: GoldenStore, cases: list[Case], options: Options) -> list[Unit]:
-    """The units of a store's replay, in serial order: misnamed directories, then each version
-    (oldest first) with its catalog cases in catalog order and the cases only its manifest names."""
-    from .catalog import select
-
-    runtime = parse_version(torch_release())
-    versions, stray = store.versions()
-    units = [Unit(name, "*") for name in stray]
-    for version in versions:
-        if parse_version(version) > runtime and not options.forward:
-            continue
-        golden = store.open(version)
-        if golden.manifest_error:
-            units.append(Unit(version, "*"))
-            continue
-        ids = [c.id for c in cases]
-        gone = sorted(set(golden.cases) - set(ids))
-        if options.patterns:
-            gone = [c.id for c in select([_Named(i) for i in gone], options.patterns)]
-        units += [Unit(version, i) for i in ids + gone]
-    return units
-
-
 class _UnitRunner:
-    """Replays units one at a time, keeping one GoldenSet and Replayer per version."""
+    """Plans a store's units and replays them one at a time, opening each version once."""
 
     def __init__(self, store: GoldenStore, cases: list[Case], options: Options):
         self.store, self.options = store, options
@@ -524,11 +501,32 @@ class _UnitRunner:
             self._sets[version] = (golden, Replayer(HarnessLayout(golden), list(self.by_id.values()), self.options))
         return self._sets[version]
 
+    def plan(self) -> list[Unit]:
+        """The units in serial order: misnamed directories, then each version (oldest first)
+        with its catalog cases in catalog order and the cases only its manifest names."""
+        from .catalog import select
+
+        versions, stray = self.store.versions()
+        units = [Unit(name, "*") for name in stray]
+        for version in versions:
+            if parse_version(version) > self.runtime and not self.options.forward:
+                continue
+            golden, _ = self._set(version)
+            if golden.manifest_error:
+                units.append(Unit(version, "*"))
+                continue
+            gone = sorted(set(golden.cases) - set(self.by_id))
+            if self.options.patterns:
+                gone = [c.id for c in select([_Named(i) for i in gone], self.options.patterns)]
+            units += [Unit(version, i) for i in [*self.by_id, *gone]]
+        return units
+
     def run(self, unit: Unit) -> list[Result]:
-        if parse_version(unit.version) is None:
+        version = parse_version(unit.version)
+        if version is None:
             return [Result("*", "*", "*", unit.version, torch_release(), "corrupt",
                            stray_problem(self.store.root / unit.version))]
-        forward = parse_version(unit.version) > self.runtime
+        forward = version > self.runtime
         golden, replayer = self._set(unit.version)
         if golden.manifest_error:
             found = [Result("*", "*", "*", unit.version, torch_release(), "corrupt", golden.manifest_error)]
@@ -572,14 +570,13 @@ def _unkept_promises(golden: GoldenSet, case_id: str, by_id: dict, options: Opti
 _WORKER: _UnitRunner | None = None
 
 
-def _start_worker(root: str, fixtures: str, case_ids: list[str], options: Options, threads: int) -> None:
-    global _WORKER, _ONEDNN_THREADS
+def _start_worker(root: str, fixtures: str, case_ids: list[str], options: Options) -> None:
+    global _WORKER
     import torch
 
     from .catalog import load_catalog
 
-    torch.set_num_threads(1)
-    _ONEDNN_THREADS = threads
+    torch.set_num_threads(1)  # options.onednn_threads keeps onednn at the serial run's count
     chosen = set(case_ids)
     cases = [c for c in load_catalog(Path(fixtures)) if c.id in chosen]
     _WORKER = _UnitRunner(GoldenStore(Path(root)), cases, options)
@@ -595,20 +592,21 @@ def _replay_parallel(store, units, costs, case_ids, options, jobs, fixtures, tim
     """Units spread over ``jobs`` spawned workers, costliest first; results in serial order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from dataclasses import replace
+
+    import torch
 
     from .shard import estimate
 
     cost = estimate(units, costs)
-    import torch
-
+    options = replace(options, onednn_threads=torch.get_num_threads())
     # Workers idle their OpenMP threads passively: busy-waiting threads of one worker steal the
     # cores the other needs (-k linear, -j 2 with 2 threads per worker: 21.8 s spinning, 17.5 s passive).
     saved = os.environ.get("OMP_WAIT_POLICY")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                 initargs=(str(store.root), str(fixtures), case_ids, options,
-                                           torch.get_num_threads())) as pool:
+                                 initargs=(str(store.root), str(fixtures), case_ids, options)) as pool:
             futures = {u: pool.submit(_work, u) for u in sorted(units, key=lambda u: (-cost[u], u))}
             for unit in units:
                 found, seconds = futures[unit].result()
