@@ -82,17 +82,26 @@ class GivenInput:
         return self.value
 
 
+#: The default rounding bound for float outputs, in ulps of each output tensor's largest
+#: magnitude (harness.compare explains the choice and the figures behind it).
+ROUNDING_ULPS = 16
+
+
 @dataclass(frozen=True)
 class Tolerance:
     """How far a replayed output may be from its golden. The default is exact.
 
     steps: |Δ| allowed in integer representation, for quantized tensors;
-    atol / rtol: for float tensors, |Δ| <= atol + rtol * |golden|.
+    atol / rtol: for float tensors, |Δ| <= atol + rtol * |golden| counts as equal;
+    rounding_ulps: a float difference beyond that but within this many ulps of the tensor's
+    largest magnitude is float rounding (verdict ``rounding``: shown, not failing); 0 makes
+    every float difference a drift. Quantized tensors are never given a rounding allowance.
     """
 
     steps: int = 0
     atol: float = 0.0
     rtol: float = 0.0
+    rounding_ulps: int = ROUNDING_ULPS
 
 
 @dataclass(frozen=True)

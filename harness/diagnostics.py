@@ -70,6 +70,9 @@ def _leaf(where: str, golden, obtained, tolerance: Tolerance) -> str:
                          f"mean {steps.mean().item():.4g} steps ({abs_bad.mean().item():.6g}) over differing")
         else:
             lines.append(f"  |Δ|      max {abs_bad.max().item():.6g}, mean {abs_bad.mean().item():.6g} over differing")
+            if diff.max_ulp_diff is not None:
+                lines.append(f"  ulps     {diff.max_ulp_diff:.4g} of the largest magnitude "
+                             f"(float rounding allows {tolerance.rounding_ulps}): {diff.verdict}")
         lines.append(_table(golden, g_val, o_val, delta, bad, step))
     elif diff.reasons:
         lines.append(f"  {diff.message}")

@@ -110,3 +110,101 @@ def test_step_figures_match_integer_representation(ints, shifts, scale):
     assert d.ok == (d.mismatched == 0)
     # dequantize() works in float32, so the value figure is exact to float32 precision
     assert abs(d.max_abs_diff - real.max().item() * scale) <= 1e-6 * max(1.0, real.max().item())
+
+
+# --- float rounding is told apart from change; quantized outputs get no allowance -----------------
+
+def _moved(values, index, ulps):
+    """``values`` with one element moved by ``ulps`` ulps of the tensor's largest magnitude."""
+    from harness.compare import ulp_of_largest
+
+    out = values.clone()
+    out.view(-1)[index] += ulps * ulp_of_largest(values)
+    return out
+
+
+def test_float_rounding_is_its_own_verdict_with_ulps_and_elements():
+    x = torch.tensor([1.5, -0.75, 0.1, 0.0])
+    d = compare(x, _moved(x, 2, 3))
+    assert d.verdict == "rounding" and not d.ok and d.max_ulp_diff == 3
+    assert d.mismatched == 1 and d.total == 4
+    assert "1 of 4 elements differ by float rounding, at most 3 ulps of its largest magnitude" in d.message
+    assert compare(x, x.clone()).verdict == "pass"
+
+
+def test_the_rounding_bound_is_configurable_and_zero_is_exact():
+    x = torch.tensor([1.5, -0.75, 0.1])
+    moved = _moved(x, 0, 20)
+    assert compare(x, moved).verdict == "drift"  # beyond the default 16
+    assert compare(x, moved, Tolerance(rounding_ulps=32)).verdict == "rounding"
+    exact = compare(x, _moved(x, 1, 1), Tolerance(rounding_ulps=0))
+    assert exact.verdict == "drift"
+    assert "1 ulp of its largest magnitude, beyond the rounding bound of 0" in exact.message
+
+
+def test_a_change_of_1e4_relative_to_the_largest_magnitude_is_a_drift():
+    x = torch.tensor([0.5, -0.25, 0.011])
+    d = compare(x, x + torch.tensor([0.0, 0.0, 0.5e-4]))
+    assert d.verdict == "drift" and d.max_ulp_diff > 100
+
+
+def test_equal_infinities_and_nans_are_equal_and_integers_get_no_rounding():
+    x = torch.tensor([float("inf"), float("-inf"), float("nan"), 1.0])
+    assert compare(x, x.clone()).verdict == "pass"
+    assert compare(x, torch.tensor([float("inf"), float("inf"), float("nan"), 1.0])).verdict == "drift"
+    i = torch.tensor([3, 4])
+    assert compare(i, torch.tensor([3, 5])).verdict == "drift"
+
+
+def test_a_nested_output_is_as_bad_as_its_worst_part():
+    out, h = torch.rand(4, 3), torch.rand(1, 3)
+    assert compare((out, h), (_moved(out, 0, 1), h)).verdict == "rounding"
+    assert compare((out, h), (_moved(out, 0, 1), h + 1e-3)).verdict == "drift"
+    assert compare((q([1.0]), out), (q([1.5]), _moved(out, 0, 1))).verdict == "drift"
+
+
+_floats = st.lists(st.floats(-1e4, 1e4, allow_nan=False, width=32), min_size=1, max_size=64)
+
+
+@settings(max_examples=500, deadline=None)
+@given(values=_floats, pick=st.integers(0, 63), ulps=st.one_of(st.integers(1, 16), st.integers(17, 100_000)),
+       sign=st.sampled_from([-1, 1]))
+def test_a_move_of_n_ulps_is_rounding_exactly_when_n_is_within_the_bound(values, pick, ulps, sign):
+    x = torch.tensor(values, dtype=torch.float32)
+    moved = _moved(x, pick % x.numel(), sign * ulps)
+    d = compare(x, moved)
+    if ulps > 16:
+        assert d.verdict == "drift" and not d.ok and d.max_ulp_diff > 16
+    elif torch.equal(x, moved):  # the move vanished in float32 (a tiny element next to the largest)
+        assert d.verdict == "pass"
+    else:
+        assert d.verdict == "rounding" and d.max_ulp_diff <= ulps + 0.5  # the moved element rounds too
+
+
+@settings(max_examples=300, deadline=None)
+@given(ints=st.lists(st.integers(0, 255), min_size=1, max_size=40), pick=st.integers(0, 39),
+       scale=st.sampled_from([1e-4, 0.0625, 0.5, 3.0]), zp=st.integers(0, 255), ulps=st.integers(0, 10**6))
+def test_one_quantization_step_is_a_drift_whatever_the_rounding_bound(ints, pick, scale, zp, ulps):
+    base = torch.tensor(ints, dtype=torch.uint8)
+    i = pick % len(ints)
+    moved = base.clone()
+    moved[i] = base[i] + 1 if base[i] < 255 else base[i] - 1
+    a = torch._make_per_tensor_quantized_tensor(base, scale, zp)
+    b = torch._make_per_tensor_quantized_tensor(moved, scale, zp)
+    d = compare(a, b, Tolerance(rounding_ulps=ulps))
+    assert d.verdict == "drift" and d.max_step_diff == 1 and d.mismatched == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(ints=st.lists(st.integers(0, 255), min_size=1, max_size=40), scale=st.sampled_from([0.0625, 0.5, 0.1]),
+       zp=st.integers(1, 254), change=st.sampled_from(["scale", "zero_point"]))
+def test_a_changed_qparam_is_a_drift_even_by_one_ulp_or_one_point(ints, scale, zp, change):
+    base = torch.tensor(ints, dtype=torch.uint8)
+    a = torch._make_per_tensor_quantized_tensor(base, scale, zp)
+    if change == "scale":  # the next float32 above the scale: one ulp of a qparam
+        other = torch.nextafter(torch.tensor(scale, dtype=torch.float32), torch.tensor(2.0)).item()
+        b = torch._make_per_tensor_quantized_tensor(base, other, zp)
+    else:
+        b = torch._make_per_tensor_quantized_tensor(base, scale, zp + 1)
+    d = compare(a, b, Tolerance(rounding_ulps=10**6))
+    assert d.verdict == "drift" and "qparams changed" in d.message
