@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .catalog import ENGINE_ORDER
+from .catalog import ENGINE_ORDER, ROUNDING_ULPS
 
 USAGE_ERROR = 2
 
@@ -52,6 +52,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", dest="patterns", action="append", metavar="PATTERN",
                         help="only cases whose id contains PATTERN or matches it as a glob; repeatable")
     parser.add_argument("--verbose", action="store_true", help="print tracebacks of errors")
+
+
+def _rounding_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exact", action="store_true",
+                        help="float outputs must be bit-exact: a float rounding difference fails as a drift")
+    parser.add_argument("--rounding-ulps", type=int, metavar="N",
+                        help=f"float rounding bound for every case, in ulps of each output's largest magnitude "
+                             f"(default: each case's own, {ROUNDING_ULPS} unless it says otherwise)")
+
+
+def _rounding_ulps(args) -> int | None:
+    """The run's rounding bound: None (each case's), 0 for --exact, or --rounding-ulps N."""
+    if args.exact and args.rounding_ulps is not None:
+        raise UsageError("--exact and --rounding-ulps conflict: --exact is a bound of 0")
+    if args.rounding_ulps is not None and args.rounding_ulps < 0:
+        raise UsageError(f"--rounding-ulps {args.rounding_ulps}: the bound must be 0 or more")
+    return 0 if args.exact else args.rounding_ulps
 
 
 def _catalog(args):
@@ -104,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replay only shard K of N: a deterministic split balanced by replay-costs.json")
     replay.add_argument("--record-costs", action="store_true",
                         help="write each (version, case)'s seconds into replay-costs.json beside the goldens")
+    _rounding_flags(replay)
 
     pin = sub.add_parser("pin", help="record sha256 checksums of a foreign golden directory")
     pin.add_argument("directory", metavar="DIR")
@@ -149,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     return _run("bc-harness", command, args)
 
 
-def _replay(args) -> int:
-    backends = _backends(args)
+def _check_replay_flags(args) -> tuple[int, int] | None:
+    """Usage errors of ``replay``'s flags, before anything is loaded; returns the shard."""
     if args.layout == "pytorch" and not args.directory:
         raise UsageError("--layout pytorch needs the directory of PyTorch's files")
     if args.layout == "pytorch" and args.goldens:
@@ -160,32 +178,40 @@ def _replay(args) -> int:
     for flag, given in (("--shard", args.shard), ("--record-costs", args.record_costs)):
         if args.layout == "pytorch" and given:
             raise UsageError(f"{flag} and --layout pytorch conflict: it splits and times a golden store")
+    for flag, given in (("--exact", args.exact), ("--rounding-ulps", args.rounding_ulps is not None)):
+        if args.layout == "pytorch" and given:
+            raise UsageError(f"{flag} and --layout pytorch conflict: PyTorch's files are judged as its tests judge")
     if args.shard and args.record_costs:
         raise UsageError("--shard and --record-costs conflict: record costs from a whole replay")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"-j {args.jobs}: the number of worker processes must be at least 1")
-    shard = None
-    if args.shard:
-        from .shard import parse_shard
-
-        try:
-            shard = parse_shard(args.shard)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
     if args.layout == "harness" and args.directory:
         if args.goldens:
             raise UsageError("give the golden directory once: either DIR or --goldens")
         args.goldens = args.directory
+    if not args.shard:
+        return None
+    from .shard import parse_shard
+
+    try:
+        return parse_shard(args.shard)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _replay(args) -> int:
+    backends = _backends(args)
+    shard = _check_replay_flags(args)
+    rounding_ulps = _rounding_ulps(args)
     paths, cases = _catalog(args)
 
-    from . import results as R
     from .known import KnownDriftError
     from .known import load as load_known
     from .replay import Options, replay_pytorch_dir, replay_store
     from .store import GoldenStore
 
     options = Options(backends=backends, verbose=args.verbose, trust_unverified=args.trust_unverified,
-                      forward=not args.no_forward, patterns=args.patterns)
+                      forward=not args.no_forward, patterns=args.patterns, rounding_ulps=rounding_ulps)
     if args.layout == "harness":
         try:
             options.known = load_known(paths.goldens)
@@ -193,8 +219,7 @@ def _replay(args) -> int:
             raise UsageError(str(exc)) from exc
     started = time.perf_counter()
     if args.layout == "pytorch":
-        directory = _readable_dir(Path(args.directory))
-        found = list(replay_pytorch_dir(directory, cases, options))
+        found = list(replay_pytorch_dir(_readable_dir(Path(args.directory)), cases, options))
     else:
         store = GoldenStore(_readable_dir(paths.goldens, "golden directory"))
         if store.versions() == ([], []):
@@ -209,7 +234,12 @@ def _replay(args) -> int:
             from .shard import write_costs
 
             print(f"recorded {len(timings)} costs in {write_costs(paths.goldens, timings)}", file=sys.stderr)
-    elapsed = time.perf_counter() - started
+    return _print_replay(found, args, time.perf_counter() - started)
+
+
+def _print_replay(found, args, elapsed: float) -> int:
+    """The table, the reasons, the rounding per machine pair, forward results, the summary line."""
+    from . import results as R
 
     if args.json:
         try:
@@ -221,10 +251,10 @@ def _replay(args) -> int:
     if not args.quiet and backward:
         print(R.table(backward))
         print()
-    problems = R.details(backward)
-    if problems:
-        print(problems)
-        print()
+    for block in (R.details(backward), R.rounding_summary(backward)):
+        if block:
+            print(block)
+            print()
     if forward:
         print("Forward compatibility (informational, never fails the run): goldens newer than this torch")
         if not args.quiet:

@@ -26,6 +26,9 @@ from .compat import (
 )
 
 
+from .results import one_line
+
+
 @dataclass
 class Generated:
     """One case's golden files (name relative to the version directory -> bytes) and manifest entry."""
@@ -47,6 +50,8 @@ def generation_info(command: str) -> dict:
     """The manifest's description of the machine and torch that made a golden set."""
     import torch
 
+    from . import machine
+
     return {
         "torch": torch_release(),
         "torch_full_version": torch.__version__,
@@ -55,15 +60,12 @@ def generation_info(command: str) -> dict:
         "machine": platform.machine(),
         "cpu_capability": cpu_capability(),
         "avx512_vnni": has_avx512_vnni(),
+        "fingerprint": machine.current(),
         "harness": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
     }
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
@@ -96,7 +98,7 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
             reference = case.forward(flows.runnable(case, flows.build(case), example), example)
         except Exception as exc:  # recorded, replayed as skip; the other cases go on
             out.files.clear()
-            entry["skipped"] = f"torch {torch_release()} cannot build and run it: {_one_line(exc)}"
+            entry["skipped"] = f"torch {torch_release()} cannot build and run it: {one_line(exc)}"
             return out
         for kind in case.artifacts:
             if kind_problem(kind):
@@ -105,7 +107,7 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
             try:
                 data = KINDS[kind].save(case, flows.build(case), example)
             except Exception as exc:  # recorded, replayed as skip
-                entry["skipped_artifacts"][kind] = f"torch {torch_release()} cannot make it: {_one_line(exc)}"
+                entry["skipped_artifacts"][kind] = f"torch {torch_release()} cannot make it: {one_line(exc)}"
                 continue
             problem = _round_trip_problem(case, kind, data, example, reference)
             if problem:
@@ -131,7 +133,7 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
                 repeats = [case.forward(model, example) for _ in range(REPEATS - 1)]
                 repeats.append(case.forward(flows.runnable(case, flows.build(case), example), example))
             except Exception as exc:
-                entry["backends"][backend] = f"{backend} cannot run it: {_one_line(exc)}"
+                entry["backends"][backend] = f"{backend} cannot run it: {one_line(exc)}"
                 continue
         unstable = next((d for d in (compare(result, r) for r in repeats) if not d.ok), None) \
             if case.check_numerics else None
@@ -161,7 +163,7 @@ def _round_trip_problem(case: Case, kind: str, data: bytes, example, reference) 
         # older torch versions cannot lift for packed parameters
         obtained = case.forward(KINDS[kind].load(case, data, example, trusted=True), example)
     except Exception as exc:
-        return f"saves it but cannot run it after loading: {_one_line(exc)}"
+        return f"saves it but cannot run it after loading: {one_line(exc)}"
     if case.check_numerics:
         diff = compare(reference, obtained, case.tolerance)
         if not diff.ok:
@@ -251,6 +253,9 @@ def changes_report(old, generated: list[Generated]) -> str:
                 diff = compare(load_weights(before), load_weights(new), g.case.tolerance)
             if diff.ok:
                 rows.append([g.case.id, backend, "same values", "bytes differ, outputs equal"])
+            elif diff.verdict == "rounding":
+                rows.append([g.case.id, backend, f"ROUNDING {diff.max_ulp_diff:.3g} ulps",
+                             f"{diff.mismatched} of {diff.total} elements; {diff.message}"])
             else:
                 steps = "?" if diff.max_step_diff is None else f"{diff.max_step_diff:g}"
                 rows.append([g.case.id, backend, f"CHANGED {steps} steps",

@@ -49,6 +49,11 @@ def pytest_addoption(parser):
     group.addoption("--golden-report", metavar="FILE", help="write one JSON record per golden result")
     group.addoption("--golden-trust-unverified", action="store_true",
                     help="load code-carrying goldens no manifest vouches for (unsafe)")
+    group.addoption("--golden-exact", action="store_true",
+                    help="float outputs must be bit-exact: a float rounding difference fails as a drift")
+    group.addoption("--golden-rounding-ulps", type=int, metavar="N", default=None,
+                    help="float rounding bound for every golden, in ulps of each output's largest magnitude "
+                         "(default: each case's own tolerance, 16 unless it says otherwise)")
     group.addoption("--golden-shard", metavar="K/N",
                     help="run only shard K of N of the selected tests: catalog items split by (golden version, "
                          "case), balanced by replay-costs.json; every other test is a unit of its own")
@@ -74,6 +79,7 @@ class GoldenSession:
     trust_unverified: bool
     worker: bool
     shard: tuple[int, int] | None = None  # (K, N) of --golden-shard
+    rounding_ulps: int | None = None  # the run's float rounding bound (--golden-exact: 0), else each case's
     results: list[dict] = field(default_factory=list)
     used: set = field(default_factory=set)  # (golden version, case id)
     passed: set = field(default_factory=set)  # nodeids whose call phase passed
@@ -142,7 +148,7 @@ class GoldenSession:
             from .store import GoldenSet
 
             options = Options(backends=self.backends, trust_unverified=self.trust_unverified,
-                              known=self.known())
+                              known=self.known(), rounding_ulps=self.rounding_ulps)
             if self.layout == "pytorch":
                 golden = GoldenSet.open(self.golden_dir, version, required=False,
                                         trust_unverified=self.trust_unverified)
@@ -238,12 +244,25 @@ def pytest_configure(config: pytest.Config) -> None:
         backends=list(dict.fromkeys(backends)) if backends else None,
         report=Path(report).resolve() if report else None, prune=prune,
         trust_unverified=config.getoption("golden_trust_unverified"),
-        worker=hasattr(config, "workerinput"), shard=shard,
+        worker=hasattr(config, "workerinput"), shard=shard, rounding_ulps=_rounding_ulps(config, layout),
     )
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(), "bc-harness-xdist")
     if shard:
         config.pluginmanager.register(_Sharder(config.stash[SESSION]), "bc-harness-shard")
+
+
+def _rounding_ulps(config: pytest.Config, layout: str) -> int | None:
+    """--golden-exact (a bound of 0) or --golden-rounding-ulps N; None: each case's own bound."""
+    exact, ulps = config.getoption("golden_exact"), config.getoption("golden_rounding_ulps")
+    if exact and ulps is not None:
+        raise pytest.UsageError("--golden-exact and --golden-rounding-ulps conflict: --golden-exact is a bound of 0")
+    if ulps is not None and ulps < 0:
+        raise pytest.UsageError(f"--golden-rounding-ulps {ulps}: the bound must be 0 or more")
+    if (exact or ulps is not None) and layout == "pytorch":
+        raise pytest.UsageError("--golden-exact and --golden-rounding-ulps do not apply to --golden-layout pytorch: "
+                                "PyTorch's files are judged as its tests judge")
+    return 0 if exact else ulps
 
 
 class _XdistController:
@@ -333,7 +352,9 @@ class GoldenItem(_GoldenNode):
             evaluation = state.runner(self.version).evaluate(self.case, self.kind, self.backend)
             result = evaluation.result
         state.record(result, self.nodeid)
-        if result.verdict == "pass":
+        if result.verdict == "rounding":  # passes; the figures go to the summary and junit-xml
+            self.user_properties.append(("golden-rounding", result.message))
+        if result.verdict in ("pass", "rounding"):
             return
         if result.known:
             pytest.xfail(f"known {result.verdict}: {result.known} ({result.message})")
@@ -560,7 +581,8 @@ class GoldenChecker:
 
                 return [Evaluation(Result(case.id, "*", "*", version, _runtime(), "corrupt", golden.manifest_error))]
             return []
-        replayer = Replayer(HarnessLayout(golden), [case], Options(backends=backends, known=self.state.known()))
+        replayer = Replayer(HarnessLayout(golden), [case], Options(backends=backends, known=self.state.known(),
+                                                                   rounding_ulps=self.state.rounding_ulps))
         found = [replayer.evaluate(case, kind, backend)
                  for kind in case.artifacts for backend in replayer.backends_for(case)]
         example = case.input.make()
@@ -660,7 +682,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr = terminalreporter
     tr.section("golden summary")
     if state.results:
+        from .results import rounding_summary
+
         tr.write_line(_counts_table(state.results))
+        rounding = rounding_summary(state.results)
+        if rounding:
+            tr.write_line(rounding)
     for line in state.writes:
         tr.write_line(line)
     if state.unused:

@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from . import flows
+from . import flows, machine
 from .artifacts import CODE_CARRYING, KINDS, file_name
 from .catalog import Case
 from .compare import Diff, compare, compare_sets, pytorch_verdict
 from .compat import (
     CannotLoadSafely,
-    cpu_capability,
     engine,
     flow_problem,
     has_avx512_vnni,
@@ -29,7 +28,7 @@ from .compat import (
     torch_release,
 )
 from .generate import expected_name
-from .results import Result
+from .results import COMPARED, Result, one_line
 from .shard import Unit
 from .store import GoldenError, GoldenSet, GoldenStore, stray_problem
 
@@ -47,6 +46,9 @@ class Options:
     #: rounds float32 differently with another count (ondevice-conv_linear: 250 of 250
     #: elements by up to 1.2e-07).
     onednn_threads: int | None = None
+    #: the float rounding bound of every case, in ulps (harness.compare); None: each case's own.
+    #: 0 is --exact: any float difference is a drift
+    rounding_ulps: int | None = None
 
 
 class HarnessLayout:
@@ -94,16 +96,22 @@ class HarnessLayout:
         return f"{case.id}/get_attr_targets.pt"
 
     def judge(self, case: Case, golden, obtained, diff: Diff) -> tuple[str, str]:
-        if diff.ok:
-            return "pass", ""
-        return "drift", diff.message + self._cpu_note()
+        verdict = diff.verdict
+        if verdict != "drift" or diff.max_abs_diff is None:  # a shape or type change is no machine's doing
+            return verdict, diff.message
+        return verdict, diff.message + self._machine_note()
 
-    def _cpu_note(self) -> str:
-        """Where the golden came from another kind of CPU, say so: it is a likely cause."""
-        made = self.golden.manifest or {}
-        here = {"cpu_capability": cpu_capability(), "avx512_vnni": has_avx512_vnni()}
-        changed = [f"{k} {made[k]} -> {v}" for k, v in here.items() if k in made and made[k] != v]
-        return f" (golden made with other CPU kernels: {', '.join(changed)})" if changed else ""
+    def machine_skip(self, case: Case) -> str | None:
+        """Why every outcome of ``case`` is a skip on this machine (never, in our layout)."""
+        return None
+
+    def _machine_note(self) -> str:
+        """Where the golden came from another machine, say so: it is a likely cause of a drift."""
+        changed = machine.differences(machine.of_manifest(self.golden.manifest), machine.current())
+        if not changed:
+            return ""
+        shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+        return f" (golden made on another machine: {shown})"
 
 
 class PyTorchLayout:
@@ -149,12 +157,13 @@ class PyTorchLayout:
         if diff.reasons and diff.reasons[0].startswith("get_attr targets"):
             return "drift", diff.reasons[0]
         failure = pytorch_verdict(golden, obtained, case.pytorch.compare)
-        verdict, message = ("pass", "") if failure is None else (
-            "drift", failure + (f" — {diff.message}" if diff.message else ""))
-        if case.pytorch.skip_on_avx512_vnni and has_avx512_vnni():
-            return "skip", (f"PyTorch skips {case.pytorch.method} on AVX512-VNNI CPUs (pytorch#59098); "
-                            f"replayed anyway: {verdict}{': ' + message if message else ''}")
-        return verdict, message
+        return ("pass", "") if failure is None else ("drift", failure + (f" — {diff.message}" if diff.message else ""))
+
+    def machine_skip(self, case: Case) -> str | None:
+        """PyTorch skips some tests on some CPUs; then so does every outcome of the case here."""
+        if case.pytorch is not None and case.pytorch.skip_on_avx512_vnni and has_avx512_vnni():
+            return f"PyTorch skips {case.pytorch.method} on AVX512-VNNI CPUs (pytorch#59098)"
+        return None
 
 
 #: flows whose models are eager module trees the reference kernels can run
@@ -168,11 +177,6 @@ _REBUILDS = frozenset({"state_dict", "package"})
 def runtime_problem(case: Case, kind: str) -> str | None:
     """Why this torch cannot replay ``kind`` of ``case`` at all, or None."""
     return kind_problem(kind) or (flow_problem(case.flow) if kind in _REBUILDS else None)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 @dataclass
@@ -223,9 +227,17 @@ class Replayer:
         self.runtime = torch_release()
         self.have = supported_engines()
         self._files: dict[str, _CaseFiles] = {}
+        self._machines = machine.pair(machine.of_manifest(layout.golden.manifest), machine.current())
 
     def _result(self, case: Case, artifact: str, backend: str, verdict: str, message: str = "", **figures):
+        """Every result of a replay is made here: machine-dependent skips, machines, known drifts."""
         pytorch_test = case.pytorch.method if self.layout.name == "pytorch" and case.pytorch else None
+        skip = self.layout.machine_skip(case)
+        if skip and verdict in (*COMPARED, "load-error"):
+            # the replay's own finding stays in the message, as information
+            verdict, message = "skip", f"{skip}; replayed anyway: {verdict}{': ' + message if message else ''}"
+        if verdict in COMPARED and self._machines:
+            figures["golden_machine"], figures["runtime_machine"] = self._machines
         result = Result(case.id, artifact, backend, self.layout.golden.version, self.runtime, verdict,
                         message, layout=self.layout.name, pytorch_test=pytorch_test, **figures)
         if self.options.known and verdict in ("drift", "load-error"):
@@ -234,10 +246,18 @@ class Replayer:
             mark(result, self.options.known)
         return result
 
+    def _tolerance(self, case: Case):
+        """The case's tolerance, with the run's rounding bound where one was given (--exact: 0)."""
+        if self.options.rounding_ulps is None:
+            return case.tolerance
+        from dataclasses import replace
+
+        return replace(case.tolerance, rounding_ulps=self.options.rounding_ulps)
+
     def _error(self, exc: BaseException, prefix: str = "") -> str:
         if self.options.verbose:
             traceback.print_exception(exc)
-        return prefix + _one_line(exc)
+        return prefix + one_line(exc)
 
     def backends_for(self, case: Case) -> list[str]:
         if case.engine_agnostic:
@@ -310,7 +330,7 @@ class Replayer:
             except GoldenError as exc:
                 shared.expected[backend] = exc
             except Exception as exc:
-                shared.expected[backend] = GoldenError(f"expected output unreadable: {_one_line(exc)}")
+                shared.expected[backend] = GoldenError(f"expected output unreadable: {one_line(exc)}")
         value = shared.expected[backend]
         if isinstance(value, GoldenError):
             raise value
@@ -348,7 +368,7 @@ class Replayer:
             except Exception as exc:
                 return result("load-error", self._error(exc, "forward failed: "))
         noted = runtime_warnings(caught)
-        diff = compare(golden, obtained, case.tolerance)
+        diff = compare(golden, obtained, self._tolerance(case))
         targets = None
         if kind == "package":
             try:
@@ -369,7 +389,7 @@ class Replayer:
         result = self._result(
             case, kind, backend, verdict, message,
             max_abs_diff=diff.max_abs_diff, max_step_diff=diff.max_step_diff,
-            mismatched=diff.mismatched, total=diff.total,
+            mismatched=diff.mismatched, total=diff.total, max_ulp_diff=diff.max_ulp_diff,
             vs_fbgemm_max_abs_diff=cross.max_abs_diff if cross else None,
             vs_fbgemm_max_step_diff=cross.max_step_diff if cross else None,
             vs_fbgemm_mismatched=cross.mismatched if cross else None,
@@ -412,7 +432,7 @@ class Replayer:
                 obtained = case.forward(flows.runnable(case, flows.build(case), files.example), files.example)
             except Exception as exc:
                 return result("load-error", self._error(exc, "building or running the model failed: "))
-        diff = compare(golden, obtained, case.tolerance)
+        diff = compare(golden, obtained, self._tolerance(case))
         return self._judged(case, "model", backend, golden, obtained, diff, files, runtime_warnings(caught))
 
     def _reference(self, case: Case, shared: _CaseFiles):
@@ -437,7 +457,7 @@ class Replayer:
         except reference.Unsupported as exc:
             shared.reference = str(exc)
         except Exception as exc:
-            shared.reference = f"reference failed: {_one_line(exc)}"
+            shared.reference = f"reference failed: {one_line(exc)}"
         return shared.reference
 
     def _cross(self, case: Case, backend: str, obtained, diff: Diff, shared: _CaseFiles) -> Diff | None:

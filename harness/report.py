@@ -8,19 +8,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.version import InvalidVersion, Version
+from .results import rounding_groups
+from .results import version_key as _vkey
 
 #: worst first: what a cell shows when its artifacts disagree
-SEVERITY = ("load-error", "corrupt", "missing", "drift", "known load-error", "known drift", "pass", "skip")
-COLOURS = {"pass": "#2e7d32", "known drift": "#f9a825", "known load-error": "#ef6c00", "drift": "#c62828", "load-error": "#6a1b9a",
+SEVERITY = ("load-error", "corrupt", "missing", "drift", "known load-error", "known drift", "rounding", "pass", "skip")
+COLOURS = {"pass": "#2e7d32", "rounding": "#80cbc4", "known drift": "#f9a825", "known load-error": "#ef6c00",
+           "drift": "#c62828", "load-error": "#6a1b9a",
            "corrupt": "#6a1b9a", "missing": "#6a1b9a", "skip": "#9e9e9e"}
-
-
-def _vkey(text: str):
-    try:
-        return (0, Version(text.split("@")[-1]))
-    except InvalidVersion:
-        return (1, text)
 
 
 def status(record: dict) -> str:
@@ -36,6 +31,7 @@ class Cell:
     status: str = "skip"
     steps: float | None = None
     abs_diff: float | None = None
+    ulps: float | None = None
     records: list = field(default_factory=list)
 
     def add(self, record: dict) -> None:
@@ -47,10 +43,14 @@ class Cell:
             self.steps = max(self.steps or 0.0, record["max_step_diff"])
         if record.get("max_abs_diff") is not None:
             self.abs_diff = max(self.abs_diff or 0.0, record["max_abs_diff"])
+        if record.get("max_ulp_diff") is not None and mine == "rounding":
+            self.ulps = max(self.ulps or 0.0, record["max_ulp_diff"])
 
     def figure(self) -> str:
         if self.status in ("pass", "skip") and not self.steps and not self.abs_diff:
             return ""
+        if self.status == "rounding" and self.ulps is not None:
+            return f"{self.ulps:.2g} ulp"
         if self.steps:
             return f"{self.steps:.3g} st"
         if self.abs_diff:
@@ -139,6 +139,7 @@ class Report:
                       "| golden | runtime | " + " | ".join(SEVERITY) + " |", "|---|---|" + "---|" * len(SEVERITY)]
             for (golden, runtime), counts in self.sorted_counts(forward=True):
                 lines.append(f"| {golden} | {runtime} | " + " | ".join(str(counts.get(s, "")) for s in SEVERITY) + " |")
+        lines += self._rounding_markdown()
         lines += ["", "## Drifts", ""]
         drifts = self.drifts()
         if not drifts:
@@ -162,6 +163,39 @@ class Report:
             lines.append("")
         return "\n".join(lines) + "\n"
 
+    def _rounding_markdown(self) -> list[str]:
+        groups = rounding_groups(self.records)
+        if not groups:
+            return []
+        lines = ["", "## Float rounding by machine pair (shown, not failing)", "",
+                 "| golden machine | runtime machine | goldens | runtimes | results | cases | max ulps | max abs Δ |",
+                 "|---|---|---|---|---:|---:|---:|---:|"]
+        same = "the same machine"
+        for g in groups:
+            lines.append(f"| {g['golden_machine'] or same} | {g['runtime_machine'] or same} | "
+                         f"{', '.join(g['goldens'])} | {', '.join(g['runtimes'])} | {g['results']} | "
+                         f"{len(g['cases'])} | {g['max_ulp']:.3g} | {g['max_abs']:.3g} |")
+        return lines
+
+    def _rounding_html(self) -> list[str]:
+        e = html.escape
+        groups = rounding_groups(self.records)
+        if not groups:
+            return []
+        parts = ["<h2>Float rounding by machine pair</h2><p>Float outputs within the rounding bound of their golden: "
+                 "shown, not failing (<code>--exact</code> fails them).</p><table><tr><th>golden machine</th>"
+                 "<th>runtime machine</th><th>goldens</th><th>runtimes</th><th>results</th><th>cases</th>"
+                 "<th>max ulps</th><th>max |Δ|</th></tr>"]
+        for g in groups:
+            parts.append(f"<tr class='rounding'><td>{e(g['golden_machine'] or 'the same machine')}</td>"
+                         f"<td>{e(g['runtime_machine'] or 'the same machine')}</td>"
+                         f"<td>{e(', '.join(g['goldens']))}</td>"
+                         f"<td>{e(', '.join(g['runtimes']))}</td><td>{g['results']}</td>"
+                         f"<td title='{e(', '.join(g['cases']))}'>{len(g['cases'])}</td><td>{g['max_ulp']:.3g}</td>"
+                         f"<td>{g['max_abs']:.3g}</td></tr>")
+        parts.append("</table>")
+        return parts
+
     # -- HTML -------------------------------------------------------------------------
     def html(self) -> str:
         e = html.escape
@@ -173,7 +207,7 @@ class Report:
             "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ddd;padding:3px 8px;"
             "font-size:13px;text-align:left}th{background:#f5f5f5}",
             ".drift{background:#ffcdd2;font-weight:600}.known{background:#fff3c4}.pass{color:#2e7d32}"
-            ".bad{background:#e1bee7;font-weight:600}.skip{color:#9e9e9e}",
+            ".bad{background:#e1bee7;font-weight:600}.skip{color:#9e9e9e}.rounding{background:#e0f2f1}",
             ".cases{display:flex;flex-wrap:wrap;gap:18px}.case{border:1px solid #e0e0e0;padding:8px;border-radius:6px}",
             ".case h3{font-size:13px;margin:0 0 4px}.legend span{display:inline-block;margin-right:14px}",
             ".sw{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}",
@@ -196,6 +230,7 @@ class Report:
                 parts.append(f"<tr><td>{e(golden)}</td><td>{e(runtime)}</td>" + "".join(
                     f"<td>{counts.get(s, '')}</td>" for s in SEVERITY) + "</tr>")
             parts.append("</table>")
+        parts += self._rounding_html()
         parts.append("<h2>Drifts</h2>")
         if drifts:
             parts.append("<table><tr><th>case</th><th>golden</th><th>backend</th><th>first runtime</th>"
@@ -209,7 +244,8 @@ class Report:
         else:
             parts.append("<p>No drift.</p>")
         parts.append("<h2>Max Δ per case</h2><p class='legend'>" + "".join(
-            f"<span><i class='sw' style='background:{COLOURS[s]}'></i>{s}</span>" for s in ("pass", "known drift", "drift", "load-error", "skip"))
+            f"<span><i class='sw' style='background:{COLOURS[s]}'></i>{s}</span>"
+            for s in ("pass", "rounding", "known drift", "drift", "load-error", "skip"))
             + " — rows: golden version, columns: runtime version; each square is split by backend "
             f"({e(', '.join(self.backends))}); the number is the largest Δ of the row.</p><div class='cases'>")
         for case in self.cases:
@@ -259,5 +295,5 @@ class Report:
 
 
 def _css(state: str) -> str:
-    return {"pass": "pass", "drift": "drift", "known drift": "known", "known load-error": "known",
+    return {"pass": "pass", "rounding": "rounding", "drift": "drift", "known drift": "known", "known load-error": "known",
             "skip": "skip"}.get(state, "bad")

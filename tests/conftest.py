@@ -60,9 +60,12 @@ def version():
     return torch_release()
 
 
-def run_cli(program: str, *args, cwd=None, check=None) -> subprocess.CompletedProcess:
-    """Run an installed console script in a real subprocess, as a user would."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+def run_cli(program: str, *args, cwd=None, check=None, env=None) -> subprocess.CompletedProcess:
+    """Run an installed console script in a real subprocess, as a user would (``env``: changes to
+    the environment, a value of None removing the variable)."""
+    changes = env or {}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k not in changes}
+    env.update({k: v for k, v in changes.items() if v is not None})
     proc = subprocess.run([str(BIN / program), *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or REPO, env=env, stdin=subprocess.DEVNULL, timeout=600)
     if check is not None:

@@ -481,3 +481,28 @@ def test_golden_shards_split_the_catalog_run_into_disjoint_parts(pytester, store
     bad = pytester.runpytest_subprocess(*args, "--golden-shard=4/3")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--golden-shard: shard '4/3' needs 1 <= K <= N*"])
+
+
+def test_float_rounding_passes_shown_in_the_summary_and_golden_exact_fails_it(pytester, catalog_args, full_store,
+                                                                                 version, tmp_path):
+    import torch
+
+    from harness.compare import ulp_of_largest
+    from harness.compat import save_bytes
+
+    name = "linear_dynamic-qint8/expected.fbgemm.pt"
+    golden = torch.load(full_store / version / name, weights_only=True)
+    moved = golden.clone()
+    moved.view(-1)[0] += 2 * ulp_of_largest(golden)
+    _vouch(full_store, version, name, save_bytes(moved))
+    select = ["-k", "linear_dynamic-qint8 and fbgemm"]
+    result = pytester.runpytest(*catalog_args, *select, f"--junitxml={tmp_path / 'junit.xml'}")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*golden*backend*rounding*", "*Float rounding, shown and not failing*",
+                                 "*3 results in 1 cases, at most 2 ulps*"])
+    assert 'name="golden-rounding"' in (tmp_path / "junit.xml").read_text()
+    exact = pytester.runpytest(*catalog_args, *select, "--golden-exact")
+    exact.assert_outcomes(failed=3)
+    exact.stdout.fnmatch_lines(["*beyond the rounding bound of 0*"])
+    bad = pytester.runpytest(*catalog_args, *select, "--golden-exact", "--golden-rounding-ulps=4")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR

@@ -103,3 +103,51 @@ def test_tampered_pinned_file_is_corrupt(pytorch_dir, tmp_path):
     assert by[("linear", "scripted", "fbgemm")]["verdict"] == "corrupt"
     assert by[("linear", "traced", "fbgemm")]["verdict"] == "pass"
     assert by[("conv2d", "state_dict", "fbgemm")]["verdict"] == "missing"
+
+
+def _as_an_older_torch_wrote_it(path):
+    """Rewrite a zip-format state_dict so its pickle names ``torch._C.ScriptObject``, the name
+    older torch releases gave the packed parameters of a quantized LSTM; weights_only=True
+    refuses that global, though an unsafe load still reads the file."""
+    import io
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(path.read_bytes()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            body = source.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                assert b"ctorch\nScriptObject\n" in body
+                body = body.replace(b"ctorch\nScriptObject\n", b"ctorch._C\nScriptObject\n")
+            target.writestr(info.filename, body)
+    path.write_bytes(out.getvalue())
+
+
+def test_a_machine_dependent_skip_covers_a_load_error_too(pytorch_dir, catalog, monkeypatch):
+    """PyTorch skips test_lstm on AVX512-VNNI CPUs: there, the old state_dict's refusal by
+    weights_only is information on a skipped result (a real finding), not a failure."""
+    import harness.replay
+    from harness.replay import Options, replay_pytorch_dir
+    from harness.store import pin
+
+    _as_an_older_torch_wrote_it(pytorch_dir / "TestSerialization.test_lstm.state_dict.pt")
+    pin(pytorch_dir, {"torch": "1.13.1"})
+    lstm = [c for c in catalog if c.id == "lstm"]
+
+    def replay_on(vnni: bool):
+        monkeypatch.setattr(harness.replay, "has_avx512_vnni", lambda: vnni)
+        return {(r.artifact, r.backend): r for r in replay_pytorch_dir(pytorch_dir, lstm, Options(backends=["fbgemm"]))}
+
+    skipped = replay_on(True)
+    r = skipped[("state_dict", "fbgemm")]
+    assert r.verdict == "skip" and not r.failed
+    assert r.message.startswith("PyTorch skips test_lstm on AVX512-VNNI CPUs")
+    assert "replayed anyway: load-error: UnpicklingError: weights_only load refused: Unsupported global: " \
+           "GLOBAL torch._C.ScriptObject was not an allowed global by default" in r.message
+    assert {x.verdict for x in skipped.values()} == {"skip"}
+    assert skipped[("scripted", "fbgemm")].message.endswith("replayed anyway: pass")
+    # the same file where PyTorch runs the test: the load error fails, as PyTorch's test would
+    elsewhere = replay_on(False)
+    assert elsewhere[("state_dict", "fbgemm")].verdict == "load-error" and elsewhere[("state_dict", "fbgemm")].failed
+    assert elsewhere[("scripted", "fbgemm")].verdict == "pass"

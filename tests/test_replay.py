@@ -194,19 +194,96 @@ def test_unsafe_pickle_is_refused_without_running_it(store, catalog, version, tm
     assert not marker.exists()
 
 
-def test_drift_names_a_cpu_change_between_golden_and_runtime(store, catalog, version):
-    """A golden made on another kind of CPU (the LSTM's VNNI story) says so in its drift."""
+def test_manifest_records_the_machine_and_results_say_when_it_differs(store, catalog, version):
+    """Same fingerprint: no machine on the results. Another CPU model: every compared result says so,
+    and a drift names what changed (a likely cause)."""
+    from harness import machine
+
     path, manifest = _manifest(store, version)
-    manifest["avx512_vnni"] = not manifest["avx512_vnni"]
+    assert manifest["fingerprint"] == machine.current()
+    linear = [c for c in catalog if c.id == "linear"]
+    assert all(r.golden_machine is None and r.runtime_machine is None for r in replay(store, linear))
+    manifest["fingerprint"]["cpu_model"] = "Some Other CPU 9000"
+    manifest["fingerprint"]["isa"] = ["avx", "avx2", "fma"]
     path.write_text(json.dumps(manifest))
     name = "linear/expected.fbgemm.pt"
     golden = torch.load(store / version / name, weights_only=True)
     shifted = torch._make_per_tensor_quantized_tensor(golden.int_repr() + 1, golden.q_scale(), golden.q_zero_point())
     _rewrite(store, version, name, save_bytes(shifted))
-    r = keyed(replay(store, [c for c in catalog if c.id == "linear"]))[("linear", "traced", "fbgemm")]
-    assert r.verdict == "drift" and "golden made with other CPU kernels: avx512_vnni" in r.message
-    passing = keyed(replay(store, [c for c in catalog if c.id == "linear"]))[("linear", "traced", "x86")]
-    assert passing.verdict == "pass" and passing.message == ""
+    by = keyed(replay(store, linear))
+    r = by[("linear", "traced", "fbgemm")]
+    assert r.verdict == "drift" and "golden made on another machine: CPU Some Other CPU 9000 -> " in r.message
+    assert r.golden_machine.startswith(f"{machine.current()['cpu_vendor']} Some Other CPU 9000;")
+    assert r.runtime_machine == machine.describe(machine.current())
+    passing = by[("linear", "traced", "x86")]
+    assert passing.verdict == "pass" and passing.message == "" and passing.golden_machine == r.golden_machine
+
+
+def _mutate(store, version, name, change):
+    golden = torch.load(store / version / name, weights_only=True)
+    _rewrite(store, version, name, save_bytes(change(golden)))
+
+
+def _lstm_out_moved(by):
+    """The LSTM golden with one element of its output moved by ``by(out)``."""
+    def change(golden):
+        out, (h, c) = golden
+        out = out.clone()
+        out.view(-1)[5] += by(out)
+        return out, (h, c)
+    return change
+
+
+def test_float_rounding_is_shown_not_failing_and_exact_fails_it(store, catalog, version, tmp_path):
+    from harness.compare import ulp_of_largest
+    from harness.results import summary
+
+    from .conftest import run_cli
+
+    _mutate(store, version, "lstm/expected.fbgemm.pt", _lstm_out_moved(lambda out: 2 * ulp_of_largest(out)))
+    lstm = [c for c in catalog if c.id == "lstm"]
+    r = keyed(replay(store, lstm))[("lstm", "state_dict", "fbgemm")]
+    assert r.verdict == "rounding" and not r.failed
+    assert r.max_ulp_diff == 2 and r.mismatched == 1 and r.total == 4 * 4 * 7 + 2 * 4 * 7
+    assert "differ by float rounding, at most 2 ulps" in r.message
+    assert "3 rounding (at most 2 ulps)" in summary([x for x in replay(store, lstm) if x.backend == "fbgemm"])
+    exact = keyed(replay(store, lstm, rounding_ulps=0))[("lstm", "state_dict", "fbgemm")]
+    assert exact.verdict == "drift" and exact.failed and "beyond the rounding bound of 0" in exact.message
+    # as a user runs it: shown, exit 0; --exact exits 1 ('[l]stm' is a glob: exactly the lstm case)
+    out = run_cli("bc-harness", "replay", "--goldens", store, "-k", "[l]stm", "--backend", "fbgemm", check=0)
+    assert "rounding 2ulp" in out.stdout and "Float rounding, shown and not failing" in out.stdout
+    assert "3 results in 1 cases, at most 2 ulps" in out.stdout
+    run_cli("bc-harness", "replay", "--goldens", store, "-k", "[l]stm", "--backend", "fbgemm", "--exact", check=1)
+    looser = run_cli("bc-harness", "replay", "--goldens", store, "-k", "[l]stm", "--backend", "fbgemm",
+                     "--rounding-ulps", "1", "-q", check=1)
+    assert "beyond the rounding bound of 1" in looser.stdout
+
+
+def _one_step(golden):
+    return torch._make_per_tensor_quantized_tensor(golden.int_repr() ^ 1, golden.q_scale(), golden.q_zero_point())
+
+
+def _one_ulp_of_scale(golden):
+    scale = torch.nextafter(torch.tensor(golden.q_scale(), dtype=torch.float32), torch.tensor(1.0)).item()
+    return torch._make_per_tensor_quantized_tensor(golden.int_repr(), scale, golden.q_zero_point())
+
+
+@pytest.mark.parametrize("case, name, change, expect", [
+    ("linear", "linear/expected.fbgemm.pt", _one_step, "up to 1 steps"),
+    ("linear", "linear/expected.fbgemm.pt", _one_ulp_of_scale, "qparams changed: scale"),
+    ("lstm", "lstm/expected.fbgemm.pt", _lstm_out_moved(lambda out: 1e-4 * out.abs().max().item()),
+     "beyond the rounding bound of 16"),
+], ids=["quantized-one-step", "qparam-one-ulp", "float-1e-4-relative"])
+def test_mutated_goldens_still_fail_the_run(store, catalog, version, case, name, change, expect):
+    """No quantized tolerance was loosened, and a float change beyond rounding is a drift."""
+    from .conftest import run_cli
+
+    _mutate(store, version, name, change)
+    r = keyed(replay(store, [c for c in catalog if c.id == case]))[(case, "scripted", "fbgemm")]
+    assert r.verdict == "drift" and r.failed and expect in r.message
+    out = run_cli("bc-harness", "replay", "--goldens", store, "-k", f"[{case[0]}]{case[1:]}", "--backend", "fbgemm",
+                  "-q", check=1)
+    assert out.stdout.rstrip().splitlines()[-1].startswith("FAILED") and "missing" not in out.stdout
 
 
 def test_known_drift_keeps_its_verdict_and_figures_but_does_not_fail(store, catalog, version):

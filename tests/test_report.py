@@ -121,3 +121,28 @@ def test_forward_results_are_a_separate_informational_table(runs, tmp_path):
     assert report.counts(forward=True)[("2.13.0", "2.4.1")]["load-error"] == 1
     assert "Forward compatibility (informational)" in report.html()
     assert "## Forward compatibility (informational)" in report.markdown()
+
+
+def test_rounding_is_its_own_status_grouped_by_machine_pair(runs, tmp_path):
+    def rounding(case, golden, ulps, machines):
+        r = rec(case, golden, "2.13.0", verdict="rounding")
+        r.update(max_step_diff=None, max_abs_diff=ulps * 6e-8, max_ulp_diff=ulps, mismatched=2, total=12,
+                 golden_machine=machines[0], runtime_machine=machines[1])
+        return r
+
+    old, new = "machine not recorded (cpu_capability AVX2)", "AuthenticAMD EPYC; AVX2 kernels"
+    here = "Intel; AVX512 kernels"
+    extra = tmp_path / "rounding.json"
+    extra.write_text(json.dumps([rounding("gru", "1.13.1", 2, (old, here)), rounding("gru", "2.4.1", 4, (new, here)),
+                                 rounding("rnn", "2.4.1", 1, (new, here)), rounding("mlp", "2.4.1", 3, (None, None))]))
+    report = Report.load([*runs, extra])
+    assert report.counts()[("2.4.1", "2.13.0")]["rounding"] == 3
+    assert report.cells[("gru", "2.4.1", "fbgemm", "2.13.0")].figure() == "4 ulp"
+    assert not [d for d in report.drifts() if d["case"] in ("gru", "rnn", "mlp")]  # rounding is no drift
+    md = report.markdown()
+    assert "## Float rounding by machine pair (shown, not failing)" in md
+    assert f"| {new} | {here} | 2.4.1 | 2.13.0 | 2 | 2 | 4 | 2.4e-07 |" in md
+    assert f"| {old} | {here} | 1.13.1 | 2.13.0 | 1 | 1 | 2 |" in md
+    assert "| the same machine | the same machine | 2.4.1 | 2.13.0 | 1 | 1 | 3 |" in md
+    page = report.html()
+    assert "<h2>Float rounding by machine pair</h2>" in page and "AuthenticAMD EPYC" in page
