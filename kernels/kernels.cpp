@@ -13,13 +13,18 @@
 #include <cfenv>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+// One build runs on any x86-64: the hot integer dot products have AVX512-VNNI and AVX2 versions,
+// compiled for those ISAs by function attributes (not by -march), and chosen at run time from
+// what the CPU reports (see `Isa`). Every version computes the same exact int32 sums.
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
-#define BC_VNNI 1
+#define BC_X86 1
+#define BC_TARGET(isa) __attribute__((target(isa)))
 #endif
 
 namespace {
@@ -289,9 +294,15 @@ void raw_rows_portable(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t
   }
 }
 
-#ifdef BC_VNNI
+// the columns of B one panel holds: a panel stays in L2 while every row block passes over it
+inline Py_ssize_t panel_width(Py_ssize_t K) {
+  return std::max<Py_ssize_t>(4, (256 * 1024 / std::max<Py_ssize_t>(K, 1)) / 4 * 4);
+}
+
+#ifdef BC_X86
 // 4 rows x 4 columns of raw sums per block: 16 int32x16 accumulators, 8 loads per 16 vpdpbusd
 template <int R, int Cn>
+BC_TARGET("avx512f,avx512bw,avx512vnni")
 inline void vnni_block(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t K, Py_ssize_t N, Py_ssize_t m,
                        Py_ssize_t n) {
   const Py_ssize_t full = K / 64 * 64;
@@ -319,10 +330,10 @@ inline void vnni_block(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t
     for (int j = 0; j < Cn; ++j) C[(m + i) * N + n + j] = _mm512_reduce_add_epi32(acc[i][j]);
 }
 
+BC_TARGET("avx512f,avx512bw,avx512vnni")
 void raw_rows_vnni(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
                    Py_ssize_t n0, Py_ssize_t n1) {
-  // column panels that stay in L2 while every row block passes over them
-  const Py_ssize_t panel = std::max<Py_ssize_t>(4, (256 * 1024 / std::max<Py_ssize_t>(K, 1)) / 4 * 4);
+  const Py_ssize_t panel = panel_width(K);
   for (Py_ssize_t p0 = n0; p0 < n1; p0 += panel) {
     const Py_ssize_t p1 = std::min(n1, p0 + panel);
     Py_ssize_t m = 0;
@@ -338,19 +349,115 @@ void raw_rows_vnni(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t M, 
     }
   }
 }
+
+// AVX2: u8 and s8 widened to int16, vpmaddwd sums adjacent products into int32. Unlike
+// vpmaddubsw (the saturating variant `saturate_pairs` models) nothing saturates: exact.
+BC_TARGET("avx2") inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+template <int Cn>
+BC_TARGET("avx2")
+inline void avx2_block(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t K, Py_ssize_t N, Py_ssize_t m,
+                       Py_ssize_t n) {
+  const Py_ssize_t full = K / 16 * 16;
+  const uint8_t* a = A + m * K;
+  __m256i acc[Cn];
+  for (int j = 0; j < Cn; ++j) acc[j] = _mm256_setzero_si256();
+  for (Py_ssize_t k = 0; k < full; k += 16) {
+    const __m256i av = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + k)));
+    for (int j = 0; j < Cn; ++j) {
+      const __m256i bv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(B + (n + j) * K + k)));
+      acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(av, bv));
+    }
+  }
+  for (int j = 0; j < Cn; ++j) {
+    int32_t s = hsum_epi32(acc[j]);
+    const int8_t* b = B + (n + j) * K;
+    for (Py_ssize_t k = full; k < K; ++k) s += static_cast<int32_t>(a[k]) * static_cast<int32_t>(b[k]);
+    C[m * N + n + j] = s;
+  }
+}
+
+BC_TARGET("avx2")
+void raw_rows_avx2(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
+                   Py_ssize_t n0, Py_ssize_t n1) {
+  const Py_ssize_t panel = panel_width(K);
+  for (Py_ssize_t p0 = n0; p0 < n1; p0 += panel) {
+    const Py_ssize_t p1 = std::min(n1, p0 + panel);
+    for (Py_ssize_t m = 0; m < M; ++m) {
+      Py_ssize_t n = p0;
+      for (; n + 4 <= p1; n += 4) avx2_block<4>(A, B, C, K, N, m, n);
+      for (; n < p1; ++n) avx2_block<1>(A, B, C, K, N, m, n);
+    }
+  }
+}
 #endif
+
+// Which version of the dot products runs: the best the CPU has, unless BC_HARNESS_KERNELS_ISA
+// (portable, avx2, avx512vnni) or use_isa() asks for a lesser one. A version the CPU lacks is
+// never chosen: asking for it is a ValueError, not an illegal instruction.
+enum Isa { ISA_PORTABLE = 0, ISA_AVX2 = 1, ISA_AVX512VNNI = 2 };
+const char* const ISA_NAMES[] = {"portable", "avx2", "avx512vnni"};
+
+Isa best_isa() {
+#ifdef BC_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) return ISA_AVX512VNNI;
+  if (__builtin_cpu_supports("avx2")) return ISA_AVX2;
+#endif
+  return ISA_PORTABLE;
+}
+
+Isa g_isa = ISA_PORTABLE;
+
+void raw_rows(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, Py_ssize_t n0,
+              Py_ssize_t n1) {
+#ifdef BC_X86
+  if (g_isa == ISA_AVX512VNNI) return raw_rows_vnni(A, B, C, M, K, N, n0, n1);
+  if (g_isa == ISA_AVX2) return raw_rows_avx2(A, B, C, M, K, N, n0, n1);
+#endif
+  raw_rows_portable(A, B, C, M, K, N, n0, n1);
+}
+
+bool select_isa(const char* name) {
+  for (int i = 0; i <= best_isa(); ++i) {
+    if (std::strcmp(name, ISA_NAMES[i]) == 0) {
+      g_isa = static_cast<Isa>(i);
+      return true;
+    }
+  }
+  PyErr_Format(PyExc_ValueError, "kernels ISA '%s' is not one this CPU runs (it has: %s)", name,
+               best_isa() == ISA_AVX512VNNI ? "portable, avx2, avx512vnni" : best_isa() == ISA_AVX2 ? "portable, avx2" : "portable");
+  return false;
+}
+
+PyObject* isa(PyObject*, PyObject*) { return PyUnicode_FromString(ISA_NAMES[g_isa]); }
+
+PyObject* available_isas(PyObject*, PyObject*) {
+  PyObject* out = PyList_New(0);
+  for (int i = 0; out && i <= best_isa(); ++i) {
+    PyObject* name = PyUnicode_FromString(ISA_NAMES[i]);
+    if (!name || PyList_Append(out, name) != 0) Py_CLEAR(out);
+    Py_XDECREF(name);
+  }
+  return out;
+}
+
+PyObject* use_isa(PyObject*, PyObject* args) {
+  const char* name;
+  if (!PyArg_ParseTuple(args, "s", &name) || !select_isa(name)) return nullptr;
+  return PyUnicode_FromString(ISA_NAMES[g_isa]);
+}
 
 void exact_matmul(const uint8_t* A, const int8_t* B, const int32_t* bz, int32_t* C, Py_ssize_t M, Py_ssize_t K,
                   Py_ssize_t N, int a_zp) {
   unsigned threads = std::max(1u, std::min(std::thread::hardware_concurrency(), 16u));
   if (static_cast<double>(M) * K * N < 1 << 20) threads = 1;  // not worth a thread
-  auto work = [&](Py_ssize_t n0, Py_ssize_t n1) {
-#ifdef BC_VNNI
-    raw_rows_vnni(A, B, C, M, K, N, n0, n1);
-#else
-    raw_rows_portable(A, B, C, M, K, N, n0, n1);
-#endif
-  };
+  auto work = [&](Py_ssize_t n0, Py_ssize_t n1) { raw_rows(A, B, C, M, K, N, n0, n1); };
   std::vector<std::thread> pool;
   Py_ssize_t chunk = (N + threads - 1) / threads;
   chunk = (chunk + 3) / 4 * 4;
@@ -715,6 +822,9 @@ PyMethodDef methods[] = {
     {"embedding_bag_rowwise", embedding_bag_rowwise, METH_VARARGS,
      "embedding_bag_rowwise(table_u8, rows, dim, bits, indices_i64, offsets_i64, bags, out_f32, per_sample_weights|None, mean)"},
     {"rowwise_quantize", rowwise_quantize, METH_VARARGS, "rowwise_quantize(src_f32, dst_u8, rows, dim, bits)"},
+    {"isa", isa, METH_NOARGS, "isa() -> the version of the integer dot products in use: portable, avx2 or avx512vnni"},
+    {"available_isas", available_isas, METH_NOARGS, "available_isas() -> the versions this CPU can run"},
+    {"use_isa", use_isa, METH_VARARGS, "use_isa(name) -> name: run that version from now on (ValueError if the CPU lacks it)"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Reference quantized kernels (see kernels/kernels.cpp).", -1,
@@ -722,4 +832,9 @@ PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Reference quantized ke
 
 }  // namespace
 
-PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernels(void) {
+  g_isa = best_isa();
+  const char* asked = std::getenv("BC_HARNESS_KERNELS_ISA");
+  if (asked && *asked && !select_isa(asked)) return nullptr;
+  return PyModule_Create(&module);
+}
