@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 
 from .catalog import Tolerance
+from .results import ulps_text
 
 @dataclass
 class Diff:
@@ -252,8 +253,7 @@ def _compare_float(golden, obtained, tolerance: Tolerance, where: str) -> Diff:
     worst = abs_diff[differs].max().item()
     ulps = worst / unit if unit else None
     within = unit is not None and worst <= tolerance.rounding_ulps * unit
-    size = f"{ulps:.3g} {'ulp' if ulps == 1 else 'ulps'} of its largest magnitude" if ulps is not None \
-        else "an integer tensor"
+    size = f"{ulps_text(ulps)} of its largest magnitude" if ulps is not None else "an integer tensor"
     if within:
         note = f"{where}: {bad} of {total} elements differ by float rounding, at most {size} (max |Δ| {max_abs:.3g})"
         return Diff(max_abs, None, bad, total, rounding=[note], max_ulp_diff=ulps)

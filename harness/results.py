@@ -79,6 +79,11 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
+def ulps_text(value: float) -> str:
+    """A float difference in ulps, as a person reads it: '1 ulp', '4 ulps', '0.5 ulps'."""
+    return f"{value:.3g} {'ulp' if value == 1 else 'ulps'}"
+
+
 def version_key(text: str):
     """Sort key of a golden or runtime version ('2.13.0', 'pytorch@2.4.1'); other names last."""
     from packaging.version import InvalidVersion, Version
@@ -94,7 +99,7 @@ def summary(results: list[Result]) -> str:
     known = Counter(r.verdict for r in results if r.known)
     ulps = max((r.max_ulp_diff or 0.0 for r in results if r.verdict == "rounding"), default=0.0)
     notes = {v: f" ({known[v]} known)" for v in known}
-    notes["rounding"] = f" (at most {ulps:.3g} ulps)"
+    notes["rounding"] = f" (at most {ulps_text(ulps)})"
     parts = [f"{counts[v]} {v}" + (notes.get(v, "")) for v in VERDICTS if counts[v]]
     status = "FAILED" if any(r.failed for r in results) else "OK"
     return f"{status}: {len(results)} results: " + (", ".join(parts) if parts else "none")
@@ -206,7 +211,7 @@ def rounding_summary(records, cases_shown: int = 6) -> str:
         return ""
     total = sum(g["results"] for g in groups)
     worst = max(g["max_ulp"] for g in groups)
-    lines = [f"Float rounding, shown and not failing (--exact fails it): {total} results, at most {worst:.3g} ulps "
+    lines = [f"Float rounding, shown and not failing (--exact fails it): {total} results, at most {ulps_text(worst)} "
              "of an output's largest magnitude"]
     for g in groups:
         versions = ", ".join(g["goldens"])
@@ -218,6 +223,7 @@ def rounding_summary(records, cases_shown: int = 6) -> str:
         cases = ", ".join(g["cases"][:cases_shown]) + (f", +{len(g['cases']) - cases_shown} more"
                                                         if len(g["cases"]) > cases_shown else "")
         bad, of = g["max_elements"]
-        lines.append(f"      {g['results']} results in {len(g['cases'])} cases, at most {g['max_ulp']:.3g} ulps "
+        n = len(g["cases"])
+        lines.append(f"      {g['results']} results in {n} case{'' if n == 1 else 's'}, at most {ulps_text(g['max_ulp'])} "
                      f"(max |Δ| {g['max_abs']:.3g}, up to {bad} of {of} elements): {cases}")
     return "\n".join(lines)

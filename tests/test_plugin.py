@@ -499,7 +499,7 @@ def test_float_rounding_passes_shown_in_the_summary_and_golden_exact_fails_it(py
     result = pytester.runpytest(*catalog_args, *select, f"--junitxml={tmp_path / 'junit.xml'}")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*golden*backend*rounding*", "*Float rounding, shown and not failing*",
-                                 "*3 results in 1 cases, at most 2 ulps*"])
+                                 "*3 results in 1 case, at most 2 ulps*"])
     assert 'name="golden-rounding"' in (tmp_path / "junit.xml").read_text()
     exact = pytester.runpytest(*catalog_args, *select, "--golden-exact")
     exact.assert_outcomes(failed=3)

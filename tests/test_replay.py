@@ -252,7 +252,7 @@ def test_float_rounding_is_shown_not_failing_and_exact_fails_it(store, catalog, 
     # as a user runs it: shown, exit 0; --exact exits 1 ('[l]stm' is a glob: exactly the lstm case)
     out = run_cli("bc-harness", "replay", "--goldens", store, "-k", "[l]stm", "--backend", "fbgemm", check=0)
     assert "rounding 2ulp" in out.stdout and "Float rounding, shown and not failing" in out.stdout
-    assert "3 results in 1 cases, at most 2 ulps" in out.stdout
+    assert "3 results in 1 case, at most 2 ulps" in out.stdout
     run_cli("bc-harness", "replay", "--goldens", store, "-k", "[l]stm", "--backend", "fbgemm", "--exact", check=1)
     looser = run_cli("bc-harness", "replay", "--goldens", store, "-k", "[l]stm", "--backend", "fbgemm",
                      "--rounding-ulps", "1", "-q", check=1)
