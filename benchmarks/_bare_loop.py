@@ -17,7 +17,8 @@ from pathlib import Path
 
 from harness.artifacts import KINDS, file_name
 from harness.catalog import load_catalog
-from harness.compat import engine, load_weights
+from harness.engines import engine
+from harness.safeload import load_weights
 
 
 def main(golden_set: Path, fixtures: Path) -> int:

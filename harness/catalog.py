@@ -10,10 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-#: Quantized engines in the order the harness reports them. fbgemm first: it is the
-#: engine PyTorch's own suite generates with, and the one cross-backend figures refer to.
-ENGINE_ORDER = ("fbgemm", "x86", "qnnpack", "onednn")
-
 #: Artifact kinds a case may ask for, in the order results are reported.
 #: export: a torch.export archive (.pt2); lite: a lite-interpreter file (.ptl).
 ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package", "export", "lite")

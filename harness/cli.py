@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from .catalog import ENGINE_ORDER, ROUNDING_ULPS
+from .catalog import ROUNDING_ULPS
+from .engines import ENGINE_ORDER
 
 USAGE_ERROR = 2
 

@@ -1,29 +1,22 @@
-"""Where each torch API lives in each torch version: the one place version differences are handled."""
+"""Where each torch API lives in each torch version: the one place version differences are handled.
+
+Nothing else here: safe loading is harness.safeload, warnings harness.notices, engines
+harness.engines.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import io
-import pickletools
 import re
-import warnings
-import zipfile
 from typing import Iterator
 
 import torch
 from packaging.version import Version
 
-from .catalog import ENGINE_ORDER, PT2E_IN_TORCHAO
-from .store import parse_version  # noqa: F401 (one torch-free definition, re-exported)
-
-
-#: torchbind classes a quantized state_dict may legitimately pickle. Their
-#: unpickling only re-packs weights; anything else named in a pickle is refused.
-_SAFE_TORCHBIND = re.compile(
-    r"__torch__\.torch\.classes\.(?:quantized\.(?:Linear|Conv[123]d|EmbeddingBag)PackedParamsBase"
-    r"|rnn\.CellParamsBase)$"
-)
+from .catalog import PT2E_IN_TORCHAO
+from .notices import silent_import
 
 
 def release(version: str) -> str:
@@ -35,53 +28,6 @@ def release(version: str) -> str:
 @functools.cache
 def torch_release() -> str:
     return release(torch.__version__)
-
-
-def supported_engines() -> list[str]:
-    """Quantized engines this torch build can run, in report order."""
-    have = set(torch.backends.quantized.supported_engines)
-    return [name for name in ENGINE_ORDER if name in have]
-
-
-@contextlib.contextmanager
-def engine(name: str | None) -> Iterator[None]:
-    """Run a block under quantized engine ``name`` (None or 'any': leave it as it is)."""
-    if name in (None, "any"):
-        yield
-        return
-    before = torch.backends.quantized.engine
-    torch.backends.quantized.engine = name
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = before
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[list[warnings.WarningMessage]]:
-    """Silence torch's deprecation chatter; the warnings are handed back for reporting."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield caught
-
-
-#: torch-internal notices that say nothing about a model's numerics (quantize_jit reads .grad)
-_NOISE = ("The .grad attribute of a Tensor that is not a leaf Tensor is being accessed",)
-
-
-def runtime_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
-    """The warnings worth a reader's attention (not deprecation or migration notices)."""
-    seen: list[str] = []
-    for w in caught:
-        text = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
-        if not text or issubclass(w.category, (DeprecationWarning, FutureWarning)):
-            continue
-        if "migrat" in text.lower() or "deprecat" in text.lower() or text in seen:
-            continue
-        if text.startswith(_NOISE):
-            continue
-        seen.append(text)
-    return seen
 
 
 def cpu_capability() -> str:
@@ -177,11 +123,6 @@ def kind_problem(kind: str) -> str | None:
     return None
 
 
-def flow_table(flows, kinds) -> dict:
-    """{"flows": {flow: problem}, "kinds": {kind: problem}} for this torch (None: supported)."""
-    return {"flows": {f: flow_problem(f) for f in flows}, "kinds": {k: kind_problem(k) for k in kinds}}
-
-
 class PT2E:
     """The PT2E entry points of this torch: prepare/convert, the x86 quantizer, capture."""
 
@@ -216,7 +157,7 @@ def pt2e() -> PT2E:
     """PT2E from torchao (torch >= 2.10) or torch.ao.quantization (2.1 - 2.9); ImportError says why."""
     if Version(torch_release()) >= Version(PT2E_IN_TORCHAO):
         try:
-            with _quiet_import():
+            with silent_import():
                 import torchao.quantization.pt2e as ao_pt2e
                 import torchao.quantization.pt2e.quantize_pt2e as qp
                 import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
@@ -228,29 +169,6 @@ def pt2e() -> PT2E:
     import torch.ao.quantization.quantizer.x86_inductor_quantizer as x86
 
     return PT2E(qp, x86, torch.ao.quantization.move_exported_model_to_eval, "torch.ao.quantization")
-
-
-@contextlib.contextmanager
-def _quiet_import() -> Iterator[None]:
-    """torchao's import logs its optional CUDA kernels' load failures; those say nothing here."""
-    import logging
-    import os
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    saved = os.dup(2)
-    os.dup2(devnull, 2)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-        root.setLevel(level)
 
 
 def register_decomposed_ops() -> None:
@@ -296,68 +214,12 @@ def ondevice_dynamic_jit():
     return _quantize_ondevice_dynamic_jit
 
 
-# --- safe loading ------------------------------------------------------------------
-
-class UnsafeGolden(Exception):
-    """A pickle names something the safe loader will not construct."""
-
-
-def _pickle_streams(data: bytes) -> list[bytes]:
-    """The pickle streams of a torch.save file: data.pkl of a zip archive, or the legacy
-    format's leading pickles (magic number, protocol, sys info, payload)."""
-    if data[:4] == b"PK\x03\x04":
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return [archive.read(n) for n in archive.namelist() if n.endswith(".pkl")]
-    buffer, streams = io.BytesIO(data), []
-    for _ in range(4):
-        start = buffer.tell()
-        for _op in pickletools.genops(buffer):
-            pass
-        streams.append(data[start:buffer.tell()])
-    return streams
-
-
-def _torchbind_classes(data: bytes) -> set[str]:
-    """Names of the torchbind classes a torch.save file would construct."""
-    names = set()
-    try:
-        for stream in _pickle_streams(data):
-            for op, arg, _pos in pickletools.genops(stream):
-                if isinstance(arg, str) and arg.startswith("__torch__.torch.classes."):
-                    names.add(arg)
-    except (ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise UnsafeGolden(f"not a readable torch.save file: {exc}") from exc
-    return names
-
-
-def load_weights(data: bytes, *, trusted: bool = False):
-    """Load tensors / state_dicts / plain containers from bytes without running pickled code.
-
-    Uses ``weights_only=True``. Quantized packed parameters pickle as torchbind
-    ScriptObjects; those are allowed only when every torchbind class the pickle names is
-    one of the known quantization packed-param classes. ``trusted`` is only for bytes this
-    process has just made itself.
-    """
-    if trusted:
-        return torch.load(io.BytesIO(data), weights_only=False)
-    names = _torchbind_classes(data)
-    unknown = sorted(n for n in names if not _SAFE_TORCHBIND.match(n))
-    if unknown:
-        raise UnsafeGolden(f"refusing to unpickle torchbind class {unknown[0]}")
-    buffer = io.BytesIO(data)
-    if not names:
-        return torch.load(buffer, weights_only=True)
-    with _allow_script_objects():
-        return torch.load(buffer, weights_only=True)
-
-
-class CannotLoadSafely(UnsafeGolden):
-    """This torch has no way to admit packed parameters to a weights_only load."""
-
+# --- weights_only loading of packed parameters ---------------------------------------
 
 @contextlib.contextmanager
-def _allow_script_objects() -> Iterator[None]:
-    """Admit torch.ScriptObject to weights_only loading for one load (torch >= 2.4)."""
+def allow_script_objects(refused: type[Exception]) -> Iterator[None]:
+    """Admit torch.ScriptObject to weights_only loading for one load (torch >= 2.4); older
+    torch versions cannot, and raise ``refused`` saying so."""
     serialization = torch.serialization
     if hasattr(serialization, "safe_globals"):  # torch >= 2.5
         with serialization.safe_globals([torch.ScriptObject]):
@@ -372,11 +234,5 @@ def _allow_script_objects() -> Iterator[None]:
             serialization.clear_safe_globals()
             serialization.add_safe_globals(before)
         return
-    raise CannotLoadSafely(
-        f"torch {torch.__version__} cannot admit packed parameters to a weights_only load (needs torch >= 2.4)")
-
-
-def save_bytes(obj, *, zipfile: bool = True) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer, _use_new_zipfile_serialization=zipfile)
-    return buffer.getvalue()
+    raise refused(f"torch {torch.__version__} cannot admit packed parameters to a weights_only load "
+                  "(needs torch >= 2.4)")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from . import flows
 from .catalog import Case
 from .compare import compare
-from .compat import engine, quiet, supported_engines
+from .engines import engine, supported_engines
+from .notices import quiet
 from .replay import REFERENCE_FLOWS
 
 

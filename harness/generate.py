@@ -10,20 +10,11 @@ from dataclasses import dataclass, field
 from . import __version__, flows
 from .artifacts import KINDS, file_name
 from .catalog import Case
-from .compat import (
-    cpu_capability,
-    engine,
-    flow_problem,
-    has_avx512_vnni,
-    kind_problem,
-    load_weights,
-    parse_version,
-    quiet,
-    runtime_warnings,
-    save_bytes,
-    supported_engines,
-    torch_release,
-)
+from .compat import cpu_capability, flow_problem, has_avx512_vnni, kind_problem, torch_release
+from .engines import engine, supported_engines
+from .notices import quiet, runtime_warnings
+from .safeload import load_weights, save_bytes
+from .store import parse_version
 
 
 from .results import one_line

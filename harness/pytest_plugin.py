@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from .engines import ENGINE_ORDER
+
 #: Environment variables that mean "this is a CI machine" (any value but a false one).
 CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "TRAVIS", "JENKINS_URL",
                 "TF_BUILD", "TEAMCITY_VERSION", "BITBUCKET_BUILD_NUMBER", "APPVEYOR", "CODEBUILD_BUILD_ID",
                 "DRONE", "SEMAPHORE", "BUILD_BUILDID")
 _FALSE = ("", "0", "false", "no", "off")
-_ENGINES = ("fbgemm", "x86", "qnnpack", "onednn")
 
 
 def ci_environment(environ=None) -> str | None:
@@ -37,7 +38,7 @@ def pytest_addoption(parser):
                     help="golden directory (default: ini golden_dir, [tool.bc-harness] goldens, or serialized/)")
     group.addoption("--golden-fixtures", metavar="DIR", help="case catalog directory for --golden")
     group.addoption("--golden-backend", action="append", metavar="NAME", default=None,
-                    help=f"only this backend ({', '.join(_ENGINES)}); repeatable")
+                    help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
     group.addoption("--golden-layout", choices=("harness", "pytorch"), default="harness",
                     help="with --golden: read --golden-dir in PyTorch's flat layout")
     group.addoption("--golden-update", action="store_true",
@@ -223,9 +224,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "Update them on a developer machine and commit them."
         )
     backends = config.getoption("golden_backend")
-    unknown = [b for b in backends or () if b not in _ENGINES]
+    unknown = [b for b in backends or () if b not in ENGINE_ORDER]
     if unknown:
-        raise pytest.UsageError(f"--golden-backend {unknown[0]!r} is not one of {', '.join(_ENGINES)}")
+        raise pytest.UsageError(f"--golden-backend {unknown[0]!r} is not one of {', '.join(ENGINE_ORDER)}")
     layout = config.getoption("golden_layout")
     catalog = config.getoption("golden") or config.getini("golden_catalog")
     if layout == "pytorch" and not config.getoption("golden_dir"):
@@ -282,7 +283,9 @@ class GoldenCatalog(pytest.Collector):
 
     def collect(self):
         state: GoldenSession = self.config.stash[SESSION]
-        from .compat import parse_version, supported_engines, torch_release
+        from .compat import torch_release
+        from .engines import supported_engines
+        from .store import parse_version
         from .store import GoldenStore
 
         if state.layout == "pytorch":
@@ -297,7 +300,7 @@ class GoldenCatalog(pytest.Collector):
                 yield StrayGoldenDirectory.from_parent(self, name=f"stray-directory[{name}]",
                                                        directory=state.golden_dir / name)
         state.catalog_ids = {c.id for c in state.cases()}
-        backends = state.backends or [e for e in _ENGINES if e in supported_engines()] or list(_ENGINES)
+        backends = state.backends or supported_engines() or list(ENGINE_ORDER)
         for version in versions:
             for case in cases:
                 for kind in case.artifacts:
@@ -400,7 +403,7 @@ def _change_text(store, version: str, generated) -> str:
 
 def _failure_text(state: GoldenSession, evaluations, tolerance, nodeid: str) -> str:
     """Numeric diagnostics of failed evaluations; obtained outputs are saved for inspection."""
-    from .compat import quiet
+    from .notices import quiet
     from .diagnostics import describe
 
     parts, detailed = [], 0
@@ -423,7 +426,8 @@ def _failure_text(state: GoldenSession, evaluations, tolerance, nodeid: str) -> 
 def _save_obtained(state: GoldenSession, nodeid: str, ev) -> Path | None:
     import re
 
-    from .compat import quiet, save_bytes
+    from .notices import quiet
+    from .safeload import save_bytes
     from .store import atomic_write
 
     r = ev.result
@@ -524,7 +528,8 @@ class GoldenChecker:
         Returns the Result records; fails the test on any drift, load error or missing golden.
         """
         from .catalog import Case, GivenInput, Tolerance
-        from .compat import parse_version, torch_release
+        from .compat import torch_release
+        from .store import parse_version
         from .store import GoldenStore
 
         marker = self.request.node.get_closest_marker("golden")
@@ -533,9 +538,9 @@ class GoldenChecker:
         if min_torch and parse_version(torch_release()) < parse_version(str(min_torch)):
             pytest.skip(f"golden {name} needs torch >= {min_torch}")
         backends = backends or options.get("backends") or self.state.backends
-        unknown = [b for b in backends or () if b not in _ENGINES]
+        unknown = [b for b in backends or () if b not in ENGINE_ORDER]
         if unknown:
-            raise ValueError(f"backend {unknown[0]!r} is not one of {', '.join(_ENGINES)}")
+            raise ValueError(f"backend {unknown[0]!r} is not one of {', '.join(ENGINE_ORDER)}")
         case = Case(name, build=_builder(model), input=GivenInput(example_inputs), artifacts=tuple(artifacts),
                     tolerance=tolerance or Tolerance(), state_dict_zipfile=True, source=self.request.node.nodeid)
         store = GoldenStore(self.state.golden_dir)

@@ -14,19 +14,11 @@ from . import flows, machine
 from .artifacts import CODE_CARRYING, KINDS, file_name
 from .catalog import Case
 from .compare import Diff, compare, compare_sets, pytorch_verdict
-from .compat import (
-    CannotLoadSafely,
-    engine,
-    flow_problem,
-    has_avx512_vnni,
-    kind_problem,
-    load_weights,
-    parse_version,
-    quiet,
-    runtime_warnings,
-    supported_engines,
-    torch_release,
-)
+from .compat import flow_problem, has_avx512_vnni, kind_problem, torch_release
+from .engines import engine, supported_engines
+from .notices import quiet, runtime_warnings
+from .safeload import CannotLoadSafely, load_weights
+from .store import parse_version
 from .generate import expected_name
 from .results import COMPARED, Result, one_line
 from .shard import Unit

@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .engines import ordered
 from .results import rounding_groups
 from .results import version_key as _vkey
 
@@ -84,9 +85,7 @@ class Report:
             if r["case"] == "*":
                 continue
             cells[(r["case"], r["golden_version"], r["backend"], r["runtime_version"])].add(r)
-        order = ("fbgemm", "x86", "qnnpack", "onednn", "any")
-        backends = sorted({r["backend"] for r in records if r["backend"] != "*"},
-                          key=lambda b: (order.index(b) if b in order else len(order), b))
+        backends = ordered(r["backend"] for r in records if r["backend"] != "*")
         cases = sorted({r["case"] for r in records if r["case"] != "*"})  # merged shards: same order
         return cls(records, sorted({r["runtime_version"] for r in records}, key=_vkey),
                    sorted({r["golden_version"] for r in records}, key=_vkey), backends, cases, dict(cells), forward)

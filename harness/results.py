@@ -141,11 +141,9 @@ def table(results: list[Result]) -> str:
     """A row per (golden version, case, artifact), a column per backend."""
     from tabulate import tabulate
 
-    backends: list[str] = []
-    for name in ("fbgemm", "x86", "qnnpack", "onednn", "any"):
-        if any(r.backend == name for r in results):
-            backends.append(name)
-    backends += sorted({r.backend for r in results} - set(backends))
+    from .engines import ordered
+
+    backends = ordered(r.backend for r in results)
     rows: dict[tuple, dict[str, str]] = {}
     for r in results:
         rows.setdefault((r.golden_version, r.case, r.artifact), {})[r.backend] = _cell(r)

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 
 import harness.compat as compat
+from harness.engines import engine
+from harness.notices import quiet
 
 nnq, nnqd, nniq = compat.nn_quantized()
 q = compat.ao()
@@ -109,7 +111,7 @@ class QatModel(nn.Module):
 def write(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(1234)
-    with compat.quiet(), compat.engine("fbgemm"):
+    with quiet(), engine("fbgemm"):
         _op(directory, "test_linear", _seed_weights(nnq.Linear(3, 1, bias_=True, dtype=torch.qint8), (1, 3)), [1, 3])
         _op(directory, "test_linear_relu",
             _seed_weights(nniq.LinearReLU(3, 1, bias=True, dtype=torch.qint8), (1, 3)), [1, 3])

@@ -49,7 +49,7 @@ def test_regeneration_refuses_to_overwrite_and_force_reports_changes(tmp_path, v
     # Make the old fbgemm golden of conv2d_relu differ by 2 steps in one element.
     import torch
 
-    from harness.compat import save_bytes
+    from harness.safeload import save_bytes
     from harness.store import sha256
 
     name = "conv2d_relu/expected.fbgemm.pt"

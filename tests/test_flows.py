@@ -62,7 +62,7 @@ def test_committed_2_13_goldens_hold_every_case_on_every_backend(catalog):
 def test_ondevice_golden_is_quantized_forward_and_forward_refuses(generated_store, catalog, version):
     """As PyTorch's on-device test says: after quantize_forward, only quantized_forward runs."""
     from harness.artifacts import KINDS
-    from harness.compat import load_weights
+    from harness.safeload import load_weights
 
     root = generated_store / version
     case = next(c for c in catalog if c.id == "ondevice-linear")
@@ -81,7 +81,7 @@ def test_bundled_input_travels_in_the_lite_file(tmp_path, catalog):
 
     from harness import flows
     from harness.artifacts import KINDS
-    from harness.compat import quiet
+    from harness.notices import quiet
 
     case = next(c for c in catalog if c.id == "ondevice-conv_linear-bundled")
     with quiet():
@@ -124,7 +124,8 @@ print(json.dumps({{"skipped": made.entry.get("skipped"), "files": len(made.files
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    from harness.compat import PT2E_IN_TORCHAO, parse_version
+    from harness.compat import PT2E_IN_TORCHAO
+    from harness.store import parse_version
 
     if parse_version(version) >= parse_version(PT2E_IN_TORCHAO):
         assert "needs torchao" in got["skipped"] and got["files"] == 0

@@ -153,7 +153,7 @@ def test_failure_shows_numeric_diagnostics_and_saves_obtained(pytester, catalog_
     store = full_store
     import torch
 
-    from harness.compat import save_bytes
+    from harness.safeload import save_bytes
     from harness.store import sha256
 
     name = "linear_dynamic-qint8/expected.fbgemm.pt"
@@ -175,7 +175,7 @@ def test_failure_shows_numeric_diagnostics_and_saves_obtained(pytester, catalog_
 
 def test_get_attr_target_changes_show_added_and_removed(pytester, catalog_args, full_store, version):
     store = full_store
-    from harness.compat import save_bytes
+    from harness.safeload import save_bytes
 
     name = "linear_relu_package_quantization_transforms/get_attr_targets.pt"
     _vouch(store, version, name, save_bytes(["child_packed_weight_0", "gone_attr"]))
@@ -441,7 +441,7 @@ def test_golden_marker_is_registered_and_applies(project):
 def test_known_drift_is_an_xfail_with_its_reason(pytester, catalog_args, full_store, version):
     import torch
 
-    from harness.compat import save_bytes
+    from harness.safeload import save_bytes
 
     name = "linear_dynamic-qint8/expected.fbgemm.pt"
     golden = torch.load(full_store / version / name, weights_only=True)
@@ -488,7 +488,7 @@ def test_float_rounding_passes_shown_in_the_summary_and_golden_exact_fails_it(py
     import torch
 
     from harness.compare import ulp_of_largest
-    from harness.compat import save_bytes
+    from harness.safeload import save_bytes
 
     name = "linear_dynamic-qint8/expected.fbgemm.pt"
     golden = torch.load(full_store / version / name, weights_only=True)

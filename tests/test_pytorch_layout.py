@@ -4,7 +4,8 @@ import shutil
 
 import pytest
 
-from harness.compat import has_avx512_vnni, supported_engines
+from harness.compat import has_avx512_vnni
+from harness.engines import supported_engines
 
 from . import pytorch_suite_writer
 from .conftest import by_key, records, run_cli

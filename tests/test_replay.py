@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from harness.compat import save_bytes, supported_engines
+from harness.engines import supported_engines
+from harness.safeload import save_bytes
 from harness.replay import Options, replay_store
 from harness.store import GoldenStore, sha256
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import flows
-from ..compat import load_weights, save_bytes
+from ..safeload import load_weights, save_bytes
 
 
 def save(case, built, example) -> bytes:

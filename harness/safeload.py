@@ -1,0 +1,92 @@
+"""Loading golden bytes without running what they carry, and saving tensors to bytes.
+
+Golden files are untrusted input. Tensors, state_dicts and expected outputs load with
+``weights_only=True``; quantized packed parameters pickle as torchbind ScriptObjects, admitted
+only when every torchbind class the pickle names is one of the known quantization classes.
+Code-carrying files (TorchScript, packages, programs) are never loaded here: they are read only
+after their checksum matches the manifest (harness.store).
+"""
+
+from __future__ import annotations
+
+import io
+import pickletools
+import re
+import zipfile
+
+#: torchbind classes a quantized state_dict may legitimately pickle. Their unpickling only
+#: re-packs weights; anything else named in a pickle is refused.
+_SAFE_TORCHBIND = re.compile(
+    r"__torch__\.torch\.classes\.(?:quantized\.(?:Linear|Conv[123]d|EmbeddingBag)PackedParamsBase"
+    r"|rnn\.CellParamsBase)$"
+)
+
+
+class UnsafeGolden(Exception):
+    """A pickle names something the safe loader will not construct."""
+
+
+class CannotLoadSafely(UnsafeGolden):
+    """This torch has no way to admit packed parameters to a weights_only load."""
+
+
+def _pickle_streams(data: bytes) -> list[bytes]:
+    """The pickle streams of a torch.save file: data.pkl of a zip archive, or the legacy
+    format's leading pickles (magic number, protocol, sys info, payload)."""
+    if data[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return [archive.read(n) for n in archive.namelist() if n.endswith(".pkl")]
+    buffer, streams = io.BytesIO(data), []
+    for _ in range(4):
+        start = buffer.tell()
+        for _op in pickletools.genops(buffer):
+            pass
+        streams.append(data[start:buffer.tell()])
+    return streams
+
+
+def _torchbind_classes(data: bytes) -> set[str]:
+    """Names of the torchbind classes a torch.save file would construct."""
+    names = set()
+    try:
+        for stream in _pickle_streams(data):
+            for op, arg, _pos in pickletools.genops(stream):
+                if isinstance(arg, str) and arg.startswith("__torch__.torch.classes."):
+                    names.add(arg)
+    except (ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise UnsafeGolden(f"not a readable torch.save file: {exc}") from exc
+    return names
+
+
+def load_weights(data: bytes, *, trusted: bool = False):
+    """Load tensors / state_dicts / plain containers from bytes without running pickled code.
+
+    Uses ``weights_only=True``. Quantized packed parameters pickle as torchbind
+    ScriptObjects; those are allowed only when every torchbind class the pickle names is
+    one of the known quantization packed-param classes. ``trusted`` is only for bytes this
+    process has just made itself.
+    """
+    import torch
+
+    from .compat import allow_script_objects
+
+    if trusted:
+        return torch.load(io.BytesIO(data), weights_only=False)
+    names = _torchbind_classes(data)
+    unknown = sorted(n for n in names if not _SAFE_TORCHBIND.match(n))
+    if unknown:
+        raise UnsafeGolden(f"refusing to unpickle torchbind class {unknown[0]}")
+    buffer = io.BytesIO(data)
+    if not names:
+        return torch.load(buffer, weights_only=True)
+    with allow_script_objects(CannotLoadSafely):
+        return torch.load(buffer, weights_only=True)
+
+
+def save_bytes(obj, *, zipfile: bool = True) -> bytes:
+    """``torch.save`` to bytes, in the zipfile format or (``zipfile=False``) the legacy one."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer, _use_new_zipfile_serialization=zipfile)
+    return buffer.getvalue()
