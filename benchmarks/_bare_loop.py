@@ -15,7 +15,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from harness.artifacts import KINDS, file_name
+from harness.artifacts import KINDS
+from harness.layout import file_name
 from harness.catalog import load_catalog
 from harness.engines import engine
 from harness.safeload import load_weights

@@ -81,11 +81,11 @@ def _digest(value, h) -> None:
 
 def time_one(so: str, isa: str | None, repeats: int) -> dict:
     """Load the build at ``so`` in place of the installed one and time every workload."""
-    from harness import reference
+    from harness.reference import primitives
 
-    reference._kernels = _load(so)
+    primitives._kernels = _load(so)
     if isa:
-        reference._kernels.use_isa(isa)
+        primitives._kernels.use_isa(isa)
     h, medians = hashlib.sha256(), {}
     for name, fn in workloads():
         _digest(fn(), h)
@@ -95,7 +95,7 @@ def time_one(so: str, isa: str | None, repeats: int) -> dict:
             fn()
             times.append(time.perf_counter() - start)
         medians[name] = statistics.median(times)
-    return {"isa": reference._kernels.isa(), "medians": medians, "digest": h.hexdigest()}
+    return {"isa": primitives._kernels.isa(), "medians": medians, "digest": h.hexdigest()}
 
 
 def compare(repeats: int) -> None:

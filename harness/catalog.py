@@ -113,7 +113,8 @@ class PyTorchTest:
 
     @property
     def stem(self) -> str:
-        """The file-name stem PyTorch's get_filenames gives this test."""
+        """The test's full name as PyTorch's get_filenames spells it (harness.layout makes file
+        names of it)."""
         name = f"TestSerialization.{self.method}"
         return f"{name}_{self.sub}" if self.sub else name
 

@@ -15,7 +15,6 @@ from .catalog import Case
 from .compare import compare
 from .engines import engine, supported_engines
 from .notices import quiet
-from .replay import REFERENCE_FLOWS
 
 
 @dataclass
@@ -40,7 +39,7 @@ def case_row(case: Case, engines: list[str]) -> tuple[dict[str, Cell], str]:
     """{backend: Cell} and, when the reference cannot run the case, the reason."""
     from . import reference
 
-    if case.flow not in REFERENCE_FLOWS or not case.check_numerics:
+    if case.flow not in reference.FLOWS or not case.check_numerics:
         return {}, f"{case.flow} flow: the reference runs eager module trees"
     try:
         with quiet(), engine("fbgemm" if "fbgemm" in engines else engines[0]):

@@ -1,4 +1,8 @@
-"""Generating goldens: every artifact of a case, and its expected output under each backend."""
+"""Generating goldens: every artifact of a case, and its expected output under each backend.
+
+Nothing here writes to disk: a Generated holds the files (named by harness.layout) and the
+manifest entry; harness.writing puts them in the store.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,17 @@ import sys
 from dataclasses import dataclass, field
 
 from . import __version__, flows
-from .artifacts import KINDS, file_name
+from .artifacts import KINDS
 from .catalog import Case
 from .compat import cpu_capability, flow_problem, has_avx512_vnni, kind_problem, torch_release
 from .engines import engine, supported_engines
+from .layout import HarnessLayout as Names
+from .layout import PyTorchLayout
+from .manifest import CaseEntry
 from .notices import quiet, runtime_warnings
-from .safeload import load_weights, save_bytes
-from .store import parse_version
-
-
 from .results import one_line
+from .safeload import save_bytes
+from .store import parse_version
 
 
 @dataclass
@@ -26,15 +31,11 @@ class Generated:
 
     case: Case
     files: dict[str, bytes] = field(default_factory=dict)
-    entry: dict = field(default_factory=dict)
+    entry: CaseEntry = field(default_factory=CaseEntry)
 
 
 #: extra calls of each backend's model at generation, to refuse a non-reproducible golden
 REPEATS = 4
-
-
-def expected_name(case_id: str, backend: str) -> str:
-    return f"{case_id}/expected.{backend}.pt"
 
 
 def generation_info(command: str) -> dict:
@@ -58,7 +59,6 @@ def generation_info(command: str) -> dict:
     }
 
 
-
 def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
     """Make every golden file of ``case`` with the installed torch.
 
@@ -68,76 +68,81 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
     the reason instead of failing the whole run.
     """
     engines = engines if engines is not None else supported_engines()
-    out = Generated(case)
-    entry = out.entry
-    entry.update(description=case.description, flow=case.flow, source=case.source,
-                 artifacts=[], skipped_artifacts={}, backends={}, warnings={})
-    if case.pytorch:
-        entry["pytorch_test"] = case.pytorch.stem
+    out = Generated(case, entry=CaseEntry(description=case.description, flow=case.flow, source=case.source,
+                                          pytorch_test=PyTorchLayout.stem(case) if case.pytorch else None))
     if parse_version(torch_release()) < parse_version(case.min_torch):
-        entry["skipped"] = f"needs torch >= {case.min_torch}"
+        out.entry.skipped = f"needs torch >= {case.min_torch}"
         return out
     if flow_problem(case.flow):
-        entry["skipped"] = flow_problem(case.flow)
+        out.entry.skipped = flow_problem(case.flow)
         return out
-
-    primary = engines[0] if engines else None
-    with quiet(), engine(primary):
+    with quiet(), engine(engines[0] if engines else None):
         example = flows.make_input(case)
-        out.files[f"{case.id}/input.pt"] = save_bytes(example)
+        out.files[Names.input_file(case)] = save_bytes(example)
         try:
             reference = case.forward(flows.runnable(case, flows.build(case), example), example)
         except Exception as exc:  # recorded, replayed as skip; the other cases go on
             out.files.clear()
-            entry["skipped"] = f"torch {torch_release()} cannot build and run it: {one_line(exc)}"
+            out.entry.skipped = f"torch {torch_release()} cannot build and run it: {one_line(exc)}"
             return out
-        for kind in case.artifacts:
-            if kind_problem(kind):
-                entry["skipped_artifacts"][kind] = f"torch {torch_release()}: {kind_problem(kind)}"
-                continue
-            try:
-                data = KINDS[kind].save(case, flows.build(case), example)
-            except Exception as exc:  # recorded, replayed as skip
-                entry["skipped_artifacts"][kind] = f"torch {torch_release()} cannot make it: {one_line(exc)}"
-                continue
-            problem = _round_trip_problem(case, kind, data, example, reference)
-            if problem:
-                entry["skipped_artifacts"][kind] = f"torch {torch_release()} {problem}"
-                continue
-            out.files[f"{case.id}/{file_name(kind)}"] = data
-            entry["artifacts"].append(kind)
-        if case.flow == "fx":
-            model = flows.runnable(case, flows.build(case), example)
-            # sorted: a pickled set follows the process's string-hash order, and the bytes would
-            # change on every run; replay compares it as a set either way
-            out.files[f"{case.id}/get_attr_targets.pt"] = save_bytes(sorted(flows.get_attr_targets(model)))
+        _make_artifacts(out, example, reference)
+    for backend in ["any"] if case.engine_agnostic else engines:
+        _make_expected(out, backend, example)
+    return out
 
+
+def _make_artifacts(out: Generated, example, reference) -> None:
+    """Each artifact kind of the case, saved under the current engine and checked by reloading it."""
+    case, entry = out.case, out.entry
+    for kind in case.artifacts:
+        if kind_problem(kind):
+            entry.skipped_artifacts[kind] = f"torch {torch_release()}: {kind_problem(kind)}"
+            continue
+        try:
+            data = KINDS[kind].save(case, flows.build(case), example)
+        except Exception as exc:  # recorded, replayed as skip
+            entry.skipped_artifacts[kind] = f"torch {torch_release()} cannot make it: {one_line(exc)}"
+            continue
+        problem = _round_trip_problem(case, kind, data, example, reference)
+        if problem:
+            entry.skipped_artifacts[kind] = f"torch {torch_release()} {problem}"
+            continue
+        out.files[Names.artifact_file(case, kind)] = data
+        entry.artifacts.append(kind)
+    if case.flow == "fx":
+        model = flows.runnable(case, flows.build(case), example)
+        # sorted: a pickled set follows the process's string-hash order, and the bytes would
+        # change on every run; replay compares it as a set either way
+        out.files[Names.get_attr_file(case)] = save_bytes(sorted(flows.get_attr_targets(model)))
+
+
+def _make_expected(out: Generated, backend: str, example) -> None:
+    """The backend's expected output, from a fresh build, if the backend runs it reproducibly."""
     from .compare import compare
 
-    for backend in ["any"] if case.engine_agnostic else engines:
-        with quiet() as caught, engine(backend):
-            try:
-                model = flows.runnable(case, flows.build(case), example)
-                result = case.forward(model, example)
-                # A golden needs a reproducible output: more calls of the model, and a model
-                # built afresh, must all agree (qnnpack's ConvTranspose3d, for one, does not).
-                repeats = [case.forward(model, example) for _ in range(REPEATS - 1)]
-                repeats.append(case.forward(flows.runnable(case, flows.build(case), example), example))
-            except Exception as exc:
-                entry["backends"][backend] = f"{backend} cannot run it: {one_line(exc)}"
-                continue
-        unstable = next((d for d in (compare(result, r) for r in repeats) if not d.ok), None) \
-            if case.check_numerics else None
-        if unstable is not None:
-            entry["backends"][backend] = (f"{backend} is not reproducible: {REPEATS + 1} runs of the same "
-                                          f"model disagree ({unstable.message})")
-            continue
-        out.files[expected_name(case.id, backend)] = save_bytes(result)
-        entry["backends"][backend] = "ok"
-        noted = runtime_warnings(caught)
-        if noted:
-            entry["warnings"][backend] = noted
-    return out
+    case, entry = out.case, out.entry
+    with quiet() as caught, engine(backend):
+        try:
+            model = flows.runnable(case, flows.build(case), example)
+            result = case.forward(model, example)
+            # A golden needs a reproducible output: more calls of the model, and a model
+            # built afresh, must all agree (qnnpack's ConvTranspose3d, for one, does not).
+            repeats = [case.forward(model, example) for _ in range(REPEATS - 1)]
+            repeats.append(case.forward(flows.runnable(case, flows.build(case), example), example))
+        except Exception as exc:
+            entry.backends[backend] = f"{backend} cannot run it: {one_line(exc)}"
+            return
+    unstable = next((d for d in (compare(result, r) for r in repeats) if not d.ok), None) \
+        if case.check_numerics else None
+    if unstable is not None:
+        entry.backends[backend] = (f"{backend} is not reproducible: {REPEATS + 1} runs of the same "
+                                   f"model disagree ({unstable.message})")
+        return
+    out.files[Names.expected_file(case, backend)] = save_bytes(result)
+    entry.backends[backend] = "ok"
+    noted = runtime_warnings(caught)
+    if noted:
+        entry.warnings[backend] = noted
 
 
 def _round_trip_problem(case: Case, kind: str, data: bytes, example, reference) -> str | None:
@@ -170,87 +175,3 @@ def command_line() -> str:
     if os.environ.get("BC_HARNESS_COMMAND"):
         return os.environ["BC_HARNESS_COMMAND"]
     return " ".join(shlex.quote(a) for a in [os.path.basename(sys.argv[0]), *sys.argv[1:]])
-
-
-def keep_unchanged(old, generated: list[Generated]) -> int:
-    """Reuse the old bytes of data files whose content did not change. Returns how many.
-
-    torch.save's legacy format (PyTorch's suite writes state_dicts in it) keys storages by
-    memory address, so identical state serializes to different bytes on every run. A
-    regeneration then keeps the old file, and its diff shows only real changes. Files
-    that carry code are compared as bytes only: their content is not safe to load here.
-    """
-    from .artifacts import CODE_CARRYING
-    from .compare import compare
-    from .store import GoldenError
-
-    kept = 0
-    for g in generated:
-        for name, data in g.files.items():
-            if name.rsplit("/", 1)[-1].split(".")[0] in CODE_CARRYING:
-                continue
-            try:
-                before = old.read(name)
-            except GoldenError:
-                continue
-            if before == data:
-                continue
-            try:
-                with quiet():
-                    same = compare(load_weights(before), load_weights(data)).ok
-            except Exception:
-                same = False
-            if same:
-                g.files[name] = before
-                kept += 1
-    return kept
-
-
-def changes_report(old, generated: list[Generated]) -> str:
-    """What regeneration changes numerically, per case and backend, versus the old goldens."""
-    from tabulate import tabulate
-
-    from .compare import compare
-    from .store import GoldenError
-
-    rows = []
-    for g in generated:
-        if g.case.id not in old.cases and not (old.root / g.case.id).exists():
-            continue
-        old_status = old.cases.get(g.case.id, {}).get("backends", {})
-        new_status = g.entry.get("backends", {})
-        for backend in sorted({*new_status, *old_status}):
-            name = expected_name(g.case.id, backend)
-            new = g.files.get(name)
-            was_made = old_status.get(backend) == "ok"
-            if not was_made and new is None:
-                rows.append([g.case.id, backend, "still not made", new_status.get(backend, "")])
-                continue
-            if not was_made:
-                rows.append([g.case.id, backend, "new", "this backend had no golden before"])
-                continue
-            if new is None:
-                rows.append([g.case.id, backend, "REMOVED", new_status.get(backend, "")])
-                continue
-            try:
-                before = old.read(name)
-            except GoldenError as exc:
-                rows.append([g.case.id, backend, "old golden unusable", str(exc)])
-                continue
-            if before == new:
-                rows.append([g.case.id, backend, "identical", ""])
-                continue
-            with quiet():
-                diff = compare(load_weights(before), load_weights(new), g.case.tolerance)
-            if diff.ok:
-                rows.append([g.case.id, backend, "same values", "bytes differ, outputs equal"])
-            elif diff.verdict == "rounding":
-                rows.append([g.case.id, backend, f"ROUNDING {diff.max_ulp_diff:.3g} ulps",
-                             f"{diff.mismatched} of {diff.total} elements; {diff.message}"])
-            else:
-                steps = "?" if diff.max_step_diff is None else f"{diff.max_step_diff:g}"
-                rows.append([g.case.id, backend, f"CHANGED {steps} steps",
-                             f"{diff.mismatched} of {diff.total} elements; {diff.message}"])
-    changed = sum(1 for r in rows if r[2] not in ("identical", "same values", "still not made"))
-    head = f"numeric changes versus the old goldens: {changed} of {len(rows)} (case, backend) pairs"
-    return head + "\n" + tabulate(rows, headers=["case", "backend", "change", "detail"])

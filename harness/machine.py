@@ -67,9 +67,10 @@ def current() -> dict:
             "isa": flags, "cpu_capability": cpu_capability(), **_libraries(torch.__config__.show())}
 
 
-def of_manifest(manifest: dict | None) -> dict:
-    """The fingerprint a manifest records; a partial one for manifests that predate fingerprints."""
-    manifest = manifest or {}
+def of_manifest(info: dict | None) -> dict:
+    """The fingerprint a manifest's header records; a partial one for manifests that predate
+    fingerprints."""
+    manifest = info or {}
     recorded = manifest.get("fingerprint")
     if isinstance(recorded, dict):
         return {k: recorded.get(k) for k in FIELDS}

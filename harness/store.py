@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ from typing import Iterator
 
 from packaging.version import InvalidVersion, Version
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
+from .manifest import NAME as MANIFEST
+from .manifest import Manifest, ManifestError, file_entry, file_problem
 
 
 def parse_version(text: str) -> Version | None:
@@ -144,7 +143,7 @@ class GoldenSet:
 
     root: Path
     version: str
-    manifest: dict | None = None
+    manifest: Manifest | None = None
     manifest_error: str | None = None
     trust_unverified: bool = False
     _hashes: dict = field(default_factory=dict, repr=False)
@@ -154,24 +153,27 @@ class GoldenSet:
         gs = cls(Path(root), version, trust_unverified=trust_unverified)
         path = gs.root / MANIFEST
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-                raise ValueError("it has no 'files' table")
-            gs.manifest = manifest
+            gs.manifest = Manifest.parse(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             if required:
                 gs.manifest_error = f"{path} is missing"
-        except (OSError, ValueError) as exc:
+        except (OSError, UnicodeDecodeError, ManifestError) as exc:
             gs.manifest_error = f"{path} is unreadable: {exc}"
         return gs
 
     @property
     def files(self) -> dict:
-        return (self.manifest or {}).get("files", {})
+        return self.manifest.files if self.manifest else {}
+
+    @property
+    def info(self) -> dict:
+        """The manifest's header: how the set was made (harness.manifest)."""
+        return self.manifest.info if self.manifest else {}
 
     @property
     def cases(self) -> dict:
-        return (self.manifest or {}).get("cases", {})
+        """case id -> harness.manifest.CaseEntry"""
+        return self.manifest.cases if self.manifest else {}
 
     def exists(self, name: str) -> bool:
         return (self.root / name).is_file()
@@ -191,6 +193,8 @@ class GoldenSet:
         except OSError as exc:
             raise CorruptGolden(f"{name}: {exc.strerror}") from exc
         entry = self.files.get(name)
+        if entry is not None and file_problem(entry):
+            raise CorruptGolden(f"{name}: {file_problem(entry)}")
         if entry is None:
             if self.manifest is None and (not code or self.trust_unverified):
                 return data
@@ -242,19 +246,20 @@ class GoldenStore:
     def open(self, version: str) -> GoldenSet:
         return GoldenSet.open(self.root / version, version)
 
-    def write(self, version: str, cases: dict[str, dict], files: dict[str, bytes], info: dict,
-              *, overwrite: bool = False) -> dict:
+    def write(self, version: str, cases: dict, files: dict[str, bytes], info: dict,
+              *, overwrite: bool = False) -> Manifest:
         """Write the given cases' files, then the merged manifest. Returns the manifest.
 
-        ``cases`` maps case id to its manifest entry; ``files`` maps paths relative to the
-        version directory (``<case>/<file>``) to bytes. Cases not named keep their entries.
+        ``cases`` maps case id to its manifest entry (a CaseEntry, or its JSON); ``files`` maps
+        paths relative to the version directory (``<case>/<file>``) to bytes. Cases not named
+        keep their entries.
         """
         with self.lock():
             return self._write(version, cases, files, info, overwrite)
 
     STAGE = ".stage-"
 
-    def _write(self, version, cases, files, info, overwrite) -> dict:
+    def _write(self, version, cases, files, info, overwrite) -> Manifest:
         """Build the new version directory beside the old one, then swap them in one step.
 
         The stage starts as hard links to every current file; new files replace links by
@@ -268,8 +273,8 @@ class GoldenStore:
         current = GoldenSet.open(target, version, required=False)
         if current.manifest_error:
             raise GoldenError(current.manifest_error)
-        old = current.manifest or {"files": {}, "cases": {}}
-        clash = sorted(c for c in cases if c in old.get("cases", {}) or (target / c).exists())
+        old = current.manifest or Manifest()
+        clash = sorted(c for c in cases if c in old.cases or (target / c).exists())
         if clash and not overwrite:
             raise GoldenExists(
                 f"goldens exist for {', '.join(clash)} under {target}; pass --force to overwrite"
@@ -299,11 +304,7 @@ class GoldenStore:
             shutil.rmtree(leftover, ignore_errors=True)
 
     @staticmethod
-    def _fill(stage: Path, old: dict, cases: dict, files: dict, info: dict) -> dict:
-        manifest_files = {
-            name: entry for name, entry in old.get("files", {}).items()
-            if name.split("/", 1)[0] not in cases
-        }
+    def _fill(stage: Path, old: Manifest, cases: dict, files: dict, info: dict) -> Manifest:
         for case_id in cases:  # a regenerated case keeps only the files it has now
             case_dir = stage / case_id
             for path in case_dir.iterdir() if case_dir.is_dir() else ():
@@ -311,16 +312,8 @@ class GoldenStore:
                     path.unlink()
         for name, data in sorted(files.items()):
             atomic_write(stage / name, data, sync_dir=False)
-            manifest_files[name] = {"sha256": sha256(data), "size": len(data)}
-        merged_cases = {k: v for k, v in old.get("cases", {}).items() if k not in cases}
-        merged_cases.update(cases)
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            **info,
-            "cases": dict(sorted(merged_cases.items())),
-            "files": dict(sorted(manifest_files.items())),
-        }
-        atomic_write(stage / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode(), sync_dir=False)
+        manifest = old.merged(cases, files, info)
+        atomic_write(stage / MANIFEST, manifest.dump(), sync_dir=False)
         return manifest
 
     def remove(self, version: str, case_ids: list[str]) -> list[str]:
@@ -331,10 +324,7 @@ class GoldenStore:
             if current.manifest_error:
                 raise GoldenError(current.manifest_error)
             gone = [c for c in case_ids if c in current.cases]
-            manifest = dict(current.manifest)
-            manifest["cases"] = {k: v for k, v in current.cases.items() if k not in gone}
-            manifest["files"] = {k: v for k, v in current.files.items() if k.split("/", 1)[0] not in gone}
-            atomic_write(target / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+            atomic_write(target / MANIFEST, current.manifest.without(gone).dump())
             for case_id in gone:
                 case_dir = target / case_id
                 for path in case_dir.iterdir() if case_dir.is_dir() else ():
@@ -345,7 +335,7 @@ class GoldenStore:
             return gone
 
 
-def pin(directory: Path, info: dict) -> dict:
+def pin(directory: Path, info: dict) -> Manifest:
     """Record the sha256 of every file of a foreign golden directory (e.g. PyTorch's) in a manifest.
 
     Pinning is the user's statement that the bytes on disk now are the ones to trust;
@@ -355,10 +345,9 @@ def pin(directory: Path, info: dict) -> dict:
     files = {}
     for path in sorted(directory.iterdir()):
         if path.is_file() and not path.is_symlink() and path.name != MANIFEST:
-            data = path.read_bytes()
-            files[path.name] = {"sha256": sha256(data), "size": len(data)}
-    manifest = {"format": MANIFEST_FORMAT, **info, "pinned": True, "files": files}
-    atomic_write(directory / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+            files[path.name] = file_entry(path.read_bytes())
+    manifest = Manifest(info=dict(info), files=files, pinned=True)
+    atomic_write(directory / MANIFEST, manifest.dump())
     return manifest
 
 

@@ -128,7 +128,7 @@ def _as_an_older_torch_wrote_it(path):
 def test_a_machine_dependent_skip_covers_a_load_error_too(pytorch_dir, catalog, monkeypatch):
     """PyTorch skips test_lstm on AVX512-VNNI CPUs: there, the old state_dict's refusal by
     weights_only is information on a skipped result (a real finding), not a failure."""
-    import harness.replay
+    import harness.compat
     from harness.replay import Options, replay_pytorch_dir
     from harness.store import pin
 
@@ -137,7 +137,7 @@ def test_a_machine_dependent_skip_covers_a_load_error_too(pytorch_dir, catalog, 
     lstm = [c for c in catalog if c.id == "lstm"]
 
     def replay_on(vnni: bool):
-        monkeypatch.setattr(harness.replay, "has_avx512_vnni", lambda: vnni)
+        monkeypatch.setattr(harness.compat, "has_avx512_vnni", lambda: vnni)
         return {(r.artifact, r.backend): r for r in replay_pytorch_dir(pytorch_dir, lstm, Options(backends=["fbgemm"]))}
 
     skipped = replay_on(True)

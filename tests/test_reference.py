@@ -304,7 +304,7 @@ def test_the_extension_itself_refuses_bad_buffers_without_crashing():
     script = """
 import torch
 from harness import _kernels as K
-from harness.reference import _buffer
+from harness.reference.primitives import _buffer
 calls = [
     lambda: K.quantize(bytearray(8), bytearray(1), 0, bytearray(4), bytearray(8), 1, 1, 0, 255),
     lambda: K.dequantize(bytearray(4), 9, bytearray(16), bytearray(8), bytearray(8), 1, 1, False),

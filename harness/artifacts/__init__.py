@@ -23,11 +23,3 @@ KINDS: dict[str, ModuleType] = {
 #: Kinds that hold code (or a program that names ops and classes to run) and are loaded only
 #: after their checksum matches the manifest.
 CODE_CARRYING = frozenset({"scripted", "traced", "package", "export", "lite"})
-
-#: File suffixes by the formats' own conventions; the older kinds keep PyTorch's ``.pt``.
-SUFFIX = {"export": ".pt2", "lite": ".ptl"}
-
-
-def file_name(kind: str) -> str:
-    """The golden file an artifact kind is stored in (our layout)."""
-    return f"{kind}{SUFFIX.get(kind, '.pt')}"

@@ -17,7 +17,7 @@ import zipfile
 
 import pytest
 
-from harness.artifacts import file_name
+from harness.layout import file_name
 from harness.safeload import save_bytes
 from harness.replay import Options, replay_store
 from harness.store import GoldenStore, sha256

@@ -1,0 +1,98 @@
+"""Command line: ``bc-harness`` (replay, verify, pin, report, cases, diff-backends) and ``regenerate-goldens``.
+
+Exit status: 0 nothing failed, 1 some result failed (or a golden would be overwritten),
+2 a usage error. No traceback reaches the user unless --verbose. Each command is a module of
+this package; ``common`` holds what they share.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..engines import ENGINE_ORDER
+from ..layout import LAYOUTS
+from . import commands
+from .commands import catalog_markdown
+from .common import Parser, common_flags, rounding_flags, run
+from .regenerate import regenerate
+from .replay import replay
+
+__all__ = ["build_parser", "catalog_markdown", "main", "regenerate_main", "regenerate_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="bc-harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    replay = sub.add_parser("replay", help="replay goldens with the installed torch and judge them")
+    common_flags(replay)
+    replay.add_argument("directory", nargs="?", metavar="DIR",
+                        help="with --layout pytorch: the flat directory of PyTorch's files")
+    replay.add_argument("--layout", choices=tuple(LAYOUTS), default="harness")
+    replay.add_argument("--backend", dest="backends", action="append", metavar="NAME",
+                        help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
+    replay.add_argument("--json", metavar="FILE", help="write one JSON record per result")
+    replay.add_argument("--trust-unverified", action="store_true",
+                        help="load code-carrying files that no manifest vouches for (unsafe)")
+    replay.add_argument("-q", "--quiet", action="store_true", help="no table, only problems and the summary")
+    replay.add_argument("--no-forward", action="store_true",
+                        help="do not replay goldens of newer torch versions (forward compatibility)")
+    replay.add_argument("-j", "--jobs", type=int, metavar="N", default=None,
+                        help="replay in N worker processes (default: one per core, when the recorded "
+                             "costs say the work outweighs starting them)")
+    replay.add_argument("--shard", metavar="K/N",
+                        help="replay only shard K of N: a deterministic split balanced by replay-costs.json")
+    replay.add_argument("--record-costs", action="store_true",
+                        help="write each (version, case)'s seconds into replay-costs.json beside the goldens")
+    rounding_flags(replay)
+
+    pin = sub.add_parser("pin", help="record sha256 checksums of a foreign golden directory")
+    pin.add_argument("directory", metavar="DIR")
+    pin.add_argument("--torch", metavar="VERSION", help="the torch version that made the files, if known")
+
+    report = sub.add_parser("report", help="merge replay JSON files into one matrix (HTML and/or Markdown)")
+    report.add_argument("results", nargs="+", metavar="JSON", help="files written by replay --json")
+    report.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
+    report.add_argument("--md", metavar="FILE", help="write Markdown")
+
+    diff = sub.add_parser("diff-backends",
+                          help="each backend's distance to the reference kernels, case by case")
+    common_flags(diff)
+    diff.add_argument("--backend", dest="backends", action="append", metavar="NAME",
+                      help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
+
+    verify = sub.add_parser("verify", help="check every golden file against its manifest; list unknown files")
+    verify.add_argument("directory", nargs="?", metavar="DIR", help="the golden store (default: the configured one)")
+    verify.add_argument("--goldens", metavar="DIR", help=argparse.SUPPRESS)
+
+    cases = sub.add_parser("cases", help="list the case catalog")
+    common_flags(cases)
+    cases.add_argument("--markdown", action="store_true",
+                       help="print the catalog as the Markdown block the README carries")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"replay": replay, "pin": commands.pin, "cases": commands.cases, "report": commands.report,
+               "diff-backends": commands.diff_backends, "verify": commands.verify}[args.command]
+    return run("bc-harness", command, args)
+
+
+def regenerate_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="regenerate-goldens",
+        description="Generate goldens for the installed torch into serialized/<torch release>/.",
+    )
+    common_flags(parser)
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite existing goldens, after printing what changed numerically")
+    parser.add_argument("--torch", metavar="VERSION",
+                        help="generate with this torch release, in a cached isolated environment "
+                             "(torch from the package registry; this checkout's harness)")
+    return parser
+
+
+def regenerate_main(argv: list[str] | None = None) -> int:
+    args = regenerate_parser().parse_args(argv)
+    return run("regenerate-goldens", regenerate, args)

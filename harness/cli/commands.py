@@ -1,0 +1,110 @@
+"""The smaller ``bc-harness`` commands: verify, pin, report, cases and diff-backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import UsageError, backends, catalog, readable_dir
+
+def verify(args) -> int:
+    from ..config import ConfigError, resolve
+    from ..store import verify
+
+    if args.directory:
+        root = Path(args.directory)
+    else:
+        try:
+            root = resolve(goldens=args.goldens).goldens
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from exc
+    verified, findings = verify(readable_dir(root))
+    for f in findings:
+        print(f"{f.where}: {f.problem}")
+    status = "FAILED" if findings else "OK"
+    print(f"{status}: {verified} files match their manifests, {len(findings)} problems, in {root}")
+    return 1 if findings else 0
+
+
+def pin(args) -> int:
+    directory = readable_dir(Path(args.directory))
+    from ..generate import command_line
+    from ..store import pin
+
+    info = {"command": command_line()}
+    if args.torch:
+        info["torch"] = args.torch
+    manifest = pin(directory, info)
+    print(f"pinned {len(manifest['files'])} files in {directory / 'manifest.json'}")
+    return 0
+
+
+def report(args) -> int:
+    from ..report import Report
+
+    paths = [Path(p) for p in args.results]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such results file: {missing[0]}")
+    if not (args.html or args.md):
+        raise UsageError("say where to write the report: --html FILE and/or --md FILE")
+    if args.html and args.md and Path(args.html).resolve() == Path(args.md).resolve():
+        raise UsageError("--html and --md conflict: they name the same file")
+    try:
+        report = Report.load(paths)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"not a replay results file: {exc}") from exc
+    if args.html:
+        Path(args.html).write_text(report.html(), encoding="utf-8")
+    if args.md:
+        Path(args.md).write_text(report.markdown(), encoding="utf-8")
+    drifts = report.drifts()
+    print(f"{len(report.records)} results from runtimes {', '.join(report.runtimes)}; "
+          f"{len(drifts)} drifting (case, golden, backend) series, "
+          f"{sum(1 for d in drifts if not d['known'])} not known; "
+          + " and ".join(f"{k} written to {v}" for k, v in (("HTML", args.html), ("Markdown", args.md)) if v))
+    return 0
+
+
+def catalog_markdown(cases) -> str:
+    """The README's catalog section: counts per fixture file and artifact kind, then every case."""
+    from collections import Counter
+
+    from ..catalog import ARTIFACT_KINDS, FLOWS
+
+    files = Counter(c.source for c in cases)
+    kinds = Counter(k for c in cases for k in c.artifacts)
+    flows = Counter(c.flow for c in cases)
+    used = [k for k in ARTIFACT_KINDS if kinds[k]]
+    lines = [f"{len(cases)} cases. Per fixture file: " + ", ".join(f"`{f}` {n}" for f, n in files.items())
+             + ". Per artifact kind: " + ", ".join(f"{k} {kinds[k]}" for k in used) + ".", "",
+             "Cases per flow and artifact kind:", "",
+             "| flow | cases | " + " | ".join(used) + " |", "|---|---:|" + "---:|" * len(used)]
+    for flow in (f for f in FLOWS if flows[f]):
+        per_kind = Counter(k for c in cases if c.flow == flow for k in c.artifacts)
+        lines.append(f"| {flow} | {flows[flow]} | " + " | ".join(str(per_kind[k] or "") for k in used) + " |")
+    lines += ["", "| case | fixture | flow | artifacts | PyTorch test | what |", "|---|---|---|---|---|---|"]
+    for c in cases:
+        lines.append(f"| `{c.id}` | {c.source} | {c.flow} | {', '.join(c.artifacts)} | "
+                     f"{c.pytorch.method if c.pytorch else ''} | {c.description} |")
+    return "\n".join(lines) + "\n"
+
+
+def diff_backends(args) -> int:
+    from ..diffbackends import matrix
+
+    _paths, cases = catalog(args)
+    print(matrix(cases, backends(args)))
+    return 0
+
+
+def cases(args) -> int:
+    _paths, cases = catalog(args)
+    if args.markdown:
+        print(catalog_markdown(cases), end="")
+        return 0
+    from tabulate import tabulate
+
+    rows = [[c.id, c.flow, ",".join(c.artifacts), c.pytorch.method if c.pytorch else "", c.description]
+            for c in cases]
+    print(tabulate(rows, headers=["case", "flow", "artifacts", "PyTorch test", "what"]))
+    return 0

@@ -1,0 +1,101 @@
+"""What every command shares: usage errors as one line, the common flags, the catalog and backends."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..catalog import ROUNDING_ULPS
+from ..engines import ENGINE_ORDER
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage block) and exit status 2."""
+
+    def error(self, message):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
+def readable_dir(path: Path, what: str = "") -> Path:
+    """``path`` if it is a directory this process can list; otherwise a UsageError saying why."""
+    label = f"{what} {path}" if what else str(path)
+    if not path.exists():
+        raise UsageError(f"{label} does not exist")
+    if not path.is_dir():
+        raise UsageError(f"{label} is not a directory")
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot read {label}: {exc.strerror or exc}") from exc
+    return path
+
+
+def common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--goldens", metavar="DIR",
+                        help="golden directory (default: [tool.bc-harness] goldens, or serialized/)")
+    parser.add_argument("--fixtures", metavar="DIR",
+                        help="case catalog directory (default: [tool.bc-harness] fixtures, or fixtures/)")
+    parser.add_argument("-k", dest="patterns", action="append", metavar="PATTERN",
+                        help="only cases whose id contains PATTERN or matches it as a glob; repeatable")
+    parser.add_argument("--verbose", action="store_true", help="print tracebacks of errors")
+
+
+def rounding_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exact", action="store_true",
+                        help="float outputs must be bit-exact: a float rounding difference fails as a drift")
+    parser.add_argument("--rounding-ulps", type=int, metavar="N",
+                        help=f"float rounding bound for every case, in ulps of each output's largest magnitude "
+                             f"(default: each case's own, {ROUNDING_ULPS} unless it says otherwise)")
+
+
+def rounding_ulps(args) -> int | None:
+    """The run's rounding bound: None (each case's), 0 for --exact, or --rounding-ulps N."""
+    if args.exact and args.rounding_ulps is not None:
+        raise UsageError("--exact and --rounding-ulps conflict: --exact is a bound of 0")
+    if args.rounding_ulps is not None and args.rounding_ulps < 0:
+        raise UsageError(f"--rounding-ulps {args.rounding_ulps}: the bound must be 0 or more")
+    return 0 if args.exact else args.rounding_ulps
+
+
+def catalog(args):
+    from ..catalog import CatalogError, load_catalog, select
+    from ..config import ConfigError, resolve
+
+    try:
+        paths = resolve(args.goldens, args.fixtures)
+        cases = load_catalog(paths.fixtures)
+    except (ConfigError, CatalogError) as exc:
+        raise UsageError(str(exc)) from exc
+    chosen = select(cases, args.patterns)
+    if args.patterns and not chosen:
+        raise UsageError(f"no case matches -k {' -k '.join(args.patterns)}")
+    return paths, chosen
+
+
+def backends(args) -> list[str] | None:
+    if not args.backends:
+        return None
+    unknown = [b for b in args.backends if b not in ENGINE_ORDER]
+    if unknown:
+        raise UsageError(f"unknown backend {unknown[0]!r}; choose from {', '.join(ENGINE_ORDER)}")
+    return list(dict.fromkeys(args.backends))
+
+
+def run(prog: str, command, args) -> int:
+    """Run a command; usage errors become one line and exit 2, never a traceback."""
+    try:
+        return command(args)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,109 @@
+"""``bc-harness replay``: its flags' checks, the replay through harness.replay, and what it prints."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ..layout import LAYOUTS
+from .common import UsageError, backends, catalog, readable_dir, rounding_ulps
+
+def check_flags(args) -> tuple[int, int] | None:
+    """Usage errors of ``replay``'s flags, before anything is loaded; returns the shard."""
+    layout, named = LAYOUTS[args.layout], f"--layout {args.layout}"
+    if layout.single_set and not args.directory:
+        raise UsageError(f"{named} needs the directory of PyTorch's files")
+    if layout.single_set and args.goldens:
+        raise UsageError(f"--goldens and {named} conflict: the PyTorch directory is DIR")
+    if layout.single_set and args.no_forward:
+        raise UsageError(f"--no-forward and {named} conflict: a PyTorch directory is one golden set")
+    for flag, given in (("--shard", args.shard), ("--record-costs", args.record_costs)):
+        if layout.single_set and given:
+            raise UsageError(f"{flag} and {named} conflict: it splits and times a golden store")
+    for flag, given in (("--exact", args.exact), ("--rounding-ulps", args.rounding_ulps is not None)):
+        if not layout.policy and given:
+            raise UsageError(f"{flag} and {named} conflict: PyTorch's files are judged as its tests judge")
+    if args.shard and args.record_costs:
+        raise UsageError("--shard and --record-costs conflict: record costs from a whole replay")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"-j {args.jobs}: the number of worker processes must be at least 1")
+    if not layout.single_set and args.directory:
+        if args.goldens:
+            raise UsageError("give the golden directory once: either DIR or --goldens")
+        args.goldens = args.directory
+    if not args.shard:
+        return None
+    from ..shard import parse_shard
+
+    try:
+        return parse_shard(args.shard)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def replay(args) -> int:
+    chosen_backends = backends(args)
+    shard = check_flags(args)
+    bound = rounding_ulps(args)
+    paths, cases = catalog(args)
+
+    from ..known import KnownDriftError
+    from ..known import load as load_known
+    from ..replay import Options, replay_pytorch_dir, replay_store
+    from ..store import GoldenStore
+
+    layout = LAYOUTS[args.layout]
+    options = Options(backends=chosen_backends, verbose=args.verbose, trust_unverified=args.trust_unverified,
+                      forward=not args.no_forward, patterns=args.patterns, rounding_ulps=bound)
+    if layout.known_drifts:
+        try:
+            options.known = load_known(paths.goldens)
+        except KnownDriftError as exc:
+            raise UsageError(str(exc)) from exc
+    started = time.perf_counter()
+    if layout.single_set:
+        found = list(replay_pytorch_dir(readable_dir(Path(args.directory)), cases, options))
+    else:
+        store = GoldenStore(readable_dir(paths.goldens, "golden directory"))
+        if store.versions() == ([], []):
+            raise UsageError(f"{paths.goldens} holds no golden version directory")
+        timings = {}
+        try:
+            found = list(replay_store(store, cases, options, jobs=args.jobs, shard=shard,
+                                      fixtures=paths.fixtures, timings=timings))
+        except ValueError as exc:  # an unreadable replay-costs.json
+            raise UsageError(str(exc)) from exc
+        if args.record_costs:
+            from ..shard import write_costs
+
+            print(f"recorded {len(timings)} costs in {write_costs(paths.goldens, timings)}", file=sys.stderr)
+    return _print(found, args, time.perf_counter() - started)
+
+
+def _print(found, args, elapsed: float) -> int:
+    """The table, the reasons, the rounding per machine pair, forward results, the summary line."""
+    from .. import results as R
+
+    if args.json:
+        try:
+            R.write_json(found, Path(args.json))
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.json}: {exc.strerror}") from exc
+    backward = [r for r in found if not r.forward]
+    forward = [r for r in found if r.forward]
+    if not args.quiet and backward:
+        print(R.table(backward))
+        print()
+    for block in (R.details(backward), R.rounding_summary(backward)):
+        if block:
+            print(block)
+            print()
+    if forward:
+        print("Forward compatibility (informational, never fails the run): goldens newer than this torch")
+        if not args.quiet:
+            print(R.table(forward))
+        print(f"forward: {R.summary(forward).split(': ', 1)[1]}")
+        print()
+    print(f"{R.summary(backward)} in {elapsed:.1f} s")
+    return 1 if any(r.failed for r in found) else 0

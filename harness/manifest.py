@@ -1,0 +1,206 @@
+"""A golden set's manifest: its typed form, read from JSON and written to JSON here and nowhere else.
+
+``manifest.json``::
+
+    {"format": 1,
+     "torch": ..., "python": ..., "cpu_capability": ..., "fingerprint": {...}, "command": ..., (info)
+     "pinned": true,                                   (only in a pinned foreign directory)
+     "cases": {"<case id>": {<CaseEntry>}, ...},
+     "files": {"<path>": {"sha256": "...", "size": N}, ...}}
+
+A manifest is untrusted input like the files it vouches for. A manifest that is not a JSON
+object with a ``files`` table is unusable as a whole (ManifestError); a malformed case entry or
+file entry spoils only that case or that file (``malformed`` says why), and is written back as
+it was found. Keys this harness does not know are kept, in entries and in the header alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+NAME = "manifest.json"
+FORMAT = 1
+
+
+class ManifestError(ValueError):
+    """The manifest as a whole cannot be used."""
+
+
+def _is_str_map(value, of=str) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, of) for k, v in value.items())
+
+
+#: CaseEntry's JSON fields, in the order they are written, with the check each value must pass
+_CHECKS = {
+    "description": lambda v: isinstance(v, str),
+    "flow": lambda v: isinstance(v, str),
+    "source": lambda v: isinstance(v, str),
+    "artifacts": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "skipped_artifacts": _is_str_map,
+    "backends": _is_str_map,
+    "warnings": lambda v: isinstance(v, dict) and all(isinstance(x, list) for x in v.values()),
+    "pytorch_test": lambda v: v is None or isinstance(v, str),
+    "skipped": lambda v: v is None or isinstance(v, str),
+    "owner": lambda v: v is None or isinstance(v, str),
+}
+
+
+@dataclass
+class CaseEntry(Mapping):
+    """What a golden set records of one case. Reads as its JSON object too (``entry["flow"]``)."""
+
+    description: str = ""
+    flow: str = ""
+    source: str = ""
+    #: the artifact kinds whose files were made
+    artifacts: list[str] = field(default_factory=list)
+    #: kind -> why this torch could not make it
+    skipped_artifacts: dict[str, str] = field(default_factory=dict)
+    #: backend -> "ok" (its expected output was recorded), or why not
+    backends: dict[str, str] = field(default_factory=dict)
+    #: backend -> the warnings worth reading that making its golden raised
+    warnings: dict[str, list[str]] = field(default_factory=dict)
+    #: PyTorch's file stem for the case, where it is one of PyTorch's tests
+    pytorch_test: str | None = None
+    #: why this torch could not make the case at all
+    skipped: str | None = None
+    #: the pytest node id whose golden.check wrote it (the plugin's goldens)
+    owner: str | None = None
+    #: keys this harness does not know, kept as they are
+    extra: dict = field(default_factory=dict)
+    #: why the entry on disk is unusable; ``raw`` then holds it as found, and it is written back so
+    malformed: str | None = None
+    raw: object = None
+
+    def made(self, backend: str) -> bool:
+        return self.backends.get(backend) == "ok"
+
+    @classmethod
+    def from_json(cls, raw) -> "CaseEntry":
+        if not isinstance(raw, dict):
+            return cls(malformed=f"it is a {type(raw).__name__}, not a table", raw=raw)
+        bad = [key for key, check in _CHECKS.items() if key in raw and not check(raw[key])]
+        if bad:
+            return cls(malformed=f"its {bad[0]!r} has the wrong type", raw=raw)
+        known = {k: raw[k] for k in _CHECKS if k in raw}
+        return cls(**known, extra={k: v for k, v in raw.items() if k not in _CHECKS})
+
+    def to_json(self) -> dict:
+        if self.malformed is not None:
+            return self.raw
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name in _CHECKS}
+        out = {k: v for k, v in out.items() if v is not None}
+        return {**out, **self.extra}
+
+    # the JSON view
+    def __getitem__(self, key):
+        return self.to_json()[key]
+
+    def __iter__(self):
+        return iter(self.to_json())
+
+    def __len__(self):
+        return len(self.to_json())
+
+
+def file_entry(data: bytes) -> dict:
+    """A file's manifest entry: its sha256 and size."""
+    import hashlib
+
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def file_problem(entry) -> str | None:
+    """Why a file entry read from disk is unusable, or None."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) \
+            or not isinstance(entry.get("size"), int) or isinstance(entry.get("size"), bool):
+        return "its manifest entry is malformed (it needs a sha256 string and a size)"
+    return None
+
+
+_STRUCTURE = ("format", "pinned", "cases", "files")
+
+
+@dataclass
+class Manifest(Mapping):
+    """A golden set's manifest. Reads as its JSON object too (``manifest["torch"]``)."""
+
+    #: how the set was made: torch, python, platform, cpu_capability, fingerprint, command, ...
+    info: dict = field(default_factory=dict)
+    cases: dict[str, CaseEntry] = field(default_factory=dict)
+    #: path (relative to the set) -> {"sha256": ..., "size": ...}, as found on disk
+    files: dict[str, dict] = field(default_factory=dict)
+    pinned: bool = False
+    format: int = FORMAT
+
+    @property
+    def torch(self) -> str | None:
+        value = self.info.get("torch")
+        return value if isinstance(value, str) else None
+
+    @classmethod
+    def parse(cls, text: str) -> "Manifest":
+        """A manifest from its JSON; ManifestError when it cannot be used at all."""
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise ManifestError(f"it is not JSON: {exc}") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("files"), dict):
+            raise ManifestError("it has no 'files' table")
+        cases = raw.get("cases", {})
+        if not isinstance(cases, dict):
+            raise ManifestError("its 'cases' is not a table")
+        return cls(info={k: v for k, v in raw.items() if k not in _STRUCTURE},
+                   cases={str(k): CaseEntry.from_json(v) for k, v in cases.items()},
+                   files=dict(raw["files"]), pinned=raw.get("pinned") is True,
+                   format=raw.get("format", FORMAT))
+
+    def to_json(self) -> dict:
+        out: dict = {"format": self.format, **self.info}
+        if self.pinned:
+            out["pinned"] = True
+        if self.cases or not self.pinned:
+            out["cases"] = {k: self.cases[k].to_json() for k in sorted(self.cases)}
+        out["files"] = dict(sorted(self.files.items()))
+        return out
+
+    def dump(self) -> bytes:
+        return (json.dumps(self.to_json(), indent=1) + "\n").encode()
+
+    def merged(self, cases: Mapping, files: dict[str, bytes], info: dict) -> "Manifest":
+        """This manifest with ``cases`` (entries or their JSON) made anew from ``files``: the
+        cases named lose the files they no longer have, the others keep theirs; ``info`` replaces
+        the header."""
+        from .layout import case_of
+
+        kept = {name: entry for name, entry in self.files.items() if case_of(name) not in cases}
+        kept.update({name: file_entry(data) for name, data in files.items()})
+        entries = {k: v for k, v in self.cases.items() if k not in cases}
+        entries.update({k: as_entry(v) for k, v in cases.items()})
+        return Manifest(info=dict(info), cases=entries, files=kept, format=FORMAT)
+
+    def without(self, case_ids) -> "Manifest":
+        """This manifest without the given cases and their files."""
+        from .layout import case_of
+
+        gone = set(case_ids)
+        return Manifest(info=dict(self.info), cases={k: v for k, v in self.cases.items() if k not in gone},
+                        files={n: e for n, e in self.files.items() if case_of(n) not in gone},
+                        pinned=self.pinned, format=self.format)
+
+    # the JSON view
+    def __getitem__(self, key):
+        return self.to_json()[key]
+
+    def __iter__(self):
+        return iter(self.to_json())
+
+    def __len__(self):
+        return len(self.to_json())
+
+
+def as_entry(value) -> CaseEntry:
+    """A CaseEntry, from one or from its JSON (a caller's plain dict)."""
+    return value if isinstance(value, CaseEntry) else CaseEntry.from_json(dict(value))

@@ -1,0 +1,172 @@
+"""The case catalog as pytest items: collecting them, running one, sharding, and the outcome of each."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..engines import ENGINE_ORDER
+from .failures import GoldenFailure, failure_text
+from .session import SESSION, GoldenSession, runtime
+
+class GoldenCatalog(pytest.Collector):
+    """The case catalog as a collector: one item per (case, artifact, backend, golden version)."""
+
+    def collect(self):
+        state: GoldenSession = self.config.stash[SESSION]
+        from ..engines import supported_engines
+
+        versions, stray = state.versions()
+        cases = [c for c in state.cases() if state.layout_class.covers(c)]
+        for name in stray:
+            yield StrayGoldenDirectory.from_parent(self, name=f"stray-directory[{name}]",
+                                                   directory=state.golden_dir / name)
+        state.catalog_ids = {c.id for c in state.cases()}
+        backends = state.backends or supported_engines() or list(ENGINE_ORDER)
+        for version in versions:
+            for case in cases:
+                for kind in case.artifacts:
+                    for backend in ["any"] if case.engine_agnostic else backends:
+                        name = f"{case.id}[{kind}-{backend}-from-{version}]"
+                        yield GoldenItem.from_parent(self, name=name, case=case, kind=kind,
+                                                     backend=backend, version=version)
+
+
+class _GoldenNode(pytest.Item):
+    """An item of the golden catalog: named "golden ...", and a GoldenFailure is its own report."""
+
+    def reportinfo(self):
+        return self.path, None, f"golden {self.name}"
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, GoldenFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+
+class StrayGoldenDirectory(_GoldenNode):
+    """A directory of the golden store named like no torch version: its goldens would never be
+    replayed, so it fails rather than being passed over in silence."""
+
+    def __init__(self, *, directory, **kwargs):
+        super().__init__(**kwargs)
+        self.directory = directory
+
+    def runtest(self):
+        from ..store import stray_problem
+
+        raise GoldenFailure(stray_problem(self.directory))
+
+
+class GoldenItem(_GoldenNode):
+    def __init__(self, *, case, kind, backend, version, **kwargs):
+        super().__init__(**kwargs)
+        self.case, self.kind, self.backend, self.version = case, kind, backend, version
+
+    def runtest(self):
+        state: GoldenSession = self.config.stash[SESSION]
+        evaluation = state.runner(self.version).evaluate(self.case, self.kind, self.backend)
+        result = evaluation.result
+        if result.verdict in ("missing", "drift") and state.update and state.layout_class.writable \
+                and self.version == runtime() and (result.verdict == "missing" or state.update == "all"):
+            _write_catalog_case(state, self.case, rewrite=result.verdict == "drift", nodeid=self.nodeid)
+            evaluation = state.runner(self.version).evaluate(self.case, self.kind, self.backend)
+            result = evaluation.result
+        state.record(result, self.nodeid)
+        if result.verdict == "rounding":  # passes; the figures go to the summary and junit-xml
+            self.user_properties.append(("golden-rounding", result.message))
+        if result.verdict in ("pass", "rounding"):
+            return
+        if result.known:
+            pytest.xfail(f"known {result.verdict}: {result.known} ({result.message})")
+        if result.verdict == "skip":
+            pytest.skip(result.message)
+        hint = ""
+        if result.verdict == "missing" and self.version == runtime():
+            hint = (f"\nto create it: regenerate-goldens -k {self.case.id}   "
+                    f"(or: pytest --golden --golden-update-new-only -k '{self.case.id}')")
+        raise GoldenFailure(failure_text(state, [evaluation], self.case.tolerance, self.nodeid) + hint)
+
+
+def _write_catalog_case(state: GoldenSession, case, *, rewrite: bool, nodeid: str) -> None:
+    """Generate one catalog case's goldens for the running torch and write them (harness.writing)."""
+    from ..generate import generate_case
+    from ..store import GoldenExists, GoldenStore
+    from ..writing import write_goldens
+
+    version = runtime()
+    try:
+        written = write_goldens(GoldenStore(state.golden_dir), version, [generate_case(case, state.backends)],
+                                f"pytest {nodeid} --golden-update", overwrite=rewrite)
+        state.writes.append(f"{'rewrote' if rewrite else 'wrote'} {version}/{case.id}"
+                            + (f"\n{written.changes}" if written.changes else ""))
+        state.wrote.add(nodeid)
+    except GoldenExists:
+        pass  # another worker wrote it first: replay against that
+    state.forget(version)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    state: GoldenSession = config.stash[SESSION]
+    if state.catalog:
+        from _pytest.reports import CollectReport
+
+        collector = GoldenCatalog.from_parent(session, name="golden-catalog", path=config.rootpath,
+                                              nodeid="golden-catalog")
+        catalog_items = list(collector.collect())
+        # Report them as collected, so the terminal's counts and -k's deselection include them.
+        session.ihook.pytest_collectreport(
+            report=CollectReport(collector.nodeid, "passed", None, catalog_items))
+        items.extend(catalog_items)
+    state.collected.update(item.nodeid for item in items)
+    state.collected_files.update(item.nodeid.split("::", 1)[0] for item in items)
+
+
+class Sharder:
+    """--golden-shard K/N: after -k and -m have deselected, keep the items of shard K.
+
+    A catalog item's unit is its (golden version, case), so a case's results stay together; a
+    misnamed golden directory is its own unit, and so is every other test (by node id). The
+    split is harness.shard.assign: the same items and costs file always give the same shards.
+    """
+
+    def __init__(self, state: GoldenSession):
+        self.state = state
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session, config, items):
+        from ..shard import Unit, load_costs, pick
+
+        def unit(item):
+            if isinstance(item, GoldenItem):
+                return Unit(item.version, item.case.id)
+            if isinstance(item, StrayGoldenDirectory):
+                return Unit(item.directory.name, "*")
+            return Unit("test", item.nodeid)
+
+        try:
+            costs = load_costs(self.state.golden_dir)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--golden-shard: {exc}") from None
+        units = [unit(i) for i in items]
+        mine = set(pick(list(dict.fromkeys(units)), costs, *self.state.shard))
+        kept = [i for i, u in zip(items, units) if u in mine]
+        config.hook.pytest_deselected(items=[i for i, u in zip(items, units) if u not in mine])
+        items[:] = kept
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when != "call":
+        return
+    report = outcome.get_result()
+    state: GoldenSession = item.config.stash[SESSION]
+    if report.passed:
+        if item.nodeid in state.wrote:
+            # Nothing was compared: a pass would claim a check that did not happen.
+            report.outcome = "skipped"
+            report.longrepr = (str(item.path), item.location[1] or 0,
+                               "Skipped: golden written in this run; nothing was compared. Re-run to check it.")
+        else:
+            state.passed.add(item.nodeid)

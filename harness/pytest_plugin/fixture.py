@@ -1,0 +1,127 @@
+"""The ``golden`` fixture: a test's own quantized model checked against its goldens, or written."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..engines import ENGINE_ORDER
+from .failures import GoldenFailure, failure_text
+from .session import SESSION, GoldenSession, runtime
+
+
+class GoldenChecker:
+    """``golden.check(...)``: replay a test's stored goldens, or write them when asked to."""
+
+    def __init__(self, request):
+        self.request = request
+        self.state: GoldenSession = request.config.stash[SESSION]
+
+    def check(self, name: str, model, example_inputs, *, artifacts=("state_dict", "scripted", "traced"),
+              backends=None, tolerance=None) -> list:
+        """Check the quantized ``model`` (a module, or a function building one) against its goldens.
+
+        ``name`` is the golden's stable id: renaming the test or its class does not orphan it.
+        Every golden version not newer than the running torch is replayed, under each backend:
+        each stored artifact (does the old file still load and give the golden output?) and
+        the model as built now (artifact "model": does today's code still give it?).
+        Returns the Result records; fails the test on any drift, load error or missing golden.
+        """
+        case, backends = self._case(name, model, example_inputs, artifacts, backends, tolerance)
+        from ..store import GoldenStore, parse_version
+
+        store = GoldenStore(self.state.golden_dir)
+        versions = [v for v in store.versions()[0] if parse_version(v) <= parse_version(runtime())]
+        evaluations = [ev for version in versions for ev in self._replay(store, version, case, backends)]
+        evaluations = self._update(store, case, backends, evaluations)
+        nodeid = self.request.node.nodeid
+        for ev in evaluations:
+            self.state.record(ev.result, nodeid)
+        failed = [e for e in evaluations if e.result.failed]
+        if failed:
+            raise GoldenFailure(failure_text(self.state, failed, case.tolerance, nodeid))
+        return [e.result for e in evaluations]
+
+    def _case(self, name, model, example_inputs, artifacts, backends, tolerance):
+        """The Case a check stands for, and its backends (the call's, the marker's or the session's)."""
+        from ..catalog import Case, GivenInput, Tolerance
+        from ..store import parse_version
+
+        marker = self.request.node.get_closest_marker("golden")
+        options = dict(marker.kwargs) if marker else {}
+        min_torch = options.get("min_torch")
+        if min_torch and parse_version(runtime()) < parse_version(str(min_torch)):
+            pytest.skip(f"golden {name} needs torch >= {min_torch}")
+        backends = backends or options.get("backends") or self.state.backends
+        unknown = [b for b in backends or () if b not in ENGINE_ORDER]
+        if unknown:
+            raise ValueError(f"backend {unknown[0]!r} is not one of {', '.join(ENGINE_ORDER)}")
+        case = Case(name, build=_builder(model), input=GivenInput(example_inputs), artifacts=tuple(artifacts),
+                    tolerance=tolerance or Tolerance(), state_dict_zipfile=True, source=self.request.node.nodeid)
+        return case, backends
+
+    def _update(self, store, case, backends, evaluations):
+        """The evaluations after what the session's update mode does with this torch's own goldens:
+        none there is missing (or written, when asked), a drift is rewritten under --golden-update."""
+        version = runtime()
+        own = [e for e in evaluations if e.result.golden_version == version]
+        if own and not (self.state.update == "all" and any(e.result.verdict == "drift" for e in own)):
+            return evaluations
+        if own:
+            self._write(store, case, backends, rewrite=True)
+            evaluations = [e for e in evaluations if e.result.golden_version != version]
+        elif self.state.update:
+            self._write(store, case, backends, rewrite=False)
+        else:
+            from ..replayer import Evaluation
+            from ..results import Result
+
+            nodeid = self.request.node.nodeid
+            return evaluations + [Evaluation(Result(
+                case.id, ",".join(case.artifacts), ",".join(backends or ["all"]), version, version, "missing",
+                f"no golden {case.id!r} for torch {version}; to create it: "
+                f"pytest '{nodeid}' --golden-update-new-only"))]
+        return evaluations + self._replay(store, version, case, backends)
+
+    def _replay(self, store, version, case, backends):
+        from ..layout import HarnessLayout
+        from ..replayer import Evaluation, Options, open_replayer
+        from ..results import Result
+
+        options = Options(backends=backends, known=self.state.known(), rounding_ulps=self.state.rounding_ulps,
+                          trust_unverified=self.state.trust_unverified)
+        replayer = open_replayer(HarnessLayout, store.root, version, [case], options)
+        golden = replayer.layout.golden
+        if golden.manifest_error:
+            return [Evaluation(Result(case.id, "*", "*", version, runtime(), "corrupt", golden.manifest_error))]
+        if case.id not in golden.cases:
+            return []
+        found = [replayer.evaluate(case, kind, backend)
+                 for kind in case.artifacts for backend in replayer.backends_for(case)]
+        example = case.input.make()
+        return found + [replayer.evaluate_model(case, backend, example) for backend in replayer.backends_for(case)]
+
+    def _write(self, store, case, backends, *, rewrite: bool):
+        from ..generate import generate_case
+        from ..writing import write_goldens
+
+        nodeid = self.request.node.nodeid
+        written = write_goldens(store, runtime(), [generate_case(case, backends)], f"pytest {nodeid} --golden-update",
+                                overwrite=rewrite, owner=nodeid)
+        self.state.writes.append(f"{'rewrote' if rewrite else 'wrote'} {runtime()}/{case.id} ({nodeid})"
+                                 + (f"\n{written.changes}" if written.changes else ""))
+        self.state.wrote.add(nodeid)
+
+
+def _builder(model):
+    """A function that builds a fresh copy of the model (state_dict replay needs a new module)."""
+    if callable(model) and not hasattr(model, "state_dict"):
+        return model
+    import copy
+
+    return lambda: copy.deepcopy(model)
+
+
+@pytest.fixture
+def golden(request) -> GoldenChecker:
+    """Check a quantized model against stored goldens: ``golden.check(name, model, inputs)``."""
+    return GoldenChecker(request)

@@ -1,0 +1,132 @@
+"""The plugin's flags and ini options, their checks at configure time, and what counts as CI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ..engines import ENGINE_ORDER
+from ..layout import LAYOUTS
+from .session import SESSION, GoldenSession
+
+CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "TRAVIS", "JENKINS_URL",
+                "TF_BUILD", "TEAMCITY_VERSION", "BITBUCKET_BUILD_NUMBER", "APPVEYOR", "CODEBUILD_BUILD_ID",
+                "DRONE", "SEMAPHORE", "BUILD_BUILDID")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def ci_environment(environ=None) -> str | None:
+    """The CI variable that is set, or None on a developer's machine."""
+    environ = os.environ if environ is None else environ
+    for name in CI_VARIABLES:
+        if environ.get(name, "").strip().lower() not in _FALSE:
+            return name
+    return None
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("golden", "bc-harness: golden checks of quantized models")
+    group.addoption("--golden", action="store_true",
+                    help="collect the case catalog as tests, one per (case, artifact, backend, golden version)")
+    group.addoption("--golden-dir", metavar="DIR",
+                    help="golden directory (default: ini golden_dir, [tool.bc-harness] goldens, or serialized/)")
+    group.addoption("--golden-fixtures", metavar="DIR", help="case catalog directory for --golden")
+    group.addoption("--golden-backend", action="append", metavar="NAME", default=None,
+                    help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
+    group.addoption("--golden-layout", choices=tuple(LAYOUTS), default="harness",
+                    help="with --golden: read --golden-dir in PyTorch's flat layout")
+    group.addoption("--golden-update", action="store_true",
+                    help="write missing goldens and rewrite changed ones (for the running torch version)")
+    group.addoption("--golden-update-new-only", action="store_true", help="write missing goldens only")
+    group.addoption("--golden-ci", action="store_true",
+                    help="CI mode: never write; update flags are refused (also when a CI variable is set)")
+    group.addoption("--golden-prune", action="store_true", help="remove the goldens this session found unused")
+    group.addoption("--golden-report", metavar="FILE", help="write one JSON record per golden result")
+    group.addoption("--golden-trust-unverified", action="store_true",
+                    help="load code-carrying goldens no manifest vouches for (unsafe)")
+    group.addoption("--golden-exact", action="store_true",
+                    help="float outputs must be bit-exact: a float rounding difference fails as a drift")
+    group.addoption("--golden-rounding-ulps", type=int, metavar="N", default=None,
+                    help="float rounding bound for every golden, in ulps of each output's largest magnitude "
+                         "(default: each case's own tolerance, 16 unless it says otherwise)")
+    group.addoption("--golden-shard", metavar="K/N",
+                    help="run only shard K of N of the selected tests: catalog items split by (golden version, "
+                         "case), balanced by replay-costs.json; every other test is a unit of its own")
+    parser.addini("golden_catalog", type="bool", default=False, help="collect the case catalog as with --golden")
+    parser.addini("golden_dir", default="", help="golden directory, relative to the rootdir")
+
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "golden(backends=None, min_torch=None): defaults for the golden fixture in this test: "
+        "the backends to check and the oldest torch version the test applies to",
+    )
+    ci = "--golden-ci" if config.getoption("golden_ci") else ci_environment()
+    update_all, update_new = config.getoption("golden_update"), config.getoption("golden_update_new_only")
+    if update_all and update_new:
+        raise pytest.UsageError("--golden-update and --golden-update-new-only exclude each other")
+    update = "all" if update_all else "new" if update_new else None
+    prune = config.getoption("golden_prune")
+    if ci and (update or prune):
+        flag = "--golden-update" if update_all else "--golden-update-new-only" if update_new else "--golden-prune"
+        raise pytest.UsageError(
+            f"{flag} is refused in CI mode ({ci} is set): goldens are never written in CI. "
+            "Update them on a developer machine and commit them."
+        )
+    backends = config.getoption("golden_backend")
+    unknown = [b for b in backends or () if b not in ENGINE_ORDER]
+    if unknown:
+        raise pytest.UsageError(f"--golden-backend {unknown[0]!r} is not one of {', '.join(ENGINE_ORDER)}")
+    layout = config.getoption("golden_layout")
+    catalog = config.getoption("golden") or config.getini("golden_catalog")
+    if LAYOUTS[layout].single_set and not config.getoption("golden_dir"):
+        raise pytest.UsageError(f"--golden-layout {layout} needs --golden-dir, the directory of PyTorch's files")
+    report = config.getoption("golden_report")
+    shard = config.getoption("golden_shard")
+    if shard:
+        from ..shard import parse_shard
+
+        try:
+            shard = parse_shard(shard)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--golden-shard: {exc}") from None
+    config.stash[SESSION] = GoldenSession(
+        config=config, ci=ci, update=update, catalog=bool(catalog), layout=layout,
+        backends=list(dict.fromkeys(backends)) if backends else None,
+        report=Path(report).resolve() if report else None, prune=prune,
+        trust_unverified=config.getoption("golden_trust_unverified"),
+        worker=hasattr(config, "workerinput"), shard=shard, rounding_ulps=_rounding_ulps(config, layout),
+    )
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistController(), "bc-harness-xdist")
+    if shard:
+        from .collect import Sharder
+
+        config.pluginmanager.register(Sharder(config.stash[SESSION]), "bc-harness-shard")
+
+
+def _rounding_ulps(config: pytest.Config, layout: str) -> int | None:
+    """--golden-exact (a bound of 0) or --golden-rounding-ulps N; None: each case's own bound."""
+    exact, ulps = config.getoption("golden_exact"), config.getoption("golden_rounding_ulps")
+    if exact and ulps is not None:
+        raise pytest.UsageError("--golden-exact and --golden-rounding-ulps conflict: --golden-exact is a bound of 0")
+    if ulps is not None and ulps < 0:
+        raise pytest.UsageError(f"--golden-rounding-ulps {ulps}: the bound must be 0 or more")
+    if (exact or ulps is not None) and not LAYOUTS[layout].policy:
+        raise pytest.UsageError(f"--golden-exact and --golden-rounding-ulps do not apply to --golden-layout {layout}: "
+                                "PyTorch's files are judged as its tests judge")
+    return 0 if exact else ulps
+
+
+class _XdistController:
+    """On the xdist controller: gather each worker's golden state when it finishes."""
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        payload = getattr(node, "workeroutput", {}).get("bc_harness")
+        if payload:
+            node.config.stash[SESSION].merge(payload)

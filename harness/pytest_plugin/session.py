@@ -1,0 +1,164 @@
+"""The plugin's state for one pytest session (kept in ``config.stash``), and how xdist workers hand it over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+SESSION = pytest.StashKey["GoldenSession"]()
+
+
+@dataclass
+class GoldenSession:
+    """Everything the plugin knows during a session; kept in ``config.stash``."""
+
+    config: pytest.Config
+    ci: str | None
+    update: str | None  # None, "all" or "new"
+    catalog: bool
+    layout: str
+    backends: list[str] | None
+    report: Path | None
+    prune: bool
+    trust_unverified: bool
+    worker: bool
+    shard: tuple[int, int] | None = None  # (K, N) of --golden-shard
+    rounding_ulps: int | None = None  # the run's float rounding bound (--golden-exact: 0), else each case's
+    results: list[dict] = field(default_factory=list)
+    used: set = field(default_factory=set)  # (golden version, case id)
+    passed: set = field(default_factory=set)  # nodeids whose call phase passed
+    collected: set = field(default_factory=set)  # nodeids collected, selected or not
+    collected_files: set = field(default_factory=set)
+    catalog_ids: set = field(default_factory=set)
+    writes: list = field(default_factory=list)  # lines saying what was written
+    wrote: set = field(default_factory=set)  # nodeids that wrote a golden
+    unused: list = field(default_factory=list)  # (version, case id, why)
+    _runners: dict = field(default_factory=dict, repr=False)
+    _cases: list | None = field(default=None, repr=False)
+    _known: list | None = field(default=None, repr=False)
+
+    # -- places ---------------------------------------------------------------------
+    @property
+    def golden_dir(self) -> Path:
+        config = self.config
+        flag = config.getoption("golden_dir")
+        if flag:
+            return Path(flag).resolve()
+        ini = config.getini("golden_dir")
+        if ini:
+            return (config.rootpath / ini).resolve()
+        from ..config import ConfigError, resolve
+
+        try:
+            return resolve(cwd=config.rootpath).goldens
+        except ConfigError:
+            return config.rootpath / "serialized"
+
+    @property
+    def fixtures_dir(self) -> Path:
+        flag = self.config.getoption("golden_fixtures")
+        if flag:
+            return Path(flag).resolve()
+        from ..config import ConfigError, resolve
+
+        try:
+            return resolve(cwd=self.config.rootpath).fixtures
+        except ConfigError:
+            return self.config.rootpath / "fixtures"
+
+    def obtained_dir(self) -> Path:
+        """Where obtained outputs of failures go: beside the report, else pytest's cache; never the store."""
+        if self.report is not None:
+            return self.report.parent / "golden-obtained"
+        cache = getattr(self.config, "cache", None)
+        if cache is not None:
+            return Path(cache.mkdir("golden-obtained"))
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "golden-obtained"
+
+    # -- catalog ----------------------------------------------------------------------
+    @property
+    def layout_class(self):
+        """The harness.layout class of --golden-layout."""
+        from ..layout import LAYOUTS
+
+        return LAYOUTS[self.layout]
+
+    def cases(self):
+        if self._cases is None:
+            from ..catalog import load_catalog
+
+            self._cases = load_catalog(self.fixtures_dir)
+        return self._cases
+
+    def runner(self, version: str):
+        """The Replayer of one golden version (of the catalog), opened once per session."""
+        if version not in self._runners:
+            from ..replayer import Options, open_replayer
+
+            options = Options(backends=self.backends, trust_unverified=self.trust_unverified,
+                              known=self.known(), rounding_ulps=self.rounding_ulps)
+            self._runners[version] = open_replayer(self.layout_class, self.golden_dir, version, self.cases(), options)
+        return self._runners[version]
+
+    def versions(self) -> tuple[list[str], list[str]]:
+        """(golden versions not newer than this torch, directories named like no version)."""
+        from ..compat import torch_release
+        from ..store import GoldenStore, parse_version
+
+        if self.layout_class.single_set:
+            return [self.layout_class.single_set], []
+        found, stray = GoldenStore(self.golden_dir).versions()
+        return [v for v in found if parse_version(v) <= parse_version(torch_release())], stray
+
+    def known(self) -> list:
+        """The golden directory's known drifts (none where the layout has no such file)."""
+        if not self.layout_class.known_drifts:
+            return []
+        if self._known is None:  # read once per session, not per check
+            from ..known import load
+
+            self._known = load(self.golden_dir)
+        return self._known
+
+    def forget(self, version: str) -> None:
+        """Drop a version's cached state after its goldens were written."""
+        self._runners.pop(version, None)
+
+    def record(self, result, nodeid: str) -> None:
+        from dataclasses import asdict
+
+        self.results.append({**asdict(result), "test": nodeid})
+        self.used.add((result.golden_version, result.case))
+
+    # -- xdist ------------------------------------------------------------------------
+    def export(self) -> str:
+        import json
+
+        return json.dumps({
+            "results": self.results, "used": sorted(self.used), "passed": sorted(self.passed),
+            "collected": sorted(self.collected), "collected_files": sorted(self.collected_files),
+            "catalog_ids": sorted(self.catalog_ids), "writes": self.writes,
+        })
+
+    def merge(self, payload: str) -> None:
+        import json
+
+        data = json.loads(payload)
+        self.results.extend(data["results"])
+        self.used.update(tuple(u) for u in data["used"])
+        self.passed.update(data["passed"])
+        self.collected.update(data["collected"])
+        self.collected_files.update(data["collected_files"])
+        self.catalog_ids.update(data["catalog_ids"])
+        self.writes.extend(w for w in data["writes"] if w not in self.writes)
+
+
+def runtime() -> str:
+    """The running torch's release."""
+    from ..compat import torch_release
+
+    return torch_release()

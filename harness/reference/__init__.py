@@ -1,0 +1,42 @@
+"""Reference quantized arithmetic: the project's own statement of what each quantized op computes.
+
+``primitives`` are checked entry points to the C++ kernels (harness._kernels); ``ops`` compose
+them into the ops a quantized model runs (linear, conv, observers' qparams, dynamic linear and
+LSTM); ``modules`` runs a quantized eager model with its quantized modules swapped for those ops
+(``reference_output``), for the flows in ``FLOWS``.
+"""
+
+from .modules import FLOWS, Unsupported, reference_model, reference_output
+from .ops import (
+    FBGEMM,
+    SMALL_SCALE,
+    Rules,
+    choose_qparams,
+    conv_nd,
+    dynamic_linear,
+    dynamic_linear_fp16,
+    dynamic_lstm,
+    linear,
+    minmax_observer_qparams,
+    moving_average_minmax,
+    per_channel_minmax_qparams,
+)
+from .primitives import (
+    DTYPES,
+    conv,
+    dequantize,
+    embedding_bag_rowwise,
+    fp16_round,
+    kernels,
+    matmul_u8s8,
+    quantize,
+    requantize_float,
+    requantize_q31,
+    rowwise_quantize,
+)
+
+__all__ = ["DTYPES", "FBGEMM", "FLOWS", "SMALL_SCALE", "Rules", "Unsupported", "choose_qparams", "conv", "conv_nd",
+           "dequantize", "dynamic_linear", "dynamic_linear_fp16", "dynamic_lstm", "embedding_bag_rowwise",
+           "fp16_round", "kernels", "linear", "matmul_u8s8", "minmax_observer_qparams", "moving_average_minmax",
+           "per_channel_minmax_qparams", "quantize", "reference_model", "reference_output", "requantize_float",
+           "requantize_q31", "rowwise_quantize"]

@@ -1,0 +1,129 @@
+"""A quantized eager model run on the reference: its quantized modules swapped for reference ops."""
+
+from __future__ import annotations
+
+import torch
+
+from .ops import conv_nd, dynamic_linear, dynamic_linear_fp16, dynamic_lstm, linear
+from .primitives import dequantize, quantize
+
+#: flows whose models are eager module trees the reference kernels can run
+FLOWS = frozenset({"eager", "dynamic", "qat"})
+
+class Unsupported(Exception):
+    """The model holds a quantized module the reference has no op for (the reason says which)."""
+
+
+def _ref_linear(relu):
+    def forward(self, x):
+        return linear(x, self.weight(), self.bias(), self.scale, self.zero_point, relu=relu)
+    return forward
+
+
+def _ref_conv(relu, transposed):
+    def forward(self, x):
+        return conv_nd(x, self.weight(), self.bias(), self.scale, self.zero_point, self.stride, self.padding,
+                       self.dilation, self.groups, relu=relu, transposed=transposed,
+                       output_padding=self.output_padding if transposed else 0)
+    return forward
+
+
+def _ref_dynamic_linear(self, x):
+    weight, bias = self._packed_params._weight_bias()
+    if weight.dtype == torch.float16 or not weight.is_quantized:
+        return dynamic_linear_fp16(x, weight.float(), bias)
+    return dynamic_linear(x, weight, bias, reduce_range=True)  # nnqd.Linear's forward asks for it
+
+
+def _ref_dynamic_lstm(self, x, hx=None):
+    if self.batch_first or x.dim() != 3:
+        raise Unsupported("the reference LSTM takes unbatched-first 3-d input [T, B, I]")
+    parts = self._weight_bias()
+    return dynamic_lstm(x, parts["weight"], parts["bias"], self.num_layers, self.bidirectional, hx, reduce_range=True)
+
+
+def _ref_quantize(self, x):
+    scale, zp = float(self.scale), int(self.zero_point)
+    return torch._make_per_tensor_quantized_tensor(quantize(x.contiguous(), [scale], [zp], self.dtype), scale, zp)
+
+
+def _ref_dequantize(self, x):
+    if not isinstance(x, torch.Tensor) or not x.is_quantized:
+        return x
+    if x.qscheme() != torch.per_tensor_affine or x.dtype != torch.quint8:
+        raise Unsupported(f"dequantize of {x.dtype} {x.qscheme()}")
+    return dequantize(x.int_repr(), [x.q_scale()], [x.q_zero_point()], x.dtype)
+
+
+def _ref_qfunctional(self):
+    """QFunctional.add / add_relu: both operands dequantized, added in float, quantized again."""
+    def add(a, b, relu=False):
+        total = (dequantize(a.int_repr(), [a.q_scale()], [a.q_zero_point()], a.dtype)
+                 + dequantize(b.int_repr(), [b.q_scale()], [b.q_zero_point()], b.dtype))
+        if relu:
+            total = torch.relu(total)
+        scale, zp = float(self.scale), int(self.zero_point)
+        return torch._make_per_tensor_quantized_tensor(quantize(total, [scale], [zp], torch.quint8), scale, zp)
+
+    return add
+
+
+def _substitutions():
+    from ..compat import nn_quantized
+
+    nnq, nnqd, nniq = nn_quantized()
+    table = {nnq.Linear: _ref_linear(False), nniq.LinearReLU: _ref_linear(True),
+             nnqd.Linear: _ref_dynamic_linear, nnqd.LSTM: _ref_dynamic_lstm, nnq.Quantize: _ref_quantize,
+             nnq.DeQuantize: _ref_dequantize}
+    for d in (1, 2, 3):
+        table[getattr(nnq, f"Conv{d}d")] = _ref_conv(False, False)
+        table[getattr(nniq, f"ConvReLU{d}d")] = _ref_conv(True, False)
+        table[getattr(nnq, f"ConvTranspose{d}d")] = _ref_conv(False, True)
+    return table
+
+
+#: modules that compute nothing quantized (containers, float activations, identities)
+_PASSIVE = ("Sequential", "ModuleList", "ModuleDict", "Identity", "ReLU", "Dropout", "QuantStub", "DeQuantStub",
+            "LinearPackedParams", "PackedParameter")
+
+
+def reference_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of an eager quantized model whose quantized modules run the reference ops.
+
+    Raises Unsupported naming the first quantized module type the reference cannot run
+    (dynamic LSTM, quantized functional add, embeddings and the like).
+    """
+    import copy
+    import types
+
+    if isinstance(model, torch.jit.ScriptModule) or not isinstance(model, torch.nn.Module):
+        raise Unsupported("the reference runs eager module trees, not TorchScript or graph modules")
+    if isinstance(model, torch.fx.GraphModule):
+        raise Unsupported("the reference runs eager module trees, not FX graph modules")
+    table = _substitutions()
+    copied = copy.deepcopy(model)
+    for name, module in copied.named_modules():
+        kind = type(module)
+        if kind.__name__ == "QFunctional":
+            add = _ref_qfunctional(module)
+            module.add = add
+            module.add_relu = lambda a, b, add=add: add(a, b, relu=True)
+            continue
+        if ".reference." in kind.__module__:
+            raise Unsupported(f"{kind.__name__} ({name}) is PyTorch's reference module: it computes in float, "
+                              "there is no quantized arithmetic to compare")
+        if kind in table:
+            module.forward = types.MethodType(table[kind], module)
+        elif kind.__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized",
+                                         "torch.nn.quantized", "torch.ao.nn.quantizable")):
+            if kind.__name__ not in _PASSIVE:
+                raise Unsupported(f"the reference has no op for {kind.__name__} ({name or 'the model'})")
+    return copied
+
+
+def reference_output(model: torch.nn.Module, example):
+    """The output of ``model`` with its quantized modules run on the reference kernels."""
+    ref = reference_model(model)
+    args = example if isinstance(example, tuple) else (example,)
+    with torch.no_grad():
+        return ref(*args)

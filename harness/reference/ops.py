@@ -1,0 +1,255 @@
+"""Reference ops composed from the primitives: linear and conv (with fused relu), observers'
+qparams, dynamic linear (qint8 and fp16) and the dynamic LSTM.
+
+Variants name the backend rule they reproduce: ``requant="float"`` is fbgemm/x86's (float
+multiplier, float bias divided by input_scale * weight_scale), ``requant="q31"`` is qnnpack's
+fixed-point multiplier; ``rules="qnnpack"`` in the dynamic linear ignores reduce_range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .primitives import (
+    _check_dtype,
+    conv,
+    fp16_round,
+    matmul_u8s8,
+    quantize,
+    requantize_float,
+    requantize_q31,
+)
+
+@dataclass(frozen=True)
+class Rules:
+    """Which backend's arithmetic a reference op reproduces (see the module docstring)."""
+
+    requant: str = "float"  # float (fbgemm, x86) | q31 (qnnpack's fixed point)
+    saturate_pairs: bool = False  # AVX2 vpmaddubsw
+
+
+FBGEMM = Rules()
+
+
+def _weight_parts(w: torch.Tensor, values: bool = True):
+    """(int8 values, scales, zero points, axis) of a quantized weight, per tensor or per channel
+    (values None when not asked for)."""
+    if w.dtype != torch.qint8:
+        raise ValueError(f"weights are qint8, not {w.dtype}")
+    ints = w.int_repr() if values else None
+    if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return ints, torch.tensor([w.q_scale()]), torch.tensor([w.q_zero_point()]), None
+    return ints, w.q_per_channel_scales(), w.q_per_channel_zero_points(), w.q_per_channel_axis()
+
+
+def _output(acc, x_scale, w_scales, bias, out_scale, out_zp, relu, rules: Rules, channel_dim):
+    """Requantize accumulators whose output channels lie along ``channel_dim``."""
+    moved = acc.movedim(channel_dim, -1).contiguous()
+    channels = moved.shape[-1]
+    act_w = (torch.tensor(float(x_scale), dtype=torch.float32) * w_scales.to(torch.float32)).expand(channels).contiguous()
+    if rules.requant == "q31":
+        if w_scales.numel() != 1:
+            raise ValueError("the q31 rule takes a per-tensor weight scale")
+        flat = moved.reshape(-1, channels)
+        if bias is not None:
+            flat = flat + torch.round(bias.to(torch.float32) / act_w).to(torch.int32)
+        q = requantize_q31(flat.to(torch.int32), float(act_w[0] / torch.tensor(out_scale, dtype=torch.float32)),
+                           out_zp, torch.quint8)
+        if relu:
+            q = q.clamp_min(out_zp)
+    else:
+        multiplier = act_w / torch.tensor(out_scale, dtype=torch.float32)
+        bias_over = None if bias is None else bias.to(torch.float32) / act_w
+        q = requantize_float(moved.reshape(-1, channels), multiplier, out_zp, torch.quint8, bias_over, relu)
+    q = q.reshape(moved.shape).movedim(-1, channel_dim)
+    return torch._make_per_tensor_quantized_tensor(q.contiguous(), out_scale, out_zp)
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, bias, out_scale: float, out_zero_point: int, relu: bool = False,
+           rules: Rules = FBGEMM) -> torch.Tensor:
+    """Quantized linear (quint8 x, qint8 w, float bias) -> quint8, by ``rules``."""
+    if x.dtype != torch.quint8:
+        raise ValueError("linear takes a quint8 input")
+    _, w_scales, w_zps, _axis = _weight_parts(w, values=False)
+    lead = x.shape[:-1]
+    # the quantized tensors' integer memory is read in place (no int_repr copies)
+    acc = matmul_u8s8(x.contiguous().reshape(-1, x.shape[-1]), x.q_zero_point(), w.contiguous(), w_zps,
+                      rules.saturate_pairs)
+    out = _output(acc, x.q_scale(), w_scales, bias, out_scale, out_zero_point, relu, rules, -1)
+    return out.reshape(*lead, w.shape[0])
+
+
+def conv_nd(x: torch.Tensor, w: torch.Tensor, bias, out_scale: float, out_zero_point: int, stride=1, padding=0,
+            dilation=1, groups=1, relu=False, transposed=False, output_padding=0, rules: Rules = FBGEMM):
+    """Quantized conv / conv-transpose 1d-3d (quint8 x, qint8 w, float bias) -> quint8."""
+    if x.dtype != torch.quint8:
+        raise ValueError("conv takes a quint8 input")
+    wq, w_scales, w_zps, axis = _weight_parts(w)
+    out_channels = wq.shape[1] * groups if transposed else wq.shape[0]
+    if w_zps.numel() > 1 and transposed:
+        raise ValueError("per-channel weights of a transposed conv are not in the reference")
+    acc = conv(x.int_repr(), x.q_zero_point(), wq, w_zps if w_zps.numel() > 1 else w_zps.expand(out_channels),
+               stride, padding, dilation, groups, transposed, output_padding)
+    return _output(acc, x.q_scale(), w_scales, bias, out_scale, out_zero_point, relu, rules, 1)
+
+
+#: torch's quant_utils SMALL_SCALE_THRESHOLD, 6.1e-5 as a float32
+SMALL_SCALE = float(torch.tensor(6.1e-5, dtype=torch.float32))
+
+
+def choose_qparams(x: torch.Tensor, qmin: int = 0, qmax: int = 255) -> tuple[float, int]:
+    """Dynamic quantization's input qparams (fbgemm's ChooseQuantizationParams): the float range
+    [min(x, 0), max(x, 0)], scale = range / (qmax - qmin) in double (0.1 for a zero range), the
+    zero point from whichever end loses less, rounded half to even and clamped; a scale below
+    6.1e-5 is raised to it and the range widened accordingly."""
+    lo = min(float(x.min()), 0.0) if x.numel() else 0.0
+    hi = max(float(x.max()), 0.0) if x.numel() else 0.0
+    scale = (hi - lo) / (qmax - qmin)
+    as_float = float(torch.tensor(scale, dtype=torch.float32))
+    if as_float == 0.0 or math.isinf(float(torch.tensor(1.0, dtype=torch.float32) / as_float)):
+        scale = 0.1
+    if scale < SMALL_SCALE:  # a tiny range is widened to the smallest scale torch allows
+        f32 = lambda v: float(torch.tensor(v, dtype=torch.float32))  # noqa: E731
+        original, scale = scale, SMALL_SCALE
+        if lo == 0.0:
+            hi = f32(SMALL_SCALE * (qmax - qmin))
+        elif hi == 0.0:
+            lo = f32(-SMALL_SCALE * (qmax - qmin))
+        else:
+            amplifier = f32(SMALL_SCALE / original)
+            lo, hi = f32(lo * amplifier), f32(hi * amplifier)
+    from_min, from_max = qmin - lo / scale, qmax - hi / scale
+    initial = from_min if abs(qmin) - abs(lo / scale) < abs(qmax) - abs(hi / scale) else from_max
+    zero_point = qmin if initial < qmin else qmax if initial > qmax else int(round(initial))
+    return scale, zero_point
+
+
+def _minmax_qparams(lo: float, hi: float, qmin: int, qmax: int, symmetric: bool = False) -> tuple[float, int]:
+    """MinMax observers' rule (torch.ao's _calculate_qparams), in float32 as they compute it."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    eps = torch.finfo(torch.float32).eps
+    if symmetric:
+        bound = max(-lo, hi)
+        scale = max(float(torch.tensor(bound, dtype=torch.float32) / ((qmax - qmin) / 2)), eps)
+        zero_point = 0 if qmin < 0 else (qmin + qmax + 1) // 2
+        return scale, zero_point
+    scale = float(torch.tensor(hi - lo, dtype=torch.float32) / float(qmax - qmin))
+    scale = max(scale, eps)
+    zero_point = qmin - round(float(torch.tensor(lo, dtype=torch.float32) / torch.tensor(scale, dtype=torch.float32)))
+    return scale, int(min(max(zero_point, qmin), qmax))
+
+
+def minmax_observer_qparams(x: torch.Tensor, qdtype=torch.quint8, symmetric: bool = False, reduce_range=False):
+    """MinMaxObserver's calculate_qparams after one observation of ``x``."""
+    _, _, qmin, qmax = _check_dtype(qdtype)
+    if reduce_range:
+        qmin, qmax = (qmin // 2, qmax // 2) if qmin < 0 else (0, 127)
+    return _minmax_qparams(float(x.min()), float(x.max()), qmin, qmax, symmetric)
+
+
+def per_channel_minmax_qparams(x: torch.Tensor, axis: int = 0, qdtype=torch.quint8, symmetric: bool = False):
+    """PerChannelMinMaxObserver's calculate_qparams: one (scale, zero point) per channel."""
+    _, _, qmin, qmax = _check_dtype(qdtype)
+    moved = x.movedim(axis, 0).reshape(x.shape[axis], -1)
+    pairs = [_minmax_qparams(float(r.min()), float(r.max()), qmin, qmax, symmetric) for r in moved]
+    return torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+
+
+def moving_average_minmax(batches, averaging_constant: float = 0.01):
+    """MovingAverageMinMaxObserver's running (min, max): the first batch sets them, then
+    min += c * (batch_min - min), likewise max, in float32."""
+    lo = hi = None
+    c = torch.tensor(averaging_constant, dtype=torch.float32)
+    for batch in batches:
+        bmin, bmax = batch.min().to(torch.float32), batch.max().to(torch.float32)
+        if lo is None:
+            lo, hi = bmin, bmax
+        else:
+            lo = lo + c * (bmin - lo)
+            hi = hi + c * (bmax - hi)
+    return float(lo), float(hi)
+
+
+def dynamic_linear(x: torch.Tensor, w: torch.Tensor, bias, reduce_range: bool = True, rules: str = "fbgemm"):
+    """Dynamic int8 linear. x is quantized per call over [min(x, 0), max(x, 0)], then u8 x s8 products.
+
+    rules="fbgemm" (and x86): 0..127 with reduce_range, x / scale in double, output
+    fma(acc, x_scale * w_scale[j], bias[j]). rules="qnnpack": reduce_range ignored (0..255, as
+    qnnpack warns), the float quantize rule, output (x_scale * w_scale) * acc + bias unfused."""
+    if x.dtype != torch.float32:
+        raise ValueError("dynamic linear takes float32 input")
+    if rules not in ("fbgemm", "qnnpack"):
+        raise ValueError(f"rules: fbgemm or qnnpack, not {rules!r}")
+    qnnpack = rules == "qnnpack"
+    _, w_scales, w_zps, _axis = _weight_parts(w, values=False)
+    qmax = 127 if reduce_range and not qnnpack else 255
+    x_scale, x_zp = choose_qparams(x, 0, qmax)
+    xq = quantize(x.reshape(-1, x.shape[-1]).contiguous(), [x_scale], [x_zp], torch.quint8, qrange=(0, qmax),
+                  divide=not qnnpack)
+    acc = matmul_u8s8(xq, x_zp, w.contiguous(), w_zps).to(torch.float32)
+    scale = (torch.tensor(x_scale, dtype=torch.float32) * w_scales.to(torch.float32)).expand(acc.shape).contiguous()
+    bias = torch.zeros(acc.shape[1]) if bias is None else bias.to(torch.float32)
+    if qnnpack:
+        out = scale * acc + bias
+    else:  # one fused multiply-add, as fbgemm's float output stage
+        out = torch.addcmul(bias.expand(acc.shape), acc, scale)
+    return out.reshape(*x.shape[:-1], w.shape[0])
+
+
+def dynamic_linear_fp16(x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    """fp16 dynamic linear: weights rounded to half (saturated to +-65504), float32 matmul."""
+    w16 = fp16_round(weight.to(torch.float32).contiguous(), saturate=True)
+    return torch.nn.functional.linear(x, w16, bias)
+
+
+
+def dynamic_lstm(x: torch.Tensor, weights: dict, biases: dict, num_layers: int, bidirectional: bool,
+                 hx=None, reduce_range: bool = True):
+    """A dynamic-quantized LSTM ([T, B, I] input) on the reference linear ops: linear_ih over the
+    whole sequence once, then per step gates = linear_hh(h) + that step's projection (each a
+    dynamic linear with its bias), then torch's
+    float sigmoid/tanh and c' = f * c + i * g, h' = o * tanh(c') in the order ATen's cell uses.
+    Returns (output, (h_n, c_n))."""
+    def linear(inp, w, b):
+        if w.is_quantized:
+            return dynamic_linear(inp, w, b, reduce_range)
+        return dynamic_linear_fp16(inp, w.float(), b)
+
+    steps, batch = x.shape[:2]
+    directions = 2 if bidirectional else 1
+    hidden = weights["weight_hh_l0"].shape[1]
+    if hx is None:
+        h0 = torch.zeros(num_layers * directions, batch, hidden)
+        c0 = torch.zeros_like(h0)
+    else:
+        h0, c0 = hx
+    layer_input, h_n, c_n = x, [], []
+    for layer in range(num_layers):
+        outputs = []
+        for d in range(directions):
+            suffix = f"_l{layer}" + ("_reverse" if d else "")
+            w_ih, w_hh = weights[f"weight_ih{suffix}"], weights[f"weight_hh{suffix}"]
+            b_ih, b_hh = biases.get(f"bias_ih{suffix}"), biases.get(f"bias_hh{suffix}")
+            h, c = h0[layer * directions + d], c0[layer * directions + d]
+            order = range(steps - 1, -1, -1) if d else range(steps)
+            out = [None] * steps
+            # the input projection of the whole sequence at once (one set of dynamic qparams for
+            # all steps), as ATen's full layer precomputes it on CPU
+            pre = linear(layer_input, w_ih, b_ih)
+            for t in order:
+                gates = linear(h, w_hh, b_hh) + pre[t]
+                i, f, g, o = gates.unsafe_chunk(4, 1)
+                i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+                c = (f * c).add_(i * g)
+                h = o * c.tanh()
+                out[t] = h
+            outputs.append(torch.stack(out))
+            h_n.append(h)
+            c_n.append(c)
+        layer_input = torch.cat(outputs, dim=2) if directions == 2 else outputs[0]
+    return layer_input, (torch.stack(h_n), torch.stack(c_n))
+
+

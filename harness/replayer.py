@@ -1,0 +1,354 @@
+"""Replaying one golden set: load each artifact, run it under a backend, and judge it into a Result.
+
+A Replayer reads a golden set through its layout (harness.layout), so the same code replays our
+store and PyTorch's flat directory; ``open_replayer`` is the one way to make one, for the CLI
+and the plugin alike. Scheduling many sets over processes and shards is harness.replay.
+"""
+
+from __future__ import annotations
+
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from . import flows, machine
+from .artifacts import CODE_CARRYING, KINDS
+from .catalog import Case
+from .compare import Diff, compare, compare_sets
+from .compat import flow_problem, kind_problem, torch_release
+from .engines import engine, supported_engines
+from .notices import quiet, runtime_warnings
+from .results import COMPARED, Result, one_line
+from .safeload import CannotLoadSafely, load_weights
+from .store import GoldenError, GoldenSet
+
+
+@dataclass
+class Options:
+    backends: list[str] | None = None  # None: every engine this torch supports
+    verbose: bool = False
+    trust_unverified: bool = False
+    known: list = field(default_factory=list)  # harness.known.KnownDrift entries
+    forward: bool = True  # also replay goldens of newer torch versions, as information
+    patterns: list | None = None  # the -k selection, to tell a deselected golden from a lost one
+    #: intra-op threads while replaying on onednn (None: leave torch's). A parallel worker runs
+    #: torch single-threaded but sets this to the serial run's count: onednn's dynamic linear
+    #: rounds float32 differently with another count (ondevice-conv_linear: 250 of 250
+    #: elements by up to 1.2e-07).
+    onednn_threads: int | None = None
+    #: the float rounding bound of every case, in ulps (harness.compare); None: each case's own.
+    #: 0 is --exact: any float difference is a drift
+    rounding_ulps: int | None = None
+
+
+
+#: kinds whose replay re-runs the case's flow on today's torch (a state_dict loads into today's
+#: conversion of an FX model; a package re-runs prepare_fx/convert_fx)
+_REBUILDS = frozenset({"state_dict", "package"})
+
+
+def runtime_problem(case: Case, kind: str) -> str | None:
+    """Why this torch cannot replay ``kind`` of ``case`` at all, or None."""
+    return kind_problem(kind) or (flow_problem(case.flow) if kind in _REBUILDS else None)
+
+
+@dataclass
+class _CaseFiles:
+    """What a case's replay reads once and shares across artifacts and backends."""
+
+    problem: tuple[str, str] | None = None  # (verdict, reason) for every result of the case
+    example: object = None
+    artifacts: dict = field(default_factory=dict)  # kind -> bytes, or (verdict, reason)
+    expected: dict = field(default_factory=dict)
+    reference: object = None  # the reference kernels' output, or the reason there is none (str)
+
+
+@dataclass
+class Evaluation:
+    """One result, with the golden and obtained outputs behind it (None where not reached)."""
+
+    result: Result
+    golden: object = None
+    obtained: object = None
+    targets: tuple | None = None  # (golden, obtained) get_attr targets, for the package kind
+
+
+@contextmanager
+def _threads_for(backend: str, onednn_threads: int | None):
+    """Options.onednn_threads in force while replaying on ``backend``."""
+    if onednn_threads is None or backend != "onednn":
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(onednn_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class Replayer:
+    #: how many cases' files are held at once (items of a case usually run together)
+    CACHE = 4
+
+    def __init__(self, layout, cases: list[Case], options: Options):
+        self.layout = layout
+        self.cases = cases
+        self.options = options
+        self.runtime = torch_release()
+        self.have = supported_engines()
+        self._files: dict[str, _CaseFiles] = {}
+        self._machines = machine.pair(machine.of_manifest(layout.golden.info), machine.current())
+
+    def _result(self, case: Case, artifact: str, backend: str, verdict: str, message: str = "", **figures):
+        """Every result of a replay is made here: machine-dependent skips, machines, known drifts."""
+        pytorch_test = self.layout.pytorch_test(case)
+        skip = self.layout.machine_skip(case)
+        if skip and verdict in (*COMPARED, "load-error"):
+            # the replay's own finding stays in the message, as information
+            verdict, message = "skip", f"{skip}; replayed anyway: {verdict}{': ' + message if message else ''}"
+        if verdict in COMPARED and self._machines:
+            figures["golden_machine"], figures["runtime_machine"] = self._machines
+        result = Result(case.id, artifact, backend, self.layout.golden.version, self.runtime, verdict,
+                        message, layout=self.layout.name, pytorch_test=pytorch_test, **figures)
+        if self.options.known and verdict in ("drift", "load-error"):
+            from .known import mark
+
+            mark(result, self.options.known)
+        return result
+
+    def _tolerance(self, case: Case):
+        """The case's tolerance, with the run's rounding bound where one was given (--exact: 0)."""
+        if self.options.rounding_ulps is None:
+            return case.tolerance
+        from dataclasses import replace
+
+        return replace(case.tolerance, rounding_ulps=self.options.rounding_ulps)
+
+    def _error(self, exc: BaseException, prefix: str = "") -> str:
+        if self.options.verbose:
+            traceback.print_exception(exc)
+        return prefix + one_line(exc)
+
+    def backends_for(self, case: Case) -> list[str]:
+        if case.engine_agnostic:
+            return ["any"]
+        wanted = self.options.backends or self.have
+        return list(wanted)
+
+    def run(self) -> Iterator[Result]:
+        for case in self.cases:
+            yield from self.replay_case(case)
+
+    def replay_case(self, case: Case) -> Iterator[Result]:
+        for kind, _ in self.layout.artifacts(case):
+            for backend in self.backends_for(case):
+                yield self.evaluate(case, kind, backend).result
+
+    def _case_files(self, case: Case) -> _CaseFiles:
+        """Read (once) what every result of a case needs: its standing and its input."""
+        files = self._files.get(case.id)
+        if files is not None:
+            return files
+        if len(self._files) >= self.CACHE:
+            self._files.pop(next(iter(self._files)))
+        files = self._files[case.id] = _CaseFiles()
+        files.problem = self.layout.case_problem(case)
+        if files.problem is None:
+            try:
+                with quiet():
+                    files.example = load_weights(self.layout.golden.read(self.layout.input_file(case)))
+            except GoldenError as exc:
+                files.problem = (exc.verdict, f"input: {exc}")
+            except Exception as exc:
+                files.problem = ("load-error", self._error(exc, "input: "))
+        return files
+
+    def _artifact(self, case: Case, kind: str, files: _CaseFiles):
+        """The artifact's verified bytes, or (verdict, reason)."""
+        if kind not in files.artifacts:
+            skipped = dict(self.layout.artifacts(case)).get(kind)
+            if skipped:
+                files.artifacts[kind] = ("skip", skipped)
+            else:
+                try:
+                    files.artifacts[kind] = self.layout.golden.read(
+                        self.layout.artifact_file(case, kind), code=kind in CODE_CARRYING)
+                except GoldenError as exc:
+                    files.artifacts[kind] = (exc.verdict, str(exc))
+        return files.artifacts[kind]
+
+    def evaluate(self, case: Case, kind: str, backend: str) -> Evaluation:
+        """Judge one (case, artifact kind, backend) of this golden set."""
+        files = self._case_files(case)
+        if files.problem is not None:
+            return Evaluation(self._result(case, kind, backend, *files.problem))
+        unable = runtime_problem(case, kind)
+        if unable:
+            return Evaluation(self._result(case, kind, backend, "skip", f"torch {self.runtime} cannot replay it: {unable}"))
+        data = self._artifact(case, kind, files)
+        if isinstance(data, tuple):
+            return Evaluation(self._result(case, kind, backend, *data))
+        return self._replay_one(case, kind, data, backend, files)
+
+    def _expected(self, case: Case, backend: str, shared: _CaseFiles):
+        """The golden output for a backend, read once per case; raises GoldenError."""
+        if backend not in shared.expected:
+            try:
+                with quiet():
+                    shared.expected[backend] = load_weights(
+                        self.layout.golden.read(self.layout.expected_file(case, backend)))
+            except GoldenError as exc:
+                shared.expected[backend] = exc
+            except Exception as exc:
+                shared.expected[backend] = GoldenError(f"expected output unreadable: {one_line(exc)}")
+        value = shared.expected[backend]
+        if isinstance(value, GoldenError):
+            raise value
+        return value
+
+    def _replay_one(self, case: Case, kind: str, data: bytes, backend: str, shared: _CaseFiles) -> Evaluation:
+        layout = self.layout
+
+        def result(verdict, message="", **figures):
+            return Evaluation(self._result(case, kind, backend, verdict, message, **figures))
+
+        if backend != "any" and backend not in self.have:
+            return result("skip", f"torch {self.runtime} has no {backend} engine")
+        problem = layout.backend_problem(case, backend)
+        if problem:
+            return result("skip", problem)
+        golden = None
+        if case.check_numerics:
+            try:
+                golden = self._expected(case, backend, shared)
+            except GoldenError as exc:
+                return result(exc.verdict, str(exc))
+        example = shared.example
+        with quiet() as caught, engine(backend), _threads_for(backend, self.options.onednn_threads):
+            try:
+                model = KINDS[kind].load(case, data, example)
+            except CannotLoadSafely as exc:
+                return result("skip", str(exc))
+            except Exception as exc:
+                return result("load-error", self._error(exc))
+            if not case.check_numerics:
+                return result("pass", "loaded; the case checks loading only")
+            try:
+                obtained = layout.run(case, model, example)
+            except Exception as exc:
+                return result("load-error", self._error(exc, "forward failed: "))
+        noted = runtime_warnings(caught)
+        diff = compare(golden, obtained, self._tolerance(case))
+        targets = None
+        if kind == "package":
+            try:
+                with quiet():
+                    golden_targets = load_weights(layout.golden.read(layout.get_attr_file(case)))
+            except GoldenError as exc:
+                return result(exc.verdict, str(exc))
+            targets = (golden_targets, flows.get_attr_targets(model))
+            diff = compare_sets(*targets).merge(diff)
+        return self._judged(case, kind, backend, golden, obtained, diff, shared, noted, targets)
+
+    def _judged(self, case, kind, backend, golden, obtained, diff: Diff, shared, noted, targets=None) -> Evaluation:
+        """The Evaluation of an output that was obtained: verdict, figures, distance to fbgemm."""
+        verdict, message = self.layout.judge(case, golden, obtained, diff)
+        cross = self._cross(case, backend, obtained, diff, shared)
+        reference = self._reference(case, shared)
+        to_ref = None if isinstance(reference, str) or reference is None else compare(reference, obtained)
+        result = self._result(
+            case, kind, backend, verdict, message,
+            max_abs_diff=diff.max_abs_diff, max_step_diff=diff.max_step_diff,
+            mismatched=diff.mismatched, total=diff.total, max_ulp_diff=diff.max_ulp_diff,
+            vs_fbgemm_max_abs_diff=cross.max_abs_diff if cross else None,
+            vs_fbgemm_max_step_diff=cross.max_step_diff if cross else None,
+            vs_fbgemm_mismatched=cross.mismatched if cross else None,
+            vs_reference_max_abs_diff=to_ref.max_abs_diff if to_ref else None,
+            vs_reference_max_step_diff=to_ref.max_step_diff if to_ref else None,
+            vs_reference_mismatched=to_ref.mismatched if to_ref else None,
+            warnings=noted,
+        )
+        return Evaluation(result, golden, obtained, targets)
+
+    def evaluate_model(self, case: Case, backend: str, example) -> Evaluation:
+        """Judge the model as ``case.build`` makes it today against this set's golden output.
+
+        This is the snapshot question next to the artifacts' backward-compatibility one:
+        does today's code, on today's torch, still give the golden output? ``example`` is
+        the input the caller would use now; a golden made from another input is stale.
+        """
+        def result(verdict, message="", **figures):
+            return Evaluation(self._result(case, "model", backend, verdict, message, **figures))
+
+        files = self._case_files(case)
+        if files.problem is not None:
+            return result(*files.problem)
+        if flow_problem(case.flow):
+            return result("skip", f"torch {self.runtime} cannot build it: {flow_problem(case.flow)}")
+        if backend != "any" and backend not in self.have:
+            return result("skip", f"torch {self.runtime} has no {backend} engine")
+        problem = self.layout.backend_problem(case, backend)
+        if problem:
+            return result("skip", problem)
+        stale = compare(files.example, example, where="input")
+        if not stale.ok:
+            return result("drift", f"the example input is not the golden's: {stale.message}")
+        try:
+            golden = self._expected(case, backend, files)
+        except GoldenError as exc:
+            return result(exc.verdict, str(exc))
+        with quiet() as caught, engine(backend), _threads_for(backend, self.options.onednn_threads):
+            try:
+                obtained = case.forward(flows.runnable(case, flows.build(case), files.example), files.example)
+            except Exception as exc:
+                return result("load-error", self._error(exc, "building or running the model failed: "))
+        diff = compare(golden, obtained, self._tolerance(case))
+        return self._judged(case, "model", backend, golden, obtained, diff, files, runtime_warnings(caught))
+
+    def _reference(self, case: Case, shared: _CaseFiles):
+        """The reference kernels' output for this golden's weights and input (once per case),
+        or why there is none: the golden state_dict, loaded into today's module tree, runs with
+        its quantized modules replaced by harness.reference ops."""
+        from . import reference
+
+        if shared.reference is not None:
+            return shared.reference
+        if not self.layout.reference or case.flow not in reference.FLOWS or "state_dict" not in case.artifacts:
+            shared.reference = "the reference runs eager module trees restored from a state_dict"
+            return shared.reference
+        data = self._artifact(case, "state_dict", shared)
+        if isinstance(data, tuple):
+            shared.reference = f"state_dict: {data[1]}"
+            return shared.reference
+        try:
+            with quiet(), engine("fbgemm" if "fbgemm" in self.have else None):
+                model = KINDS["state_dict"].load(case, data, shared.example)
+                shared.reference = reference.reference_output(model, shared.example)
+        except reference.Unsupported as exc:
+            shared.reference = str(exc)
+        except Exception as exc:
+            shared.reference = f"reference failed: {one_line(exc)}"
+        return shared.reference
+
+    def _cross(self, case: Case, backend: str, obtained, diff: Diff, shared: _CaseFiles) -> Diff | None:
+        """The obtained output against the fbgemm golden (exact), or None where there is none."""
+        if backend in ("fbgemm", "any"):
+            return None
+        try:
+            reference = self._expected(case, "fbgemm", shared)
+        except GoldenError:
+            return None
+        return compare(reference, obtained)
+
+
+def open_replayer(layout, root: Path, version: str, cases: list[Case], options: Options) -> Replayer:
+    """The one way to make a Replayer: the golden set ``version`` under ``root``, read through
+    ``layout`` (a class of harness.layout), for the cases that layout covers."""
+    golden = GoldenSet.open(layout.set_dir(root, version), version, required=layout.manifest_required,
+                            trust_unverified=options.trust_unverified)
+    return Replayer(layout(golden), [c for c in cases if layout.covers(c)], options)
