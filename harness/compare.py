@@ -190,31 +190,59 @@ def _step_sizes(t):
     return t.q_per_channel_scales().to(torch.float64).reshape(shape)
 
 
-def _compare_quantized(golden, obtained, tolerance: Tolerance, where: str) -> Diff:
+@dataclass
+class Elements:
+    """Two tensors of one shape and kind, element by element: the one rule of which elements differ.
+
+    ``differs`` is beyond the case's tolerance: for quantized tensors more steps than it allows
+    (integer steps when the qparams agree, else |Δ| in the golden's steps); for floats, not equal
+    and not within atol + rtol * |golden| (a non-finite golden must be matched exactly). Whether a
+    float difference is rounding or drift is then decided on the differing elements (Diff).
+    """
+
+    delta: object  # obtained - golden, in value (float64)
+    abs_diff: object  # |delta|; 0 where both are NaN, inf where one is
+    differs: object  # bool mask
+    steps: object = None  # |delta| in quantization steps (quantized tensors)
+    step_size: object = None  # the golden's step size per element, broadcast (quantized tensors)
+    unit: float | None = None  # one ulp of the golden's largest magnitude (float tensors)
+
+
+def elements(golden, obtained, tolerance: Tolerance = Tolerance()) -> Elements:
+    """Where ``obtained`` differs from ``golden`` (same shape, both quantized or both not)."""
     import torch
 
+    if golden.is_quantized:
+        g, o = golden.dequantize().double(), obtained.dequantize().double()
+        step_size = _step_sizes(golden).expand(golden.shape)
+        if qparams(golden) == qparams(obtained):
+            steps = (golden.int_repr().to(torch.int64) - obtained.int_repr().to(torch.int64)).abs().double()
+            differs = steps > tolerance.steps
+        else:  # integers are not comparable; measure in the golden's steps
+            steps = (g - o).abs() / step_size
+            differs = steps > tolerance.steps + 1e-9
+        return Elements(o - g, (g - o).abs(), differs, steps, step_size)
+    g, o = golden.double(), obtained.double()
+    same = (g == o) | (torch.isnan(g) & torch.isnan(o))
+    abs_diff = torch.where(same, torch.zeros_like(g), (g - o).abs()).nan_to_num(nan=math.inf)
+    # a non-finite golden element must be matched exactly (rtol * inf would allow anything)
+    differs = ~same & ~(torch.isfinite(g) & (abs_diff <= tolerance.atol + tolerance.rtol * g.abs()))
+    return Elements(o - g, abs_diff, differs, unit=ulp_of_largest(golden) if golden.numel() else None)
+
+
+def _compare_quantized(golden, obtained, tolerance: Tolerance, where: str) -> Diff:
     total = golden.numel()
-    abs_diff = (golden.dequantize().double() - obtained.dequantize().double()).abs()
-    max_abs = abs_diff.max().item() if total else 0.0
+    el = elements(golden, obtained, tolerance)
+    max_abs, max_steps = (el.abs_diff.max().item(), float(el.steps.max())) if total else (0.0, 0.0)
+    bad = int(el.differs.sum())
     gq, oq = qparams(golden), qparams(obtained)
-    if gq == oq:
-        steps = (golden.int_repr().to(torch.int64) - obtained.int_repr().to(torch.int64)).abs()
-        bad = int((steps > tolerance.steps).sum()) if total else 0
-        max_steps = float(steps.max()) if total else 0.0
-        reasons = []
-        if bad:
-            reasons.append(
-                f"{where}: {bad} of {total} elements differ, up to {max_steps:g} steps "
-                f"({max_abs:.6g} in value)"
-            )
-        return Diff(max_abs, max_steps, bad, total, reasons)
-    # Different qparams: integers are not comparable; measure in the golden's steps.
-    steps = abs_diff / _step_sizes(golden)
-    max_steps = float(steps.max()) if total else 0.0
-    changed = [k for k in gq if gq[k] != oq.get(k)]
-    detail = ", ".join(f"{k} {_short(gq[k])} -> {_short(oq.get(k))}" for k in changed)
-    bad = int((steps > tolerance.steps + 1e-9).sum()) if total else 0
-    return Diff(max_abs, max_steps, bad, total, [f"{where}: qparams changed: {detail}"])
+    if gq != oq:
+        changed = [k for k in gq if gq[k] != oq.get(k)]
+        detail = ", ".join(f"{k} {_short(gq[k])} -> {_short(oq.get(k))}" for k in changed)
+        return Diff(max_abs, max_steps, bad, total, [f"{where}: qparams changed: {detail}"])
+    reasons = [f"{where}: {bad} of {total} elements differ, up to {max_steps:g} steps ({max_abs:.6g} in value)"] \
+        if bad else []
+    return Diff(max_abs, max_steps, bad, total, reasons)
 
 
 def _short(value) -> str:
@@ -235,22 +263,16 @@ def ulp_of_largest(t) -> float | None:
 
 
 def _compare_float(golden, obtained, tolerance: Tolerance, where: str) -> Diff:
-    import torch
-
     total = golden.numel()
     if not total:
         return Diff(0.0, None, 0, 0)
-    g, o = golden.double(), obtained.double()
-    same = (g == o) | (torch.isnan(g) & torch.isnan(o))
-    abs_diff = torch.where(same, torch.zeros_like(g), (g - o).abs()).nan_to_num(nan=math.inf)
-    # a non-finite golden element must be matched exactly (rtol * inf would allow anything)
-    differs = ~same & ~(torch.isfinite(g) & (abs_diff <= tolerance.atol + tolerance.rtol * g.abs()))
-    bad = int(differs.sum())
-    max_abs = abs_diff.max().item()
+    el = elements(golden, obtained, tolerance)
+    bad = int(el.differs.sum())
+    max_abs = el.abs_diff.max().item()
     if not bad:
         return Diff(max_abs, None, 0, total)
-    unit = ulp_of_largest(golden)
-    worst = abs_diff[differs].max().item()
+    unit = el.unit
+    worst = el.abs_diff[el.differs].max().item()
     ulps = worst / unit if unit else None
     within = unit is not None and worst <= tolerance.rounding_ulps * unit
     size = f"{ulps_text(ulps)} of its largest magnitude" if ulps is not None else "an integer tensor"

@@ -39,7 +39,7 @@ def _differing_leaves(golden, obtained, tolerance, where):
 def _leaf(where: str, golden, obtained, tolerance: Tolerance) -> str:
     import torch
 
-    from .compare import compare, qparams
+    from .compare import compare, elements, qparams
 
     if not (isinstance(golden, torch.Tensor) and isinstance(obtained, torch.Tensor)):
         return f"{where}: golden {_short(golden)}, obtained {_short(obtained)}"
@@ -55,17 +55,15 @@ def _leaf(where: str, golden, obtained, tolerance: Tolerance) -> str:
         return "\n".join(lines)
     diff = compare(golden, obtained, tolerance, where)
     total = golden.numel()
-    g_val, o_val = _values(golden), _values(obtained)
-    delta = (o_val - g_val)
-    step = _step(golden)
-    bad = (delta.abs() > _allowed(golden, tolerance, step)) | (torch.isnan(g_val) != torch.isnan(o_val))
+    el = elements(golden, obtained, tolerance)  # the same rule as the comparison: the same elements
+    bad = el.differs
     n_bad = int(bad.sum())
     share = 100.0 * n_bad / total if total else 0.0
     lines.append(f"  differ   {n_bad} of {total} elements ({share:.1f}%)")
     if n_bad:
-        abs_bad = delta.abs()[bad]
-        if step is not None:
-            steps = abs_bad / step.expand_as(delta)[bad]
+        abs_bad = el.abs_diff[bad]
+        if el.steps is not None:
+            steps = el.steps[bad]
             lines.append(f"  |Δ|      max {steps.max().item():.4g} steps ({abs_bad.max().item():.6g}), "
                          f"mean {steps.mean().item():.4g} steps ({abs_bad.mean().item():.6g}) over differing")
         else:
@@ -73,7 +71,7 @@ def _leaf(where: str, golden, obtained, tolerance: Tolerance) -> str:
             if diff.max_ulp_diff is not None:
                 lines.append(f"  ulps     {diff.max_ulp_diff:.4g} of the largest magnitude "
                              f"(float rounding allows {tolerance.rounding_ulps}): {diff.verdict}")
-        lines.append(_table(golden, g_val, o_val, delta, bad, step))
+        lines.append(_table(golden, _values(golden), _values(obtained), el.delta, bad, el.step_size))
     elif diff.reasons:
         lines.append(f"  {diff.message}")
     return "\n".join(lines)
@@ -83,25 +81,6 @@ def _values(t):
     import torch
 
     return (t.dequantize() if t.is_quantized else t).to(torch.float64)
-
-
-def _step(t):
-    """Per-element step size of a quantized tensor (broadcast), or None for floats."""
-    import torch
-
-    if not t.is_quantized:
-        return None
-    if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-        return torch.full(t.shape, t.q_scale(), dtype=torch.float64)
-    shape = [1] * t.dim()
-    shape[t.q_per_channel_axis()] = -1
-    return t.q_per_channel_scales().to(torch.float64).reshape(shape).expand(t.shape)
-
-
-def _allowed(golden, tolerance: Tolerance, step):
-    if step is not None:
-        return step * (tolerance.steps + 0.5)  # more than the tolerated steps, rounding aside
-    return tolerance.atol + tolerance.rtol * _values(golden).abs()
 
 
 def _table(golden, g_val, o_val, delta, bad, step) -> str:

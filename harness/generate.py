@@ -22,7 +22,7 @@ from .manifest import CaseEntry
 from .notices import quiet, runtime_warnings
 from .results import one_line
 from .safeload import save_bytes
-from .store import parse_version
+from .versions import parse_version
 
 
 @dataclass

@@ -12,8 +12,10 @@ supports (``writable``, ``known_drifts``, ``reference``). Imports no torch.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .catalog import Case
+if TYPE_CHECKING:  # annotations only: importing the plugin (which names the layouts) stays light
+    from .catalog import Case
 
 #: file suffixes by the formats' own conventions; the older kinds keep PyTorch's ``.pt``
 SUFFIX = {"export": ".pt2", "lite": ".ptl"}
@@ -88,7 +90,7 @@ class HarnessLayout:
     def case_problem(self, case: Case) -> tuple[str, str] | None:
         """(verdict, reason) when a case cannot be replayed from this set at all."""
         from .compat import torch_release
-        from .store import parse_version
+        from .versions import parse_version
 
         entry = self.golden.cases.get(case.id)
         version = self.golden.version
@@ -124,7 +126,7 @@ class HarnessLayout:
             return diff.verdict, diff.message
         from . import machine
 
-        changed = machine.differences(machine.of_manifest(self.golden.info), machine.current())
+        changed = machine.differences(machine.of_manifest(self.golden.manifest), machine.current())
         shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
         return "drift", diff.message + (f" (golden made on another machine: {shown})" if changed else "")
 

@@ -10,7 +10,7 @@ made the set and read again at replay:
 - ``blas``, ``onednn``: the BLAS and oneDNN builds torch reports.
 
 Manifests written before fingerprints existed hold only ``cpu_capability`` and ``avx512_vnni``;
-they read as a partial fingerprint whose machine is "not recorded".
+they read as a partial fingerprint whose machine is "not recorded" (so does a malformed one).
 """
 
 from __future__ import annotations
@@ -67,16 +67,16 @@ def current() -> dict:
             "isa": flags, "cpu_capability": cpu_capability(), **_libraries(torch.__config__.show())}
 
 
-def of_manifest(info: dict | None) -> dict:
-    """The fingerprint a manifest's header records; a partial one for manifests that predate
-    fingerprints."""
-    manifest = info or {}
-    recorded = manifest.get("fingerprint")
-    if isinstance(recorded, dict):
-        return {k: recorded.get(k) for k in FIELDS}
-    partial = {"cpu_capability": manifest.get("cpu_capability")}
-    if manifest.get("avx512_vnni") is not None:
-        partial["avx512_vnni"] = bool(manifest["avx512_vnni"])
+def of_manifest(manifest) -> dict:
+    """The fingerprint a manifest (harness.manifest.Manifest, or None) records; a partial one for
+    manifests that predate fingerprints, or whose fingerprint is malformed."""
+    if manifest is None:
+        return {"cpu_capability": None}
+    if manifest.fingerprint is not None:
+        return {k: manifest.fingerprint.get(k) for k in FIELDS}
+    partial = {"cpu_capability": manifest.cpu_capability}
+    if manifest.avx512_vnni is not None:
+        partial["avx512_vnni"] = manifest.avx512_vnni
     return partial
 
 

@@ -32,6 +32,22 @@ def _is_str_map(value, of=str) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, of) for k, v in value.items())
 
 
+class _JsonView(Mapping):
+    """Reads as the JSON object ``to_json`` makes (``x["key"]``, ``x.get(...)``, ``dict(x)``)."""
+
+    def to_json(self):
+        raise NotImplementedError
+
+    def __getitem__(self, key):
+        return self.to_json()[key]
+
+    def __iter__(self):
+        return iter(self.to_json())
+
+    def __len__(self):
+        return len(self.to_json())
+
+
 #: CaseEntry's JSON fields, in the order they are written, with the check each value must pass
 _CHECKS = {
     "description": lambda v: isinstance(v, str),
@@ -48,7 +64,7 @@ _CHECKS = {
 
 
 @dataclass
-class CaseEntry(Mapping):
+class CaseEntry(_JsonView):
     """What a golden set records of one case. Reads as its JSON object too (``entry["flow"]``)."""
 
     description: str = ""
@@ -94,16 +110,6 @@ class CaseEntry(Mapping):
         out = {k: v for k, v in out.items() if v is not None}
         return {**out, **self.extra}
 
-    # the JSON view
-    def __getitem__(self, key):
-        return self.to_json()[key]
-
-    def __iter__(self):
-        return iter(self.to_json())
-
-    def __len__(self):
-        return len(self.to_json())
-
 
 def file_entry(data: bytes) -> dict:
     """A file's manifest entry: its sha256 and size."""
@@ -124,7 +130,7 @@ _STRUCTURE = ("format", "pinned", "cases", "files")
 
 
 @dataclass
-class Manifest(Mapping):
+class Manifest(_JsonView):
     """A golden set's manifest. Reads as its JSON object too (``manifest["torch"]``)."""
 
     #: how the set was made: torch, python, platform, cpu_capability, fingerprint, command, ...
@@ -137,7 +143,30 @@ class Manifest(Mapping):
 
     @property
     def torch(self) -> str | None:
-        value = self.info.get("torch")
+        """The torch release that made the set (or, pinned, that the user says made it)."""
+        return self._text("torch")
+
+    @property
+    def cpu_capability(self) -> str | None:
+        return self._text("cpu_capability")
+
+    @property
+    def avx512_vnni(self) -> bool | None:
+        value = self.info.get("avx512_vnni")
+        return value if isinstance(value, bool) else None
+
+    @property
+    def fingerprint(self) -> dict | None:
+        """The machine that made the set (harness.machine), when recorded and well-formed."""
+        value = self.info.get("fingerprint")
+        if not isinstance(value, dict):
+            return None
+        texts = all(isinstance(value.get(k), str) for k in ("cpu_vendor", "cpu_model", "cpu_capability"))
+        isa = value.get("isa")
+        return value if texts and isinstance(isa, list) and all(isinstance(f, str) for f in isa) else None
+
+    def _text(self, key: str) -> str | None:
+        value = self.info.get(key)
         return value if isinstance(value, str) else None
 
     @classmethod
@@ -189,16 +218,6 @@ class Manifest(Mapping):
         return Manifest(info=dict(self.info), cases={k: v for k, v in self.cases.items() if k not in gone},
                         files={n: e for n, e in self.files.items() if case_of(n) not in gone},
                         pinned=self.pinned, format=self.format)
-
-    # the JSON view
-    def __getitem__(self, key):
-        return self.to_json()[key]
-
-    def __iter__(self):
-        return iter(self.to_json())
-
-    def __len__(self):
-        return len(self.to_json())
 
 
 def as_entry(value) -> CaseEntry:

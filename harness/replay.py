@@ -19,7 +19,8 @@ from .layout import HarnessLayout, PyTorchLayout
 from .replayer import Options, Replayer, open_replayer
 from .results import Result
 from .shard import Unit
-from .store import GoldenSet, GoldenStore, parse_version, stray_problem
+from .store import GoldenSet, GoldenStore, stray_problem
+from .versions import parse_version
 
 
 def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, jobs: int | None = 1,

@@ -102,7 +102,7 @@ class Replayer:
         self.runtime = torch_release()
         self.have = supported_engines()
         self._files: dict[str, _CaseFiles] = {}
-        self._machines = machine.pair(machine.of_manifest(layout.golden.info), machine.current())
+        self._machines = machine.pair(machine.of_manifest(layout.golden.manifest), machine.current())
 
     def _result(self, case: Case, artifact: str, backend: str, verdict: str, message: str = "", **figures):
         """Every result of a replay is made here: machine-dependent skips, machines, known drifts."""

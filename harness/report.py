@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .engines import ordered
 from .results import rounding_groups
-from .results import version_key as _vkey
+from .versions import version_key as _vkey
 
 #: worst first: what a cell shows when its artifacts disagree
 SEVERITY = ("load-error", "corrupt", "missing", "drift", "known load-error", "known drift", "rounding", "pass", "skip")
@@ -198,72 +198,70 @@ class Report:
     # -- HTML -------------------------------------------------------------------------
     def html(self) -> str:
         e = html.escape
-        drifts = self.drifts()
-        parts = [
-            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-            "<title>Backward-compatibility report</title><style>",
-            "body{font-family:system-ui,sans-serif;margin:24px;color:#212121;max-width:1400px}",
-            "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ddd;padding:3px 8px;"
-            "font-size:13px;text-align:left}th{background:#f5f5f5}",
-            ".drift{background:#ffcdd2;font-weight:600}.known{background:#fff3c4}.pass{color:#2e7d32}"
-            ".bad{background:#e1bee7;font-weight:600}.skip{color:#9e9e9e}.rounding{background:#e0f2f1}",
-            ".cases{display:flex;flex-wrap:wrap;gap:18px}.case{border:1px solid #e0e0e0;padding:8px;border-radius:6px}",
-            ".case h3{font-size:13px;margin:0 0 4px}.legend span{display:inline-block;margin-right:14px}",
-            ".sw{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}",
-            "</style></head><body>",
-            "<h1>Backward-compatibility report</h1>",
-            f"<p>{len(self.records)} results from runtime versions <b>{e(', '.join(self.runtimes))}</b> "
-            f"over goldens from <b>{e(', '.join(self.goldens))}</b>.</p>",
-            "<h2>Results per golden and runtime version</h2><table><tr><th>golden</th><th>runtime</th>"
-            + "".join(f"<th>{s}</th>" for s in SEVERITY) + "</tr>",
-        ]
-        for (golden, runtime), counts in self.sorted_counts():
-            parts.append(f"<tr><td>{e(golden)}</td><td>{e(runtime)}</td>" + "".join(
-                f"<td class='{_css(s) if counts.get(s) else ''}'>{counts.get(s, '')}</td>" for s in SEVERITY) + "</tr>")
-        parts.append("</table>")
+        parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+                 f"<title>Backward-compatibility report</title><style>{_STYLE}</style></head><body>",
+                 "<h1>Backward-compatibility report</h1>",
+                 f"<p>{len(self.records)} results from runtime versions <b>{e(', '.join(self.runtimes))}</b> "
+                 f"over goldens from <b>{e(', '.join(self.goldens))}</b>.</p>",
+                 "<h2>Results per golden and runtime version</h2>", *self._html_counts()]
         if self.forward:
-            parts.append("<h2>Forward compatibility (informational)</h2><p>Goldens newer than the runtime "
-                         "that replayed them; never a failure.</p><table><tr><th>golden</th><th>runtime</th>"
-                         + "".join(f"<th>{s}</th>" for s in SEVERITY) + "</tr>")
-            for (golden, runtime), counts in self.sorted_counts(forward=True):
-                parts.append(f"<tr><td>{e(golden)}</td><td>{e(runtime)}</td>" + "".join(
-                    f"<td>{counts.get(s, '')}</td>" for s in SEVERITY) + "</tr>")
-            parts.append("</table>")
-        parts += self._rounding_html()
-        parts.append("<h2>Drifts</h2>")
-        if drifts:
-            parts.append("<table><tr><th>case</th><th>golden</th><th>backend</th><th>first runtime</th>"
-                         "<th>largest Δ</th><th>bisect hint</th><th>detail</th></tr>")
-            for d in drifts:
-                hint = f"passes on {d['bisect'][0]}, drifts on {d['bisect'][1]}" if d["bisect"] else "drifts on every runtime tried"
-                parts.append(f"<tr class='{'known' if d['known'] else 'drift'}'><td>{e(d['case'])}</td><td>{e(d['golden'])}</td>"
-                             f"<td>{e(d['backend'])}</td><td>{e(d['first_runtime'])}</td><td>{e(d['figure'])}</td>"
-                             f"<td>{e(hint)}</td><td>{'known: ' if d['known'] else ''}{e(d['message'][:160])}</td></tr>")
-            parts.append("</table>")
-        else:
-            parts.append("<p>No drift.</p>")
-        parts.append("<h2>Max Δ per case</h2><p class='legend'>" + "".join(
-            f"<span><i class='sw' style='background:{COLOURS[s]}'></i>{s}</span>"
-            for s in ("pass", "rounding", "known drift", "drift", "load-error", "skip"))
-            + " — rows: golden version, columns: runtime version; each square is split by backend "
-            f"({e(', '.join(self.backends))}); the number is the largest Δ of the row.</p><div class='cases'>")
-        for case in self.cases:
-            parts.append(f"<div class='case'><h3>{e(case)}</h3>{self._heatmap(case)}</div>")
-        parts.append("</div><h2>Matrix</h2>")
+            parts += ["<h2>Forward compatibility (informational)</h2><p>Goldens newer than the runtime "
+                      "that replayed them; never a failure.</p>", *self._html_counts(forward=True)]
+        parts += [*self._rounding_html(), *self._html_drifts(), *self._html_heatmaps(), *self._html_matrix(),
+                  "</body></html>"]
+        return "\n".join(parts)
+
+    def _html_counts(self, forward: bool = False) -> list[str]:
+        """Verdict counts per (golden, runtime): coloured for backward results, plain for forward ones."""
+        e = html.escape
+        parts = ["<table><tr><th>golden</th><th>runtime</th>" + "".join(f"<th>{s}</th>" for s in SEVERITY) + "</tr>"]
+        for (golden, runtime), counts in self.sorted_counts(forward):
+            parts.append(f"<tr><td>{e(golden)}</td><td>{e(runtime)}</td>" + "".join(
+                f"<td class='{_css(s) if counts.get(s) and not forward else ''}'>{counts.get(s, '')}</td>"
+                for s in SEVERITY) + "</tr>")
+        return parts + ["</table>"]
+
+    def _html_drifts(self) -> list[str]:
+        e = html.escape
+        drifts = self.drifts()
+        if not drifts:
+            return ["<h2>Drifts</h2>", "<p>No drift.</p>"]
+        parts = ["<h2>Drifts</h2>", "<table><tr><th>case</th><th>golden</th><th>backend</th><th>first runtime</th>"
+                 "<th>largest Δ</th><th>bisect hint</th><th>detail</th></tr>"]
+        for d in drifts:
+            hint = (f"passes on {d['bisect'][0]}, drifts on {d['bisect'][1]}" if d["bisect"]
+                    else "drifts on every runtime tried")
+            parts.append(f"<tr class='{'known' if d['known'] else 'drift'}'><td>{e(d['case'])}</td>"
+                         f"<td>{e(d['golden'])}</td><td>{e(d['backend'])}</td><td>{e(d['first_runtime'])}</td>"
+                         f"<td>{e(d['figure'])}</td><td>{e(hint)}</td>"
+                         f"<td>{'known: ' if d['known'] else ''}{e(d['message'][:160])}</td></tr>")
+        return parts + ["</table>"]
+
+    def _html_heatmaps(self) -> list[str]:
+        e = html.escape
+        legend = "".join(f"<span><i class='sw' style='background:{COLOURS[s]}'></i>{s}</span>"
+                         for s in ("pass", "rounding", "known drift", "drift", "load-error", "skip"))
+        parts = [f"<h2>Max Δ per case</h2><p class='legend'>{legend} — rows: golden version, columns: runtime "
+                 f"version; each square is split by backend ({e(', '.join(self.backends))}); the number is the "
+                 "largest Δ of the row.</p><div class='cases'>"]
+        parts += [f"<div class='case'><h3>{e(case)}</h3>{self._heatmap(case)}</div>" for case in self.cases]
+        return parts + ["</div>"]
+
+    def _html_matrix(self) -> list[str]:
+        e = html.escape
+        parts = ["<h2>Matrix</h2>"]
         for backend in self.backends:
             parts.append(f"<h3>{e(backend)}</h3><table><tr><th>case</th><th>golden</th>"
                          + "".join(f"<th>{e(rt)}</th>" for rt in self.runtimes) + "</tr>")
             for case in self.cases:
                 for golden in self.goldens:
                     row = [self.cells.get((case, golden, backend, rt)) for rt in self.runtimes]
-                    if not any(row):
-                        continue
-                    parts.append(f"<tr><td>{e(case)}</td><td>{e(golden)}</td>" + "".join(
-                        f"<td class='{_css(c.status)}'>{e(c.status)} {e(c.figure())}</td>" if c else "<td></td>"
-                        for c in row) + "</tr>")
+                    if any(row):
+                        parts.append(f"<tr><td>{e(case)}</td><td>{e(golden)}</td>" + "".join(
+                            f"<td class='{_css(c.status)}'>{e(c.status)} {e(c.figure())}</td>" if c else "<td></td>"
+                            for c in row) + "</tr>")
             parts.append("</table>")
-        parts.append("</body></html>")
-        return "\n".join(parts)
+        return parts
 
     def _heatmap(self, case: str) -> str:
         """An inline SVG: golden rows × runtime columns, one coloured strip per backend."""
@@ -291,6 +289,18 @@ class Report:
             out.append(f"<text x='{left + cw * len(self.runtimes) + 6}' y='{y + 15}' font-size='10'>Δ {label}</text>")
         out.append("</svg>")
         return "".join(out)
+
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:24px;color:#212121;max-width:1400px}"
+    "table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ddd;padding:3px 8px;"
+    "font-size:13px;text-align:left}th{background:#f5f5f5}"
+    ".drift{background:#ffcdd2;font-weight:600}.known{background:#fff3c4}.pass{color:#2e7d32}"
+    ".bad{background:#e1bee7;font-weight:600}.skip{color:#9e9e9e}.rounding{background:#e0f2f1}"
+    ".cases{display:flex;flex-wrap:wrap;gap:18px}.case{border:1px solid #e0e0e0;padding:8px;border-radius:6px}"
+    ".case h3{font-size:13px;margin:0 0 4px}.legend span{display:inline-block;margin-right:14px}"
+    ".sw{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}"
+)
 
 
 def _css(state: str) -> str:

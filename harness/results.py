@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .versions import version_key
+
 #: ``rounding``: a float output within the rounding bound of its golden (harness.compare); it
 #: is shown everywhere and fails a run only under --exact, where it is judged a drift instead
 VERDICTS = ("pass", "rounding", "drift", "load-error", "missing", "corrupt", "skip")
@@ -82,16 +84,6 @@ def one_line(exc: BaseException) -> str:
 def ulps_text(value: float) -> str:
     """A float difference in ulps, as a person reads it: '1 ulp', '4 ulps', '0.5 ulps'."""
     return f"{value:.3g} {'ulp' if value == 1 else 'ulps'}"
-
-
-def version_key(text: str):
-    """Sort key of a golden or runtime version ('2.13.0', 'pytorch@2.4.1'); other names last."""
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return (0, Version(text.split("@")[-1]), text)
-    except InvalidVersion:
-        return (1, Version("0"), text)
 
 
 def summary(results: list[Result]) -> str:

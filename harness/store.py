@@ -16,18 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from packaging.version import InvalidVersion, Version
-
 from .manifest import NAME as MANIFEST
+from .versions import parse_version
 from .manifest import Manifest, ManifestError, file_entry, file_problem
-
-
-def parse_version(text: str) -> Version | None:
-    """A directory name's torch version, or None (kept torch-free: verify needs no torch)."""
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
 
 
 class GoldenError(Exception):
@@ -164,11 +155,6 @@ class GoldenSet:
     @property
     def files(self) -> dict:
         return self.manifest.files if self.manifest else {}
-
-    @property
-    def info(self) -> dict:
-        """The manifest's header: how the set was made (harness.manifest)."""
-        return self.manifest.info if self.manifest else {}
 
     @property
     def cases(self) -> dict:

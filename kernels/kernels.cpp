@@ -1,7 +1,7 @@
 // Reference quantized kernels: the project's exact statement of quantized arithmetic.
 //
 // Built by the package build into harness._kernels. No torch: tensors cross the boundary as
-// Python buffers (the Python side, harness/reference.py, checks shapes, dtypes and qparams
+// Python buffers (the Python side, harness/reference/primitives.py, checks shapes, dtypes and qparams
 // before calling; these functions check buffer sizes again and raise ValueError, never crash).
 //
 // Rounding is half to even (nearbyint / lrint under the default rounding mode) and every
@@ -60,7 +60,7 @@ bool check(bool ok, const char* message) {
   return ok;
 }
 
-// element type codes shared with harness/reference.py
+// element type codes shared with harness/reference/primitives.py
 enum Dtype { U8 = 0, S8 = 1, S32 = 2 };
 
 Py_ssize_t itemsize(int dtype) { return dtype == S32 ? 4 : 1; }

@@ -125,7 +125,7 @@ print(json.dumps({{"skipped": made.entry.get("skipped"), "files": len(made.files
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
     from harness.compat import PT2E_IN_TORCHAO
-    from harness.store import parse_version
+    from harness.versions import parse_version
 
     if parse_version(version) >= parse_version(PT2E_IN_TORCHAO):
         assert "needs torchao" in got["skipped"] and got["files"] == 0

@@ -27,7 +27,8 @@ class GoldenChecker:
         Returns the Result records; fails the test on any drift, load error or missing golden.
         """
         case, backends = self._case(name, model, example_inputs, artifacts, backends, tolerance)
-        from ..store import GoldenStore, parse_version
+        from ..store import GoldenStore
+        from ..versions import parse_version
 
         store = GoldenStore(self.state.golden_dir)
         versions = [v for v in store.versions()[0] if parse_version(v) <= parse_version(runtime())]
@@ -44,7 +45,7 @@ class GoldenChecker:
     def _case(self, name, model, example_inputs, artifacts, backends, tolerance):
         """The Case a check stands for, and its backends (the call's, the marker's or the session's)."""
         from ..catalog import Case, GivenInput, Tolerance
-        from ..store import parse_version
+        from ..versions import parse_version
 
         marker = self.request.node.get_closest_marker("golden")
         options = dict(marker.kwargs) if marker else {}

@@ -107,7 +107,8 @@ class GoldenSession:
     def versions(self) -> tuple[list[str], list[str]]:
         """(golden versions not newer than this torch, directories named like no version)."""
         from ..compat import torch_release
-        from ..store import GoldenStore, parse_version
+        from ..store import GoldenStore
+        from ..versions import parse_version
 
         if self.layout_class.single_set:
             return [self.layout_class.single_set], []
