@@ -26,6 +26,11 @@ def file_name(kind: str) -> str:
     return f"{kind}{SUFFIX.get(kind, '.pt')}"
 
 
+def case_dir(case_id: str) -> str:
+    """The directory, inside its set, that holds a case's files (our layout)."""
+    return case_id
+
+
 def case_of(name: str) -> str:
     """The case a file of our layout belongs to: the first component of its path in the set."""
     return name.split("/", 1)[0]
@@ -50,19 +55,19 @@ class HarnessLayout:
     # -- names ------------------------------------------------------------------------
     @staticmethod
     def input_file(case: Case) -> str:
-        return f"{case.id}/input.pt"
+        return f"{case_dir(case.id)}/input.pt"
 
     @staticmethod
     def artifact_file(case: Case, kind: str) -> str:
-        return f"{case.id}/{file_name(kind)}"
+        return f"{case_dir(case.id)}/{file_name(kind)}"
 
     @staticmethod
     def expected_file(case: Case, backend: str) -> str:
-        return f"{case.id}/expected.{backend}.pt"
+        return f"{case_dir(case.id)}/expected.{backend}.pt"
 
     @staticmethod
     def get_attr_file(case: Case) -> str:
-        return f"{case.id}/get_attr_targets.pt"
+        return f"{case_dir(case.id)}/get_attr_targets.pt"
 
     @staticmethod
     def kind_of(name: str) -> str | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .layout import case_dir
 from .manifest import NAME as MANIFEST
 from .versions import parse_version
 from .manifest import Manifest, ManifestError, file_entry, file_problem
@@ -260,7 +261,7 @@ class GoldenStore:
         if current.manifest_error:
             raise GoldenError(current.manifest_error)
         old = current.manifest or Manifest()
-        clash = sorted(c for c in cases if c in old.cases or (target / c).exists())
+        clash = sorted(c for c in cases if c in old.cases or (target / case_dir(c)).exists())
         if clash and not overwrite:
             raise GoldenExists(
                 f"goldens exist for {', '.join(clash)} under {target}; pass --force to overwrite"
@@ -292,9 +293,9 @@ class GoldenStore:
     @staticmethod
     def _fill(stage: Path, old: Manifest, cases: dict, files: dict, info: dict) -> Manifest:
         for case_id in cases:  # a regenerated case keeps only the files it has now
-            case_dir = stage / case_id
-            for path in case_dir.iterdir() if case_dir.is_dir() else ():
-                if path.is_file() and f"{case_id}/{path.name}" not in files:
+            directory = stage / case_dir(case_id)
+            for path in directory.iterdir() if directory.is_dir() else ():
+                if path.is_file() and f"{case_dir(case_id)}/{path.name}" not in files:
                     path.unlink()
         for name, data in sorted(files.items()):
             atomic_write(stage / name, data, sync_dir=False)
@@ -312,12 +313,12 @@ class GoldenStore:
             gone = [c for c in case_ids if c in current.cases]
             atomic_write(target / MANIFEST, current.manifest.without(gone).dump())
             for case_id in gone:
-                case_dir = target / case_id
-                for path in case_dir.iterdir() if case_dir.is_dir() else ():
+                directory = target / case_dir(case_id)
+                for path in directory.iterdir() if directory.is_dir() else ():
                     if path.is_file():
                         path.unlink()
-                if case_dir.is_dir() and not any(case_dir.iterdir()):
-                    case_dir.rmdir()
+                if directory.is_dir() and not any(directory.iterdir()):
+                    directory.rmdir()
             return gone
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 
 from .generate import Generated, generation_info
 from .layout import HarnessLayout as Names
+from .layout import case_dir
 from .manifest import Manifest
 from .notices import quiet
 from .safeload import load_weights
@@ -64,7 +65,7 @@ def _replaced(store, version: str, generated: list[Generated]) -> list[Generated
     if not directory.is_dir():
         return []
     old = store.open(version)
-    return [g for g in generated if g.case.id in old.cases or (directory / g.case.id).exists()]
+    return [g for g in generated if g.case.id in old.cases or (directory / case_dir(g.case.id)).exists()]
 
 
 def keep_unchanged(old, generated: list[Generated]) -> int:

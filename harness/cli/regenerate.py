@@ -47,13 +47,15 @@ def regenerate(args) -> int:
 
 def _refusal(store, version: str, cases, force: bool) -> str | None:
     """Why regeneration must not start: an unusable golden set, or goldens it would overwrite."""
+    from ..layout import case_dir
+
     directory = store.root / version
     current = store.open(version) if directory.is_dir() else None
     if current is not None and current.manifest_error and any(directory.iterdir()):
         return (f"{current.manifest_error}; the golden set cannot be updated safely. "
                 f"Repair it from version control, or remove {directory} to start afresh.")
     existing = current.cases if current is not None else {}
-    clash = [c.id for c in cases if c.id in existing or (directory / c.id).exists()]
+    clash = [c.id for c in cases if c.id in existing or (directory / case_dir(c.id)).exists()]
     if clash and not force:
         return (f"refusing to overwrite goldens of {len(clash)} case(s) under {directory}: {', '.join(clash)}\n"
                 "Pass --force to overwrite them; the numeric changes are printed first.")
