@@ -29,6 +29,10 @@ def _tensor(seed, *shape, scale=1.0):
 
 qparams = st.tuples(st.floats(1e-3, 0.5), st.integers(0, 255))
 
+#: fbgemm's and x86's u8 x s8 arithmetic on this CPU: int16 pair saturation without AVX512-VNNI
+SATURATES = R.fbgemm_saturates_pairs()
+HERE = R.Rules(saturate_pairs=SATURATES)
+
 
 @EXACT
 @given(seed=st.integers(0, 2**31), n=st.integers(1, 300), spread=st.floats(0.01, 100), qp=qparams)
@@ -80,7 +84,7 @@ def _native_linear(backend, x, w, bias, scale, zp, relu):
        per_channel=st.booleans(), relu=st.booleans())
 def test_linear_is_bit_exact_with_fbgemm_and_x86(backend, seed, m, k, n, per_channel, relu):
     x, w, bias = _linear_case(seed, m, k, n, per_channel)
-    ours = R.linear(x, w, bias, 0.05, 64, relu=relu).int_repr()
+    ours = R.linear(x, w, bias, 0.05, 64, relu=relu, rules=HERE).int_repr()
     assert torch.equal(ours, _native_linear(backend, x, w, bias, 0.05, 64, relu))
 
 
@@ -110,6 +114,11 @@ def _conv_inputs(case, transposed):
     g = torch.Generator().manual_seed(seed)
     x = torch.quantize_per_tensor(torch.rand(2, c, *size, generator=g) * 4 - 1, 0.02,
                                   int(torch.randint(0, 128, (1,), generator=g)), torch.quint8)
+    if SATURATES:
+        # Without AVX512-VNNI fbgemm's conv sums products in int16 pairs whose pairing follows its
+        # kernel path; the reference's conv has no such variant. Activations of 0..127 (what the
+        # reduce_range of fbgemm's qconfigs gives) never saturate: there the sums are exact.
+        x = torch._make_per_tensor_quantized_tensor(x.int_repr().clamp(0, 127), x.q_scale(), min(x.q_zero_point(), 127))
     wshape = (c, o // groups, *k) if transposed else (o, c // groups, *k)
     w = torch.quantize_per_tensor(torch.randn(*wshape, generator=g), 0.02, 0, torch.qint8)
     return x, w, torch.randn(o, generator=g)
@@ -200,7 +209,21 @@ def _native_dynamic(backend, x, w, bias, reduce_range):
        reduce_range=st.booleans())
 def test_dynamic_linear_is_exact_with_fbgemm_and_x86(backend, seed, m, k, n, reduce_range):
     x, w, bias = _dynamic_case(seed, m, k, n)
-    assert torch.equal(R.dynamic_linear(x, w, bias, reduce_range), _native_dynamic(backend, x, w, bias, reduce_range))
+    ours = R.dynamic_linear(x, w, bias, reduce_range, saturate_pairs=SATURATES)
+    assert torch.equal(ours, _native_dynamic(backend, x, w, bias, reduce_range))
+
+
+@pytest.mark.parametrize("backend", [b for b in ("fbgemm", "x86") if b in supported_engines()])
+def test_fbgemm_saturates_int16_pairs_exactly_when_the_cpu_lacks_avx512_vnni(backend):
+    """Two products of 255 x -128 sum to -65280 in int32 (vpdpbusd, AVX512-VNNI) but saturate to
+    -32768 in int16 (vpmaddubsw, AVX2): the native kernel gives the one this CPU predicts."""
+    x = torch.full((1, 2), 2.55)  # quantized over [0, 2.55] with 8 bits: scale 0.01, every value 255
+    w = torch.quantize_per_tensor(torch.full((1, 2), -1.28), 0.01, 0, torch.qint8)  # -128
+    exact, saturated = (R.dynamic_linear(x, w, None, reduce_range=False, saturate_pairs=s) for s in (False, True))
+    assert exact.item() == pytest.approx(-65280 * 1e-4, rel=1e-5)
+    assert saturated.item() == pytest.approx(-32768 * 1e-4, rel=1e-5)
+    native = _native_dynamic(backend, x, w, None, False)
+    assert torch.equal(native, saturated if SATURATES else exact), (native, SATURATES)
 
 
 @pytest.mark.skipif("qnnpack" not in supported_engines(), reason="this torch has no qnnpack")

@@ -16,6 +16,7 @@ from .ops import (
     dynamic_linear,
     dynamic_linear_fp16,
     dynamic_lstm,
+    fbgemm_saturates_pairs,
     linear,
     minmax_observer_qparams,
     moving_average_minmax,
@@ -37,6 +38,6 @@ from .primitives import (
 
 __all__ = ["DTYPES", "FBGEMM", "FLOWS", "SMALL_SCALE", "Rules", "Unsupported", "choose_qparams", "conv", "conv_nd",
            "dequantize", "dynamic_linear", "dynamic_linear_fp16", "dynamic_lstm", "embedding_bag_rowwise",
-           "fp16_round", "kernels", "linear", "matmul_u8s8", "minmax_observer_qparams", "moving_average_minmax",
-           "per_channel_minmax_qparams", "quantize", "reference_model", "reference_output", "requantize_float",
-           "requantize_q31", "rowwise_quantize"]
+           "fbgemm_saturates_pairs", "fp16_round", "kernels", "linear", "matmul_u8s8", "minmax_observer_qparams",
+           "moving_average_minmax", "per_channel_minmax_qparams", "quantize", "reference_model", "reference_output",
+           "requantize_float", "requantize_q31", "rowwise_quantize"]

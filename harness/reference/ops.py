@@ -3,7 +3,8 @@ qparams, dynamic linear (qint8 and fp16) and the dynamic LSTM.
 
 Variants name the backend rule they reproduce: ``requant="float"`` is fbgemm/x86's (float
 multiplier, float bias divided by input_scale * weight_scale), ``requant="q31"`` is qnnpack's
-fixed-point multiplier; ``rules="qnnpack"`` in the dynamic linear ignores reduce_range.
+fixed-point multiplier; ``rules="qnnpack"`` in the dynamic linear ignores reduce_range;
+``saturate_pairs`` is fbgemm's arithmetic on a CPU without AVX512-VNNI (``fbgemm_saturates_pairs``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..compat import has_avx512_vnni
 from .primitives import (
     _check_dtype,
     conv,
@@ -32,6 +34,18 @@ class Rules:
 
 
 FBGEMM = Rules()
+
+
+def fbgemm_saturates_pairs() -> bool:
+    """Whether fbgemm's u8 x s8 products (fbgemm and x86 backends) saturate in int16 pairs on this CPU.
+
+    fbgemm picks its kernels from the CPU, not from ATEN_CPU_CAPABILITY: with AVX512-VNNI,
+    vpdpbusd sums the products exactly into int32 (the reference's default, ``FBGEMM``); without it
+    (AVX2, and AVX512 without VNNI) vpmaddubsw first sums adjacent products into int16, saturating.
+    Activations within 0..127 (reduce_range, which fbgemm's qconfigs ask for) never saturate; full
+    8-bit activations can, and then ``Rules(saturate_pairs=True)`` (``saturate_pairs=True`` in the
+    dynamic linear) reproduces the native result."""
+    return not has_avx512_vnni()
 
 
 def _weight_parts(w: torch.Tensor, values: bool = True):
@@ -173,7 +187,8 @@ def moving_average_minmax(batches, averaging_constant: float = 0.01):
     return float(lo), float(hi)
 
 
-def dynamic_linear(x: torch.Tensor, w: torch.Tensor, bias, reduce_range: bool = True, rules: str = "fbgemm"):
+def dynamic_linear(x: torch.Tensor, w: torch.Tensor, bias, reduce_range: bool = True, rules: str = "fbgemm",
+                   saturate_pairs: bool = False):
     """Dynamic int8 linear. x is quantized per call over [min(x, 0), max(x, 0)], then u8 x s8 products.
 
     rules="fbgemm" (and x86): 0..127 with reduce_range, x / scale in double, output
@@ -189,7 +204,7 @@ def dynamic_linear(x: torch.Tensor, w: torch.Tensor, bias, reduce_range: bool = 
     x_scale, x_zp = choose_qparams(x, 0, qmax)
     xq = quantize(x.reshape(-1, x.shape[-1]).contiguous(), [x_scale], [x_zp], torch.quint8, qrange=(0, qmax),
                   divide=not qnnpack)
-    acc = matmul_u8s8(xq, x_zp, w.contiguous(), w_zps).to(torch.float32)
+    acc = matmul_u8s8(xq, x_zp, w.contiguous(), w_zps, saturate_pairs).to(torch.float32)
     scale = (torch.tensor(x_scale, dtype=torch.float32) * w_scales.to(torch.float32)).expand(acc.shape).contiguous()
     bias = torch.zeros(acc.shape[1]) if bias is None else bias.to(torch.float32)
     if qnnpack:
