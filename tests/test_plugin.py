@@ -225,6 +225,7 @@ def test_update_writes_then_the_next_run_passes(project):
     written.stdout.fnmatch_lines([f"*wrote {_version()}/my-linear*", "*golden written in this run; nothing was compared*"])
     entry = _manifest(project)["cases"]["my-linear"]
     assert entry["owner"] == "test_user.py::test_linear" and set(entry["backends"]) == {"fbgemm", "qnnpack"}
+    assert _manifest(project)["command"] == "pytest test_user.py::test_linear --golden-update-new-only"
     project.runpytest().assert_outcomes(passed=1)
 
 
@@ -251,6 +252,7 @@ def test_changed_model_fails_in_steps_and_update_rewrites_it(project):
     rewritten = project.runpytest("--golden-update")
     rewritten.assert_outcomes(skipped=1)
     rewritten.stdout.fnmatch_lines(["*rewrote*my-linear*", "*CHANGED*steps*"])
+    assert _manifest(project)["command"] == "pytest test_user.py::test_linear --golden-update"
     project.runpytest().assert_outcomes(passed=1)
 
 

@@ -96,7 +96,7 @@ def _write_catalog_case(state: GoldenSession, case, *, rewrite: bool, nodeid: st
     version = runtime()
     try:
         written = write_goldens(GoldenStore(state.golden_dir), version, [generate_case(case, state.backends)],
-                                f"pytest {nodeid} --golden-update", overwrite=rewrite)
+                                state.write_command(nodeid), overwrite=rewrite)
         state.writes.append(f"{'rewrote' if rewrite else 'wrote'} {version}/{case.id}"
                             + (f"\n{written.changes}" if written.changes else ""))
         state.wrote.add(nodeid)

@@ -106,7 +106,7 @@ class GoldenChecker:
         from ..writing import write_goldens
 
         nodeid = self.request.node.nodeid
-        written = write_goldens(store, runtime(), [generate_case(case, backends)], f"pytest {nodeid} --golden-update",
+        written = write_goldens(store, runtime(), [generate_case(case, backends)], self.state.write_command(nodeid),
                                 overwrite=rewrite, owner=nodeid)
         self.state.writes.append(f"{'rewrote' if rewrite else 'wrote'} {runtime()}/{case.id} ({nodeid})"
                                  + (f"\n{written.changes}" if written.changes else ""))

@@ -39,6 +39,11 @@ class GoldenSession:
     _cases: list | None = field(default=None, repr=False)
     _known: list | None = field(default=None, repr=False)
 
+    def write_command(self, nodeid: str) -> str:
+        """The command a manifest records for goldens this session writes for ``nodeid``."""
+        flag = "--golden-update" if self.update == "all" else "--golden-update-new-only"
+        return f"pytest {nodeid} {flag}"
+
     # -- places ---------------------------------------------------------------------
     @property
     def golden_dir(self) -> Path:
