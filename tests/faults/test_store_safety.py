@@ -71,17 +71,23 @@ def _state(root: Path) -> str:
 def test_sigkill_at_random_moments_never_loses_or_mixes_goldens(tmp_path):
     root = tmp_path / "serialized"
     GoldenStore(root).write("2.13.0", {c: {"tag": "A"} for c in CASES}, SETS["A"], {"tag": "A"})
+    # kills land from before a write's swap to well after it, however fast this machine writes
+    started = time.perf_counter()
+    GoldenStore(root).write("2.13.0", {c: {"tag": "A"} for c in CASES}, SETS["A"], {"tag": "A"}, overwrite=True)
+    one_write = time.perf_counter() - started
     rng = random.Random(0)
-    seen, trials = set(), 50
+    outcomes, trials = set(), 50
     for _ in range(trials):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), "B,A"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        before = _state(root)
+        other = "B" if before == "A" else "A"  # the writer's first write changes the set
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), f"{other},{before}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         assert proc.stdout.readline().strip() == b"ready"
-        time.sleep(rng.uniform(0.0, 0.08))
+        time.sleep(rng.uniform(0.0, 3 * one_write))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        seen.add(_state(root))
-    assert seen == {"A", "B"}  # kills landed both before and after swaps
+        outcomes.add("old" if _state(root) == before else "new")  # _state: a whole set, verified
+    assert outcomes == {"old", "new"}  # kills landed both before and after swaps
     # the next writer sweeps what killed ones left behind
     GoldenStore(root).write("2.13.0", {c: {"tag": "A"} for c in CASES}, SETS["A"], {"tag": "A"}, overwrite=True)
     assert not [p for p in root.iterdir() if p.name.startswith(".stage-")]
