@@ -76,9 +76,8 @@ def test_sigkill_at_random_moments_never_loses_or_mixes_goldens(tmp_path):
     GoldenStore(root).write("2.13.0", {c: {"tag": "A"} for c in CASES}, SETS["A"], {"tag": "A"}, overwrite=True)
     one_write = time.perf_counter() - started
     rng = random.Random(0)
-    outcomes, trials = set(), 50
+    outcomes, trials, before = set(), 50, "A"
     for _ in range(trials):
-        before = _state(root)
         other = "B" if before == "A" else "A"  # the writer's first write changes the set
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), f"{other},{before}"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
@@ -86,7 +85,9 @@ def test_sigkill_at_random_moments_never_loses_or_mixes_goldens(tmp_path):
         time.sleep(rng.uniform(0.0, 3 * one_write))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        outcomes.add("old" if _state(root) == before else "new")  # _state: a whole set, verified
+        after = _state(root)  # a whole set, every file verified
+        outcomes.add("old" if after == before else "new")
+        before = after
     assert outcomes == {"old", "new"}  # kills landed both before and after swaps
     # the next writer sweeps what killed ones left behind
     GoldenStore(root).write("2.13.0", {c: {"tag": "A"} for c in CASES}, SETS["A"], {"tag": "A"}, overwrite=True)
