@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import pickletools
 import re
-import zipfile
 
 #: torchbind classes a quantized state_dict may legitimately pickle. Their unpickling only
 #: re-packs weights; anything else named in a pickle is refused.
@@ -30,30 +29,19 @@ class CannotLoadSafely(UnsafeGolden):
     """This torch has no way to admit packed parameters to a weights_only load."""
 
 
-def _pickle_streams(data: bytes) -> list[bytes]:
-    """The pickle streams of a torch.save file: data.pkl of a zip archive, or the legacy
-    format's leading pickles (magic number, protocol, sys info, payload)."""
-    if data[:4] == b"PK\x03\x04":
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return [archive.read(n) for n in archive.namelist() if n.endswith(".pkl")]
-    buffer, streams = io.BytesIO(data), []
-    for _ in range(4):
-        start = buffer.tell()
-        for _op in pickletools.genops(buffer):
-            pass
-        streams.append(data[start:buffer.tell()])
-    return streams
-
-
 def _torchbind_classes(data: bytes) -> set[str]:
     """Names of the torchbind classes a torch.save file would construct."""
+    from .vetting import Refused, torch_save_streams
+
     names = set()
     try:
-        for stream in _pickle_streams(data):
+        for stream in torch_save_streams(data):  # bounded: harness.vetting
             for op, arg, _pos in pickletools.genops(stream):
                 if isinstance(arg, str) and arg.startswith("__torch__.torch.classes."):
                     names.add(arg)
-    except (ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except Refused as exc:
+        raise UnsafeGolden(str(exc)) from exc
+    except (ValueError, EOFError) as exc:
         raise UnsafeGolden(f"not a readable torch.save file: {exc}") from exc
     return names
 

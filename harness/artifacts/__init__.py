@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from ..vetting import CODE_CARRYING  # noqa: F401  (defined beside the vetting of those kinds)
 from . import export, lite, package, scripted, state_dict, traced
 
 KINDS: dict[str, ModuleType] = {
@@ -19,7 +20,3 @@ KINDS: dict[str, ModuleType] = {
     "export": export,
     "lite": lite,
 }
-
-#: Kinds that hold code (or a program that names ops and classes to run) and are loaded only
-#: after their checksum matches the manifest.
-CODE_CARRYING = frozenset({"scripted", "traced", "package", "export", "lite"})

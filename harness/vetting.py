@@ -1,0 +1,319 @@
+"""Vetting a golden before anything loads it: bounded reading, and no code beyond allowlists.
+
+A golden directory is untrusted input, and a manifest that vouches for a file's checksum says
+only that nobody changed it by accident. So every golden is vetted statically before any loader
+sees it, without importing or unpickling anything:
+
+- **Bounds.** A file of at most ``MAX_FILE_BYTES``; an archive of at most ``MAX_MEMBERS``
+  members whose declared sizes add up to at most ``MAX_INFLATED_BYTES``, each member read no
+  further than its header declares. A golden can thus make the process hold at most about
+  ``MAX_FILE_BYTES + MAX_INFLATED_BYTES`` at once (320 MiB), whatever it claims.
+- **Pickles.** Every pickle inside the file (a torch.save stream, every ``*.pkl`` member of an
+  archive, torch.package pickles, a .pt2's nested torch.save files and pickled constants) is
+  disassembled with pickletools, and every global it names must be on the allowlist of its
+  kind. A global whose name is computed at unpickling time cannot be checked and is refused.
+- **torch.package.** Its extern modules must be on an allowlist; the Python source it interns
+  must be byte-identical to a module this process has already imported (the catalog's fixtures,
+  a user's test module), so replaying it runs no code that was not already running; its pickles
+  may name classes from those modules and nn.Module classes of torch.
+- **torch.export.** Every op its program calls must be a ``torch.ops`` (or ``_operator``/``math``)
+  function; nothing else is resolved by name.
+
+``trusted`` (the user's ``--trust-goldens`` for one run) waives the allowlists, never the bounds.
+Why not picklescan or fickling: both are denylists of known-bad globals (this needs an
+allowlist), and picklescan reports a stream it cannot parse as clean.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickletools
+import re
+import sys
+import zipfile
+
+from .pickles import TORCHSCRIPT_GLOBALS, Refused, Untrusted, check_globals, data_allowed, pickle_globals
+
+MAX_FILE_BYTES = 64 << 20
+MAX_INFLATED_BYTES = 256 << 20
+MAX_MEMBERS = 20_000
+
+
+#: Artifact kinds that hold code (or a program that names ops and classes to run). Each is vetted
+#: as its kind, loaded only after its checksum matches the manifest, and has a text sidecar of
+#: its code beside it (harness.layout.sidecar_name).
+CODE_CARRYING = frozenset({"scripted", "traced", "package", "export", "lite"})
+
+
+# -- allowlists --------------------------------------------------------------------------------
+
+#: modules a torch.package may declare extern (imported from this process, not the archive)
+_PACKAGE_EXTERNS = re.compile(r"(?:torch|harness|builtins|collections|typing)(?:\.[\w.]+)?$")
+
+#: the modules whose nn.Module classes a torch.package pickle may name
+_MODULE_CLASS_HOMES = re.compile(r"(?:torch\.(?:nn|ao\.nn|testing\._internal\.quantization_torch_package_models)"
+                                 r"|harness)(?:\.[\w.]+)?$")
+#: nn.Module classes that compile code of their own when built or unpickled
+_COMPILING = ("GraphModule", "ScriptModule", "RecursiveScriptModule", "TopLevelTracedModule")
+
+#: the ops a torch.export program may call
+_EXPORT_TARGETS = re.compile(r"(?:torch\.ops\.[\w.]+|_operator\.\w+|math\.\w+)$")
+
+
+# -- bounded reading -----------------------------------------------------------------------------
+
+class Archive:
+    """A zip archive read within the bounds: its members' names and bytes."""
+
+    def __init__(self, data: bytes, what: str):
+        try:
+            self._zip = zipfile.ZipFile(io.BytesIO(data))
+            infos = self._zip.infolist()
+        except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+            raise Refused(f"{what} is not a readable zip archive: {exc}") from None
+        if len(infos) > MAX_MEMBERS:
+            raise Refused(f"{what} has {len(infos)} members (at most {MAX_MEMBERS} are read)")
+        inflated = sum(i.file_size for i in infos)
+        if inflated > MAX_INFLATED_BYTES:
+            raise Refused(f"{what} would inflate to {inflated} bytes (at most {MAX_INFLATED_BYTES} are read)")
+        self.what = what
+        self.infos = {i.filename: i for i in infos}
+
+    def names(self) -> list[str]:
+        return list(self.infos)
+
+    def read(self, name: str) -> bytes:
+        info = self.infos[name]
+        try:
+            with self._zip.open(info) as member:  # zipfile stops at the declared size, checks the CRC
+                data = member.read(info.file_size + 1)
+        except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as exc:
+            raise Refused(f"{self.what}: member {name} is unreadable: {exc}") from None
+        if len(data) != info.file_size:
+            raise Refused(f"{self.what}: member {name} is not the size its header declares")
+        return data
+
+
+def is_zip(data: bytes) -> bool:
+    return data[:4] == b"PK\x03\x04"
+
+
+# -- pickles -------------------------------------------------------------------------------------
+
+
+def torch_save_streams(data: bytes, what: str = "the file") -> list[bytes]:
+    """The pickle streams of a torch.save file (bounded): the ``.pkl`` members of its zip
+    archive, or the legacy format's leading pickles (magic number, protocol, sys info, payload)."""
+    if is_zip(data):
+        archive = Archive(data, what)
+        return [archive.read(n) for n in archive.names() if n.endswith(".pkl")]
+    buffer, streams = io.BytesIO(data), []
+    for _ in range(4):
+        start = buffer.tell()
+        try:
+            for _op in pickletools.genops(buffer):
+                pass
+        except Exception as exc:
+            raise Refused(f"{what} is not a readable torch.save file: {exc}") from None
+        streams.append(data[start:buffer.tell()])
+    return streams
+
+
+def _vet_data(data: bytes, what: str) -> None:
+    for stream in torch_save_streams(data, what):
+        check_globals(pickle_globals(stream, what), data_allowed, what)
+
+
+def _vet_torchscript(data: bytes, what: str, trusted: bool) -> None:
+    archive = Archive(data, what)
+    for name in archive.names():
+        if name.endswith("pkl"):  # data.pkl, constants.pkl, bytecode.pkl, *.debug_pkl
+            found = pickle_globals(archive.read(name), f"{what}: {name}")
+            if not trusted:
+                check_globals(found, lambda n: data_allowed(n) or TORCHSCRIPT_GLOBALS.match(n),
+                               f"{what}: {name}")
+
+
+# -- torch.package -----------------------------------------------------------------------------
+
+def _running_source(module_name: str) -> bytes | None:
+    """The source of a module this process has imported from a file, or None."""
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if not path or not path.endswith(".py"):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _module_class_allowed(name: str, interned: set[str]) -> bool:
+    """A global naming an nn.Module class of torch (or of a verified interned module)."""
+    module_name, _, attr = name.rpartition(".")
+    if module_name in interned:
+        return True
+    if not _MODULE_CLASS_HOMES.match(module_name) or attr in _COMPILING:
+        return False
+    import importlib
+
+    import torch
+
+    try:  # one of torch's own modules (or ours): importing it runs nothing from the golden
+        value = getattr(importlib.import_module(module_name), attr, None)
+    except ImportError:
+        return False
+    return isinstance(value, type) and issubclass(value, torch.nn.Module) \
+        and not any(base.__name__ in _COMPILING for base in value.__mro__)
+
+
+def package_parts(archive: Archive) -> tuple[str, list[str], dict[str, bytes]]:
+    """(the archive's root folder, its extern modules, interned module name -> source)."""
+    names = archive.names()
+    roots = {n.split("/", 1)[0] for n in names if "/" in n}
+    if len(roots) != 1:
+        raise Refused(f"{archive.what} is not a torch.package archive (no single root folder)")
+    root = roots.pop()
+    extern_name = f"{root}/.data/extern_modules"
+    externs = archive.read(extern_name).decode("utf-8", "replace").split() if extern_name in names else []
+    sources = {}
+    for name in names:
+        inner = name[len(root) + 1:]
+        if inner.endswith(".py") and not inner.startswith(".data/"):
+            module = inner[:-3].replace("/", ".")
+            sources[module.removesuffix(".__init__")] = archive.read(name)
+    return root, externs, sources
+
+
+def _vet_package(data: bytes, what: str, trusted: bool) -> None:
+    archive = Archive(data, what)
+    root, externs, sources = package_parts(archive)
+    if not trusted:
+        bad = [m for m in externs if not _PACKAGE_EXTERNS.match(m)]
+        if bad:
+            raise Untrusted(f"{what} declares module {bad[0]} extern, which is not on the allowlist")
+        for module, source in sorted(sources.items()):
+            if _running_source(module) != source:
+                raise Untrusted(f"{what} carries Python source for {module} that matches no module this "
+                              "process runs")
+    interned = set(sources)
+    for name in archive.names():
+        if name.endswith(".pkl"):
+            found = pickle_globals(archive.read(name), f"{what}: {name}")
+            if not trusted:
+                check_globals(found, lambda n: data_allowed(n) or _module_class_allowed(n, interned),
+                               f"{what}: {name}")
+
+
+# -- torch.export ------------------------------------------------------------------------------
+
+def _raw_members(archive: Archive) -> set[str]:
+    """Members that a .pt2's payload configs say hold raw tensor bytes (``use_pickle`` false)."""
+    raw = set()
+    for name in archive.names():
+        if not name.endswith("_config.json"):
+            continue
+        try:
+            config = json.loads(archive.read(name)).get("config", {})
+            folder = name.rsplit("/", 1)[0]
+            raw |= {f"{folder}/{entry['path_name']}" for entry in config.values()
+                    if isinstance(entry, dict) and entry.get("use_pickle") is False
+                    and isinstance(entry.get("path_name"), str)}
+        except (ValueError, AttributeError, RecursionError) as exc:
+            raise Refused(f"{archive.what}: {name} is not a readable payload config: {exc}") from None
+    return raw
+
+
+def _export_targets(text: bytes, what: str) -> set[str]:
+    try:
+        program = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise Refused(f"{what} is not readable JSON: {exc}") from None
+    found, todo = set(), [program]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("target"), str):
+                found.add(item["target"])
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return found
+
+
+def _vet_export(data: bytes, what: str, trusted: bool) -> None:
+    archive = Archive(data, what)
+    raw = _raw_members(archive)
+    for name in archive.names():
+        where = f"{what}: {name}"
+        if name in raw or name.endswith(("/version", "/byteorder", "archive_format", "archive_version",
+                                          "serialization_id")):
+            continue
+        member = archive.read(name)
+        if name.endswith(".json"):
+            if not trusted and (name.endswith("model.json") or "exported_program" in name):
+                bad = sorted(t for t in _export_targets(member, where) if not _EXPORT_TARGETS.match(t))
+                if bad:
+                    raise Untrusted(f"{where} calls {bad[0]}, which is not a torch op")
+            continue
+        if is_zip(member):
+            streams = torch_save_streams(member, where)
+        elif member[:1] == b"\x80" or name.endswith(".pkl"):
+            streams = [member]
+        else:
+            continue  # bytes nothing unpickles: a tensor's storage, a text field
+        for stream in streams:
+            found = pickle_globals(stream, where)
+            if not trusted:
+                check_globals(found, data_allowed, where)
+
+
+# -- what a golden embeds, as text for review --------------------------------------------------
+
+def embedded_code(kind: str, data: bytes) -> str:
+    """The code a golden of ``kind`` carries, as text: TorchScript code (``code/`` of a
+    TorchScript or lite archive), a torch.package's extern list and interned sources, the ops a
+    torch.export program calls. Raises Refused when the archive cannot be read."""
+    archive = Archive(data, "the archive")
+    parts = [f"# the code this {kind} golden carries; a change to it shows here, as text, for review\n"]
+    if kind == "package":
+        _root, externs, sources = package_parts(archive)
+        parts.append("## extern modules\n" + "".join(f"{m}\n" for m in sorted(externs)))
+        for module, source in sorted(sources.items()):
+            parts.append(f"## interned module {module}\n" + source.decode("utf-8", "replace"))
+    elif kind == "export":
+        targets = set()
+        for name in archive.names():
+            if name.endswith("model.json") or "exported_program" in name:
+                targets |= _export_targets(archive.read(name), name)
+        parts.append("## ops the program calls\n" + "".join(f"{t}\n" for t in sorted(targets)))
+    else:
+        for name in sorted(archive.names()):
+            inner = name.split("/", 1)[-1]
+            if inner.startswith("code/") and inner.endswith(".py"):
+                parts.append(f"## {inner}\n" + archive.read(name).decode("utf-8", "replace"))
+    return "\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
+
+
+# -- the one entry point -----------------------------------------------------------------------
+
+def vet(kind: str, data: bytes, what: str, *, trusted: bool = False) -> None:
+    """Refuse ``data`` (raise Refused) unless a golden of ``kind`` may be loaded as it is.
+
+    ``kind`` is an artifact kind, or "data" for inputs, expected outputs and other torch.save
+    files. ``trusted`` waives the allowlists (never the bounds or the checks of form).
+    """
+    if len(data) > MAX_FILE_BYTES:
+        raise Refused(f"{what} is {len(data)} bytes (at most {MAX_FILE_BYTES} are read)")
+    if kind in ("scripted", "traced", "lite"):
+        _vet_torchscript(data, what, trusted)
+    elif kind == "package":
+        _vet_package(data, what, trusted)
+    elif kind == "export":
+        _vet_export(data, what, trusted)
+    elif trusted:
+        torch_save_streams(data, what)  # the bounds still hold
+    else:
+        _vet_data(data, what)
