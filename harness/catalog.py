@@ -35,7 +35,13 @@ FLOWS = ("eager", "dynamic", "qat", "fx", "jit", "ondevice", "pt2e", "observer")
 PT2E_IN_TORCHAO = "2.10"
 
 _FIXTURE_PACKAGE = "bc_harness_fixtures"
-_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_CASE_ID = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+
+
+def valid_case_id(case_id) -> bool:
+    """A case id names one directory inside its golden set: lower-case letters, digits, '_', '-',
+    '.', not starting with a dot. Checked where a case is declared and where a manifest is read."""
+    return isinstance(case_id, str) and len(case_id) <= 200 and _CASE_ID.fullmatch(case_id) is not None
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ class Case:
     source: str = ""  # fixture file the case was declared in, filled by the loader
 
     def __post_init__(self):
-        if not _ID.match(self.id):
+        if not valid_case_id(self.id):
             raise ValueError(f"case id {self.id!r}: use lower-case letters, digits, '_', '-', '.'")
         if self.flow not in FLOWS:
             raise ValueError(f"case {self.id}: flow {self.flow!r} is not one of {FLOWS}")

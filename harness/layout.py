@@ -11,6 +11,7 @@ supports (``writable``, ``known_drifts``, ``reference``). Imports no torch.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,9 +22,38 @@ if TYPE_CHECKING:  # annotations only: importing the plugin (which names the lay
 SUFFIX = {"export": ".pt2", "lite": ".ptl"}
 
 
+_FILE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+
+
+def valid_file_name(name) -> bool:
+    """A path a manifest may vouch for: a flat file name (PyTorch's layout) or ``<case id>/<file>``
+    (ours); no component can climb out of the set, hide as a dot-file or name an absolute path."""
+    from .catalog import valid_case_id
+
+    if not isinstance(name, str) or len(name) > 400:
+        return False
+    parts = name.split("/")
+    if len(parts) == 2 and not valid_case_id(parts[0]):
+        return False
+    return len(parts) in (1, 2) and _FILE_PART.fullmatch(parts[-1]) is not None
+
+
 def file_name(kind: str) -> str:
     """The file an artifact kind is stored in, inside its case's directory (our layout)."""
     return f"{kind}{SUFFIX.get(kind, '.pt')}"
+
+
+#: how a sidecar's name ends: the text of the code a code-carrying golden embeds
+SIDECAR = ".code.txt"
+
+
+def sidecar_name(name: str) -> str:
+    """The sidecar of a code-carrying golden file, beside it: ``x/scripted.pt`` -> ``x/scripted.code.txt``."""
+    return name.rsplit(".", 1)[0] + SIDECAR
+
+
+def is_sidecar(name: str) -> bool:
+    return name.endswith(SIDECAR)
 
 
 def case_dir(case_id: str) -> str:
@@ -68,6 +98,10 @@ class HarnessLayout:
     @staticmethod
     def get_attr_file(case: Case) -> str:
         return f"{case_dir(case.id)}/get_attr_targets.pt"
+
+    @classmethod
+    def sidecar_file(cls, case: Case, kind: str) -> str:
+        return sidecar_name(cls.artifact_file(case, kind))
 
     @staticmethod
     def kind_of(name: str) -> str | None:
@@ -181,6 +215,18 @@ class PyTorchLayout:
     @classmethod
     def get_attr_file(cls, case: Case) -> str:
         return f"{cls.stem(case)}.get_attr_targets.pt"
+
+    @classmethod
+    def sidecar_file(cls, case: Case, kind: str) -> str:
+        return sidecar_name(cls.artifact_file(case, kind))
+
+    @staticmethod
+    def kind_of(name: str) -> str | None:
+        """The artifact kind a file of the directory holds (``<stem>.<kind>.pt``), or None."""
+        from .catalog import ARTIFACT_KINDS
+
+        parts = name.split(".")
+        return parts[-2] if len(parts) > 2 and parts[-1] == "pt" and parts[-2] in ARTIFACT_KINDS else None
 
     # -- where the set is ---------------------------------------------------------------
     single_set = "pytorch"  # the directory is one set, made by one (often unknown) torch

@@ -6,7 +6,12 @@
      "torch": ..., "python": ..., "cpu_capability": ..., "fingerprint": {...}, "command": ..., (info)
      "pinned": true,                                   (only in a pinned foreign directory)
      "cases": {"<case id>": {<CaseEntry>}, ...},
-     "files": {"<path>": {"sha256": "...", "size": N}, ...}}
+     "files": {"<path>": {"sha256": "...", "size": N}, ...},
+     "golden_files": N,                                (how many files the set holds)
+     "removed": {"<case id>": "<why>", ...}}           (cases removed by a command, and why)
+
+The golden count makes a set that shrinks by hand (files deleted with their entries, a case
+marked skipped) fail: only the store's commands lower it, and they record why.
 
 A manifest is untrusted input like the files it vouches for. A manifest that is not a JSON
 object with a ``files`` table is unusable as a whole (ManifestError); a malformed case entry or
@@ -126,7 +131,7 @@ def file_problem(entry) -> str | None:
     return None
 
 
-_STRUCTURE = ("format", "pinned", "cases", "files")
+_STRUCTURE = ("format", "pinned", "cases", "files", "golden_files", "removed")
 
 
 @dataclass
@@ -140,6 +145,10 @@ class Manifest(_JsonView):
     files: dict[str, dict] = field(default_factory=dict)
     pinned: bool = False
     format: int = FORMAT
+    #: the golden count as read (None: the manifest records none; written anew from ``files``)
+    golden_files: int | None = None
+    #: case id -> why a command removed it
+    removed: dict[str, str] = field(default_factory=dict)
 
     @property
     def torch(self) -> str | None:
@@ -172,19 +181,59 @@ class Manifest(_JsonView):
     @classmethod
     def parse(cls, text: str) -> "Manifest":
         """A manifest from its JSON; ManifestError when it cannot be used at all."""
+        from .catalog import valid_case_id
+        from .layout import valid_file_name
+        from .results import one_line
+
         try:
             raw = json.loads(text)
-        except ValueError as exc:
-            raise ManifestError(f"it is not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise ManifestError(f"it is not JSON this harness can read: {one_line(exc)}") from None
         if not isinstance(raw, dict) or not isinstance(raw.get("files"), dict):
             raise ManifestError("it has no 'files' table")
         cases = raw.get("cases", {})
         if not isinstance(cases, dict):
             raise ManifestError("its 'cases' is not a table")
+        bad = next((c for c in cases if not valid_case_id(c)), None)
+        if bad is not None:
+            raise ManifestError(f"it names case {bad[:80]!r}, which is no valid case id")
+        bad = next((n for n in raw["files"] if not valid_file_name(n)), None)
+        if bad is not None:
+            raise ManifestError(f"it vouches for {bad[:80]!r}, which is no valid golden file name")
+        count, removed = raw.get("golden_files"), raw.get("removed", {})
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
+            raise ManifestError("its 'golden_files' is not a number")
+        if not _is_str_map(removed):
+            raise ManifestError("its 'removed' is not a table of reasons")
         return cls(info={k: v for k, v in raw.items() if k not in _STRUCTURE},
-                   cases={str(k): CaseEntry.from_json(v) for k, v in cases.items()},
+                   cases={k: CaseEntry.from_json(v) for k, v in cases.items()},
                    files=dict(raw["files"]), pinned=raw.get("pinned") is True,
-                   format=raw.get("format", FORMAT))
+                   format=raw.get("format", FORMAT), golden_files=count, removed=dict(removed))
+
+    def set_problem(self, version: str | None, *, unsealed_ok: bool = False) -> str | None:
+        """Why the set as a whole cannot be trusted to be what it was made as, or None.
+
+        ``version``: the directory's torch release, which the manifest must name (None: a
+        pinned foreign directory). ``unsealed_ok``: a set without a golden count is accepted
+        (the writer and ``bc-harness seal`` record it).
+        """
+        if version is not None and not self.pinned and self.torch != version:
+            return (f"it says torch {self.torch} made the set, but it is the manifest of directory "
+                    f"{version}: a set moved or swapped by hand replays against the wrong release")
+        if self.golden_files is None:
+            return None if unsealed_ok else (
+                "it records no golden count (sets written before the count was kept): "
+                "run 'bc-harness seal' once to record it")
+        if len(self.files) != self.golden_files:
+            return (f"it vouches for {len(self.files)} files, but the set was written with "
+                    f"{self.golden_files}: goldens were removed by hand, not by a command that records it")
+        from .layout import case_of
+
+        vouched = {case_of(name) for name in self.files}
+        hidden = sorted(c for c, e in self.cases.items() if e.skipped and not e.malformed and c in vouched)
+        if hidden:
+            return f"it marks case {hidden[0]} skipped yet vouches for its files"
+        return None
 
     def to_json(self) -> dict:
         out: dict = {"format": self.format, **self.info}
@@ -193,6 +242,9 @@ class Manifest(_JsonView):
         if self.cases or not self.pinned:
             out["cases"] = {k: self.cases[k].to_json() for k in sorted(self.cases)}
         out["files"] = dict(sorted(self.files.items()))
+        out["golden_files"] = len(self.files)
+        if self.removed:
+            out["removed"] = dict(sorted(self.removed.items()))
         return out
 
     def dump(self) -> bytes:
@@ -208,16 +260,18 @@ class Manifest(_JsonView):
         kept.update({name: file_entry(data) for name, data in files.items()})
         entries = {k: v for k, v in self.cases.items() if k not in cases}
         entries.update({k: as_entry(v) for k, v in cases.items()})
-        return Manifest(info=dict(info), cases=entries, files=kept, format=FORMAT)
+        removed = {k: v for k, v in self.removed.items() if k not in cases}
+        return Manifest(info=dict(info), cases=entries, files=kept, format=FORMAT, removed=removed)
 
-    def without(self, case_ids) -> "Manifest":
-        """This manifest without the given cases and their files."""
+    def without(self, case_ids, why: str) -> "Manifest":
+        """This manifest without the given cases and their files; ``why`` is recorded for each."""
         from .layout import case_of
 
         gone = set(case_ids)
         return Manifest(info=dict(self.info), cases={k: v for k, v in self.cases.items() if k not in gone},
                         files={n: e for n, e in self.files.items() if case_of(n) not in gone},
-                        pinned=self.pinned, format=self.format)
+                        pinned=self.pinned, format=self.format,
+                        removed={**self.removed, **{c: why for c in sorted(gone)}})
 
 
 def as_entry(value) -> CaseEntry:
