@@ -62,7 +62,8 @@ def scaled_workspace(base: Path, version: str, scale: int) -> tuple[Path, Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.link(source / name, target)
             files[f"{case_id}-x{k}/{rest}"] = entry
-    (goldens / version / "manifest.json").write_text(json.dumps({**manifest, "cases": cases, "files": files}))
+    scaled = {**manifest, "cases": cases, "files": files, "golden_files": len(files)}
+    (goldens / version / "manifest.json").write_text(json.dumps(scaled))
     return goldens, fixtures
 
 

@@ -23,6 +23,7 @@ from .notices import quiet, runtime_warnings
 from .results import one_line
 from .safeload import save_bytes
 from .versions import parse_version
+from .vetting import CODE_CARRYING, embedded_code
 
 
 @dataclass
@@ -108,6 +109,8 @@ def _make_artifacts(out: Generated, example, reference) -> None:
             entry.skipped_artifacts[kind] = f"torch {torch_release()} {problem}"
             continue
         out.files[Names.artifact_file(case, kind)] = data
+        if kind in CODE_CARRYING:  # the code it carries, as text a reviewer sees in a diff
+            out.files[Names.sidecar_file(case, kind)] = embedded_code(kind, data).encode()
         entry.artifacts.append(kind)
     if case.flow == "fx":
         model = flows.runnable(case, flows.build(case), example)

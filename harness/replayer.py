@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import flows, machine
-from .artifacts import CODE_CARRYING, KINDS
+from .artifacts import KINDS
 from .catalog import Case
 from .compare import Diff, compare, compare_sets
 from .compat import flow_problem, kind_problem, torch_release
@@ -30,6 +30,8 @@ class Options:
     backends: list[str] | None = None  # None: every engine this torch supports
     verbose: bool = False
     trust_unverified: bool = False
+    #: --trust-goldens: vetting's allowlists waived (harness.vetting), for goldens the user trusts
+    trust_goldens: bool = False
     known: list = field(default_factory=list)  # harness.known.KnownDrift entries
     forward: bool = True  # also replay goldens of newer torch versions, as information
     patterns: list | None = None  # the -k selection, to tell a deselected golden from a lost one
@@ -157,6 +159,9 @@ class Replayer:
         if len(self._files) >= self.CACHE:
             self._files.pop(next(iter(self._files)))
         files = self._files[case.id] = _CaseFiles()
+        if self.layout.golden.manifest_error:  # nothing in a set its manifest cannot vouch for is read
+            files.problem = ("corrupt", self.layout.golden.manifest_error)
+            return files
         files.problem = self.layout.case_problem(case)
         if files.problem is None:
             try:
@@ -176,8 +181,8 @@ class Replayer:
                 files.artifacts[kind] = ("skip", skipped)
             else:
                 try:
-                    files.artifacts[kind] = self.layout.golden.read(
-                        self.layout.artifact_file(case, kind), code=kind in CODE_CARRYING)
+                    files.artifacts[kind] = self.layout.golden.read(self.layout.artifact_file(case, kind),
+                                                                    kind=kind)
                 except GoldenError as exc:
                     files.artifacts[kind] = (exc.verdict, str(exc))
         return files.artifacts[kind]
@@ -251,6 +256,8 @@ class Replayer:
                     golden_targets = load_weights(layout.golden.read(layout.get_attr_file(case)))
             except GoldenError as exc:
                 return result(exc.verdict, str(exc))
+            except Exception as exc:  # vouched for and vetted, yet torch cannot load it
+                return result("corrupt", self._error(exc, "get_attr targets unreadable: "))
             targets = (golden_targets, flows.get_attr_targets(model))
             diff = compare_sets(*targets).merge(diff)
         return self._judged(case, kind, backend, golden, obtained, diff, shared, noted, targets)
@@ -350,5 +357,5 @@ def open_replayer(layout, root: Path, version: str, cases: list[Case], options: 
     """The one way to make a Replayer: the golden set ``version`` under ``root``, read through
     ``layout`` (a class of harness.layout), for the cases that layout covers."""
     golden = GoldenSet.open(layout.set_dir(root, version), version, required=layout.manifest_required,
-                            trust_unverified=options.trust_unverified)
+                            trust_unverified=options.trust_unverified, trust_code=options.trust_goldens)
     return Replayer(layout(golden), [c for c in cases if layout.covers(c)], options)

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .layout import case_dir
+from .catalog import valid_case_id
+from .layout import case_dir, sidecar_name
 from .manifest import NAME as MANIFEST
 from .versions import parse_version
-from .manifest import Manifest, ManifestError, file_entry, file_problem
+from .manifest import Manifest, ManifestError, file_problem
 
 
 class GoldenError(Exception):
@@ -122,15 +123,32 @@ def _exchange(a: Path, b: Path) -> None:
     os.rename(parked, a)
 
 
+#: the largest manifest that is read (the committed store's largest is ~0.2 MiB)
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+def _bounded_read(path: Path, limit: int, expected: int | None = None, what: str | None = None) -> bytes:
+    """A file's bytes, its size checked before reading: at most ``limit``, and ``expected``
+    where a manifest says what it must be. Raises CorruptGolden, or OSError as it comes."""
+    what = what or path.name
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise CorruptGolden(f"{what} is {size} bytes; at most {limit} are read")
+        if expected is not None and size != expected:
+            raise CorruptGolden(f"{what} is {size} bytes, but its manifest entry says {expected}")
+        return handle.read(limit + 1)
+
+
 @dataclass
 class GoldenSet:
     """One directory of goldens and the manifest that vouches for its files.
 
-    ``read`` returns a file's bytes only after checking them against the manifest, so the
-    bytes that are loaded are the bytes that were verified. Where a directory has no
-    manifest (a foreign layout that was never pinned), data files may still be read, as
-    they are loaded with weights_only; code-carrying files are refused unless
-    ``trust_unverified``.
+    ``read`` returns a file's bytes only after checking them against the manifest and vetting
+    them (harness.vetting), so the bytes that are loaded are the bytes that were checked. Where
+    a directory has no manifest (a foreign layout that was never pinned), data files may still
+    be read, as they are loaded with weights_only; code-carrying files are refused unless
+    ``trust_unverified``. ``trust_code`` (the user's --trust-goldens) waives vetting's allowlists.
     """
 
     root: Path
@@ -138,19 +156,27 @@ class GoldenSet:
     manifest: Manifest | None = None
     manifest_error: str | None = None
     trust_unverified: bool = False
+    trust_code: bool = False
     _hashes: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, root: Path, version: str, *, required: bool = True, trust_unverified: bool = False):
-        gs = cls(Path(root), version, trust_unverified=trust_unverified)
+    def open(cls, root: Path, version: str, *, required: bool = True, trust_unverified: bool = False,
+             trust_code: bool = False, unsealed_ok: bool = False):
+        gs = cls(Path(root), version, trust_unverified=trust_unverified, trust_code=trust_code)
         path = gs.root / MANIFEST
         try:
-            gs.manifest = Manifest.parse(path.read_text(encoding="utf-8"))
+            text = _bounded_read(path, MAX_MANIFEST_BYTES).decode("utf-8")
+            gs.manifest = Manifest.parse(text)
         except FileNotFoundError:
             if required:
                 gs.manifest_error = f"{path} is missing"
-        except (OSError, UnicodeDecodeError, ManifestError) as exc:
+            return gs
+        except (OSError, UnicodeDecodeError, ManifestError, GoldenError) as exc:
             gs.manifest_error = f"{path} is unreadable: {exc}"
+            return gs
+        problem = gs.manifest.set_problem(version, unsealed_ok=unsealed_ok)
+        if problem:
+            gs.manifest, gs.manifest_error = None, f"{path} cannot be trusted: {problem}"
         return gs
 
     @property
@@ -165,39 +191,74 @@ class GoldenSet:
     def exists(self, name: str) -> bool:
         return (self.root / name).is_file()
 
-    def read(self, name: str, *, code: bool = False) -> bytes:
-        path = self.root / name
-        try:
-            inside = path.resolve().is_relative_to(self.root.resolve())
-        except OSError as exc:
-            raise CorruptGolden(f"{name}: {exc}") from exc
-        if not inside:
-            raise CorruptGolden(f"{name} points outside the golden directory")
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise MissingGolden(f"{name} is missing") from None
-        except OSError as exc:
-            raise CorruptGolden(f"{name}: {exc.strerror}") from exc
+    def read(self, name: str, *, kind: str = "data") -> bytes:
+        """The verified, vetted bytes of ``name``, holding an artifact of ``kind`` ("data": an
+        input, an expected output; "text": a sidecar, not vetted). A code-carrying artifact must
+        also match its sidecar. Raises MissingGolden or CorruptGolden."""
+        from .vetting import CODE_CARRYING, MAX_FILE_BYTES, Refused, Untrusted, vet
+
+        code = kind in CODE_CARRYING
         entry = self.files.get(name)
         if entry is not None and file_problem(entry):
             raise CorruptGolden(f"{name}: {file_problem(entry)}")
-        if entry is None:
-            if self.manifest is None and (not code or self.trust_unverified):
-                return data
+        data = self._read_inside(name, MAX_FILE_BYTES, entry["size"] if entry else None)
+        if entry is None and not (self.manifest is None and (not code or self.trust_unverified)):
             why = "no manifest" if self.manifest is None else "no manifest entry"
             raise CorruptGolden(
                 f"{name} carries code and has {why}; refusing to load it "
                 "(pin the directory with 'bc-harness pin' or pass --trust-unverified)"
                 if code else f"{name} has no manifest entry"
             )
-        if entry.get("size") != len(data) or entry.get("sha256") != sha256(data):
+        if entry is not None and entry.get("sha256") != sha256(data):
             raise CorruptGolden(
                 f"{name} does not match its manifest entry "
                 f"({len(data)} bytes, sha256 {sha256(data)[:12]}…; manifest: "
                 f"{entry.get('size')} bytes, {str(entry.get('sha256'))[:12]}…)"
             )
+        if kind == "text":
+            return data
+        try:
+            vet(kind, data, name, trusted=self.trust_code)
+            if code and self.manifest is not None:
+                self._check_sidecar(name, kind, data)
+        except Untrusted as exc:
+            raise CorruptGolden(f"not loaded, unsafe: {exc} (load it anyway with --trust-goldens, "
+                                "if you trust where this golden came from)") from None
+        except Refused as exc:
+            raise CorruptGolden(f"not loaded: {exc}") from None
         return data
+
+    def _check_sidecar(self, name: str, kind: str, data: bytes) -> None:
+        """A code-carrying golden's code must be the text its sidecar shows a reviewer."""
+        from .vetting import embedded_code
+
+        sidecar = sidecar_name(name)
+        if sidecar not in self.files:
+            raise CorruptGolden(f"{name} carries code but has no sidecar {sidecar} showing it "
+                                "(run 'bc-harness seal' once for sets written before sidecars)")
+        shown = self.read(sidecar, kind="text").decode("utf-8", "replace").splitlines()
+        carried = embedded_code(kind, data).splitlines()
+        if shown != carried:
+            line = next((i for i, (a, b) in enumerate(zip(shown, carried)) if a != b), min(len(shown), len(carried)))
+            raise CorruptGolden(f"{name} carries code that differs from its sidecar {sidecar} "
+                                f"(from line {line + 1}): its code was changed without its text")
+
+    def _read_inside(self, name: str, limit: int, expected: int | None) -> bytes:
+        path = self.root / name
+        try:
+            inside = path.resolve().is_relative_to(self.root.resolve())
+        except (OSError, RuntimeError) as exc:
+            raise CorruptGolden(f"{name}: {exc}") from exc
+        if not inside:
+            raise CorruptGolden(f"{name} points outside the golden directory")
+        try:
+            return _bounded_read(path, limit, expected, name)
+        except FileNotFoundError:
+            raise MissingGolden(f"{name} is missing") from None
+        except IsADirectoryError:
+            raise CorruptGolden(f"{name} is a directory") from None
+        except OSError as exc:
+            raise CorruptGolden(f"{name}: {exc.strerror}") from exc
 
 
 class GoldenStore:
@@ -205,8 +266,9 @@ class GoldenStore:
 
     LOCK = ".bc-harness.lock"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, trust_code: bool = False):
         self.root = Path(root)
+        self.trust_code = trust_code  # --trust-goldens: vetting's allowlists waived for this run
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -230,8 +292,8 @@ class GoldenStore:
             (good if parse_version(child.name) is not None else stray).append(child.name)
         return sorted(good, key=parse_version), sorted(stray)
 
-    def open(self, version: str) -> GoldenSet:
-        return GoldenSet.open(self.root / version, version)
+    def open(self, version: str, *, unsealed_ok: bool = False) -> GoldenSet:
+        return GoldenSet.open(self.root / version, version, trust_code=self.trust_code, unsealed_ok=unsealed_ok)
 
     def write(self, version: str, cases: dict, files: dict[str, bytes], info: dict,
               *, overwrite: bool = False) -> Manifest:
@@ -257,7 +319,7 @@ class GoldenStore:
         import shutil
 
         target = self.root / version
-        current = GoldenSet.open(target, version, required=False)
+        current = GoldenSet.open(target, version, required=False, unsealed_ok=True)
         if current.manifest_error:
             raise GoldenError(current.manifest_error)
         old = current.manifest or Manifest()
@@ -303,71 +365,24 @@ class GoldenStore:
         atomic_write(stage / MANIFEST, manifest.dump(), sync_dir=False)
         return manifest
 
-    def remove(self, version: str, case_ids: list[str]) -> list[str]:
-        """Drop cases from a golden set: manifest first (without them), then their files."""
+    def remove(self, version: str, case_ids: list[str], why: str) -> list[str]:
+        """Drop cases from a golden set, recording ``why``: manifest first (without them, its
+        golden count lowered), then their files. Only case ids the manifest names, each a valid
+        id, so nothing outside the set's own case directories is touched."""
         with self.lock():
             target = self.root / version
-            current = GoldenSet.open(target, version)
+            current = GoldenSet.open(target, version, unsealed_ok=True)
             if current.manifest_error:
                 raise GoldenError(current.manifest_error)
-            gone = [c for c in case_ids if c in current.cases]
-            atomic_write(target / MANIFEST, current.manifest.without(gone).dump())
+            gone = [c for c in case_ids if c in current.cases and valid_case_id(c)]
+            atomic_write(target / MANIFEST, current.manifest.without(gone, why).dump())
             for case_id in gone:
                 directory = target / case_dir(case_id)
+                if directory.is_symlink() or not directory.resolve().is_relative_to(target.resolve()):
+                    continue
                 for path in directory.iterdir() if directory.is_dir() else ():
-                    if path.is_file():
+                    if path.is_file() and not path.is_symlink():
                         path.unlink()
                 if directory.is_dir() and not any(directory.iterdir()):
                     directory.rmdir()
             return gone
-
-
-def pin(directory: Path, info: dict) -> Manifest:
-    """Record the sha256 of every file of a foreign golden directory (e.g. PyTorch's) in a manifest.
-
-    Pinning is the user's statement that the bytes on disk now are the ones to trust;
-    afterwards a replay loads code-carrying files only if they still match.
-    """
-    directory = Path(directory)
-    files = {}
-    for path in sorted(directory.iterdir()):
-        if path.is_file() and not path.is_symlink() and path.name != MANIFEST:
-            files[path.name] = file_entry(path.read_bytes())
-    manifest = Manifest(info=dict(info), files=files, pinned=True)
-    atomic_write(directory / MANIFEST, manifest.dump())
-    return manifest
-
-
-@dataclass
-class Finding:
-    """One thing ``verify`` found wrong in a golden store."""
-
-    where: str  # version/path
-    problem: str
-
-
-def verify(root: Path) -> tuple[int, list[Finding]]:
-    """Check every manifest entry of every golden version under ``root`` (exists, size, sha256,
-    inside the store) and list files no manifest names. Returns (files verified, findings)."""
-    store = GoldenStore(root)
-    versions, stray = store.versions()
-    findings = [Finding(name, "directory not named like a torch version") for name in stray]
-    verified = 0
-    for version in versions:
-        golden = store.open(version)
-        if golden.manifest_error:
-            findings.append(Finding(f"{version}/{MANIFEST}", golden.manifest_error))
-            continue
-        for name in sorted(golden.files):
-            try:
-                golden.read(name)
-                verified += 1
-            except GoldenError as exc:
-                findings.append(Finding(f"{version}/{name}", f"{exc.verdict}: {exc}"))
-        for path in sorted(golden.root.rglob("*")):
-            relative = path.relative_to(golden.root).as_posix()
-            if path.is_dir() or relative == MANIFEST or path.name.startswith("."):
-                continue
-            if relative not in golden.files:
-                findings.append(Finding(f"{version}/{relative}", "unknown file: no manifest entry names it"))
-    return verified, findings

@@ -14,9 +14,10 @@ from typing import Callable
 
 from .generate import Generated, generation_info
 from .layout import HarnessLayout as Names
-from .layout import case_dir
+from .layout import case_dir, is_sidecar
 from .manifest import Manifest
 from .notices import quiet
+from .results import one_line
 from .safeload import load_weights
 
 
@@ -47,12 +48,14 @@ def write_goldens(store, version: str, generated: list[Generated], command: str,
     replaced = _replaced(store, version, generated) if overwrite else []
     changes, kept = "", 0
     if replaced:
-        old = store.open(version)
+        old = store.open(version, unsealed_ok=True)
+        carried = carry_other_backends(old, replaced)
         changes = changes_report(old, replaced)
         kept = keep_unchanged(old, replaced)
         if say is not None:
             say(changes + (f"\n{kept} data files have the same content as before; their old bytes are kept"
-                           if kept else ""))
+                           if kept else "")
+                + (f"\nkept the goldens of backends this run did not make: {', '.join(carried)}" if carried else ""))
     manifest = store.write(version, {g.case.id: g.entry for g in generated},
                            {name: data for g in generated for name, data in g.files.items()},
                            generation_info(command), overwrite=overwrite)
@@ -64,8 +67,35 @@ def _replaced(store, version: str, generated: list[Generated]) -> list[Generated
     directory = store.root / version
     if not directory.is_dir():
         return []
-    old = store.open(version)
+    old = store.open(version, unsealed_ok=True)
     return [g for g in generated if g.case.id in old.cases or (directory / case_dir(g.case.id)).exists()]
+
+
+def carry_other_backends(old, generated: list[Generated]) -> list[str]:
+    """Keep, in each regenerated case, the backends this run did not make (a run restricted to
+    some backends): their status, warnings and expected output stay as they were, so an update
+    never deletes goldens it was not asked to rewrite. Returns ``case/backend`` for each kept."""
+    from .store import GoldenError
+
+    carried = []
+    for g in generated:
+        previous = old.cases.get(g.case.id)
+        if previous is None or previous.malformed:
+            continue
+        for backend, status in previous.backends.items():
+            if backend in g.entry.backends:
+                continue
+            if status == "ok":
+                name = Names.expected_file(g.case, backend)
+                try:
+                    g.files[name] = old.read(name)
+                except GoldenError:
+                    continue  # unusable already: not carried, and the change report says REMOVED
+                if backend in previous.warnings:
+                    g.entry.warnings[backend] = previous.warnings[backend]
+            g.entry.backends[backend] = status
+            carried.append(f"{g.case.id}/{backend}")
+    return carried
 
 
 def keep_unchanged(old, generated: list[Generated]) -> int:
@@ -83,7 +113,7 @@ def keep_unchanged(old, generated: list[Generated]) -> int:
     kept = 0
     for g in generated:
         for name, data in g.files.items():
-            if Names.kind_of(name) in CODE_CARRYING:
+            if Names.kind_of(name) in CODE_CARRYING or is_sidecar(name):
                 continue
             try:
                 before = old.read(name)
@@ -133,6 +163,8 @@ def _change_rows(old, g: Generated) -> list[list[str]]:
                 rows.append([g.case.id, backend, *_changed(old.read(Names.expected_file(g.case, backend)), new, g)])
             except GoldenError as exc:
                 rows.append([g.case.id, backend, "old golden unusable", str(exc)])
+            except Exception as exc:  # vouched for, yet it does not load: it is replaced all the same
+                rows.append([g.case.id, backend, "old golden unusable", one_line(exc)])
     return rows
 
 

@@ -92,9 +92,10 @@ def test_replay_reports_failures_with_exit_1_and_no_traceback(tmp_path, store, v
 def test_verbose_prints_the_traceback_of_a_load_error(store, version):
     import json as _json
 
+    from harness.safeload import save_bytes
     from harness.store import sha256
 
-    data = b"not a torch file"
+    data = save_bytes({"not_a_key_of_the_model": 1})  # a clean torch.save file that load_state_dict refuses
     (store / version / "linear/state_dict.pt").write_bytes(data)
     path = store / version / "manifest.json"
     manifest = _json.loads(path.read_text())
@@ -188,6 +189,9 @@ def test_replay_prints_forward_compatibility_apart_and_it_never_fails(store, ver
     import shutil
 
     shutil.copytree(store / version, store / "99.0.0")
+    manifest = json.loads((store / "99.0.0" / "manifest.json").read_text())
+    manifest["torch"] = "99.0.0"  # a set that says it is from the future, as one made there would
+    (store / "99.0.0" / "manifest.json").write_text(json.dumps(manifest))
     (store / "99.0.0" / "linear_dynamic-qint8" / "scripted.pt").unlink()
     out = run_cli("bc-harness", "replay", "--goldens", store, "-k", "linear_dynamic-qint8", "--backend", "fbgemm",
                   check=0)  # the only problem is in the newer (forward) set

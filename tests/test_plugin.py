@@ -369,7 +369,7 @@ def test_xdist_writes_from_workers_are_safe_and_outcomes_match_serial(project, t
     wrote = project.runpytest_subprocess("-n", "2", "--golden-update-new-only", "-p", "no:cacheprovider")
     wrote.assert_outcomes(skipped=7)
     assert set(_manifest(project)["cases"]) == {"my-linear", *(f"many-{i}" for i in range(6))}
-    from harness.store import verify
+    from harness.sealing import verify
 
     verified, findings = verify(project.path / "goldens")  # no write interleaved with another
     assert not findings and verified == len(_manifest(project)["files"])

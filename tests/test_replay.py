@@ -89,12 +89,16 @@ DAMAGE = {
         (root / v / "lstm/state_dict.pt").read_bytes()[:200]), "lstm", "state_dict", "corrupt"),
     "bit-flip": (lambda root, v: _flip_middle_bit(root / v / "conv2d_graph/scripted.pt"),
                  "conv2d_graph", "scripted", "corrupt"),
-    "unloadable": (lambda root, v: _rewrite(root, v, "linear/state_dict.pt", b"not a torch file"),
+    # vouched for and a clean torch.save file, but not this model's state: torch refuses it
+    "unloadable": (lambda root, v: _rewrite(root, v, "linear/state_dict.pt", save_bytes({"not_a_key": 1})),
                    "linear", "state_dict", "load-error"),
+    # vouched for, but not the format of its kind: vetting refuses it before any loader sees it
+    "not-a-torch-file": (lambda root, v: _rewrite(root, v, "linear/state_dict.pt", b"not a torch file"),
+                         "linear", "state_dict", "corrupt"),
     "unloadable-script": (lambda root, v: _rewrite(root, v, "conv2d_graph/traced.pt", b"PK\x03\x04junk"),
-                          "conv2d_graph", "traced", "load-error"),
+                          "conv2d_graph", "traced", "corrupt"),
     "unloadable-export": (lambda root, v: _rewrite(root, v, "pt2e-ptq-linear/export.pt2", b"PK\x03\x04junk"),
-                          "pt2e-ptq-linear", "export", "load-error"),
+                          "pt2e-ptq-linear", "export", "corrupt"),
     "bit-flip-lite": (lambda root, v: _flip_middle_bit(root / v / "ondevice-linear/lite.ptl"),
                       "ondevice-linear", "lite", "corrupt"),
 }
@@ -172,6 +176,9 @@ def test_goldens_of_newer_torch_are_forward_compatibility_and_never_fail(store, 
     import shutil
 
     shutil.copytree(store / version, store / "99.0.0")
+    path, manifest = _manifest(store, "99.0.0")
+    manifest["torch"] = "99.0.0"  # the set says it is from the future, as one made there would
+    path.write_text(json.dumps(manifest))
     (store / "99.0.0" / "linear" / "traced.pt").write_bytes(b"")
     results = replay(store, [c for c in catalog if c.id in SLICE])
     newer = [r for r in results if r.golden_version == "99.0.0"]
@@ -191,7 +198,8 @@ def test_unsafe_pickle_is_refused_without_running_it(store, catalog, version, tm
 
     _rewrite(store, version, "linear/state_dict.pt", save_bytes({"x": Payload()}))
     by = keyed(replay(store, [c for c in catalog if c.id == "linear"]))
-    assert by[("linear", "state_dict", "fbgemm")].verdict == "load-error"
+    refused = by[("linear", "state_dict", "fbgemm")]
+    assert refused.verdict == "corrupt" and "unsafe" in refused.message and "io.open" in refused.message
     assert not marker.exists()
 
 
@@ -333,9 +341,9 @@ def test_golden_count_guard_reports_what_the_manifest_promised(store, catalog, v
 
 
 def test_known_load_error_matches_its_message(store, catalog, version):
-    _rewrite(store, version, "linear/state_dict.pt", b"not a torch file")
+    _rewrite(store, version, "linear/state_dict.pt", save_bytes({"not_a_key": 1}))
     entry = f'[[load-error]]\ngolden = "{version}"\ncase = "linear"\n'
-    (store / "known-drifts.toml").write_text(entry + 'message = "UnsafeGolden"\nreason = "examined"\n')
+    (store / "known-drifts.toml").write_text(entry + 'message = "KeyError"\nreason = "examined"\n')
     r = keyed(replay(store, [c for c in catalog if c.id == "linear"]))[("linear", "state_dict", "fbgemm")]
     assert r.verdict == "load-error" and r.known == "examined" and not r.failed
     (store / "known-drifts.toml").write_text(entry + 'message = "other text"\nreason = "x"\n')

@@ -7,12 +7,15 @@ import pytest
 from harness import store as store_mod
 from harness.store import CorruptGolden, GoldenExists, GoldenSet, GoldenStore, MissingGolden, sha256
 
+#: what a writer records of the torch that made a set (the manifest must name its directory's)
+INFO = {"torch": "2.13.0"}
+
 
 def test_write_then_read_round_trip(tmp_path):
     s = GoldenStore(tmp_path)
     s.write("2.13.0", {"c": {"backends": {}}}, {"c/a.pt": b"abc"}, {"torch": "2.13.0"})
     gs = s.open("2.13.0")
-    assert gs.read("c/a.pt") == b"abc"
+    assert gs.read("c/a.pt", kind="text") == b"abc"
     assert gs.files["c/a.pt"] == {"sha256": sha256(b"abc"), "size": 3}
     assert gs.manifest["torch"] == "2.13.0" and gs.manifest["format"] == 1
     assert not [p for p in tmp_path.rglob("*.tmp")]
@@ -22,24 +25,24 @@ def test_manifest_is_written_last(tmp_path, monkeypatch):
     order = []
     real = store_mod.atomic_write
     monkeypatch.setattr(store_mod, "atomic_write", lambda p, d, **kw: (order.append(p.name), real(p, d, **kw)))
-    GoldenStore(tmp_path).write("2.13.0", {"c": {}}, {"c/a.pt": b"1", "c/b.pt": b"2"}, {})
+    GoldenStore(tmp_path).write("2.13.0", {"c": {}}, {"c/a.pt": b"1", "c/b.pt": b"2"}, INFO)
     assert order == ["a.pt", "b.pt", "manifest.json"]
 
 
 def test_existing_goldens_are_not_overwritten_without_permission(tmp_path):
     s = GoldenStore(tmp_path)
-    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"old"}, {})
+    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"old"}, INFO)
     with pytest.raises(GoldenExists, match="--force"):
-        s.write("2.13.0", {"c": {}}, {"c/a.pt": b"new"}, {})
+        s.write("2.13.0", {"c": {}}, {"c/a.pt": b"new"}, INFO)
     assert (tmp_path / "2.13.0/c/a.pt").read_bytes() == b"old"
-    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"new"}, {}, overwrite=True)
-    assert s.open("2.13.0").read("c/a.pt") == b"new"
+    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"new"}, INFO, overwrite=True)
+    assert s.open("2.13.0").read("c/a.pt", kind="text") == b"new"
 
 
 def test_partial_regeneration_keeps_other_cases_and_drops_stale_files(tmp_path):
     s = GoldenStore(tmp_path)
-    s.write("2.13.0", {"a": {}, "b": {}}, {"a/x.pt": b"1", "a/gone.pt": b"2", "b/y.pt": b"3"}, {})
-    s.write("2.13.0", {"a": {}}, {"a/x.pt": b"4"}, {}, overwrite=True)
+    s.write("2.13.0", {"a": {}, "b": {}}, {"a/x.pt": b"1", "a/gone.pt": b"2", "b/y.pt": b"3"}, INFO)
+    s.write("2.13.0", {"a": {}}, {"a/x.pt": b"4"}, INFO, overwrite=True)
     gs = s.open("2.13.0")
     assert set(gs.files) == {"a/x.pt", "b/y.pt"} and set(gs.cases) == {"a", "b"}
     assert not (tmp_path / "2.13.0/a/gone.pt").exists()
@@ -47,29 +50,29 @@ def test_partial_regeneration_keeps_other_cases_and_drops_stale_files(tmp_path):
 
 def test_reads_are_verified(tmp_path):
     s = GoldenStore(tmp_path)
-    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"abcdef"}, {})
+    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"abcdef"}, INFO)
     gs = s.open("2.13.0")
     (tmp_path / "2.13.0/c/a.pt").write_bytes(b"abcdeg")
     with pytest.raises(CorruptGolden, match="does not match its manifest"):
-        gs.read("c/a.pt")
+        gs.read("c/a.pt", kind="text")
     (tmp_path / "2.13.0/c/a.pt").unlink()
     with pytest.raises(MissingGolden):
-        gs.read("c/a.pt")
+        gs.read("c/a.pt", kind="text")
     (tmp_path / "2.13.0/c/extra.pt").write_bytes(b"x")
     with pytest.raises(CorruptGolden, match="no manifest entry"):
-        gs.read("c/extra.pt")
+        gs.read("c/extra.pt", kind="text")
 
 
 def test_symlink_out_of_the_store_is_refused(tmp_path):
     outside = tmp_path / "outside.pt"
     outside.write_bytes(b"secret")
     s = GoldenStore(tmp_path / "root")
-    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"secret"}, {})
+    s.write("2.13.0", {"c": {}}, {"c/a.pt": b"secret"}, INFO)
     link = tmp_path / "root/2.13.0/c/a.pt"
     link.unlink()
     link.symlink_to(outside)
     with pytest.raises(CorruptGolden, match="outside"):
-        s.open("2.13.0").read("c/a.pt")
+        s.open("2.13.0").read("c/a.pt", kind="text")
 
 
 def test_manifest_problems_are_reported_not_raised(tmp_path):
@@ -82,13 +85,26 @@ def test_manifest_problems_are_reported_not_raised(tmp_path):
 
 
 def test_unpinned_directory_allows_data_but_not_code(tmp_path):
-    (tmp_path / "x.pt").write_bytes(b"data")
+    from harness.safeload import save_bytes
+
+    data = save_bytes({"w": 1}, zipfile=False)  # torch.save data; not the zip a TorchScript file is
+    (tmp_path / "x.pt").write_bytes(data)
     gs = GoldenSet.open(tmp_path, "pytorch", required=False)
-    assert gs.read("x.pt") == b"data"
+    assert gs.read("x.pt") == data
     with pytest.raises(CorruptGolden, match="carries code"):
-        gs.read("x.pt", code=True)
-    gs.trust_unverified = True
-    assert gs.read("x.pt", code=True) == b"data"
+        gs.read("x.pt", kind="scripted")
+    gs.trust_unverified = True  # no manifest is trusted; the file is still vetted as what it claims to be
+    with pytest.raises(CorruptGolden, match="not loaded: x.pt is not a readable zip archive"):
+        gs.read("x.pt", kind="scripted")
+
+
+def test_a_file_is_measured_before_it_is_read(tmp_path):
+    s = GoldenStore(tmp_path)
+    s.write("2.13.0", {"c": {}}, {"c/a.bin": b"abc"}, INFO)
+    with open(tmp_path / "2.13.0/c/a.bin", "r+b") as handle:
+        handle.truncate(3 << 30)  # sparse: a 3 GiB file that takes no disk
+    with pytest.raises(CorruptGolden, match="at most"):
+        s.open("2.13.0").read("c/a.bin", kind="text")
 
 
 def test_versions_and_stray_directories(tmp_path):
@@ -99,11 +115,12 @@ def test_versions_and_stray_directories(tmp_path):
 
 def test_remove_drops_cases_from_manifest_and_disk(tmp_path):
     s = GoldenStore(tmp_path)
-    s.write("2.13.0", {"a": {}, "b": {}}, {"a/x.pt": b"1", "b/y.pt": b"2"}, {})
-    assert s.remove("2.13.0", ["a", "zzz"]) == ["a"]
+    s.write("2.13.0", {"a": {}, "b": {}}, {"a/x.pt": b"1", "b/y.pt": b"2"}, INFO)
+    assert s.remove("2.13.0", ["a", "zzz"], why="a test") == ["a"]
     gs = s.open("2.13.0")
     assert set(gs.cases) == {"b"} and set(gs.files) == {"b/y.pt"}
-    assert not (tmp_path / "2.13.0/a").exists() and gs.read("b/y.pt") == b"2"
+    assert not (tmp_path / "2.13.0/a").exists() and gs.read("b/y.pt", kind="text") == b"2"
+    assert gs.manifest.removed == {"a": "a test"} and gs.manifest.golden_files == 1
 
 
 def test_concurrent_writers_take_turns(tmp_path):
@@ -119,8 +136,8 @@ def test_concurrent_writers_take_turns(tmp_path):
         assert p.exitcode == 0
     gs = GoldenStore(tmp_path).open("2.13.0")
     assert set(gs.cases) == {f"c{i}" for i in range(8)}
-    assert all(gs.read(f"c{i}/a.pt") == bytes([i]) * 1000 for i in range(8))
+    assert all(gs.read(f"c{i}/a.pt", kind="text") == bytes([i]) * 1000 for i in range(8))
 
 
 def _write_one(root, i):
-    GoldenStore(root).write("2.13.0", {f"c{i}": {}}, {f"c{i}/a.pt": bytes([i]) * 1000}, {})
+    GoldenStore(root).write("2.13.0", {f"c{i}": {}}, {f"c{i}/a.pt": bytes([i]) * 1000}, INFO)

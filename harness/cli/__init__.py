@@ -1,4 +1,4 @@
-"""Command line: ``bc-harness`` (replay, verify, pin, report, cases, diff-backends) and ``regenerate-goldens``.
+"""Command line: ``bc-harness`` (replay, verify, pin, seal, report, cases, diff-backends) and ``regenerate-goldens``.
 
 Exit status: 0 nothing failed, 1 some result failed (or a golden would be overwritten),
 2 a usage error. No traceback reaches the user unless --verbose. Each command is a module of
@@ -13,7 +13,7 @@ from ..engines import ENGINE_ORDER
 from ..layout import LAYOUTS
 from . import commands
 from .commands import catalog_markdown
-from .common import Parser, common_flags, rounding_flags, run
+from .common import Parser, common_flags, rounding_flags, run, trust_flag
 from .regenerate import regenerate
 from .replay import replay
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", metavar="FILE", help="write one JSON record per result")
     replay.add_argument("--trust-unverified", action="store_true",
                         help="load code-carrying files that no manifest vouches for (unsafe)")
+    trust_flag(replay)
     replay.add_argument("-q", "--quiet", action="store_true", help="no table, only problems and the summary")
     replay.add_argument("--no-forward", action="store_true",
                         help="do not replay goldens of newer torch versions (forward compatibility)")
@@ -49,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     pin = sub.add_parser("pin", help="record sha256 checksums of a foreign golden directory")
     pin.add_argument("directory", metavar="DIR")
     pin.add_argument("--torch", metavar="VERSION", help="the torch version that made the files, if known")
+    pin.add_argument("--fixtures", metavar="DIR", help=argparse.SUPPRESS)
+    trust_flag(pin)
+
+    seal = sub.add_parser("seal", help="record the golden count and code sidecars of sets written before them")
+    seal.add_argument("versions", nargs="*", metavar="VERSION", help="the golden sets to seal (default: all)")
+    seal.add_argument("--goldens", metavar="DIR", help="the golden store (default: the configured one)")
+    seal.add_argument("--fixtures", metavar="DIR", help=argparse.SUPPRESS)
+    trust_flag(seal)
 
     report = sub.add_parser("report", help="merge replay JSON files into one matrix (HTML and/or Markdown)")
     report.add_argument("results", nargs="+", metavar="JSON", help="files written by replay --json")
@@ -64,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check every golden file against its manifest; list unknown files")
     verify.add_argument("directory", nargs="?", metavar="DIR", help="the golden store (default: the configured one)")
     verify.add_argument("--goldens", metavar="DIR", help=argparse.SUPPRESS)
+    verify.add_argument("--fixtures", metavar="DIR", help=argparse.SUPPRESS)
+    trust_flag(verify)
 
     cases = sub.add_parser("cases", help="list the case catalog")
     common_flags(cases)
@@ -75,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"replay": replay, "pin": commands.pin, "cases": commands.cases, "report": commands.report,
-               "diff-backends": commands.diff_backends, "verify": commands.verify}[args.command]
+               "diff-backends": commands.diff_backends, "verify": commands.verify, "seal": commands.seal}[args.command]
     return run("bc-harness", command, args)
 
 

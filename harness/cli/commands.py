@@ -1,23 +1,35 @@
-"""The smaller ``bc-harness`` commands: verify, pin, report, cases and diff-backends."""
+"""The smaller ``bc-harness`` commands: verify, pin, seal, report, cases and diff-backends."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .common import UsageError, backends, catalog, readable_dir
 
-def verify(args) -> int:
+def _store_root(goldens, fixtures) -> Path:
+    """The golden store a command works on (DIR, --goldens or the configured one), with the
+    catalog loaded first: a torch.package golden's interned source is vetted against the
+    fixture modules the catalog imports."""
+    from ..catalog import CatalogError, load_catalog
     from ..config import ConfigError, resolve
-    from ..store import verify
 
-    if args.directory:
-        root = Path(args.directory)
-    else:
-        try:
-            root = resolve(goldens=args.goldens).goldens
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from exc
-    verified, findings = verify(readable_dir(root))
+    try:
+        paths = resolve(goldens=goldens, fixtures=fixtures)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        load_catalog(paths.fixtures)
+    except CatalogError:
+        pass  # no catalog here: packages that intern fixture sources are then refused as unsafe
+    return paths.goldens
+
+
+def verify(args) -> int:
+    from ..sealing import verify
+
+    root = _store_root(args.directory or args.goldens, args.fixtures)
+    verified, findings = verify(readable_dir(root), trusted=args.trust_goldens)
     for f in findings:
         print(f"{f.where}: {f.problem}")
     status = "FAILED" if findings else "OK"
@@ -27,15 +39,43 @@ def verify(args) -> int:
 
 def pin(args) -> int:
     directory = readable_dir(Path(args.directory))
+    _store_root(None, args.fixtures)
     from ..generate import command_line
-    from ..store import pin
+    from ..sealing import Refusal, pin
 
     info = {"command": command_line()}
     if args.torch:
         info["torch"] = args.torch
-    manifest = pin(directory, info)
-    print(f"pinned {len(manifest['files'])} files in {directory / 'manifest.json'}")
+    try:
+        manifest, code = pin(directory, info, trusted=args.trust_goldens)
+    except Refusal as exc:
+        print(f"bc-harness pin: nothing pinned in {directory}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"bc-harness pin: cannot write the manifest in {directory}: {exc}", file=sys.stderr)
+        return 1
+    for name in code:
+        print(f"  code-carrying, sidecar written: {name}")
+    print(f"pinned {len(manifest['files'])} files ({len(code)} carrying code) in {directory / 'manifest.json'}")
     return 0
+
+
+def seal(args) -> int:
+    from ..sealing import Refusal, seal
+    from ..store import GoldenError, GoldenStore
+
+    root = readable_dir(_store_root(args.goldens, args.fixtures), "golden directory")
+    versions = args.versions or GoldenStore(root).versions()[0]
+    failed = 0
+    for version in versions:
+        try:
+            files, sidecars = seal(root, version, trusted=args.trust_goldens)
+        except (Refusal, GoldenError, OSError) as exc:
+            print(f"{version}: not sealed: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{version}: sealed {files} files, {sidecars} sidecars written")
+    return 1 if failed else 0
 
 
 def report(args) -> int:

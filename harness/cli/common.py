@@ -49,6 +49,13 @@ def common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="print tracebacks of errors")
 
 
+def trust_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-goldens", action="store_true",
+                        help="for this run, load goldens that carry code beyond the allowlists (a pickle "
+                             "naming other globals, a package with other sources or externs); only for "
+                             "goldens whose origin you trust")
+
+
 def rounding_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exact", action="store_true",
                         help="float outputs must be bit-exact: a float rounding difference fails as a drift")

@@ -50,7 +50,7 @@ def _refusal(store, version: str, cases, force: bool) -> str | None:
     from ..layout import case_dir
 
     directory = store.root / version
-    current = store.open(version) if directory.is_dir() else None
+    current = store.open(version, unsealed_ok=True) if directory.is_dir() else None
     if current is not None and current.manifest_error and any(directory.iterdir()):
         return (f"{current.manifest_error}; the golden set cannot be updated safely. "
                 f"Repair it from version control, or remove {directory} to start afresh.")

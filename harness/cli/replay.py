@@ -55,7 +55,7 @@ def replay(args) -> int:
 
     layout = LAYOUTS[args.layout]
     options = Options(backends=chosen_backends, verbose=args.verbose, trust_unverified=args.trust_unverified,
-                      forward=not args.no_forward, patterns=args.patterns, rounding_ulps=bound)
+                      trust_goldens=args.trust_goldens, forward=not args.no_forward, patterns=args.patterns, rounding_ulps=bound)
     if layout.known_drifts:
         try:
             options.known = load_known(paths.goldens)

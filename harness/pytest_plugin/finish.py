@@ -26,10 +26,19 @@ def pytest_sessionfinish(session, exitstatus):
         if state.prune and state.unused:
             from ..store import GoldenStore
 
+            from ..store import GoldenError
+
             store = GoldenStore(state.golden_dir)
             for version in sorted({v for v, _, _ in state.unused}):
-                gone = store.remove(version, [c for v, c, _ in state.unused if v == version])
-                state.writes.append(f"pruned {len(gone)} unused golden(s) from {version}: {', '.join(gone)}")
+                unused = {c: why for v, c, why in state.unused if v == version}
+                try:
+                    gone = store.remove(version, list(unused), "pruned (--golden-prune): "
+                                        + "; ".join(f"{c}: {why}" for c, why in sorted(unused.items())))
+                except (GoldenError, OSError) as exc:
+                    state.writes.append(f"could not prune {store.root / version}: {exc}")
+                    continue
+                state.writes.append(f"pruned {len(gone)} unused golden(s) from {(store.root / version).resolve()}: "
+                                    + ", ".join(gone))
 
 
 def _unused(state: GoldenSession) -> list[tuple[str, str, str]]:

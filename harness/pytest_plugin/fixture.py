@@ -89,7 +89,7 @@ class GoldenChecker:
         from ..results import Result
 
         options = Options(backends=backends, known=self.state.known(), rounding_ulps=self.state.rounding_ulps,
-                          trust_unverified=self.state.trust_unverified)
+                          trust_unverified=self.state.trust_unverified, trust_goldens=self.state.trust_goldens)
         replayer = open_replayer(HarnessLayout, store.root, version, [case], options)
         golden = replayer.layout.golden
         if golden.manifest_error:
@@ -105,9 +105,14 @@ class GoldenChecker:
         from ..generate import generate_case
         from ..writing import write_goldens
 
+        from ..store import GoldenExists
+
         nodeid = self.request.node.nodeid
-        written = write_goldens(store, runtime(), [generate_case(case, backends)], self.state.write_command(nodeid),
-                                overwrite=rewrite, owner=nodeid)
+        try:
+            written = write_goldens(store, runtime(), [generate_case(case, backends)],
+                                    self.state.write_command(nodeid), overwrite=rewrite, owner=nodeid)
+        except GoldenExists:  # another test (an xdist worker) wrote this golden first: replay against it
+            return
         self.state.writes.append(f"{'rewrote' if rewrite else 'wrote'} {runtime()}/{case.id} ({nodeid})"
                                  + (f"\n{written.changes}" if written.changes else ""))
         self.state.wrote.add(nodeid)

@@ -46,6 +46,9 @@ def pytest_addoption(parser):
     group.addoption("--golden-report", metavar="FILE", help="write one JSON record per golden result")
     group.addoption("--golden-trust-unverified", action="store_true",
                     help="load code-carrying goldens no manifest vouches for (unsafe)")
+    group.addoption("--golden-trust", action="store_true",
+                    help="for this run, load goldens that carry code beyond the allowlists (a pickle naming "
+                         "other globals, a package with other sources or externs); only for goldens you trust")
     group.addoption("--golden-exact", action="store_true",
                     help="float outputs must be bit-exact: a float rounding difference fails as a drift")
     group.addoption("--golden-rounding-ulps", type=int, metavar="N", default=None,
@@ -98,7 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config=config, ci=ci, update=update, catalog=bool(catalog), layout=layout,
         backends=list(dict.fromkeys(backends)) if backends else None,
         report=Path(report).resolve() if report else None, prune=prune,
-        trust_unverified=config.getoption("golden_trust_unverified"),
+        trust_unverified=config.getoption("golden_trust_unverified"), trust_goldens=config.getoption("golden_trust"),
         worker=hasattr(config, "workerinput"), shard=shard, rounding_ulps=_rounding_ulps(config, layout),
     )
     if config.pluginmanager.hasplugin("xdist"):

@@ -23,6 +23,7 @@ class GoldenSession:
     report: Path | None
     prune: bool
     trust_unverified: bool
+    trust_goldens: bool
     worker: bool
     shard: tuple[int, int] | None = None  # (K, N) of --golden-shard
     rounding_ulps: int | None = None  # the run's float rounding bound (--golden-exact: 0), else each case's
@@ -105,6 +106,7 @@ class GoldenSession:
             from ..replayer import Options, open_replayer
 
             options = Options(backends=self.backends, trust_unverified=self.trust_unverified,
+                              trust_goldens=self.trust_goldens,
                               known=self.known(), rounding_ulps=self.rounding_ulps)
             self._runners[version] = open_replayer(self.layout_class, self.golden_dir, version, self.cases(), options)
         return self._runners[version]
