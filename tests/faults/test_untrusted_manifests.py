@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from harness.manifest import Manifest, ManifestError
 from harness.replay import Options, replay_store
 from harness.sealing import verify
-from harness.store import GoldenError, GoldenStore
+from harness.store import GoldenError, GoldenStore, sha256
 
 from ..conftest import SLICE, run_cli
 
@@ -196,3 +196,24 @@ def test_fuzzed_manifests_give_verdicts_never_tracebacks(store, catalog, version
         verify(store)
     finally:
         path.write_text(original)
+
+
+def test_verify_names_stages_of_killed_writes_and_hidden_files(store, version):
+    (store / ".stage-2.13.0-4242").mkdir()
+    (store / version / "linear" / ".leftover.pt.tmp").write_bytes(b"x")
+    where = {f.where: f.problem for f in verify(store)[1]}
+    assert "killed" in where[".stage-2.13.0-4242"]
+    assert "hidden file" in where[f"{version}/linear/.leftover.pt.tmp"]
+
+
+def test_a_vouched_payload_as_get_attr_targets_is_a_verdict(store, catalog, version, tmp_path):
+    import pickle
+
+    from .test_payloads import _Exec, _touch
+
+    marker = tmp_path / "payload-ran"
+    name, data = "fx-mlp-ref/get_attr_targets.pt", pickle.dumps(_Exec(_touch(marker)), protocol=2)
+    (store / version / name).write_bytes(data)
+    _edit(store, version, lambda m: m["files"].__setitem__(name, {"sha256": sha256(data), "size": len(data)}))
+    hit = [r for r in _set_results(store, catalog) if (r.case, r.artifact) == ("fx-mlp-ref", "package")]
+    assert hit and {r.verdict for r in hit} == {"corrupt"} and not marker.exists()
