@@ -262,3 +262,10 @@ def test_replay_fails_on_a_directory_named_like_no_torch_version(store, version)
     out = run_cli("bc-harness", "replay", "--goldens", store, "-q", "-k", "linear", "--backend", "fbgemm", check=1)
     assert f"{store / 'latest'} is not named like a torch version" in out.stdout
     assert out.stdout.strip().splitlines()[-1].startswith("FAILED")
+
+
+def test_verify_and_seal_work_outside_any_project(store, tmp_path):
+    """A foreign store, from a directory with no pyproject.toml: no catalog is needed to verify it."""
+    out = run_cli("bc-harness", "verify", store, cwd=tmp_path, check=0)
+    assert out.stdout.splitlines()[-1].startswith("OK: ")
+    run_cli("bc-harness", "seal", "--goldens", store, cwd=tmp_path, check=0)

@@ -15,14 +15,14 @@ def _store_root(goldens, fixtures) -> Path:
     from ..config import ConfigError, resolve
 
     try:
-        paths = resolve(goldens=goldens, fixtures=fixtures)
+        root = resolve(goldens=goldens, fixtures=fixtures or ".").goldens
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
     try:
-        load_catalog(paths.fixtures)
-    except CatalogError:
+        load_catalog(resolve(goldens=str(root), fixtures=fixtures).fixtures)
+    except (ConfigError, CatalogError):
         pass  # no catalog here: packages that intern fixture sources are then refused as unsafe
-    return paths.goldens
+    return root
 
 
 def verify(args) -> int:
