@@ -56,7 +56,7 @@ def test_file_names_that_climb_out_or_hide_are_refused_on_read():
             raise AssertionError(f"{bad!r} was accepted")
 
 
-def test_prune_through_the_plugin_never_leaves_the_store(pytester, store, version, tmp_path):
+def test_prune_through_the_plugin_never_leaves_the_store(outside_ci, pytester, store, version, tmp_path):
     from ..conftest import FIXTURES
 
     victim = tmp_path / "victim"

@@ -72,7 +72,7 @@ RACE = textwrap.dedent('''
 ''')
 
 
-def test_a_write_that_loses_the_race_replays_against_the_winner(pytester):
+def test_a_write_that_loses_the_race_replays_against_the_winner(outside_ci, pytester):
     from ..test_plugin import USER_TESTS
 
     pytester.makeini("[pytest]\ngolden_dir = goldens\n")
