@@ -8,14 +8,13 @@ and the manifest, which holds every file's sha256 and size, is written last.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .atomic import atomic_write, exchange, fsync_dir, fsync_tree, link_tree
 from .catalog import valid_case_id
 from .layout import case_dir, sidecar_name
 from .manifest import NAME as MANIFEST
@@ -49,78 +48,6 @@ def stray_problem(directory: Path) -> str:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def atomic_write(path: Path, data: bytes, sync_dir: bool = True) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    if sync_dir:
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
-        _fsync_dir(directory)
-
-
-def _link_tree(source: Path, stage: Path) -> None:
-    """``stage`` as a copy of ``source`` made of hard links (nothing when source is absent)."""
-    stage.mkdir(parents=True)
-    if not source.is_dir():
-        return
-    for path in sorted(source.rglob("*")):
-        relative = path.relative_to(source)
-        if path.is_symlink() or relative.name.startswith("."):
-            continue  # links are never carried over; temporaries of killed writes neither
-        if path.is_dir():
-            (stage / relative).mkdir(exist_ok=True)
-        elif path.is_file():
-            (stage / relative).parent.mkdir(parents=True, exist_ok=True)
-            os.link(path, stage / relative)
-
-
-_RENAME_EXCHANGE = 2
-
-
-def _exchange(a: Path, b: Path) -> None:
-    """Swap two directories atomically (Linux renameat2 RENAME_EXCHANGE). Where that is not
-    available, two renames: a kill between them leaves the old directory under a's name."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is not None:
-        at_fdcwd = -100
-        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-            return
-        err = ctypes.get_errno()
-        if err not in (22, 38, 95):  # EINVAL / ENOSYS / EOPNOTSUPP: fall back below
-            raise OSError(err, os.strerror(err), str(a))
-    parked = a.with_name(a.name + ".old")
-    os.rename(b, parked)
-    os.rename(a, b)
-    os.rename(parked, a)
 
 
 #: the largest manifest that is read (the committed store's largest is ~0.2 MiB)
@@ -273,13 +200,11 @@ class GoldenStore:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the store's exclusive lock: writers (processes, xdist workers) take turns."""
+        from filelock import FileLock  # flock on POSIX, LockFileEx on Windows
+
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / self.LOCK, "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with FileLock(self.root / self.LOCK):
+            yield
 
     def versions(self) -> tuple[list[str], list[str]]:
         """(golden versions, stray directory names), versions oldest first."""
@@ -331,15 +256,15 @@ class GoldenStore:
         self._sweep(version)
         stage = self.root / f"{self.STAGE}{version}-{os.getpid()}"
         try:
-            _link_tree(target, stage)
+            link_tree(target, stage)
             manifest = self._fill(stage, old, cases, files, info)
-            _fsync_tree(stage)
+            fsync_tree(stage)
             if target.exists():
-                _exchange(stage, target)  # stage now holds the old directory
+                exchange(stage, target)  # stage now holds the old directory
                 shutil.rmtree(stage, ignore_errors=True)
             else:
                 os.rename(stage, target)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
@@ -386,3 +311,26 @@ class GoldenStore:
                 if directory.is_dir() and not any(directory.iterdir()):
                     directory.rmdir()
             return gone
+
+    def remove_backends(self, version: str, backends: dict[str, list[str]], why: str) -> list[str]:
+        """Drop some backends' expected outputs of cases (case -> backends), recording ``why``:
+        manifest first, then the files. Only backends the manifest records as made."""
+        from .layout import HarnessLayout
+
+        with self.lock():
+            target = self.root / version
+            current = GoldenSet.open(target, version, unsealed_ok=True)
+            if current.manifest_error:
+                raise GoldenError(current.manifest_error)
+            from .engines import ENGINE_ORDER
+
+            chosen = {c: [b for b in bs if b in ENGINE_ORDER and current.cases[c].made(b)] for c, bs in backends.items()
+                      if c in current.cases and valid_case_id(c)}
+            chosen = {c: bs for c, bs in chosen.items() if bs}
+            atomic_write(target / MANIFEST, current.manifest.without_backends(chosen, why).dump())
+            for case_id, names in chosen.items():
+                for backend in names:
+                    path = target / HarnessLayout.expected_name(case_id, backend)
+                    if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(target.resolve()):
+                        path.unlink()
+            return [f"{c} [{b}]" for c, bs in chosen.items() for b in bs]
