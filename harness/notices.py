@@ -3,34 +3,118 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from typing import Iterator
 
 
 @contextlib.contextmanager
 def quiet() -> Iterator[list[warnings.WarningMessage]]:
-    """Silence torch's deprecation chatter; the warnings are handed back for reporting."""
-    with warnings.catch_warnings(record=True) as caught:
+    """Keep warnings off the terminal and hand them back for reporting: Python's warnings, and
+    the ones torch's C++ code prints straight to file descriptor 2 ("[W... file.cpp:N] Warning:
+    ..."), which are read back from a temporary file and handed back as RuntimeWarnings."""
+    with warnings.catch_warnings(record=True) as caught, _native_warnings() as native, _every_time():
         warnings.simplefilter("always")
         yield caught
+    caught.extend(warnings.WarningMessage(text, RuntimeWarning, "torch (C++)", 0) for text in native)
 
 
-#: torch-internal notices that say nothing about a model's numerics (quantize_jit reads .grad)
+@contextlib.contextmanager
+def _every_time() -> Iterator[None]:
+    """torch's once-per-process warnings (TORCH_WARN_ONCE, TypedStorage's) raised every time:
+    a result's warnings then do not depend on which results ran before it in its process."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "set_warn_always"):
+        yield
+        return
+    storage = getattr(torch, "storage", None)
+    typed = getattr(storage, "_set_always_warn_typed_storage_removal", None)
+    before = torch.is_warn_always_enabled()
+    typed_before = getattr(storage, "_get_always_warn_typed_storage_removal", lambda: False)()
+    torch.set_warn_always(True)
+    if typed:
+        typed(True)
+    try:
+        yield
+    finally:
+        torch.set_warn_always(before)
+        if typed:
+            typed(typed_before)
+
+
+_NATIVE = re.compile(r"^\[W[^\]]*\] Warning: (.*?)(?: \(function [^)]*\))?$")
+
+
+_sink = {"file": None, "depth": 0}
+
+
+@contextlib.contextmanager
+def _native_warnings() -> Iterator[list[str]]:
+    """What C++ code writes to file descriptor 2 meanwhile: its warning lines are returned, any
+    other output is written back to the real stderr unchanged. Only the outermost of nested
+    calls redirects; one temporary file per process serves them all."""
+    import os
+    import sys
+    import tempfile
+
+    found: list[str] = []
+    if _sink["depth"]:
+        yield found
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2 (an embedded interpreter): nothing to catch
+        yield found
+        return
+    if _sink["file"] is None:
+        import atexit
+
+        _sink["file"] = tempfile.TemporaryFile()
+        atexit.register(_sink["file"].close)
+    sink = _sink["file"]
+    sink.seek(0)
+    sink.truncate()
+    os.dup2(sink.fileno(), 2)
+    _sink["depth"] += 1
+    try:
+        yield found
+    finally:
+        _sink["depth"] -= 1
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)
+        os.close(saved)
+        if os.fstat(sink.fileno()).st_size:
+            sink.seek(0)
+            other = []
+            for line in sink.read().decode(errors="replace").splitlines():
+                match = _NATIVE.match(line.strip())
+                (found.append(match.group(1)) if match else other.append(line))
+            if other:
+                os.write(2, ("\n".join(other) + "\n").encode())
+
+
+#: torch-internal notices that say nothing about a model or its torch (quantize_jit reads .grad)
 _NOISE = ("The .grad attribute of a Tensor that is not a leaf Tensor is being accessed",)
 
 
 def runtime_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
-    """The warnings worth a reader's attention (not deprecation or migration notices)."""
+    """The distinct warnings raised, one line each. Deprecation notices are kept, named as such:
+    for a compatibility tool an API on its way out is a finding."""
     seen: list[str] = []
     for w in caught:
-        text = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
-        if not text or issubclass(w.category, (DeprecationWarning, FutureWarning)):
+        text = " ".join(str(w.message).strip().splitlines()[0].split()) if str(w.message).strip() else ""
+        if not text or text.startswith(_NOISE):
             continue
-        if "migrat" in text.lower() or "deprecat" in text.lower() or text in seen:
-            continue
-        if text.startswith(_NOISE):
-            continue
-        seen.append(text)
+        if issubclass(w.category, (DeprecationWarning, FutureWarning)):
+            text = f"{w.category.__name__}: {text}"
+        if text not in seen:
+            seen.append(text)
     return seen
 
 
