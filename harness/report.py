@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .engines import ordered
-from .results import rounding_groups
+from .results import FAILING, rounding_groups
 from .versions import version_key as _vkey
 
 #: worst first: what a cell shows when its artifacts disagree
@@ -132,13 +132,24 @@ class Report:
                  "| golden | runtime | " + " | ".join(SEVERITY) + " |",
                  "|---|---|" + "---|" * len(SEVERITY)]
         for (golden, runtime), counts in self.sorted_counts():
-            lines.append(f"| {golden} | {runtime} | " + " | ".join(str(counts.get(s, "")) for s in SEVERITY) + " |")
+            lines.append(_row(golden, runtime, *(counts.get(s, "") for s in SEVERITY)))
         if self.forward:
             lines += ["", "## Forward compatibility (informational): goldens newer than the runtime", "",
                       "| golden | runtime | " + " | ".join(SEVERITY) + " |", "|---|---|" + "---|" * len(SEVERITY)]
             for (golden, runtime), counts in self.sorted_counts(forward=True):
-                lines.append(f"| {golden} | {runtime} | " + " | ".join(str(counts.get(s, "")) for s in SEVERITY) + " |")
+                lines.append(_row(golden, runtime, *(counts.get(s, "") for s in SEVERITY)))
+        lines += ["", "## Needs attention", ""]
+        found = self.breaks()
+        lines += [f"- **{case}** {verdict}, golden {golden} on runtime {runtime} "
+                  f"[{', '.join(dict.fromkeys(r['artifact'] for r in members))}] "
+                  f"[{', '.join(dict.fromkeys(r['backend'] for r in members))}]: {message[:300]}"
+                  for (verdict, golden, runtime, case, message), members in found] or [
+            "Nothing unexplained: every failing result is a known, examined entry of known-drifts.toml."]
         lines += self._rounding_markdown()
+        warned = self.warning_counts()
+        if warned:
+            lines += ["", "## Warnings", "", "| results | warning |", "|---:|---|"]
+            lines += [_row(n, w[:300]) for w, n, _ in warned]
         lines += ["", "## Drifts", ""]
         drifts = self.drifts()
         if not drifts:
@@ -158,7 +169,7 @@ class Report:
                     if not any(row):
                         continue
                     cells = [f"{c.status} {c.figure()}".strip() if c else "" for c in row]
-                    lines.append(f"| {case} | {golden} | " + " | ".join(cells) + " |")
+                    lines.append(_row(case, golden, *cells))
             lines.append("")
         return "\n".join(lines) + "\n"
 
@@ -171,9 +182,9 @@ class Report:
                  "|---|---|---|---|---:|---:|---:|---:|"]
         same = "the same machine"
         for g in groups:
-            lines.append(f"| {g['golden_machine'] or same} | {g['runtime_machine'] or same} | "
-                         f"{', '.join(g['goldens'])} | {', '.join(g['runtimes'])} | {g['results']} | "
-                         f"{len(g['cases'])} | {g['max_ulp']:.3g} | {g['max_abs']:.3g} |")
+            lines.append(_row(g['golden_machine'] or same, g['runtime_machine'] or same, ", ".join(g['goldens']),
+                              ", ".join(g['runtimes']), g['results'], len(g['cases']), f"{g['max_ulp']:.3g}",
+                              f"{g['max_abs']:.3g}"))
         return lines
 
     def _rounding_html(self) -> list[str]:
@@ -181,7 +192,7 @@ class Report:
         groups = rounding_groups(self.records)
         if not groups:
             return []
-        parts = ["<h2>Float rounding by machine pair</h2><p>Float outputs within the rounding bound of their golden: "
+        parts = ["<p>Float outputs within the rounding bound of their golden: "
                  "shown, not failing (<code>--exact</code> fails them).</p><table><tr><th>golden machine</th>"
                  "<th>runtime machine</th><th>goldens</th><th>runtimes</th><th>results</th><th>cases</th>"
                  "<th>max ulps</th><th>max |Δ|</th></tr>"]
@@ -207,9 +218,59 @@ class Report:
         if self.forward:
             parts += ["<h2>Forward compatibility (informational)</h2><p>Goldens newer than the runtime "
                       "that replayed them; never a failure.</p>", *self._html_counts(forward=True)]
-        parts += [*self._rounding_html(), *self._html_drifts(), *self._html_heatmaps(), *self._html_matrix(),
+        # what a reader looks at first: the breaks nobody has explained, then the heatmaps; the
+        # long lists (known drifts, rounding, warnings, the whole matrix) folded below
+        parts += [*self._html_breaks(), *self._html_heatmaps(), *self._html_drifts(),
+                  *(_folded("Float rounding by machine pair", self._rounding_html()) if self._rounding_html() else []),
+                  *_folded("Warnings", self._html_warnings()),
+                  *_folded("Matrix: every case, golden and runtime per backend", self._html_matrix()),
                   "</body></html>"]
         return "\n".join(parts)
+
+    def breaks(self) -> list[tuple[tuple, list[dict]]]:
+        """Failing results no known entry explains, grouped by (verdict, golden, runtime, case, message)."""
+        groups: dict[tuple, list[dict]] = {}
+        for r in self.records:
+            if r["verdict"] in FAILING and not r.get("known"):
+                key = (r["verdict"], r["golden_version"], r["runtime_version"], r["case"], r.get("message") or "")
+                groups.setdefault(key, []).append(r)
+        return sorted(groups.items(), key=lambda kv: (_vkey(kv[0][1]), _vkey(kv[0][2]), kv[0][3]))
+
+    def warning_counts(self) -> list[tuple[str, int, list[str]]]:
+        """Each distinct warning: how many results raised it, and in which cases."""
+        seen: dict[str, list] = {}
+        for r in self.records:
+            for w in r.get("warnings") or ():
+                entry = seen.setdefault(w, [0, {}])
+                entry[0] += 1
+                entry[1][r["case"]] = None
+        return sorted(((w, n, list(cases)) for w, (n, cases) in seen.items()), key=lambda t: (-t[1], t[0]))
+
+    def _html_breaks(self) -> list[str]:
+        e = html.escape
+        found = self.breaks()
+        if not found:
+            return ["<h2>Needs attention</h2>", "<p class='pass'>Nothing unexplained: every failing result is "
+                    "a known, examined entry of known-drifts.toml.</p>"]
+        parts = [f"<h2>Needs attention: {sum(len(m) for _, m in found)} results nobody has explained</h2>",
+                 "<table><tr><th>verdict</th><th>golden</th><th>runtime</th><th>case</th><th>artifacts</th>"
+                 "<th>backends</th><th>reason</th></tr>"]
+        for (verdict, golden, runtime, case, message), members in found:
+            parts.append(f"<tr class='{_css(verdict)}'><td>{e(verdict)}</td><td>{e(golden)}</td><td>{e(runtime)}</td>"
+                         f"<td>{e(case)}</td><td>{e(', '.join(dict.fromkeys(r['artifact'] for r in members)))}</td>"
+                         f"<td>{e(', '.join(dict.fromkeys(r['backend'] for r in members)))}</td>"
+                         f"<td>{e(message[:300])}</td></tr>")
+        return parts + ["</table>"]
+
+    def _html_warnings(self) -> list[str]:
+        e = html.escape
+        counts = self.warning_counts()
+        if not counts:
+            return ["<p>No warnings were raised.</p>"]
+        parts = ["<table><tr><th>results</th><th>warning</th><th>cases</th></tr>"]
+        parts += [f"<tr><td>{n}</td><td>{e(w[:300])}</td><td>{e(', '.join(cases[:8]))}"
+                  f"{e(f' +{len(cases) - 8}') if len(cases) > 8 else ''}</td></tr>" for w, n, cases in counts]
+        return parts + ["</table>"]
 
     def _html_counts(self, forward: bool = False) -> list[str]:
         """Verdict counts per (golden, runtime): coloured for backward results, plain for forward ones."""
@@ -222,11 +283,13 @@ class Report:
         return parts + ["</table>"]
 
     def _html_drifts(self) -> list[str]:
+        """Every drift with its first runtime and bisect hint; folded, since the breaks are above."""
         e = html.escape
         drifts = self.drifts()
         if not drifts:
             return ["<h2>Drifts</h2>", "<p>No drift.</p>"]
-        parts = ["<h2>Drifts</h2>", "<table><tr><th>case</th><th>golden</th><th>backend</th><th>first runtime</th>"
+        known = sum(1 for d in drifts if d["known"])
+        parts = ["<table><tr><th>case</th><th>golden</th><th>backend</th><th>first runtime</th>"
                  "<th>largest Δ</th><th>bisect hint</th><th>detail</th></tr>"]
         for d in drifts:
             hint = (f"passes on {d['bisect'][0]}, drifts on {d['bisect'][1]}" if d["bisect"]
@@ -235,7 +298,7 @@ class Report:
                          f"<td>{e(d['golden'])}</td><td>{e(d['backend'])}</td><td>{e(d['first_runtime'])}</td>"
                          f"<td>{e(d['figure'])}</td><td>{e(hint)}</td>"
                          f"<td>{'known: ' if d['known'] else ''}{e(d['message'][:160])}</td></tr>")
-        return parts + ["</table>"]
+        return _folded(f"Drifts: {len(drifts)}, {known} of them known", parts + ["</table>"])
 
     def _html_heatmaps(self) -> list[str]:
         e = html.escape
@@ -249,7 +312,7 @@ class Report:
 
     def _html_matrix(self) -> list[str]:
         e = html.escape
-        parts = ["<h2>Matrix</h2>"]
+        parts = []
         for backend in self.backends:
             parts.append(f"<h3>{e(backend)}</h3><table><tr><th>case</th><th>golden</th>"
                          + "".join(f"<th>{e(rt)}</th>" for rt in self.runtimes) + "</tr>")
@@ -299,6 +362,7 @@ _STYLE = (
     ".bad{background:#e1bee7;font-weight:600}.skip{color:#9e9e9e}.rounding{background:#e0f2f1}"
     ".cases{display:flex;flex-wrap:wrap;gap:18px}.case{border:1px solid #e0e0e0;padding:8px;border-radius:6px}"
     ".case h3{font-size:13px;margin:0 0 4px}.legend span{display:inline-block;margin-right:14px}"
+    "details summary h2{display:inline;cursor:pointer}details{margin:12px 0}"
     ".sw{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}"
 )
 
@@ -306,3 +370,13 @@ _STYLE = (
 def _css(state: str) -> str:
     return {"pass": "pass", "rounding": "rounding", "drift": "drift", "known drift": "known", "known load-error": "known",
             "skip": "skip"}.get(state, "bad")
+
+
+def _folded(title: str, body: list[str]) -> list[str]:
+    """A section a reader opens when wanted: its title always visible, its body folded."""
+    return [f"<details><summary><h2>{html.escape(title)}</h2></summary>", *body, "</details>"]
+
+
+def _row(*cells) -> str:
+    """One Markdown table row; a "|" inside a cell (as in "|Δ|") is escaped so it stays one cell."""
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="load code-carrying files that no manifest vouches for (unsafe)")
     trust_flag(replay)
     replay.add_argument("-q", "--quiet", action="store_true", help="no table, only problems and the summary")
+    replay.add_argument("-v", "--every-row", action="store_true",
+                        help="a row per (golden, case, artifact) and every reason, known and skipped ones too "
+                             "(default: counts per golden version and backend, then what needs attention)")
     replay.add_argument("--no-forward", action="store_true",
                         help="do not replay goldens of newer torch versions (forward compatibility)")
     replay.add_argument("-j", "--jobs", type=int, metavar="N", default=None,
@@ -73,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check every golden file against its manifest; list unknown files")
     verify.add_argument("directory", nargs="?", metavar="DIR", help="the golden store (default: the configured one)")
     verify.add_argument("--goldens", metavar="DIR", help=argparse.SUPPRESS)
-    verify.add_argument("--fixtures", metavar="DIR", help=argparse.SUPPRESS)
+    verify.add_argument("--fixtures", metavar="DIR",
+                        help="the case catalog whose modules a torch.package golden's interned source must match "
+                             "(default: the configured one; without one, such goldens are refused)")
     trust_flag(verify)
 
     cases = sub.add_parser("cases", help="list the case catalog")

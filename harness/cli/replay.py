@@ -82,28 +82,14 @@ def replay(args) -> int:
 
 
 def _print(found, args, elapsed: float) -> int:
-    """The table, the reasons, the rounding per machine pair, forward results, the summary line."""
+    """The overview and what needs attention (harness.console); -v every row and reason."""
     from .. import results as R
+    from ..console import render
 
     if args.json:
         try:
             R.write_json(found, Path(args.json))
         except OSError as exc:
             raise UsageError(f"cannot write {args.json}: {exc.strerror}") from exc
-    backward = [r for r in found if not r.forward]
-    forward = [r for r in found if r.forward]
-    if not args.quiet and backward:
-        print(R.table(backward))
-        print()
-    for block in (R.details(backward), R.rounding_summary(backward)):
-        if block:
-            print(block)
-            print()
-    if forward:
-        print("Forward compatibility (informational, never fails the run): goldens newer than this torch")
-        if not args.quiet:
-            print(R.table(forward))
-        print(f"forward: {R.summary(forward).split(': ', 1)[1]}")
-        print()
-    print(f"{R.summary(backward)} in {elapsed:.1f} s")
+    print(render(found, every_row=args.every_row or args.verbose, quiet=args.quiet, elapsed=elapsed))
     return 1 if any(r.failed for r in found) else 0
