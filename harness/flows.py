@@ -121,3 +121,18 @@ def make_input(case: Case):
 
     torch.manual_seed(case.seed)
     return case.input.make()
+
+
+def flow_of(model) -> str:
+    """The flow a user's quantized model came from, read off its modules (for a manifest entry)."""
+    import torch
+
+    if isinstance(model, torch.jit.ScriptModule):
+        return "jit"
+    if isinstance(model, torch.fx.GraphModule):
+        return "fx"
+    names = {type(m).__module__ for m in model.modules()} if isinstance(model, torch.nn.Module) else set()
+    for flow, marker in (("dynamic", ".dynamic"), ("qat", ".qat")):
+        if any(marker in name for name in names):
+            return flow
+    return "eager"

@@ -89,7 +89,32 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
         _make_artifacts(out, example, reference)
     for backend in ["any"] if case.engine_agnostic else engines:
         _make_expected(out, backend, example)
+    out.files[Names.values_file(case)] = _values_text(out)
     return out
+
+
+def _values_text(out: Generated) -> bytes:
+    """The case's goldens as text for review (harness.readable): input, state_dict, expected outputs."""
+    from .readable import summary_text
+    from .safeload import load_weights
+
+    case, parts, seen = out.case, {}, {}
+    names = {"input": Names.input_file(case), "state_dict": Names.artifact_file(case, "state_dict"),
+             **{f"expected.{b}": Names.expected_file(case, b) for b in out.entry.backends}}
+    for part, name in names.items():
+        data = out.files.get(name)
+        if data is None:
+            continue
+        if data in seen:
+            parts[part] = f"same as {seen[data]}"
+            continue
+        seen[data] = part
+        with quiet():
+            try:
+                parts[part] = load_weights(data, trusted=True)  # our own bytes, made a moment ago
+            except Exception as exc:
+                parts[part] = f"not described: {one_line(exc)}"
+    return summary_text(case.id, parts).encode()
 
 
 def _make_artifacts(out: Generated, example, reference) -> None:
@@ -146,6 +171,22 @@ def _make_expected(out: Generated, backend: str, example) -> None:
     noted = runtime_warnings(caught)
     if noted:
         entry.warnings[backend] = noted
+    _check_artifacts_run(out, backend, example)
+
+
+def _check_artifacts_run(out: Generated, backend: str, example) -> None:
+    """Each artifact file, made under the first engine, loaded and run under ``backend``: what a
+    backend cannot run is recorded (a skip with its reason), not written as a golden that fails."""
+    case, entry = out.case, out.entry
+    if backend == "any":
+        return
+    for kind in entry.artifacts:
+        with quiet(), engine(backend):
+            try:
+                case.forward(KINDS[kind].load(case, out.files[Names.artifact_file(case, kind)], example,
+                                              trusted=True), example)
+            except Exception as exc:
+                entry.unrunnable.setdefault(kind, {})[backend] = f"{backend} cannot run the {kind} file: {one_line(exc)}"
 
 
 def _round_trip_problem(case: Case, kind: str, data: bytes, example, reference) -> str | None:

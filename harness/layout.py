@@ -93,7 +93,16 @@ class HarnessLayout:
 
     @staticmethod
     def expected_file(case: Case, backend: str) -> str:
-        return f"{case_dir(case.id)}/expected.{backend}.pt"
+        return HarnessLayout.expected_name(case.id, backend)
+
+    @staticmethod
+    def values_file(case: Case) -> str:
+        """The text a reviewer reads: what the case's goldens hold (harness.readable)."""
+        return f"{case_dir(case.id)}/values.txt"
+
+    @staticmethod
+    def expected_name(case_id: str, backend: str) -> str:
+        return f"{case_dir(case_id)}/expected.{backend}.pt"
 
     @staticmethod
     def get_attr_file(case: Case) -> str:
@@ -151,12 +160,15 @@ class HarnessLayout:
         skipped = entry.skipped_artifacts if entry is not None else {}
         return [(kind, skipped.get(kind)) for kind in case.artifacts]
 
-    def backend_problem(self, case: Case, backend: str) -> str | None:
+    def backend_problem(self, case: Case, backend: str, kind: str | None = None) -> str | None:
+        """Why ``backend`` has no golden of the case (or, given ``kind``, cannot run that file)."""
         entry = self.golden.cases.get(case.id)
         status = entry.backends.get(backend) if entry is not None else None
         if status is None:
             return f"torch {self.golden.version} recorded no {backend} golden"
-        return None if status == "ok" else status
+        if status != "ok":
+            return status
+        return entry.unrunnable.get(kind, {}).get(backend) if kind else None
 
     def judge(self, case: Case, golden, obtained, diff) -> tuple[str, str]:
         """The verdict and message of an obtained output: the comparison policy's. A drift with
@@ -249,7 +261,7 @@ class PyTorchLayout:
     def artifacts(self, case: Case) -> list[tuple[str, str | None]]:
         return [(kind, None) for kind in case.artifacts]
 
-    def backend_problem(self, case: Case, backend: str) -> str | None:
+    def backend_problem(self, case: Case, backend: str, kind: str | None = None) -> str | None:
         if case.pytorch.fbgemm_only and backend != "fbgemm":
             return f"PyTorch's {case.pytorch.method} runs only when qengine_is_fbgemm()"
         return None

@@ -65,6 +65,7 @@ _CHECKS = {
     "pytorch_test": lambda v: v is None or isinstance(v, str),
     "skipped": lambda v: v is None or isinstance(v, str),
     "owner": lambda v: v is None or isinstance(v, str),
+    "unrunnable": lambda v: isinstance(v, dict) and all(_is_str_map(x) for x in v.values()),
 }
 
 
@@ -89,6 +90,8 @@ class CaseEntry(_JsonView):
     skipped: str | None = None
     #: the pytest node id whose golden.check wrote it (the plugin's goldens)
     owner: str | None = None
+    #: kind -> backend -> why that backend cannot load or run the kind's file (checked when written)
+    unrunnable: dict[str, dict[str, str]] = field(default_factory=dict)
     #: keys this harness does not know, kept as they are
     extra: dict = field(default_factory=dict)
     #: why the entry on disk is unusable; ``raw`` then holds it as found, and it is written back so
@@ -112,7 +115,7 @@ class CaseEntry(_JsonView):
         if self.malformed is not None:
             return self.raw
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name in _CHECKS}
-        out = {k: v for k, v in out.items() if v is not None}
+        out = {k: v for k, v in out.items() if v is not None and not (k == "unrunnable" and not v)}
         return {**out, **self.extra}
 
 
@@ -272,6 +275,24 @@ class Manifest(_JsonView):
                         files={n: e for n, e in self.files.items() if case_of(n) not in gone},
                         pinned=self.pinned, format=self.format,
                         removed={**self.removed, **{c: why for c in sorted(gone)}})
+
+
+    def without_backends(self, backends: Mapping[str, list[str]], why: str) -> "Manifest":
+        """This manifest without some backends' expected outputs (case -> backends); each such
+        backend is recorded as removed, with ``why``, so its replay is a skip that says so."""
+        import dataclasses
+
+        from .layout import HarnessLayout
+
+        cases, gone = dict(self.cases), set()
+        for case_id, names in backends.items():
+            entry = cases[case_id]
+            cases[case_id] = dataclasses.replace(entry, backends={
+                b: (f"removed: {why}" if b in names else s) for b, s in entry.backends.items()})
+            gone.update(HarnessLayout.expected_name(case_id, b) for b in names)
+        return Manifest(info=dict(self.info), cases=cases,
+                        files={n: e for n, e in self.files.items() if n not in gone},
+                        pinned=self.pinned, format=self.format, removed=dict(self.removed))
 
 
 def as_entry(value) -> CaseEntry:

@@ -224,7 +224,7 @@ class Replayer:
 
         if backend != "any" and backend not in self.have:
             return result("skip", f"torch {self.runtime} has no {backend} engine")
-        problem = layout.backend_problem(case, backend)
+        problem = layout.backend_problem(case, backend, kind)
         if problem:
             return result("skip", problem)
         golden = None

@@ -178,7 +178,11 @@ def _changed(before: bytes, new: bytes, g: Generated) -> list[str]:
         diff = compare(load_weights(before), load_weights(new), g.case.tolerance)
     if diff.ok:
         return ["same values", "bytes differ, outputs equal"]
+    # the detail is the comparison's own message, so its element counts are the ones a failure shows
     if diff.verdict == "rounding":
-        return [f"ROUNDING {diff.max_ulp_diff:.3g} ulps", f"{diff.mismatched} of {diff.total} elements; {diff.message}"]
-    steps = "?" if diff.max_step_diff is None else f"{diff.max_step_diff:g}"
-    return [f"CHANGED {steps} steps", f"{diff.mismatched} of {diff.total} elements; {diff.message}"]
+        return [f"ROUNDING {diff.max_ulp_diff:.3g} ulps", diff.message]
+    if diff.max_step_diff is not None:  # a quantized output: its change in quantization steps
+        return [f"CHANGED {diff.max_step_diff:g} steps", diff.message]
+    if diff.max_abs_diff is not None:  # a float output has no steps: its largest change in value
+        return [f"CHANGED |Δ| {diff.max_abs_diff:.3g}", diff.message]
+    return ["CHANGED", diff.message]  # a shape, dtype or structure change
