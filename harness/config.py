@@ -32,24 +32,32 @@ def _project_config(start: Path) -> tuple[Path, dict] | None:
     return None
 
 
-def _checkout_root() -> Path | None:
-    """The source checkout this harness runs from (an editable install), if it is one."""
-    root = Path(__file__).resolve().parent.parent
-    return root if (root / "fixtures").is_dir() and (root / "pyproject.toml").is_file() else None
+DEFAULTS = {"goldens": "serialized", "fixtures": "fixtures"}
+
+
+def configured(start: Path, key: str) -> Path | None:
+    """``key`` ("goldens" or "fixtures") of the nearest [tool.bc-harness] table at or above ``start``."""
+    found = _project_config(start)
+    if found is None:
+        return None
+    base, table = found
+    value = table.get(key, DEFAULTS[key])
+    return base / value if isinstance(value, str) and value else None
 
 
 def resolve(goldens: str | None = None, fixtures: str | None = None, cwd: Path | None = None) -> Paths:
-    """Flags win; then [tool.bc-harness] of the nearest pyproject.toml; then this checkout."""
+    """Flags win; then [tool.bc-harness] of the nearest pyproject.toml. Nothing else: the
+    harness's own checkout is never a default, so a user's run never reads or writes its store."""
     cwd = Path.cwd() if cwd is None else cwd
-    found = _project_config(cwd)
-    base, table = found if found else (_checkout_root(), {})
+
     def pick(flag, key):
         if flag:
             return Path(flag)
-        if base is None:
+        path = configured(cwd, key)
+        if path is None:
             raise ConfigError(
                 f"cannot find the {key} directory: pass --{key} DIR, or run inside a project whose "
-                "pyproject.toml has a [tool.bc-harness] table"
+                f"pyproject.toml has a [tool.bc-harness] table ({key} = \"{DEFAULTS[key]}\" is the default)"
             )
-        return base / table.get(key, "serialized" if key == "goldens" else "fixtures")
+        return path
     return Paths(goldens=pick(goldens, "goldens"), fixtures=pick(fixtures, "fixtures"))

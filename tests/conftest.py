@@ -60,6 +60,16 @@ def version():
     return torch_release()
 
 
+@pytest.fixture
+def outside_ci(monkeypatch):
+    """A plugin session that writes or prunes must run outside CI mode; CI sets CI=true for the
+    whole suite, so such a test clears every CI variable the plugin reads, for itself only."""
+    from harness.pytest_plugin import CI_VARIABLES
+
+    for name in CI_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 def run_cli(program: str, *args, cwd=None, check=None, env=None) -> subprocess.CompletedProcess:
     """Run an installed console script in a real subprocess, as a user would (``env``: changes to
     the environment, a value of None removing the variable)."""

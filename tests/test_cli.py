@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import by_key, records, run_cli
+from .conftest import FIXTURES, by_key, records, run_cli
 
 
 def test_regenerate_then_replay_round_trip(tmp_path, version):
@@ -139,7 +139,7 @@ def test_golden_directory_comes_from_pyproject_of_the_current_project(tmp_path, 
     shutil.copytree(__import__("tests.conftest").conftest.FIXTURES, project / "cases")
     (project / "pyproject.toml").write_text('[tool.bc-harness]\ngoldens = "golden-data"\nfixtures = "cases"\n')
     (project / "sub").mkdir()
-    out = run_cli("bc-harness", "replay", "-k", "linear_relu_package*", cwd=project / "sub", check=0)
+    out = run_cli("bc-harness", "replay", "-v", "-k", "linear_relu_package*", cwd=project / "sub", check=0)
     assert "linear_relu_package_quantization_transforms" in out.stdout and "OK:" in out.stdout
 
 
@@ -266,6 +266,11 @@ def test_replay_fails_on_a_directory_named_like_no_torch_version(store, version)
 
 def test_verify_and_seal_work_outside_any_project(store, tmp_path):
     """A foreign store, from a directory with no pyproject.toml: no catalog is needed to verify it."""
-    out = run_cli("bc-harness", "verify", store, cwd=tmp_path, check=0)
+    # outside the project no catalog is found, so a package's interned fixture source matches no
+    # running module: refused, with the way out named, and every other file verified
+    alone = run_cli("bc-harness", "verify", store, cwd=tmp_path, check=1)
+    refused = [line for line in alone.stdout.splitlines() if "unsafe" in line]
+    assert refused and all("package.pt" in line and "--trust-goldens" in line for line in refused)
+    out = run_cli("bc-harness", "verify", store, "--fixtures", FIXTURES, cwd=tmp_path, check=0)
     assert out.stdout.splitlines()[-1].startswith("OK: ")
-    run_cli("bc-harness", "seal", "--goldens", store, cwd=tmp_path, check=0)
+    run_cli("bc-harness", "seal", "--goldens", store, "--fixtures", FIXTURES, cwd=tmp_path, check=0)

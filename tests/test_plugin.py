@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from harness.pytest_plugin import CI_VARIABLES, ci_environment
+from harness.pytest_plugin import ci_environment
 
 from .conftest import FIXTURES, REPO
 
@@ -37,11 +37,8 @@ USER_TESTS = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(autouse=True)
-def no_ci(monkeypatch):
-    """The plugin's CI detection is under test: start every test outside CI, whatever runs us."""
-    for name in CI_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+#: the plugin's CI detection is under test: every test starts outside CI, whatever runs us
+pytestmark = pytest.mark.usefixtures("outside_ci")
 
 
 @pytest.fixture
@@ -222,7 +219,9 @@ def test_update_writes_then_the_next_run_passes(project):
     _user(project)
     written = project.runpytest("--golden-update-new-only", "-rs")
     written.assert_outcomes(skipped=1)
-    written.stdout.fnmatch_lines([f"*wrote {_version()}/my-linear*", "*golden written in this run; nothing was compared*"])
+    where = project.path.resolve() / "goldens" / _version() / "my-linear"
+    written.stdout.fnmatch_lines([f"*wrote {where} (test_user.py::test_linear)*",
+                                  "*golden written in this run; nothing was compared*"])
     entry = _manifest(project)["cases"]["my-linear"]
     assert entry["owner"] == "test_user.py::test_linear" and set(entry["backends"]) == {"fbgemm", "qnnpack"}
     assert _manifest(project)["command"] == "pytest test_user.py::test_linear --golden-update-new-only"

@@ -260,6 +260,8 @@ def test_float_rounding_is_shown_not_failing_and_exact_fails_it(store, catalog, 
     assert exact.verdict == "drift" and exact.failed and "beyond the rounding bound of 0" in exact.message
     # as a user runs it: shown, exit 0; --exact exits 1 ('[l]stm' is a glob: exactly the lstm case)
     out = run_cli("bc-harness", "replay", "--goldens", store, "-k", "[l]stm", "--backend", "fbgemm", check=0)
+    assert "Float rounding: 3 results within the bound, at most 2 ulps (not failing" in out.stdout
+    out = run_cli("bc-harness", "replay", "--goldens", store, "-k", "[l]stm", "--backend", "fbgemm", "-v", check=0)
     assert "rounding 2ulp" in out.stdout and "Float rounding, shown and not failing" in out.stdout
     assert "3 results in 1 case, at most 2 ulps" in out.stdout
     run_cli("bc-harness", "replay", "--goldens", store, "-k", "[l]stm", "--backend", "fbgemm", "--exact", check=1)

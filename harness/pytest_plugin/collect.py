@@ -95,11 +95,10 @@ def _write_catalog_case(state: GoldenSession, case, *, rewrite: bool, nodeid: st
 
     version = runtime()
     try:
-        written = write_goldens(GoldenStore(state.golden_dir), version, [generate_case(case, state.backends)],
+        store = GoldenStore(state.golden_dir)
+        written = write_goldens(store, version, [generate_case(case, state.backends)],
                                 state.write_command(nodeid), overwrite=rewrite)
-        state.writes.append(f"{'rewrote' if rewrite else 'wrote'} {version}/{case.id}"
-                            + (f"\n{written.changes}" if written.changes else ""))
-        state.wrote.add(nodeid)
+        state.note_write(rewrite, store.root / version / case.id, nodeid, written.changes)
     except GoldenExists:
         pass  # another worker wrote it first: replay against that
     state.forget(version)
@@ -111,9 +110,14 @@ def pytest_collection_modifyitems(session, config, items):
     if state.catalog:
         from _pytest.reports import CollectReport
 
+        from ..catalog import CatalogError
+
         collector = GoldenCatalog.from_parent(session, name="golden-catalog", path=config.rootpath,
                                               nodeid="golden-catalog")
-        catalog_items = list(collector.collect())
+        try:
+            catalog_items = list(collector.collect())
+        except CatalogError as exc:  # a usage error: one line, exit status 4
+            raise pytest.UsageError(f"--golden: {exc}") from None
         # Report them as collected, so the terminal's counts and -k's deselection include them.
         session.ihook.pytest_collectreport(
             report=CollectReport(collector.nodeid, "passed", None, catalog_items))

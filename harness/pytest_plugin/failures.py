@@ -7,29 +7,60 @@ from pathlib import Path
 from .session import GoldenSession
 
 
-class GoldenFailure(Exception):
-    """A golden result that failed; its text is the whole failure report."""
+class GoldenFailure(AssertionError):
+    """A golden result that failed; its text is the whole failure report. Public as
+    ``harness.pytest_plugin.GoldenFailure``, and named so in a failure's last line."""
+
+
+GoldenFailure.__module__ = "harness.pytest_plugin"
 
 def failure_text(state: GoldenSession, evaluations, tolerance, nodeid: str) -> str:
-    """Numeric diagnostics of failed evaluations; obtained outputs are saved for inspection."""
+    """Numeric diagnostics of failed evaluations, then how to accept them; obtained outputs are saved.
+
+    Results that fail the same way (one drift on four backends) are one paragraph naming
+    their backends, with the diagnostics of the first: the reader sees each finding once.
+    """
     from ..diagnostics import describe
     from ..notices import quiet
+    from .session import runtime
 
-    parts, detailed = [], 0
+    groups: dict[tuple, list] = {}
     for ev in evaluations:
         r = ev.result
-        head = f"golden {r.golden_version} · {r.case} · {r.artifact} · {r.backend}: {r.verdict}"
-        if r.message:
-            head += f" — {r.message}"
+        groups.setdefault((r.golden_version, r.case, r.artifact, r.verdict, r.message), []).append(ev)
+    parts, detailed = [], 0
+    for (version, case, artifact, verdict, message), members in groups.items():
+        ev = members[0]
+        head = f"golden {version} · {case} · {artifact} · {', '.join(e.result.backend for e in members)}: {verdict}"
+        if message:
+            head += f" — {message}"
         if ev.obtained is None or detailed >= 3:
             parts.append(head)
             continue
         detailed += 1
         with quiet():
             body = describe(ev.golden, ev.obtained, tolerance, ev.targets)
-        saved = _save_obtained(state, nodeid, ev)
-        parts.append(head + ("\n" + body if body else "") + (f"\nobtained output saved to {saved}" if saved else ""))
-    return "\n\n".join(parts)
+        saved = [p for p in (_save_obtained(state, nodeid, e) for e in members) if p]
+        where = f"\nobtained output saved to {saved[0]}" + (f" (and {len(saved) - 1} more beside it)"
+                                                         if len(saved) > 1 else "") if saved else ""
+        parts.append(head + ("\n" + body if body else "") + where)
+    return "\n\n".join(parts + _how_to_accept(state, evaluations, nodeid, runtime()))
+
+
+def _how_to_accept(state: GoldenSession, evaluations, nodeid: str, version: str) -> list[str]:
+    """What a person does about it: the command that accepts a change of this torch's golden, and
+    for an older torch's golden (a backward-compatibility finding) the file that records it."""
+    drifts = {e.result.golden_version for e in evaluations if e.result.verdict == "drift"}
+    lines = []
+    if version in drifts:
+        lines.append(f"to accept this change (rewrites the torch {version} golden, printing the change in steps): "
+                     f"pytest '{nodeid}' --golden-update")
+    older = sorted(drifts - {version})
+    if older:
+        lines.append(f"a drift against the goldens of torch {', '.join(older)} is a change across torch releases: "
+                     f"to accept it, record it in {state.golden_dir / 'known-drifts.toml'} with its figures and "
+                     "reason (README: Known drifts)")
+    return lines
 
 
 def _save_obtained(state: GoldenSession, nodeid: str, ev) -> Path | None:

@@ -24,30 +24,44 @@ def pytest_sessionfinish(session, exitstatus):
     if state.layout_class.writable and (state.results or state.catalog):
         state.unused = _unused(state)
         if state.prune and state.unused:
-            from ..store import GoldenStore
-
-            from ..store import GoldenError
-
-            store = GoldenStore(state.golden_dir)
-            for version in sorted({v for v, _, _ in state.unused}):
-                unused = {c: why for v, c, why in state.unused if v == version}
-                try:
-                    gone = store.remove(version, list(unused), "pruned (--golden-prune): "
-                                        + "; ".join(f"{c}: {why}" for c, why in sorted(unused.items())))
-                except (GoldenError, OSError) as exc:
-                    state.writes.append(f"could not prune {store.root / version}: {exc}")
-                    continue
-                state.writes.append(f"pruned {len(gone)} unused golden(s) from {(store.root / version).resolve()}: "
-                                    + ", ".join(gone))
+            _prune(state)
 
 
-def _unused(state: GoldenSession) -> list[tuple[str, str, str]]:
+def _prune(state: GoldenSession) -> None:
+    """--golden-prune: remove what _unused found, through the store, recording why."""
+    from ..store import GoldenError, GoldenStore
+
+    store = GoldenStore(state.golden_dir)
+    for version in sorted({u[0] for u in state.unused}):
+        cases = {c: why for v, c, why, b in state.unused if v == version and b is None}
+        backends: dict[str, list[str]] = {}
+        for v, c, why, b in state.unused:
+            if v == version and b is not None:
+                backends.setdefault(c, []).append(b)
+        why = "pruned (--golden-prune): " + "; ".join(
+            f"{c}{'' if b is None else f' [{b}]'}: {w}" for v, c, w, b in sorted(state.unused, key=str) if v == version)
+        where = (store.root / version).resolve()
+        try:
+            gone = store.remove(version, list(cases), why) if cases else []
+            dropped = store.remove_backends(version, backends, why) if backends else []
+        except (GoldenError, OSError) as exc:
+            state.writes.append(f"could not prune {where}: {exc}")
+            continue
+        if gone:
+            state.writes.append(f"pruned {len(gone)} unused golden(s) from {where}: " + ", ".join(gone))
+        if dropped:
+            state.writes.append(f"pruned {len(dropped)} unused backend golden(s) from {where}: " + ", ".join(dropped))
+
+
+def _unused(state: GoldenSession) -> list[tuple[str, str, str, str | None]]:
     """Goldens no test used, counting only tests that were selected and passed.
 
     A golden written by the fixture records its test (owner). It is unused when its owner
     passed without using it, or when its owner's file was collected but the owner no
-    longer exists. A catalog golden is unused when its case left the catalog. Goldens of
-    deselected, skipped or failed tests are never called unused.
+    longer exists; a backend's expected output is unused when its owner passed without
+    asking for that backend (and the run did not narrow the backends). A catalog golden is
+    unused when its case left the catalog. Goldens of deselected, skipped or failed tests
+    are never called unused.
     """
     from ..store import GoldenStore
 
@@ -58,22 +72,26 @@ def _unused(state: GoldenSession) -> list[tuple[str, str, str]]:
         if golden.manifest_error:
             continue
         for case_id, entry in golden.cases.items():
-            if (version, case_id) in state.used:
-                continue
             owner = entry.owner
+            if (version, case_id) in state.used:
+                if owner and owner in state.passed and not state.backends:
+                    found += [(version, case_id, f"{owner} passed without asking for {backend}", backend)
+                              for backend in entry.backends
+                              if entry.made(backend) and (version, case_id, backend) not in state.used_backends]
+                continue
             if owner:
                 if owner in state.passed:
-                    found.append((version, case_id, f"{owner} passed without using it"))
+                    found.append((version, case_id, f"{owner} passed without using it", None))
                 elif owner not in state.collected and owner.split("::", 1)[0] in state.collected_files:
-                    found.append((version, case_id, f"{owner} no longer exists"))
+                    found.append((version, case_id, f"{owner} no longer exists", None))
             elif state.catalog_ids and case_id not in state.catalog_ids:
-                found.append((version, case_id, "the case is no longer in the catalog"))
+                found.append((version, case_id, "the case is no longer in the catalog", None))
     return found
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     state: GoldenSession = config.stash.get(SESSION, None)
-    if state is None or state.worker or not (state.results or state.writes or state.unused):
+    if state is None or state.worker or not (state.results or state.writes or state.unused or state.not_current):
         return
     tr = terminalreporter
     tr.section("golden summary")
@@ -84,15 +102,42 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         rounding = rounding_summary(state.results)
         if rounding:
             tr.write_line(rounding)
+    for line in _warning_lines(state.results):
+        tr.write_line(line)
     for line in state.writes:
         tr.write_line(line)
+    if state.not_current:
+        from .session import runtime
+
+        tr.write_line(f"{len(state.not_current)} golden test(s) have no golden for torch {runtime()} yet; their "
+                      "older goldens were replayed (create them: pytest --golden-update-new-only; make this a "
+                      "failure: --golden-require-current):")
+        for case_id, newest, nodeid in sorted(state.not_current):
+            tr.write_line(f"  {case_id}: newest golden {newest} ({nodeid})")
     if state.unused:
         tr.write_line(f"{len(state.unused)} unused golden(s)" + ("" if state.prune else
                                                                   " (remove them with --golden-prune):"))
-        for version, case_id, why in state.unused:
-            tr.write_line(f"  {version}/{case_id}: {why}")
+        for version, case_id, why, backend in state.unused:
+            tr.write_line(f"  {(state.golden_dir / version / case_id).resolve()}"
+                          + (f" [{backend}]" if backend else "") + f": {why}")
     if state.report is not None and state.results:
         tr.write_line(f"golden report: {state.report}")
+
+
+def _warning_lines(results: list[dict], shown: int = 8) -> list[str]:
+    """The distinct warnings golden models raised while they were checked, most frequent first:
+    for a compatibility check an API being deprecated is a finding, so it is shown, not swallowed."""
+    from collections import Counter
+
+    counts = Counter(w for r in results for w in r.get("warnings") or ())
+    if not counts:
+        return []
+    lines = [f"{len(counts)} distinct warning(s) raised by the checked models and their goldens "
+             "(per result in --golden-report):"]
+    lines += [f"  {n:>4} × {text[:160]}" for text, n in counts.most_common(shown)]
+    if len(counts) > shown:
+        lines.append(f"  ... {len(counts) - shown} more in --golden-report")
+    return lines
 
 
 def _counts_table(results: list[dict]) -> str:

@@ -16,6 +16,9 @@ class GoldenChecker:
         self.request = request
         self.state: GoldenSession = request.config.stash[SESSION]
 
+    def __repr__(self) -> str:  # as pytest shows the fixture among a failing test's arguments
+        return f"<golden fixture of {self.request.node.nodeid}>"
+
     def check(self, name: str, model, example_inputs, *, artifacts=("state_dict", "scripted", "traced"),
               backends=None, tolerance=None) -> list:
         """Check the quantized ``model`` (a module, or a function building one) against its goldens.
@@ -26,6 +29,7 @@ class GoldenChecker:
         the model as built now (artifact "model": does today's code still give it?).
         Returns the Result records; fails the test on any drift, load error or missing golden.
         """
+        __tracebackhide__ = True  # a failure is its message: the plugin's frames tell the user nothing
         case, backends = self._case(name, model, example_inputs, artifacts, backends, tolerance)
         from ..store import GoldenStore
         from ..versions import parse_version
@@ -44,6 +48,7 @@ class GoldenChecker:
 
     def _case(self, name, model, example_inputs, artifacts, backends, tolerance):
         """The Case a check stands for, and its backends (the call's, the marker's or the session's)."""
+        __tracebackhide__ = True
         from ..catalog import Case, GivenInput, Tolerance
         from ..versions import parse_version
 
@@ -62,7 +67,11 @@ class GoldenChecker:
 
     def _update(self, store, case, backends, evaluations):
         """The evaluations after what the session's update mode does with this torch's own goldens:
-        none there is missing (or written, when asked), a drift is rewritten under --golden-update."""
+        none there is missing (or written, when asked), a drift is rewritten under --golden-update.
+
+        A golden that older torch releases have and this one does not yet (the user upgraded
+        torch) is not a failure: the old goldens were replayed, the summary says which are
+        missing for this torch, and --golden-require-current makes it a failure instead."""
         version = runtime()
         own = [e for e in evaluations if e.result.golden_version == version]
         if own and not (self.state.update == "all" and any(e.result.verdict == "drift" for e in own)):
@@ -72,16 +81,23 @@ class GoldenChecker:
             evaluations = [e for e in evaluations if e.result.golden_version != version]
         elif self.state.update:
             self._write(store, case, backends, rewrite=False)
+        elif evaluations and not self.state.require_current:
+            older = sorted({e.result.golden_version for e in evaluations}, key=_version_key)
+            self.state.not_current.append((case.id, older[-1], self.request.node.nodeid))
+            return evaluations
         else:
-            from ..replayer import Evaluation
-            from ..results import Result
-
-            nodeid = self.request.node.nodeid
-            return evaluations + [Evaluation(Result(
-                case.id, ",".join(case.artifacts), ",".join(backends or ["all"]), version, version, "missing",
-                f"no golden {case.id!r} for torch {version}; to create it: "
-                f"pytest '{nodeid}' --golden-update-new-only"))]
+            return evaluations + [self._missing(case, backends, version, bool(evaluations))]
         return evaluations + self._replay(store, version, case, backends)
+
+    def _missing(self, case, backends, version: str, has_older: bool):
+        from ..replayer import Evaluation
+        from ..results import Result
+
+        why = " (--golden-require-current: older releases' goldens do not stand in)" if has_older else ""
+        return Evaluation(Result(
+            case.id, ",".join(case.artifacts), ",".join(backends or ["all"]), version, version, "missing",
+            f"no golden {case.id!r} for torch {version}{why}; to create it: "
+            f"pytest '{self.request.node.nodeid}' --golden-update-new-only"))
 
     def _replay(self, store, version, case, backends):
         from ..layout import HarnessLayout
@@ -107,21 +123,31 @@ class GoldenChecker:
 
         from ..store import GoldenExists
 
+        from ..flows import flow_of
+        from ..notices import quiet
+
         nodeid = self.request.node.nodeid
+        generated = generate_case(case, backends)
+        with quiet():
+            generated.entry.flow = flow_of(case.build())
         try:
-            written = write_goldens(store, runtime(), [generate_case(case, backends)],
+            written = write_goldens(store, runtime(), [generated],
                                     self.state.write_command(nodeid), overwrite=rewrite, owner=nodeid)
         except GoldenExists:  # another test (an xdist worker) wrote this golden first: replay against it
             return
-        self.state.writes.append(f"{'rewrote' if rewrite else 'wrote'} {runtime()}/{case.id} ({nodeid})"
-                                 + (f"\n{written.changes}" if written.changes else ""))
-        self.state.wrote.add(nodeid)
+        self.state.note_write(rewrite, store.root / runtime() / case.id, nodeid, written.changes)
+
+
+def _version_key(version: str):
+    from ..versions import parse_version
+
+    return parse_version(version)
 
 
 def _builder(model):
     """A function that builds a fresh copy of the model (state_dict replay needs a new module)."""
-    if callable(model) and not hasattr(model, "state_dict"):
-        return model
+    if isinstance(model, type) or (callable(model) and not hasattr(model, "state_dict")):
+        return model  # a function or a class: calling it builds a fresh model
     import copy
 
     return lambda: copy.deepcopy(model)

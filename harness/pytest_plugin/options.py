@@ -42,6 +42,9 @@ def pytest_addoption(parser):
     group.addoption("--golden-update-new-only", action="store_true", help="write missing goldens only")
     group.addoption("--golden-ci", action="store_true",
                     help="CI mode: never write; update flags are refused (also when a CI variable is set)")
+    group.addoption("--golden-require-current", action="store_true",
+                    help="a golden test fails as missing when the running torch has no golden of it, even where "
+                         "older torch releases' goldens exist and were replayed")
     group.addoption("--golden-prune", action="store_true", help="remove the goldens this session found unused")
     group.addoption("--golden-report", metavar="FILE", help="write one JSON record per golden result")
     group.addoption("--golden-trust-unverified", action="store_true",
@@ -63,6 +66,8 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # torch without numpy warns at import; the harness has no use for numpy (harness/__init__.py)
+    config.addinivalue_line("filterwarnings", "ignore:Failed to initialize NumPy:UserWarning")
     config.addinivalue_line(
         "markers",
         "golden(backends=None, min_torch=None): defaults for the golden fixture in this test: "
@@ -103,13 +108,26 @@ def pytest_configure(config: pytest.Config) -> None:
         report=Path(report).resolve() if report else None, prune=prune,
         trust_unverified=config.getoption("golden_trust_unverified"), trust_goldens=config.getoption("golden_trust"),
         worker=hasattr(config, "workerinput"), shard=shard, rounding_ulps=_rounding_ulps(config, layout),
+        require_current=config.getoption("golden_require_current"),
     )
+    _check_catalog(config.stash[SESSION])
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(), "bc-harness-xdist")
     if shard:
         from .collect import Sharder
 
         config.pluginmanager.register(Sharder(config.stash[SESSION]), "bc-harness-shard")
+
+
+def _check_catalog(state: GoldenSession) -> None:
+    """--golden needs a case catalog; where there is none, a one-line usage error says what to set."""
+    if state.catalog and not state.fixtures_dir.is_dir():
+        raise pytest.UsageError(catalog_missing(state.fixtures_dir))
+
+
+def catalog_missing(where) -> str:
+    return (f"--golden collects a case catalog, and there is none at {where}: pass --golden-fixtures=DIR, or "
+            "set fixtures in [tool.bc-harness] of pyproject.toml. Tests using the golden fixture need no flag.")
 
 
 def _rounding_ulps(config: pytest.Config, layout: str) -> int | None:

@@ -29,50 +29,52 @@ class GoldenSession:
     rounding_ulps: int | None = None  # the run's float rounding bound (--golden-exact: 0), else each case's
     results: list[dict] = field(default_factory=list)
     used: set = field(default_factory=set)  # (golden version, case id)
+    used_backends: set = field(default_factory=set)  # (golden version, case id, backend)
     passed: set = field(default_factory=set)  # nodeids whose call phase passed
     collected: set = field(default_factory=set)  # nodeids collected, selected or not
     collected_files: set = field(default_factory=set)
     catalog_ids: set = field(default_factory=set)
     writes: list = field(default_factory=list)  # lines saying what was written
     wrote: set = field(default_factory=set)  # nodeids that wrote a golden
-    unused: list = field(default_factory=list)  # (version, case id, why)
+    unused: list = field(default_factory=list)  # (version, case id, why, backend or None: the whole case)
+    #: (case id, newest golden version replayed, nodeid): checks with goldens from older torch only
+    not_current: list = field(default_factory=list)
+    require_current: bool = False  # --golden-require-current: such a check fails as missing
     _runners: dict = field(default_factory=dict, repr=False)
     _cases: list | None = field(default=None, repr=False)
     _known: list | None = field(default=None, repr=False)
 
     def write_command(self, nodeid: str) -> str:
         """The command a manifest records for goldens this session writes for ``nodeid``."""
+        import shlex
+
         flag = "--golden-update" if self.update == "all" else "--golden-update-new-only"
-        return f"pytest {nodeid} {flag}"
+        return f"pytest {shlex.quote(nodeid)} {flag}"
 
     # -- places ---------------------------------------------------------------------
     @property
     def golden_dir(self) -> Path:
-        config = self.config
-        flag = config.getoption("golden_dir")
-        if flag:
-            return Path(flag).resolve()
-        ini = config.getini("golden_dir")
-        if ini:
-            return (config.rootpath / ini).resolve()
-        from ..config import ConfigError, resolve
+        """--golden-dir, else ini golden_dir, else [tool.bc-harness] goldens, else <rootdir>/serialized.
 
-        try:
-            return resolve(cwd=config.rootpath).goldens
-        except ConfigError:
-            return config.rootpath / "serialized"
+        Never the harness's own checkout: a user's goldens live in the user's tree."""
+        return self._place("golden_dir", "goldens")
 
     @property
     def fixtures_dir(self) -> Path:
-        flag = self.config.getoption("golden_fixtures")
+        """--golden-fixtures, else [tool.bc-harness] fixtures, else <rootdir>/fixtures."""
+        return self._place("golden_fixtures", "fixtures")
+
+    def _place(self, option: str, key: str) -> Path:
+        from ..config import DEFAULTS, configured
+
+        config = self.config
+        flag = config.getoption(option)
         if flag:
             return Path(flag).resolve()
-        from ..config import ConfigError, resolve
-
-        try:
-            return resolve(cwd=self.config.rootpath).fixtures
-        except ConfigError:
-            return self.config.rootpath / "fixtures"
+        ini = config.getini("golden_dir") if option == "golden_dir" else ""
+        if ini:
+            return (config.rootpath / ini).resolve()
+        return (configured(config.rootpath, key) or config.rootpath / DEFAULTS[key]).resolve()
 
     def obtained_dir(self) -> Path:
         """Where obtained outputs of failures go: beside the report, else pytest's cache; never the store."""
@@ -132,6 +134,12 @@ class GoldenSession:
             self._known = load(self.golden_dir)
         return self._known
 
+    def note_write(self, rewrite: bool, directory: Path, nodeid: str, changes: str = "") -> None:
+        """One line per golden written: the absolute directory, so nobody wonders which store it was."""
+        self.writes.append(f"{'rewrote' if rewrite else 'wrote'} {directory.resolve()} ({nodeid})"
+                           + (f"\n{changes}" if changes else ""))
+        self.wrote.add(nodeid)
+
     def forget(self, version: str) -> None:
         """Drop a version's cached state after its goldens were written."""
         self._runners.pop(version, None)
@@ -141,15 +149,17 @@ class GoldenSession:
 
         self.results.append({**asdict(result), "test": nodeid})
         self.used.add((result.golden_version, result.case))
+        self.used_backends.add((result.golden_version, result.case, result.backend))
 
     # -- xdist ------------------------------------------------------------------------
     def export(self) -> str:
         import json
 
         return json.dumps({
-            "results": self.results, "used": sorted(self.used), "passed": sorted(self.passed),
+            "results": self.results, "used": sorted(self.used), "used_backends": sorted(self.used_backends),
+            "passed": sorted(self.passed),
             "collected": sorted(self.collected), "collected_files": sorted(self.collected_files),
-            "catalog_ids": sorted(self.catalog_ids), "writes": self.writes,
+            "catalog_ids": sorted(self.catalog_ids), "writes": self.writes, "not_current": self.not_current,
         })
 
     def merge(self, payload: str) -> None:
@@ -158,11 +168,13 @@ class GoldenSession:
         data = json.loads(payload)
         self.results.extend(data["results"])
         self.used.update(tuple(u) for u in data["used"])
+        self.used_backends.update(tuple(u) for u in data["used_backends"])
         self.passed.update(data["passed"])
         self.collected.update(data["collected"])
         self.collected_files.update(data["collected_files"])
         self.catalog_ids.update(data["catalog_ids"])
         self.writes.extend(w for w in data["writes"] if w not in self.writes)
+        self.not_current.extend(tuple(n) for n in data["not_current"])
 
 
 def runtime() -> str:
