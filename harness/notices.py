@@ -99,6 +99,8 @@ def _native_warnings() -> Iterator[list[str]]:
                 os.write(2, ("\n".join(other) + "\n").encode())
 
 
+_WHERE = re.compile(r"\s*\(Triggered internally at [^)]*\)\.?$")
+
 #: torch-internal notices that say nothing about a model or its torch (quantize_jit reads .grad)
 _NOISE = ("The .grad attribute of a Tensor that is not a leaf Tensor is being accessed",)
 
@@ -109,6 +111,7 @@ def runtime_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     seen: list[str] = []
     for w in caught:
         text = " ".join(str(w.message).strip().splitlines()[0].split()) if str(w.message).strip() else ""
+        text = _WHERE.sub("", text)  # the same warning raised from C++ and from Python reads alike
         if not text or text.startswith(_NOISE):
             continue
         if issubclass(w.category, (DeprecationWarning, FutureWarning)):

@@ -53,7 +53,7 @@ def _how_to_accept(state: GoldenSession, evaluations, nodeid: str, version: str)
     drifts = {e.result.golden_version for e in evaluations if e.result.verdict == "drift"}
     lines = []
     if version in drifts:
-        lines.append(f"to accept this change (rewrites the torch {version} golden, printing the change in steps): "
+        lines.append(f"to accept this change (rewrites the torch {version} golden and prints what changed): "
                      f"pytest '{nodeid}' --golden-update")
     older = sorted(drifts - {version})
     if older:
