@@ -31,9 +31,6 @@ ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package", "export", "lite
 #: observer - ``build`` returns an observer, calibrated once on the input.
 FLOWS = ("eager", "dynamic", "qat", "fx", "jit", "ondevice", "pt2e", "observer")
 
-#: From this torch release on, PT2E lives in torchao (torchao.quantization.pt2e), not torch.ao.
-PT2E_IN_TORCHAO = "2.10"
-
 _FIXTURE_PACKAGE = "bc_harness_fixtures"
 _CASE_ID = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 

@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 from packaging.version import Version
 
-from .catalog import PT2E_IN_TORCHAO
+from .releases import PT2E_IN_TORCHAO
 from .notices import silent_import
 
 

@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from packaging.version import Version
 
-from .catalog import PT2E_IN_TORCHAO
+from .releases import pip_args
 
 READY = ".bc-harness-ready"
 
@@ -43,11 +42,11 @@ def ensure_env(version: str, say: Callable[[str], None] = print) -> Path:
     if not python.exists():
         say(f"creating environment {directory}")
         subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
-    say(f"installing torch=={version} from the package registry (older releases bring CUDA packages: "
-        "several GB, a few minutes)")
-    extras = ["torchao"] if Version(version) >= Version(PT2E_IN_TORCHAO) else []  # pt2e's home from 2.10
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"torch=={version}", "tabulate",
-                    "packaging>=23", *extras], check=True)
+    packages = pip_args(version)  # BC_TORCH_INDEX=cpu: PyTorch's CPU builds instead of CUDA ones
+    say(f"installing {' '.join(p for p in packages if not p.startswith(('-', 'http')))} "
+        "(from the package registry, a release brings CUDA packages: several GB, a few minutes)")
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages, "tabulate", "packaging>=23",
+                    "filelock>=3.12"], check=True)
     found = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"],
                            capture_output=True, text=True, check=True).stdout.strip()
     if found.split("+")[0] != version:
@@ -57,14 +56,17 @@ def ensure_env(version: str, say: Callable[[str], None] = print) -> Path:
     return python
 
 
-def run_harness(python: Path, entry: str, args: list[str], command: str) -> int:
+def run_harness(python: Path, entry: str, args: list[str], command: str, capture: bool = False):
     """Run a harness entry point (``regenerate_main`` / ``main``) under another environment's Python.
 
-    Output streams through, so its progress shows as it happens. ``command`` is what the
+    Output streams through, so its progress shows as it happens, and the exit status is
+    returned; with ``capture`` the CompletedProcess is, its output kept. ``command`` is what the
     user typed, recorded in the manifest instead of the inner invocation.
     """
     checkout = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")])),
            "BC_HARNESS_COMMAND": command}
     code = f"import sys; from harness.cli import {entry}; sys.exit({entry}(sys.argv[1:]))"
-    return subprocess.run([str(python), "-c", code, *args], env=env, stdin=subprocess.DEVNULL).returncode
+    done = subprocess.run([str(python), "-c", code, *args], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=capture, text=capture)
+    return done if capture else done.returncode

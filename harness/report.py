@@ -68,12 +68,20 @@ class Report:
     cases: list[str]
     cells: dict  # (case, golden, backend, runtime) -> Cell
     forward: list = field(default_factory=list)  # records of goldens newer than their runtime
+    #: matrix rows whose torch could not be installed (harness.releases): not a BC result
+    not_installed: list = field(default_factory=list)
 
     @classmethod
     def load(cls, paths: list[Path]) -> "Report":
         merged: dict[tuple, dict] = {}
+        not_installed = []
         for path in paths:
-            for record in json.loads(Path(path).read_text(encoding="utf-8")):
+            loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+            if isinstance(loaded, dict):  # install-<row>.json: a row whose torch did not install
+                entry = loaded["not_installed"]
+                not_installed.append({k: str(entry[k]) for k in ("row", "torch", "error")})
+                continue
+            for record in loaded:
                 key = (record["case"], record["artifact"], record["backend"], record["golden_version"],
                        record["runtime_version"])
                 merged[key] = record  # a later file wins for the same result
@@ -88,7 +96,8 @@ class Report:
         backends = ordered(r["backend"] for r in records if r["backend"] != "*")
         cases = sorted({r["case"] for r in records if r["case"] != "*"})  # merged shards: same order
         return cls(records, sorted({r["runtime_version"] for r in records}, key=_vkey),
-                   sorted({r["golden_version"] for r in records}, key=_vkey), backends, cases, dict(cells), forward)
+                   sorted({r["golden_version"] for r in records}, key=_vkey), backends, cases, dict(cells), forward,
+                   not_installed)
 
     # -- analysis ---------------------------------------------------------------------
     def drifts(self) -> list[dict]:
@@ -138,6 +147,10 @@ class Report:
                       "| golden | runtime | " + " | ".join(SEVERITY) + " |", "|---|---|" + "---|" * len(SEVERITY)]
             for (golden, runtime), counts in self.sorted_counts(forward=True):
                 lines.append(_row(golden, runtime, *(counts.get(s, "") for s in SEVERITY)))
+        if self.not_installed:
+            lines += ["", "## Rows not installed (no result: not a backward-compatibility finding)", "",
+                      "| row | torch | error |", "|---|---|---|"]
+            lines += [_row(n["row"], n["torch"], n["error"][:300]) for n in self.not_installed]
         lines += ["", "## Needs attention", ""]
         found = self.breaks()
         lines += [f"- **{case}** {verdict}, golden {golden} on runtime {runtime} "
@@ -218,6 +231,11 @@ class Report:
         if self.forward:
             parts += ["<h2>Forward compatibility (informational)</h2><p>Goldens newer than the runtime "
                       "that replayed them; never a failure.</p>", *self._html_counts(forward=True)]
+        if self.not_installed:
+            parts += ["<h2>Rows not installed</h2><p>Their torch could not be installed: no result, and not a "
+                      "backward-compatibility finding.</p><table><tr><th>row</th><th>torch</th><th>error</th></tr>",
+                      *(f"<tr><td>{e(n['row'])}</td><td>{e(n['torch'])}</td><td><pre>{e(n['error'])}</pre></td></tr>"
+                        for n in self.not_installed), "</table>"]
         # what a reader looks at first: the breaks nobody has explained, then the heatmaps; the
         # long lists (known drifts, rounding, warnings, the whole matrix) folded below
         parts += [*self._html_breaks(), *self._html_heatmaps(), *self._html_drifts(),

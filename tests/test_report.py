@@ -79,6 +79,19 @@ def test_report_command(runs, tmp_path):
     assert "--html FILE and/or --md FILE" in run_cli("bc-harness", "report", *runs, check=2).stderr
 
 
+def test_rows_that_did_not_install_are_reported_apart(runs, tmp_path):
+    results = runs[0].parent
+    (results / "install-nightly.json").write_text(json.dumps(
+        {"not_installed": {"row": "nightly", "torch": "nightly", "error": "pip exited 1: no matching distribution"}}))
+    report = Report.load([*runs, results / "install-nightly.json"])
+    assert report.not_installed == [{"row": "nightly", "torch": "nightly", "error": "pip exited 1: no matching distribution"}]
+    assert "| nightly | nightly | pip exited 1: no matching distribution |" in report.markdown()
+    assert "<h2>Rows not installed</h2>" in report.html()
+    assert len(report.records) == len(Report.load(runs).records)  # the row that did not install adds no result
+    out = run_cli("bc-harness", "report", results, "--md", tmp_path / "r.md", check=0)  # a directory: every file in it
+    assert "row nightly (torch nightly) was not installed" in out.stderr and "runtimes 2.4.1, 2.8.0, 2.13.0" in out.stdout
+
+
 def _chromium():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):

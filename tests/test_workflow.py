@@ -31,15 +31,25 @@ def test_actionlint_does_find_errors(tmp_path):
     assert out.returncode == 1 and 'property "nope" is not defined' in out.stdout
 
 
-def test_workflow_matrix_is_the_tox_matrix():
-    import re
+def test_workflow_rows_and_tox_come_from_the_release_list():
+    """The nightly matrix is harness/releases.py's, read at run time; its installs and tox's go
+    through that module, so rows, torch versions and indexes are decided in one place."""
+    from harness import releases
 
-    tox = configparser.ConfigParser()
-    tox.read(REPO / "tox.ini")
-    envlist = [e.strip() for e in tox["tox"]["envlist"].split(",")]
     text = WORKFLOW.read_text()
-    matrix = re.search(r"env: \[(.*?)\]", text).group(1)
-    assert [e.strip() for e in matrix.split(",")] == envlist
+    assert "python -m harness.releases matrix --shards 2" in text
+    assert "fromJSON(needs.plan.outputs.matrix)" in text
+    assert 'python -m harness.releases install "${{ matrix.row }}" --record results' in text
+    assert "BC_TORCH_INDEX: cpu" in text and "continue-on-error: ${{ matrix.optional }}" in text
+    assert "if: steps.install.outcome == 'success'" in text
     assert "schedule:" in text and "cron:" in text
     assert "bc-report" in text and "tox -e report" in text
-    assert {"torch213", "torch28", "torch24"} <= set(envlist)
+    assert set(releases.MATRIX) == {"oldest", "torch213", "latest", "nightly"}
+
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(REPO / "tox.ini")
+    replay = tox["testenv:replay"]
+    assert "python -m harness.releases install {env:BC_TORCH:latest}" in replay["commands_pre"]
+    assert "python -m harness.cli replay" in replay["commands"]
+    assert "torch" not in replay["deps"]  # the installer picks torch, never tox's deps
+    assert "torch" not in tox["testenv:report"]["deps"]

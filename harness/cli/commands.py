@@ -81,8 +81,11 @@ def seal(args) -> int:
 def report(args) -> int:
     from ..report import Report
 
-    paths = [Path(p) for p in args.results]
+    paths = [found for p in map(Path, args.results)
+             for found in (sorted([*p.glob("replay-*.json"), *p.glob("install-*.json")]) if p.is_dir() else [p])]
     missing = [str(p) for p in paths if not p.is_file()]
+    if not paths:
+        raise UsageError(f"no replay-*.json or install-*.json in {', '.join(args.results)}")
     if missing:
         raise UsageError(f"no such results file: {missing[0]}")
     if not (args.html or args.md):
@@ -98,6 +101,8 @@ def report(args) -> int:
     if args.md:
         Path(args.md).write_text(report.markdown(), encoding="utf-8")
     drifts = report.drifts()
+    for n in report.not_installed:
+        print(f"row {n['row']} (torch {n['torch']}) was not installed: no result from it", file=sys.stderr)
     print(f"{len(report.records)} results from runtimes {', '.join(report.runtimes)}; "
           f"{len(drifts)} drifting (case, golden, backend) series, "
           f"{sum(1 for d in drifts if not d['known'])} not known; "

@@ -1,0 +1,7 @@
+"""``python -m harness.cli``: bc-harness without its console script (tox's replay environment)."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,214 @@
+"""The torch releases the harness follows: one list, the matrix rows derived from it, and how
+each row's torch is installed. No torch is imported here (this runs before torch is installed).
+
+Admitting the next release: raise ``SUPPORTED`` (and pyproject's ``torch`` range, which a test
+holds equal to it), add its torchao pair to ``TORCHAO`` when it is past ``PT2E_IN_TORCHAO``,
+replay every golden set on it (``BC_TORCH=X tox -e replay``), and commit its goldens
+(``regenerate-goldens --torch X``). The ``latest`` row of the nightly matrix already follows
+the registry's newest release without any of this; ``nightly`` follows PyTorch's nightly build.
+
+    python -m harness.releases matrix [--shards N]   # the nightly workflow's rows, as JSON
+    python -m harness.releases resolve ROW            # a row's torch version (latest: the registry's)
+    python -m harness.releases install ROW [--record DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+#: runtime torch releases the harness supports; pyproject's requirement is the same range
+SUPPORTED = SpecifierSet(">=1.13,<2.16")
+#: the oldest release with a golden set and a nightly row
+OLDEST = "1.13.1"
+#: the release the README installs (a local CPU build on the project's machines)
+LOCAL = "2.13.0"
+#: the nightly matrix: row name -> torch (a release, or "latest" / "nightly", resolved at run time)
+MATRIX = {"oldest": OLDEST, "torch213": LOCAL, "latest": "latest", "nightly": "nightly"}
+#: from this torch release on, PT2E lives in torchao (torchao.quantization.pt2e), not torch.ao
+PT2E_IN_TORCHAO = "2.10"
+#: torch minor -> the torchao release that pairs with it: the one built against it (torchao's own
+#: compatibility table, torchao/__init__.py), else the newest whose binaries admit it. 0.18.0
+#: admits torch >= 2.11 and is the newest release on the registry for 2.13, 2.14 and 2.15.
+TORCHAO = {"2.10": "0.16.0", "2.11": "0.17.0", "2.12": "0.17.0", "2.13": "0.18.0", "2.14": "0.18.0",
+           "2.15": "0.18.0"}
+
+PYPI_JSON = "https://pypi.org/pypi/torch/json"
+#: PyTorch's own wheel indexes: CPU-only builds (a few hundred MB, not several GB of CUDA)
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+NIGHTLY_CPU_INDEX = "https://download.pytorch.org/whl/nightly/cpu"
+PYPI_SIMPLE = "https://pypi.org/simple"
+#: where the torch of a row comes from: "registry" (pip's configured index; CUDA builds from
+#: PyPI) or "cpu" (PyTorch's CPU index, as on hosted runners)
+INDEX_VARIABLE = "BC_TORCH_INDEX"
+#: a comma-separated list of releases, in place of asking the registry (offline use, tests)
+RELEASES_VARIABLE = "BC_HARNESS_RELEASES"
+#: the nightly row's exit status when its build cannot be installed (not a BC result)
+NOT_INSTALLED = 3
+
+
+class ReleaseError(Exception):
+    """The registry cannot be asked, or a row or version is not one the harness knows."""
+
+
+def torchao_for(version: str) -> str | None:
+    """The torchao release to install beside torch ``version`` (None before PT2E moved there)."""
+    v = Version(version)
+    if v < Version(PT2E_IN_TORCHAO):
+        return None
+    return TORCHAO.get(f"{v.major}.{v.minor}")  # None: a release newer than the table; take the newest
+
+
+def _fetch_json(url: str) -> dict:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.load(response)
+    except (OSError, ValueError) as exc:
+        raise ReleaseError(f"cannot ask the registry ({url}): {exc}") from exc
+
+
+def registry_releases(fetch: Callable[[str], dict] = _fetch_json) -> list[str]:
+    """Every final torch release the registry has files for, oldest first.
+
+    ``BC_HARNESS_RELEASES`` (comma-separated) answers instead, without the network.
+    """
+    given = os.environ.get(RELEASES_VARIABLE)
+    if given:
+        names = [v.strip() for v in given.split(",") if v.strip()]
+    else:
+        names = [v for v, files in fetch(PYPI_JSON).get("releases", {}).items() if files]
+    found = []
+    for name in names:
+        try:
+            v = Version(name)
+        except InvalidVersion:
+            continue
+        if not (v.is_prerelease or v.is_devrelease or v.local):
+            found.append(v)
+    return [str(v) for v in sorted(set(found))]
+
+
+def newest_release(fetch: Callable[[str], dict] = _fetch_json) -> str:
+    found = registry_releases(fetch)
+    if not found:
+        raise ReleaseError("the registry lists no torch release")
+    return found[-1]
+
+
+def resolve(row: str, fetch: Callable[[str], dict] = _fetch_json) -> str:
+    """A matrix row (or a version) as the torch it installs: a release, or "nightly"."""
+    spec = MATRIX.get(row, row)
+    if spec == "latest":
+        return newest_release(fetch)
+    if spec == "nightly":
+        return spec
+    try:
+        return str(Version(spec))
+    except InvalidVersion:
+        raise ReleaseError(f"unknown row {row!r}: rows are {', '.join(MATRIX)}, or a release such as 2.15.0") from None
+
+
+def pip_args(torch: str, index: str | None = None) -> list[str]:
+    """``pip install`` arguments for torch ``torch`` (a release or "nightly") and its torchao pair.
+
+    ``index`` "cpu" takes CPU builds from PyTorch's index (PyPI still serves everything else;
+    an ``==`` pin then prefers the ``+cpu`` build); "registry" (the default) takes pip's index.
+    The nightly build only exists on PyTorch's nightly index.
+    """
+    index = index or os.environ.get(INDEX_VARIABLE) or "registry"
+    if index not in ("cpu", "registry"):
+        raise ReleaseError(f"{INDEX_VARIABLE}={index!r}: choose cpu or registry")
+    if torch == "nightly":
+        return ["--pre", "torch", "torchao", "--index-url", NIGHTLY_CPU_INDEX, "--extra-index-url", PYPI_SIMPLE]
+    pair = torchao_for(torch)
+    packages = [f"torch=={torch}"] + ([f"torchao=={pair}"] if pair else
+                                       ["torchao"] if Version(torch) >= Version(PT2E_IN_TORCHAO) else [])
+    source = ["--index-url", CPU_INDEX, "--extra-index-url", PYPI_SIMPLE] if index == "cpu" else []
+    return packages + source
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    torch: str  # as written in MATRIX: a release, "latest" or "nightly"
+    shard: int
+    shards: int
+
+    def as_dict(self) -> dict:
+        return {"row": self.name, "torch": self.torch, "shard": self.shard, "shards": self.shards,
+                "optional": self.torch == "nightly"}
+
+
+def matrix(shards: int = 2) -> dict:
+    """The nightly workflow's matrix: every row of MATRIX in ``shards`` shards (GitHub's include form)."""
+    return {"include": [Row(name, torch, k, shards).as_dict() for name, torch in MATRIX.items()
+                        for k in range(1, shards + 1)]}
+
+
+def install(row: str, record: Path | None = None, run=subprocess.run, fetch=_fetch_json) -> int:
+    """pip-install a row's torch into this interpreter; a failure is written to
+    ``record/install-<row>.json`` (the report lists it as not installed, not as a BC result)."""
+    try:
+        torch = resolve(row, fetch)
+        args = pip_args(torch)
+    except ReleaseError as exc:
+        return _not_installed(row, row, str(exc), record)
+    print(f"installing torch {torch} for row {row}: pip install {' '.join(args)}", flush=True)
+    done = run([sys.executable, "-m", "pip", "install", "--quiet", *args, "tabulate>=0.9", "packaging>=23",
+                "filelock>=3.12"], capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout or "").strip().splitlines()[-5:])
+        return _not_installed(row, torch, f"pip exited {done.returncode}: {tail}", record)
+    print(f"row {row}: torch {torch} installed", flush=True)
+    return 0
+
+
+def _not_installed(row: str, torch: str, error: str, record: Path | None) -> int:
+    print(f"row {row}: torch {torch} NOT INSTALLED (not a backward-compatibility result): {error}",
+          file=sys.stderr, flush=True)
+    if record is not None:
+        record.mkdir(parents=True, exist_ok=True)
+        (record / f"install-{row}.json").write_text(
+            json.dumps({"not_installed": {"row": row, "torch": torch, "error": error}}, indent=1) + "\n",
+            encoding="utf-8")
+    return NOT_INSTALLED
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.releases", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("matrix", help="the nightly workflow's rows as GitHub matrix JSON")
+    m.add_argument("--shards", type=int, default=2)
+    r = sub.add_parser("resolve", help="the torch a row installs")
+    r.add_argument("row")
+    i = sub.add_parser("install", help="pip-install a row's torch here")
+    i.add_argument("row")
+    i.add_argument("--record", type=Path, metavar="DIR", help="write install-<row>.json here on failure")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "matrix":
+            if args.shards < 1:
+                parser.error("--shards must be at least 1")
+            print(json.dumps(matrix(args.shards)))
+        elif args.command == "resolve":
+            print(resolve(args.row))
+        else:
+            return install(args.row, args.record)
+    except ReleaseError as exc:
+        print(f"harness.releases: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""harness.releases: the one list the matrix, the requirement and the installs come from."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from harness import releases
+from harness.releases import ReleaseError
+
+from .conftest import REPO
+
+
+def fake_registry(*versions, empty=()):
+    """A fetch standing in for PyPI's JSON API: each version with one file, ``empty`` with none."""
+    data = {"releases": {**{v: [{"filename": f"torch-{v}.whl"}] for v in versions}, **{v: [] for v in empty}}}
+    return lambda url: data
+
+
+def test_pyproject_requirement_is_the_supported_range():
+    text = (REPO / "pyproject.toml").read_text()
+    spec = re.search(r'"torch([<>=!~][^"]*)"', text).group(1)
+    assert releases.SpecifierSet(spec) == releases.SUPPORTED
+    for admitted in ("1.13.1", "2.13.0", "2.14.1", "2.15.0"):
+        assert admitted in releases.SUPPORTED
+    assert "1.12.1" not in releases.SUPPORTED
+
+
+def test_every_committed_golden_set_is_a_supported_release():
+    sets = [p.name for p in (REPO / "serialized").iterdir() if p.is_dir() and p.name[0].isdigit()]
+    assert releases.OLDEST == min(sets, key=releases.Version)
+    assert all(v in releases.SUPPORTED for v in sets)
+
+
+def test_registry_releases_keep_final_releases_with_files(monkeypatch):
+    monkeypatch.delenv(releases.RELEASES_VARIABLE, raising=False)
+    fetch = fake_registry("2.14.1", "2.9.0", "2.15.0", "2.16.0rc1", "2.13.0+cpu", "2.16.0.dev20261201",
+                          empty=("2.17.0",))
+    assert releases.registry_releases(fetch) == ["2.9.0", "2.14.1", "2.15.0"]
+    assert releases.newest_release(fetch) == "2.15.0"
+    assert releases.resolve("latest", fetch) == "2.15.0"
+
+
+def test_the_releases_variable_answers_without_the_registry(monkeypatch):
+    monkeypatch.setenv(releases.RELEASES_VARIABLE, "2.4.1, 2.0.1,junk,2.8.0")
+
+    def offline(url):
+        raise AssertionError("asked the registry")
+
+    assert releases.registry_releases(offline) == ["2.0.1", "2.4.1", "2.8.0"]
+
+
+def test_an_unreachable_registry_is_a_release_error(monkeypatch):
+    monkeypatch.delenv(releases.RELEASES_VARIABLE, raising=False)
+    with pytest.raises(ReleaseError, match="cannot ask the registry"):
+        releases.registry_releases(lambda url: releases._fetch_json("http://127.0.0.1:9/nothing"))
+
+
+def test_rows_resolve_to_their_torch():
+    assert releases.resolve("oldest") == releases.OLDEST
+    assert releases.resolve("torch213") == "2.13.0"
+    assert releases.resolve("nightly") == "nightly"
+    assert releases.resolve("2.15.0") == "2.15.0"
+    with pytest.raises(ReleaseError, match="unknown row 'torch999x'"):
+        releases.resolve("torch999x")
+
+
+def test_matrix_covers_oldest_213_latest_and_nightly_in_shards():
+    rows = releases.matrix(2)["include"]
+    assert {(r["row"], r["shard"]) for r in rows} == {(n, k) for n in ("oldest", "torch213", "latest", "nightly")
+                                                      for k in (1, 2)}
+    assert [r["row"] for r in rows if r["optional"]] == ["nightly", "nightly"]
+
+
+def test_pip_args_per_index_and_torchao_pair(monkeypatch):
+    monkeypatch.delenv(releases.INDEX_VARIABLE, raising=False)
+    assert releases.pip_args("1.13.1") == ["torch==1.13.1"]
+    assert releases.pip_args("2.15.0") == ["torch==2.15.0", "torchao==0.18.0"]
+    cpu = releases.pip_args("2.4.1", "cpu")
+    assert cpu[:3] == ["torch==2.4.1", "--index-url", releases.CPU_INDEX] and releases.PYPI_SIMPLE in cpu
+    monkeypatch.setenv(releases.INDEX_VARIABLE, "cpu")
+    assert releases.CPU_INDEX in releases.pip_args("2.13.0")
+    nightly = releases.pip_args("nightly")
+    assert "--pre" in nightly and releases.NIGHTLY_CPU_INDEX in nightly
+    assert releases.pip_args("2.99.0")[1] == "torchao"  # newer than the table: the newest torchao
+    monkeypatch.setenv(releases.INDEX_VARIABLE, "cuda")
+    with pytest.raises(ReleaseError, match="choose cpu or registry"):
+        releases.pip_args("2.13.0")
+
+
+def test_torchao_pairs_start_where_pt2e_moved():
+    assert releases.torchao_for("2.9.1") is None
+    assert releases.torchao_for("2.10.0") == "0.16.0"
+    assert all(releases.torchao_for(f"{minor}.0") for minor in releases.TORCHAO)
+
+
+def test_install_failure_is_recorded_as_not_installed(tmp_path, capsys):
+    def failing_pip(cmd, **kw):
+        assert "--pre" in cmd and releases.NIGHTLY_CPU_INDEX in cmd
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that satisfies torch\n")
+
+    assert releases.install("nightly", tmp_path / "results", run=failing_pip) == releases.NOT_INSTALLED
+    record = json.loads((tmp_path / "results" / "install-nightly.json").read_text())["not_installed"]
+    assert record["row"] == "nightly" and "Could not find a version" in record["error"]
+    assert "NOT INSTALLED (not a backward-compatibility result)" in capsys.readouterr().err
+
+
+def test_install_runs_pip_with_the_rows_torch(tmp_path, monkeypatch):
+    monkeypatch.delenv(releases.INDEX_VARIABLE, raising=False)
+    seen = []
+    ok = lambda cmd, **kw: seen.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", "")
+    assert releases.install("latest", tmp_path, run=ok, fetch=fake_registry("2.14.1", "2.15.0")) == 0
+    assert "torch==2.15.0" in seen[0] and "torchao==0.18.0" in seen[0] and seen[0][:3] == [sys.executable, "-m", "pip"]
+    assert not list(tmp_path.iterdir())
+
+
+def test_module_prints_the_matrix_as_json():
+    out = subprocess.run([sys.executable, "-m", "harness.releases", "matrix", "--shards", "3"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert len(json.loads(out)["include"]) == 3 * len(releases.MATRIX)
