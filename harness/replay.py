@@ -78,9 +78,11 @@ class _UnitRunner:
         from .catalog import select
 
         versions, stray = self.store.versions()
-        units = [Unit(name, "*") for name in stray]
+        units = [Unit(name, "*") for name in stray if self.options.versions is None]
         for version in versions:
             if parse_version(version) > self.runtime and not self.options.forward:
+                continue
+            if self.options.versions is not None and version not in self.options.versions:
                 continue
             golden, _ = self._set(version)
             if golden.manifest_error:

@@ -43,7 +43,8 @@ class Options:
     #: the float rounding bound of every case, in ulps (harness.compare); None: each case's own.
     #: 0 is --exact: any float difference is a drift
     rounding_ulps: int | None = None
-
+    #: --golden: only these golden versions (None: every one in the store)
+    versions: list | None = None
 
 
 #: kinds whose replay re-runs the case's flow on today's torch (a state_dict loads into today's

@@ -119,6 +119,9 @@ def test_verbose_prints_the_traceback_of_a_load_error(store, version):
     (["replay", "--layout", "pytorch", "--goldens", "serialized", "fixtures"], "--goldens and --layout pytorch conflict"),
     (["replay", "--layout", "pytorch", "--no-forward", "fixtures"], "--no-forward and --layout pytorch conflict"),
     (["replay", "--goldens", "serialized", "serialized"], "either DIR or --goldens"),
+    (["replay", "--golden", "3.0.0", "-k", "linear"], "has no golden set of torch 3.0.0"),
+    (["replay", "--layout", "pytorch", "--golden", "2.13.0", "fixtures"], "--golden and --layout pytorch conflict"),
+    (["report", "fixtures", "--md", "x.md"], "no replay-*.json or install-*.json in fixtures"),
     (["replay", "--layout", "tpu"], "invalid choice: 'tpu'"),
     (["report", "a.json"], "no such results file"),
     (["report", "README.md", "--html", "x", "--md", "./x"], "--html and --md conflict"),
@@ -274,3 +277,10 @@ def test_verify_and_seal_work_outside_any_project(store, tmp_path):
     out = run_cli("bc-harness", "verify", store, "--fixtures", FIXTURES, cwd=tmp_path, check=0)
     assert out.stdout.splitlines()[-1].startswith("OK: ")
     run_cli("bc-harness", "seal", "--goldens", store, "--fixtures", FIXTURES, cwd=tmp_path, check=0)
+
+
+def test_replay_golden_keeps_only_the_named_sets(tmp_path):
+    out = tmp_path / "r.json"
+    run_cli("bc-harness", "replay", "-k", "linear_relu_package", "--golden", "1.13.1", "--golden", "2.13.0",
+            "--backend", "fbgemm", "--json", out, check=0)
+    assert {r["golden_version"] for r in records(out)} == {"1.13.1", "2.13.0"}

@@ -1,4 +1,4 @@
-"""Command line: ``bc-harness`` (replay, verify, pin, seal, report, cases, diff-backends) and ``regenerate-goldens``.
+"""Command line: ``bc-harness`` (replay, bisect, verify, pin, seal, report, cases, diff-backends) and ``regenerate-goldens``.
 
 Exit status: 0 nothing failed, 1 some result failed (or a golden would be overwritten),
 2 a usage error. No traceback reaches the user unless --verbose. Each command is a module of
@@ -13,6 +13,7 @@ from ..engines import ENGINE_ORDER
 from ..layout import LAYOUTS
 from . import commands
 from .commands import catalog_markdown
+from .bisect import bisect
 from .common import Parser, common_flags, rounding_flags, run, trust_flag
 from .regenerate import regenerate
 from .replay import replay
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("-v", "--every-row", action="store_true",
                         help="a row per (golden, case, artifact) and every reason, known and skipped ones too "
                              "(default: counts per golden version and backend, then what needs attention)")
+    replay.add_argument("--golden", dest="versions", action="append", metavar="VERSION",
+                        help="only the golden set of this torch version; repeatable")
     replay.add_argument("--no-forward", action="store_true",
                         help="do not replay goldens of newer torch versions (forward compatibility)")
     replay.add_argument("-j", "--jobs", type=int, metavar="N", default=None,
@@ -49,6 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--record-costs", action="store_true",
                         help="write each (version, case)'s seconds into replay-costs.json beside the goldens")
     rounding_flags(replay)
+
+    bis = sub.add_parser("bisect", help="the first torch release where a golden's result changed, replaying "
+                                        "the releases in between, each in its cached environment")
+    bis.add_argument("case", metavar="CASE", help="a case id of the catalog")
+    bis.add_argument("--golden", metavar="VERSION",
+                     help="the golden set (default: the newest whose result changed on the bad release)")
+    bis.add_argument("--good", metavar="VERSION", help="a release where it holds (default: the golden's own)")
+    bis.add_argument("--bad", metavar="VERSION", help="a release where it changed (default: the running torch)")
+    bis.add_argument("--verify-good", action="store_true",
+                     help="replay on the golden's own release too, rather than assume it holds there")
+    bis.add_argument("--backend", dest="backends", action="append", metavar="NAME",
+                     help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
+    bis.add_argument("--artifact", dest="artifacts", action="append", metavar="KIND",
+                     help="only this artifact kind (state_dict, scripted, ...); repeatable")
+    bis.add_argument("--goldens", metavar="DIR", help="golden directory (default: the configured one)")
+    bis.add_argument("--fixtures", metavar="DIR", help="case catalog directory (default: the configured one)")
+    bis.add_argument("--verbose", action="store_true", help="print tracebacks of errors")
 
     pin = sub.add_parser("pin", help="record sha256 checksums of a foreign golden directory")
     pin.add_argument("directory", metavar="DIR")
@@ -63,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     trust_flag(seal)
 
     report = sub.add_parser("report", help="merge replay JSON files into one matrix (HTML and/or Markdown)")
-    report.add_argument("results", nargs="+", metavar="JSON", help="files written by replay --json")
+    report.add_argument("results", nargs="+", metavar="JSON",
+                        help="files written by replay --json (and install-<row>.json of rows that did not install), "
+                             "or directories holding them")
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
     report.add_argument("--md", metavar="FILE", help="write Markdown")
 
@@ -90,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"replay": replay, "pin": commands.pin, "cases": commands.cases, "report": commands.report,
+    command = {"replay": replay, "bisect": bisect, "pin": commands.pin, "cases": commands.cases, "report": commands.report,
                "diff-backends": commands.diff_backends, "verify": commands.verify, "seal": commands.seal}[args.command]
     return run("bc-harness", command, args)
 

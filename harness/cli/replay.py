@@ -24,6 +24,8 @@ def check_flags(args) -> tuple[int, int] | None:
     for flag, given in (("--exact", args.exact), ("--rounding-ulps", args.rounding_ulps is not None)):
         if not layout.policy and given:
             raise UsageError(f"{flag} and {named} conflict: PyTorch's files are judged as its tests judge")
+    if layout.single_set and args.versions:
+        raise UsageError(f"--golden and {named} conflict: a PyTorch directory is one golden set")
     if args.shard and args.record_costs:
         raise UsageError("--shard and --record-costs conflict: record costs from a whole replay")
     if args.jobs is not None and args.jobs < 1:
@@ -55,7 +57,8 @@ def replay(args) -> int:
 
     layout = LAYOUTS[args.layout]
     options = Options(backends=chosen_backends, verbose=args.verbose, trust_unverified=args.trust_unverified,
-                      trust_goldens=args.trust_goldens, forward=not args.no_forward, patterns=args.patterns, rounding_ulps=bound)
+                      trust_goldens=args.trust_goldens, forward=not args.no_forward, patterns=args.patterns, rounding_ulps=bound,
+                      versions=args.versions)
     if layout.known_drifts:
         try:
             options.known = load_known(paths.goldens)
@@ -68,6 +71,10 @@ def replay(args) -> int:
         store = GoldenStore(readable_dir(paths.goldens, "golden directory"))
         if store.versions() == ([], []):
             raise UsageError(f"{paths.goldens} holds no golden version directory")
+        absent = [v for v in args.versions or () if v not in store.versions()[0]]
+        if absent:
+            raise UsageError(f"--golden {absent[0]}: {paths.goldens} has no golden set of torch {absent[0]} "
+                             f"(it has {', '.join(store.versions()[0])})")
         timings = {}
         try:
             found = list(replay_store(store, cases, options, jobs=args.jobs, shard=shard,
