@@ -119,6 +119,9 @@ def render(results: list[Result], *, every_row: bool, quiet: bool, elapsed: floa
     if forward:
         head = "Forward compatibility (informational, never fails the run): goldens newer than this torch"
         body = table(forward) if every_row and not quiet else ""
-        blocks.append("\n".join(x for x in (head, body, f"forward: {summary(forward).split(': ', 1)[1]}") if x))
+        sets = sorted({r.golden_version for r in forward}, key=version_key)
+        counts = [f"  golden {v}: {summary([r for r in forward if r.golden_version == v]).split(': ', 1)[1]}"
+                  for v in sets]
+        blocks.append("\n".join(x for x in (head, body, *counts) if x))
     blocks.append(f"{summary(backward)} in {elapsed:.1f} s")
     return "\n\n".join(blocks)

@@ -128,8 +128,9 @@ def pip_args(torch: str, index: str | None = None) -> list[str]:
     index = index or os.environ.get(INDEX_VARIABLE) or "registry"
     if index not in ("cpu", "registry"):
         raise ReleaseError(f"{INDEX_VARIABLE}={index!r}: choose cpu or registry")
-    if torch == "nightly":
-        return ["--pre", "torch", "torchao", "--index-url", NIGHTLY_CPU_INDEX, "--extra-index-url", PYPI_SIMPLE]
+    if torch == "nightly":  # only that index (it mirrors torch's dependencies), as PyTorch's own
+        # instructions say; --upgrade: an installed release must not satisfy "torch"
+        return ["--pre", "--upgrade", "torch", "torchao", "--index-url", NIGHTLY_CPU_INDEX]
     pair = torchao_for(torch)
     packages = [f"torch=={torch}"] + ([f"torchao=={pair}"] if pair else
                                        ["torchao"] if Version(torch) >= Version(PT2E_IN_TORCHAO) else [])
@@ -164,13 +165,31 @@ def install(row: str, record: Path | None = None, run=subprocess.run, fetch=_fet
     except ReleaseError as exc:
         return _not_installed(row, row, str(exc), record)
     print(f"installing torch {torch} for row {row}: pip install {' '.join(args)}", flush=True)
-    done = run([sys.executable, "-m", "pip", "install", "--quiet", *args, "tabulate>=0.9", "packaging>=23",
-                "filelock>=3.12"], capture_output=True, text=True)
+    done = run([sys.executable, "-m", "pip", "install", "--quiet", *args], capture_output=True, text=True)
+    if done.returncode == 0:  # the harness's own few dependencies, from the default index
+        done = run([sys.executable, "-m", "pip", "install", "--quiet", "tabulate>=0.9", "packaging>=23",
+                    "filelock>=3.12"], capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout or "").strip().splitlines()[-5:])
         return _not_installed(row, torch, f"pip exited {done.returncode}: {tail}", record)
-    print(f"row {row}: torch {torch} installed", flush=True)
+    found = run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True)
+    wrong = _wrong_torch(torch, found.stdout.strip() if found.returncode == 0 else "")
+    if wrong:
+        return _not_installed(row, torch, wrong, record)
+    print(f"row {row}: torch {found.stdout.strip()} installed", flush=True)
     return 0
+
+
+def _wrong_torch(asked: str, found: str) -> str | None:
+    """Why the installed torch is not the one a row asked for (None when it is): a replay on
+    another torch than the row names would be reported under the wrong name."""
+    try:
+        version = Version(found)
+    except InvalidVersion:
+        return f"torch does not import after the install (it reports {found!r})"
+    if asked == "nightly":
+        return None if version.is_devrelease else f"asked for a nightly build, torch {found} is installed"
+    return None if version.public == asked else f"asked for torch {asked}, torch {found} is installed"
 
 
 def _not_installed(row: str, torch: str, error: str, record: Path | None) -> int:

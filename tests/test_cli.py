@@ -200,7 +200,7 @@ def test_replay_prints_forward_compatibility_apart_and_it_never_fails(store, ver
                   check=0)  # the only problem is in the newer (forward) set
     text = out.stdout
     assert text.index("Forward compatibility (informational") < text.index("OK:")
-    assert "forward: 3 results: 2 pass, 1 missing" in text
+    assert "  golden 99.0.0: 3 results: 2 pass, 1 missing" in text
     assert "OK: " in text.splitlines()[-1]
 
 

@@ -85,7 +85,7 @@ def test_pip_args_per_index_and_torchao_pair(monkeypatch):
     monkeypatch.setenv(releases.INDEX_VARIABLE, "cpu")
     assert releases.CPU_INDEX in releases.pip_args("2.13.0")
     nightly = releases.pip_args("nightly")
-    assert "--pre" in nightly and releases.NIGHTLY_CPU_INDEX in nightly
+    assert {"--pre", "--upgrade"} <= set(nightly) and releases.NIGHTLY_CPU_INDEX in nightly
     assert releases.pip_args("2.99.0")[1] == "torchao"  # newer than the table: the newest torchao
     monkeypatch.setenv(releases.INDEX_VARIABLE, "cuda")
     with pytest.raises(ReleaseError, match="choose cpu or registry"):
@@ -109,13 +109,38 @@ def test_install_failure_is_recorded_as_not_installed(tmp_path, capsys):
     assert "NOT INSTALLED (not a backward-compatibility result)" in capsys.readouterr().err
 
 
+def pip_then_torch(version, seen=None):
+    """A stand-in for subprocess.run: pip succeeds, and torch then reports ``version``."""
+    def run(cmd, **kw):
+        if seen is not None:
+            seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, version + "\n" if cmd[1] == "-c" else "", "")
+    return run
+
+
 def test_install_runs_pip_with_the_rows_torch(tmp_path, monkeypatch):
     monkeypatch.delenv(releases.INDEX_VARIABLE, raising=False)
     seen = []
-    ok = lambda cmd, **kw: seen.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", "")
-    assert releases.install("latest", tmp_path, run=ok, fetch=fake_registry("2.14.1", "2.15.0")) == 0
+    run = pip_then_torch("2.15.0+cpu", seen)
+    assert releases.install("latest", tmp_path, run=run, fetch=fake_registry("2.14.1", "2.15.0")) == 0
     assert "torch==2.15.0" in seen[0] and "torchao==0.18.0" in seen[0] and seen[0][:3] == [sys.executable, "-m", "pip"]
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("row, found, says", [
+    ("nightly", "2.13.0+cpu", "asked for a nightly build, torch 2.13.0+cpu is installed"),
+    ("2.15.0", "2.13.0", "asked for torch 2.15.0, torch 2.13.0 is installed"),
+    ("2.15.0", "", "torch does not import after the install"),
+])
+def test_a_torch_other_than_the_rows_is_not_installed(tmp_path, row, found, says):
+    """pip succeeds when an installed release already satisfies 'torch' (the nightly index
+    unreachable, say): the replay would then run on another torch under the row's name."""
+    assert releases.install(row, tmp_path, run=pip_then_torch(found)) == releases.NOT_INSTALLED
+    assert says in json.loads((tmp_path / f"install-{row}.json").read_text())["not_installed"]["error"]
+
+
+def test_a_nightly_build_is_accepted():
+    assert releases._wrong_torch("nightly", "2.16.0.dev20261202+cpu") is None
 
 
 def test_module_prints_the_matrix_as_json():
