@@ -40,7 +40,7 @@ def case_row(case: Case, engines: list[str]) -> tuple[dict[str, Cell], str]:
     from . import reference
 
     if case.flow not in reference.FLOWS or not case.check_numerics:
-        return {}, f"{case.flow} flow: the reference runs eager module trees"
+        return {}, f"{case.flow} flow: the reference runs eager module trees and FX graph modules (FX, PT2E)"
     try:
         with quiet(), engine("fbgemm" if "fbgemm" in engines else engines[0]):
             example = flows.make_input(case)

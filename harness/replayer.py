@@ -320,22 +320,24 @@ class Replayer:
 
     def _reference(self, case: Case, shared: _CaseFiles):
         """The reference kernels' output for this golden's weights and input (once per case),
-        or why there is none: the golden state_dict, loaded into today's module tree, runs with
-        its quantized modules replaced by harness.reference ops."""
+        or why there is none: the golden state_dict, loaded into today's module tree (or the
+        golden package's model, quantized again today), runs with its quantized modules and calls
+        replaced by harness.reference ops."""
         from . import reference
 
         if shared.reference is not None:
             return shared.reference
-        if not self.layout.reference or case.flow not in reference.FLOWS or "state_dict" not in case.artifacts:
-            shared.reference = "the reference runs eager module trees restored from a state_dict"
+        source = next((k for k in ("state_dict", "package", "export") if k in case.artifacts), None)
+        if not self.layout.reference or case.flow not in reference.FLOWS or source is None:
+            shared.reference = "the reference runs eager, FX and PT2E models restored from a state_dict, a package or an export"
             return shared.reference
-        data = self._artifact(case, "state_dict", shared)
+        data = self._artifact(case, source, shared)
         if isinstance(data, tuple):
-            shared.reference = f"state_dict: {data[1]}"
+            shared.reference = f"{source}: {data[1]}"
             return shared.reference
         try:
             with quiet(), engine("fbgemm" if "fbgemm" in self.have else None):
-                model = KINDS["state_dict"].load(case, data, shared.example)
+                model = KINDS[source].load(case, data, shared.example)
                 shared.reference = reference.reference_output(model, shared.example)
         except reference.Unsupported as exc:
             shared.reference = str(exc)

@@ -368,6 +368,10 @@ def test_replay_measures_each_result_against_the_reference(generated_store, cata
             assert r.verdict == "pass" and r.vs_reference_mismatched == 0
     assert by[("lstm", "state_dict", "fbgemm")].vs_reference_mismatched == 0  # the dynamic LSTM, exact
     assert by[("conv2d_graph", "scripted", "fbgemm")].vs_reference_mismatched is None  # jit flow
+    for kind in ("state_dict", "scripted", "package"):  # an FX graph of reference modules, every artifact
+        assert by[("fx-mlp-ref", kind, "fbgemm")].vs_reference_mismatched == 0
+    package = by[("linear_relu_package_quantization_transforms", "package", "fbgemm")]  # the model, from the package
+    assert package.verdict == "pass" and package.vs_reference_mismatched == 0
 
 
 def test_diff_backends_prints_the_matrix_and_says_what_it_cannot_compare():

@@ -2,11 +2,13 @@
 
 ``primitives`` are checked entry points to the C++ kernels (harness._kernels); ``ops`` compose
 them into the ops a quantized model runs (linear, conv, observers' qparams, dynamic linear and
-LSTM); ``modules`` runs a quantized eager model with its quantized modules swapped for those ops
-(``reference_output``), for the flows in ``FLOWS``.
+LSTM); ``modules`` swaps a quantized model's quantized modules for those ops, and ``graphs`` runs
+it (``reference_output``): an eager tree directly, an FX GraphModule through torch.fx's
+Interpreter, for the flows in ``FLOWS``.
 """
 
-from .modules import FLOWS, Unsupported, reference_model, reference_output
+from .graphs import ReferenceInterpreter, reference_output
+from .modules import FLOWS, Unsupported, reference_model
 from .ops import (
     FBGEMM,
     SMALL_SCALE,
@@ -36,7 +38,7 @@ from .primitives import (
     rowwise_quantize,
 )
 
-__all__ = ["DTYPES", "FBGEMM", "FLOWS", "SMALL_SCALE", "Rules", "Unsupported", "choose_qparams", "conv", "conv_nd",
+__all__ = ["DTYPES", "FBGEMM", "FLOWS", "SMALL_SCALE", "ReferenceInterpreter", "Rules", "Unsupported", "choose_qparams", "conv", "conv_nd",
            "dequantize", "dynamic_linear", "dynamic_linear_fp16", "dynamic_lstm", "embedding_bag_rowwise",
            "fbgemm_saturates_pairs", "fp16_round", "kernels", "linear", "matmul_u8s8", "minmax_observer_qparams",
            "moving_average_minmax", "per_channel_minmax_qparams", "quantize", "reference_model", "reference_output",

@@ -7,8 +7,9 @@ import torch
 from .ops import conv_nd, dynamic_linear, dynamic_linear_fp16, dynamic_lstm, linear
 from .primitives import dequantize, quantize
 
-#: flows whose models are eager module trees the reference kernels can run
-FLOWS = frozenset({"eager", "dynamic", "qat"})
+#: flows whose models the reference can run: eager module trees, and FX graph modules (graphs.py):
+#: FX graph mode's, and PT2E programs (quantize / dequantize ops around float ops)
+FLOWS = frozenset({"eager", "dynamic", "qat", "fx", "pt2e"})
 
 class Unsupported(Exception):
     """The model holds a quantized module the reference has no op for (the reason says which)."""
@@ -33,6 +34,10 @@ def _ref_dynamic_linear(self, x):
     if weight.dtype == torch.float16 or not weight.is_quantized:
         return dynamic_linear_fp16(x, weight.float(), bias)
     return dynamic_linear(x, weight, bias, reduce_range=True)  # nnqd.Linear's forward asks for it
+
+
+def _ref_dynamic_linear_relu(self, x):
+    return torch.relu(_ref_dynamic_linear(self, x))
 
 
 def _ref_dynamic_lstm(self, x, hx=None):
@@ -68,6 +73,19 @@ def _ref_qfunctional(self):
     return add
 
 
+def _ref_get_weight(self):
+    """A reference module's (is_reference=True) weight, quantized and dequantized by the reference
+    kernels: its forward is then the decomposition that defines it (float op on that weight)."""
+    w = self.weight.detach().float().contiguous()
+    if self.weight_qscheme == torch.per_tensor_affine:
+        scales, zps, axis = [float(self.weight_scale)], [int(self.weight_zero_point)], None
+    elif self.weight_qscheme == torch.per_channel_affine:
+        scales, zps, axis = self.weight_scale.tolist(), [int(z) for z in self.weight_zero_point], int(self.weight_axis)
+    else:
+        raise Unsupported(f"a reference module's {self.weight_qscheme} weight")
+    return dequantize(quantize(w, scales, zps, self.weight_dtype, axis), scales, zps, self.weight_dtype, axis)
+
+
 def _substitutions():
     from ..compat import nn_quantized
 
@@ -75,6 +93,12 @@ def _substitutions():
     table = {nnq.Linear: _ref_linear(False), nniq.LinearReLU: _ref_linear(True),
              nnqd.Linear: _ref_dynamic_linear, nnqd.LSTM: _ref_dynamic_lstm, nnq.Quantize: _ref_quantize,
              nnq.DeQuantize: _ref_dequantize}
+    try:
+        from torch.ao.nn.intrinsic.quantized.dynamic import LinearReLU as DynamicLinearReLU
+    except ImportError:  # pragma: no cover - torch < 1.13
+        DynamicLinearReLU = None
+    if DynamicLinearReLU is not None:
+        table[DynamicLinearReLU] = _ref_dynamic_linear_relu
     for d in (1, 2, 3):
         table[getattr(nnq, f"Conv{d}d")] = _ref_conv(False, False)
         table[getattr(nniq, f"ConvReLU{d}d")] = _ref_conv(True, False)
@@ -88,18 +112,18 @@ _PASSIVE = ("Sequential", "ModuleList", "ModuleDict", "Identity", "ReLU", "Dropo
 
 
 def reference_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of an eager quantized model whose quantized modules run the reference ops.
+    """A copy of a quantized model (an eager tree or an FX GraphModule) whose quantized modules
+    run the reference ops, and whose reference modules (is_reference=True) quantize their
+    weights with the reference kernels.
 
     Raises Unsupported naming the first quantized module type the reference cannot run
-    (dynamic LSTM, quantized functional add, embeddings and the like).
+    (embeddings and the like).
     """
     import copy
     import types
 
     if isinstance(model, torch.jit.ScriptModule) or not isinstance(model, torch.nn.Module):
-        raise Unsupported("the reference runs eager module trees, not TorchScript or graph modules")
-    if isinstance(model, torch.fx.GraphModule):
-        raise Unsupported("the reference runs eager module trees, not FX graph modules")
+        raise Unsupported("the reference runs eager module trees and FX graph modules, not TorchScript")
     table = _substitutions()
     copied = copy.deepcopy(model)
     for name, module in copied.named_modules():
@@ -110,20 +134,13 @@ def reference_model(model: torch.nn.Module) -> torch.nn.Module:
             module.add_relu = lambda a, b, add=add: add(a, b, relu=True)
             continue
         if ".reference." in kind.__module__:
-            raise Unsupported(f"{kind.__name__} ({name}) is PyTorch's reference module: it computes in float, "
-                              "there is no quantized arithmetic to compare")
-        if kind in table:
+            if not hasattr(module, "get_weight"):
+                raise Unsupported(f"{kind.__name__} ({name}): a reference module without get_weight")
+            module.get_weight = types.MethodType(_ref_get_weight, module)
+        elif kind in table:
             module.forward = types.MethodType(table[kind], module)
         elif kind.__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized",
                                          "torch.nn.quantized", "torch.ao.nn.quantizable")):
             if kind.__name__ not in _PASSIVE:
                 raise Unsupported(f"the reference has no op for {kind.__name__} ({name or 'the model'})")
     return copied
-
-
-def reference_output(model: torch.nn.Module, example):
-    """The output of ``model`` with its quantized modules run on the reference kernels."""
-    ref = reference_model(model)
-    args = example if isinstance(example, tuple) else (example,)
-    with torch.no_grad():
-        return ref(*args)
