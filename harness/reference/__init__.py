@@ -17,7 +17,9 @@ from .ops import (
     conv_nd,
     dynamic_linear,
     dynamic_linear_fp16,
+    dynamic_cell,
     dynamic_lstm,
+    dynamic_rnn,
     fbgemm_saturates_pairs,
     linear,
     minmax_observer_qparams,
@@ -39,7 +41,7 @@ from .primitives import (
 )
 
 __all__ = ["DTYPES", "FBGEMM", "FLOWS", "SMALL_SCALE", "ReferenceInterpreter", "Rules", "Unsupported", "choose_qparams", "conv", "conv_nd",
-           "dequantize", "dynamic_linear", "dynamic_linear_fp16", "dynamic_lstm", "embedding_bag_rowwise",
+           "dequantize", "dynamic_cell", "dynamic_linear", "dynamic_linear_fp16", "dynamic_lstm", "dynamic_rnn", "embedding_bag_rowwise",
            "fbgemm_saturates_pairs", "fp16_round", "kernels", "linear", "matmul_u8s8", "minmax_observer_qparams",
            "moving_average_minmax", "per_channel_minmax_qparams", "quantize", "reference_model", "reference_output",
            "requantize_float", "requantize_q31", "rowwise_quantize"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .ops import conv_nd, dynamic_linear, dynamic_linear_fp16, dynamic_lstm, linear
+from .ops import conv_nd, dynamic_cell, dynamic_linear, dynamic_linear_fp16, dynamic_rnn, linear
 from .primitives import dequantize, quantize
 
 #: flows whose models the reference can run: eager module trees, and FX graph modules (graphs.py):
@@ -40,11 +40,27 @@ def _ref_dynamic_linear_relu(self, x):
     return torch.relu(_ref_dynamic_linear(self, x))
 
 
-def _ref_dynamic_lstm(self, x, hx=None):
-    if self.batch_first or x.dim() != 3:
-        raise Unsupported("the reference LSTM takes unbatched-first 3-d input [T, B, I]")
-    parts = self._weight_bias()
-    return dynamic_lstm(x, parts["weight"], parts["bias"], self.num_layers, self.bidirectional, hx, reduce_range=True)
+def _ref_dynamic_rnn(mode):
+    def forward(self, x, hx=None):
+        if self.batch_first or x.dim() != 3:
+            raise Unsupported(f"the reference {mode} takes unbatched-first 3-d input [T, B, I]")
+        parts = self._weight_bias()
+        return dynamic_rnn(mode, x, parts["weight"], parts["bias"], self.num_layers, self.bidirectional, hx,
+                           reduce_range=True)
+    return forward
+
+
+def _ref_dynamic_cell(mode):
+    def forward(self, x, hx=None):
+        if x.dim() != 2:
+            raise Unsupported(f"the reference {mode} cell takes batched 2-d input [B, I]")
+        if hx is None:
+            zeros = torch.zeros(x.shape[0], self.hidden_size)
+            hx = (zeros, zeros.clone()) if mode == "LSTM" else zeros
+        parts = self._weight_bias()
+        return dynamic_cell(mode, x, hx, parts["weight"], parts["bias"], reduce_range=True,
+                            nonlinearity=getattr(self, "nonlinearity", "tanh"))
+    return forward
 
 
 def _ref_quantize(self, x):
@@ -91,7 +107,9 @@ def _substitutions():
 
     nnq, nnqd, nniq = nn_quantized()
     table = {nnq.Linear: _ref_linear(False), nniq.LinearReLU: _ref_linear(True),
-             nnqd.Linear: _ref_dynamic_linear, nnqd.LSTM: _ref_dynamic_lstm, nnq.Quantize: _ref_quantize,
+             nnqd.Linear: _ref_dynamic_linear, nnqd.LSTM: _ref_dynamic_rnn("LSTM"), nnqd.GRU: _ref_dynamic_rnn("GRU"),
+             nnqd.LSTMCell: _ref_dynamic_cell("LSTM"), nnqd.GRUCell: _ref_dynamic_cell("GRU"),
+             nnqd.RNNCell: _ref_dynamic_cell("RNN"), nnq.Quantize: _ref_quantize,
              nnq.DeQuantize: _ref_dequantize}
     try:
         from torch.ao.nn.intrinsic.quantized.dynamic import LinearReLU as DynamicLinearReLU

@@ -221,18 +221,58 @@ def dynamic_linear_fp16(x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Te
 
 
 
-def dynamic_lstm(x: torch.Tensor, weights: dict, biases: dict, num_layers: int, bidirectional: bool,
-                 hx=None, reduce_range: bool = True):
-    """A dynamic-quantized LSTM ([T, B, I] input) on the reference linear ops: linear_ih over the
-    whole sequence once, then per step gates = linear_hh(h) + that step's projection (each a
-    dynamic linear with its bias), then torch's
-    float sigmoid/tanh and c' = f * c + i * g, h' = o * tanh(c') in the order ATen's cell uses.
-    Returns (output, (h_n, c_n))."""
+def _dynamic_projection(reduce_range: bool):
+    """The dynamic linear a quantized RNN applies (qint8 weights; fp16 ones in float)."""
     def linear(inp, w, b):
         if w.is_quantized:
             return dynamic_linear(inp, w, b, reduce_range)
         return dynamic_linear_fp16(inp, w.float(), b)
+    return linear
 
+
+def lstm_cell(pre, state, w_hh, b_hh, linear):
+    """One LSTM step from the input projection ``pre``: ATen's LSTMCell, operation for operation."""
+    h, c = state
+    gates = linear(h, w_hh, b_hh) + pre
+    i, f, g, o = gates.unsafe_chunk(4, 1)
+    i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+    c = (f * c).add_(i * g)
+    return o * c.tanh(), c
+
+
+def gru_cell(pre, h, w_hh, b_hh, linear):
+    """One GRU step from the input projection ``pre``: ATen's GRUCell, operation for operation
+    (reset and update gates from hidden + input, n = tanh(in + r * hn), h' = (h - n) * z + n)."""
+    ig, hg = pre.unsafe_chunk(3, 1), linear(h, w_hh, b_hh).unsafe_chunk(3, 1)
+    reset, update = (hg[0] + ig[0]).sigmoid(), (hg[1] + ig[1]).sigmoid()
+    new = (ig[2] + hg[2] * reset).tanh()
+    return (h - new) * update + new
+
+
+def dynamic_cell(mode: str, x, state, weights: dict, biases: dict, reduce_range: bool = True,
+                 nonlinearity: str = "tanh"):
+    """One step of a dynamic-quantized LSTMCell / GRUCell / RNNCell ([B, I] input): both
+    projections are dynamic linears with their biases, then the cell's float arithmetic."""
+    linear = _dynamic_projection(reduce_range)
+    pre = linear(x, weights["weight_ih"], biases.get("bias_ih"))
+    w_hh, b_hh = weights["weight_hh"], biases.get("bias_hh")
+    if mode == "LSTM":
+        return lstm_cell(pre, state, w_hh, b_hh, linear)
+    if mode == "GRU":
+        return gru_cell(pre, state, w_hh, b_hh, linear)
+    total = linear(state, w_hh, b_hh) + pre
+    return total.tanh() if nonlinearity == "tanh" else total.relu()
+
+
+def dynamic_rnn(mode: str, x: torch.Tensor, weights: dict, biases: dict, num_layers: int, bidirectional: bool,
+                hx=None, reduce_range: bool = True):
+    """A dynamic-quantized LSTM or GRU ([T, B, I] input) on the reference linear ops: linear_ih
+    over the whole sequence once (one set of dynamic qparams for all steps, as ATen's full layer
+    precomputes it on CPU), then per step the cell (lstm_cell, gru_cell).
+    Returns (output, (h_n, c_n)) for an LSTM, (output, h_n) for a GRU."""
+    if mode not in ("LSTM", "GRU"):
+        raise ValueError(f"mode: LSTM or GRU, not {mode!r}")
+    linear, lstm = _dynamic_projection(reduce_range), mode == "LSTM"
     steps, batch = x.shape[:2]
     directions = 2 if bidirectional else 1
     hidden = weights["weight_hh_l0"].shape[1]
@@ -240,7 +280,7 @@ def dynamic_lstm(x: torch.Tensor, weights: dict, biases: dict, num_layers: int, 
         h0 = torch.zeros(num_layers * directions, batch, hidden)
         c0 = torch.zeros_like(h0)
     else:
-        h0, c0 = hx
+        h0, c0 = hx if lstm else (hx, None)
     layer_input, h_n, c_n = x, [], []
     for layer in range(num_layers):
         outputs = []
@@ -248,23 +288,24 @@ def dynamic_lstm(x: torch.Tensor, weights: dict, biases: dict, num_layers: int, 
             suffix = f"_l{layer}" + ("_reverse" if d else "")
             w_ih, w_hh = weights[f"weight_ih{suffix}"], weights[f"weight_hh{suffix}"]
             b_ih, b_hh = biases.get(f"bias_ih{suffix}"), biases.get(f"bias_hh{suffix}")
-            h, c = h0[layer * directions + d], c0[layer * directions + d]
-            order = range(steps - 1, -1, -1) if d else range(steps)
+            k = layer * directions + d
+            state = (h0[k], c0[k]) if lstm else h0[k]
             out = [None] * steps
-            # the input projection of the whole sequence at once (one set of dynamic qparams for
-            # all steps), as ATen's full layer precomputes it on CPU
             pre = linear(layer_input, w_ih, b_ih)
-            for t in order:
-                gates = linear(h, w_hh, b_hh) + pre[t]
-                i, f, g, o = gates.unsafe_chunk(4, 1)
-                i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
-                c = (f * c).add_(i * g)
-                h = o * c.tanh()
-                out[t] = h
+            for t in (range(steps - 1, -1, -1) if d else range(steps)):
+                if lstm:
+                    state = lstm_cell(pre[t], state, w_hh, b_hh, linear)
+                    out[t] = state[0]
+                else:
+                    state = out[t] = gru_cell(pre[t], state, w_hh, b_hh, linear)
             outputs.append(torch.stack(out))
-            h_n.append(h)
-            c_n.append(c)
+            h_n.append(state[0] if lstm else state)
+            c_n.append(state[1] if lstm else None)
         layer_input = torch.cat(outputs, dim=2) if directions == 2 else outputs[0]
-    return layer_input, (torch.stack(h_n), torch.stack(c_n))
+    return (layer_input, (torch.stack(h_n), torch.stack(c_n))) if lstm else (layer_input, torch.stack(h_n))
 
 
+def dynamic_lstm(x: torch.Tensor, weights: dict, biases: dict, num_layers: int, bidirectional: bool,
+                 hx=None, reduce_range: bool = True):
+    """dynamic_rnn for an LSTM: returns (output, (h_n, c_n))."""
+    return dynamic_rnn("LSTM", x, weights, biases, num_layers, bidirectional, hx, reduce_range)
