@@ -25,6 +25,7 @@ from .ops import (
     minmax_observer_qparams,
     moving_average_minmax,
     per_channel_minmax_qparams,
+    rowwise_table,
 )
 from .primitives import (
     DTYPES,
@@ -44,4 +45,4 @@ __all__ = ["DTYPES", "FBGEMM", "FLOWS", "SMALL_SCALE", "ReferenceInterpreter", "
            "dequantize", "dynamic_cell", "dynamic_linear", "dynamic_linear_fp16", "dynamic_lstm", "dynamic_rnn", "embedding_bag_rowwise",
            "fbgemm_saturates_pairs", "fp16_round", "kernels", "linear", "matmul_u8s8", "minmax_observer_qparams",
            "moving_average_minmax", "per_channel_minmax_qparams", "quantize", "reference_model", "reference_output",
-           "requantize_float", "requantize_q31", "rowwise_quantize"]
+           "requantize_float", "requantize_q31", "rowwise_quantize", "rowwise_table"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .ops import conv_nd, dynamic_cell, dynamic_linear, dynamic_linear_fp16, dynamic_rnn, linear
-from .primitives import dequantize, quantize
+from .ops import conv_nd, dynamic_cell, dynamic_linear, dynamic_linear_fp16, dynamic_rnn, linear, rowwise_table
+from .primitives import dequantize, embedding_bag_rowwise, quantize
 
 #: flows whose models the reference can run: eager module trees, and FX graph modules (graphs.py):
 #: FX graph mode's, and PT2E programs (quantize / dequantize ops around float ops)
@@ -63,6 +63,27 @@ def _ref_dynamic_cell(mode):
     return forward
 
 
+def _ref_embedding(self, indices):
+    """Quantized Embedding: each index a bag of one, on the rowwise kernel (as ATen computes it)."""
+    table, dim, bits = rowwise_table(self.weight())
+    flat = indices.reshape(-1)
+    out = embedding_bag_rowwise(table, dim, bits, flat, torch.arange(flat.numel()), mode="sum")
+    return out.reshape(*indices.shape, dim)
+
+
+def _ref_embedding_bag(self, indices, offsets=None, per_sample_weights=None, compressed_indices_mapping=None):
+    if compressed_indices_mapping is not None or self.mode not in ("sum", "mean"):
+        raise Unsupported(f"the reference EmbeddingBag has no pruned weights and no {self.mode!r} mode")
+    last = self.include_last_offset
+    if offsets is None:  # 2-d indices: one bag per row
+        if indices.dim() != 2:
+            raise Unsupported("an EmbeddingBag without offsets takes 2-d indices")
+        offsets, indices, last = torch.arange(0, indices.numel(), indices.shape[1]), indices.reshape(-1), False
+    table, dim, bits = rowwise_table(self.weight())
+    return embedding_bag_rowwise(table, dim, bits, indices, offsets, mode=self.mode,
+                                 per_sample_weights=per_sample_weights, include_last_offset=last)
+
+
 def _ref_quantize(self, x):
     scale, zp = float(self.scale), int(self.zero_point)
     return torch._make_per_tensor_quantized_tensor(quantize(x.contiguous(), [scale], [zp], self.dtype), scale, zp)
@@ -109,7 +130,8 @@ def _substitutions():
     table = {nnq.Linear: _ref_linear(False), nniq.LinearReLU: _ref_linear(True),
              nnqd.Linear: _ref_dynamic_linear, nnqd.LSTM: _ref_dynamic_rnn("LSTM"), nnqd.GRU: _ref_dynamic_rnn("GRU"),
              nnqd.LSTMCell: _ref_dynamic_cell("LSTM"), nnqd.GRUCell: _ref_dynamic_cell("GRU"),
-             nnqd.RNNCell: _ref_dynamic_cell("RNN"), nnq.Quantize: _ref_quantize,
+             nnqd.RNNCell: _ref_dynamic_cell("RNN"), nnq.Embedding: _ref_embedding,
+             nnq.EmbeddingBag: _ref_embedding_bag, nnq.Quantize: _ref_quantize,
              nnq.DeQuantize: _ref_dequantize}
     try:
         from torch.ao.nn.intrinsic.quantized.dynamic import LinearReLU as DynamicLinearReLU
@@ -126,7 +148,7 @@ def _substitutions():
 
 #: modules that compute nothing quantized (containers, float activations, identities)
 _PASSIVE = ("Sequential", "ModuleList", "ModuleDict", "Identity", "ReLU", "Dropout", "QuantStub", "DeQuantStub",
-            "LinearPackedParams", "PackedParameter")
+            "LinearPackedParams", "EmbeddingPackedParams", "PackedParameter")
 
 
 def reference_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -221,6 +221,24 @@ def dynamic_linear_fp16(x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Te
 
 
 
+def rowwise_table(qweight: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """A quantized embedding weight (quint8 or quint4x2, per_channel_affine_float_qparams) in
+    fbgemm's fused rowwise layout, as torch's embedding prepack lays it out: each row's integer
+    values, then its scale and its bias -zero_point * scale (float32 for 8 bits, half for 4).
+    Returns (table, dim, bits) for primitives.embedding_bag_rowwise."""
+    if qweight.qscheme() != torch.per_channel_affine_float_qparams or qweight.dtype not in (torch.quint8,
+                                                                                            torch.quint4x2):
+        raise ValueError(f"a rowwise embedding weight is quint8 or quint4x2 with float qparams, not "
+                         f"{qweight.dtype} {qweight.qscheme()}")
+    rows, dim = qweight.shape
+    bits = 4 if qweight.dtype == torch.quint4x2 else 8
+    scale = qweight.q_per_channel_scales().to(torch.float32)
+    bias = -qweight.q_per_channel_zero_points().to(torch.float32) * scale
+    stored = torch.float16 if bits == 4 else torch.float32
+    as_bytes = [v.to(stored).reshape(rows, 1).contiguous().view(torch.uint8) for v in (scale, bias)]
+    return torch.cat([qweight.int_repr().reshape(rows, -1), *as_bytes], 1).contiguous(), dim, bits
+
+
 def _dynamic_projection(reduce_range: bool):
     """The dynamic linear a quantized RNN applies (qint8 weights; fp16 ones in float)."""
     def linear(inp, w, b):
