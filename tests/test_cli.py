@@ -202,6 +202,9 @@ def test_replay_prints_forward_compatibility_apart_and_it_never_fails(store, ver
     assert text.index("Forward compatibility (informational") < text.index("OK:")
     assert "  golden 99.0.0: 3 results: 2 pass, 1 missing" in text
     assert "OK: " in text.splitlines()[-1]
+    only = run_cli("bc-harness", "replay", "--goldens", store, "-k", "linear_dynamic-qint8", "--backend", "fbgemm",
+                   "--golden", "99.0.0", check=0).stdout.splitlines()[-1]
+    assert only.startswith("OK: no golden set older than this torch was replayed; 3 forward results above")
 
 
 def test_verify_checks_every_manifest_entry_and_lists_unknown_files(store, version):
