@@ -378,13 +378,14 @@ def test_diff_backends_prints_the_matrix_and_says_what_it_cannot_compare():
     from .conftest import run_cli
 
     out = run_cli("bc-harness", "diff-backends", "-k", "linear", "-k", "conv2d_relu", "-k", "dyn-gru-qint8",
-                  "-k", "dyn-embedding-8bit", check=0).stdout
+                  "-k", "dyn-embedding-8bit", "-k", "jit-mlp", check=0).stdout
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
-            if line.startswith(("linear ", "conv2d_relu ", "dyn-gru-qint8 "))}
+            if line.startswith(("linear ", "conv2d_relu ", "dyn-gru-qint8 ", "dyn-embedding-8bit "))}
     assert rows["linear"][:2] == ["=", "="] and rows["conv2d_relu"][:2] == ["=", "="]
     assert "(case, backend) pairs exact" in out
     assert rows["dyn-gru-qint8"][:2] == ["=", "="]  # the dynamic GRU: exact on fbgemm and x86
-    assert "dyn-embedding-8bit: the reference has no op for Embedding" in out
+    assert rows["dyn-embedding-8bit"] == ["=", "=", "=", "="]  # on the rowwise kernel, exact everywhere
+    assert "jit-mlp: jit flow: the reference runs eager module trees and FX graph modules" in out
 
 
 @pytest.mark.skipif("fbgemm" not in supported_engines(), reason="this torch has no fbgemm")
