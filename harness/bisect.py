@@ -129,15 +129,15 @@ class Replays:
     """Replays of one case on a release: the running interpreter for its own torch, a cached
     environment (made on first use, its progress shown) for any other."""
 
-    def cached(self, release: str) -> bool:
-        from .isolated import READY, env_dir
-
-        return release == self.running or (env_dir(release) / READY).is_file()
-
     def __init__(self, case: str, store: Path, fixtures: Path, running: str, backends=(), artifacts=(),
                  say: Callable[[str], None] = print, command: str = "bc-harness bisect"):
         self.case, self.store, self.fixtures, self.running = case, store, fixtures, running
         self.backends, self.artifacts, self.say, self.command = list(backends), set(artifacts), say, command
+
+    def cached(self, release: str) -> bool:
+        from .isolated import READY, env_dir
+
+        return release == self.running or (env_dir(release) / READY).is_file()
 
     def records(self, release: str, golden: str | None) -> tuple[list[dict], str]:
         """The JSON records of this case (on ``golden`` alone, or every set), and a note when none."""

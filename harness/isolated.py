@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from .releases import pip_args
+from .releases import HARNESS_DEPS, INDEX_VARIABLE, pip_args, wrong_torch
 
 READY = ".bc-harness-ready"
 
@@ -43,14 +43,15 @@ def ensure_env(version: str, say: Callable[[str], None] = print) -> Path:
         say(f"creating environment {directory}")
         subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
     packages = pip_args(version)  # BC_TORCH_INDEX=cpu: PyTorch's CPU builds instead of CUDA ones
-    say(f"installing {' '.join(p for p in packages if not p.startswith(('-', 'http')))} "
-        "(from the package registry, a release brings CUDA packages: several GB, a few minutes)")
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages, "tabulate", "packaging>=23",
-                    "filelock>=3.12"], check=True)
+    source = ("PyTorch's CPU index" if os.environ.get(INDEX_VARIABLE) == "cpu"
+              else "the package registry, a release brings CUDA packages: several GB, a few minutes")
+    say(f"installing {' '.join(p for p in packages if not p.startswith(('-', 'http')))} (from {source})")
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages, *HARNESS_DEPS], check=True)
     found = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"],
                            capture_output=True, text=True, check=True).stdout.strip()
-    if found.split("+")[0] != version:
-        raise RuntimeError(f"asked for torch {version}, the environment has {found}")
+    wrong = wrong_torch(version, found)
+    if wrong:
+        raise RuntimeError(wrong)
     (directory / READY).write_text(found + "\n")
     say(f"environment ready: torch {found} ({time.perf_counter() - started:.0f} s)")
     return python

@@ -53,6 +53,8 @@ PYPI_SIMPLE = "https://pypi.org/simple"
 INDEX_VARIABLE = "BC_TORCH_INDEX"
 #: a comma-separated list of releases, in place of asking the registry (offline use, tests)
 RELEASES_VARIABLE = "BC_HARNESS_RELEASES"
+#: what the harness itself needs beside torch (pyproject's other dependencies), for every install
+HARNESS_DEPS = ("tabulate>=0.9", "packaging>=23", "filelock>=3.12")
 #: the nightly row's exit status when its build cannot be installed (not a BC result)
 NOT_INSTALLED = 3
 
@@ -167,20 +169,19 @@ def install(row: str, record: Path | None = None, run=subprocess.run, fetch=_fet
     print(f"installing torch {torch} for row {row}: pip install {' '.join(args)}", flush=True)
     done = run([sys.executable, "-m", "pip", "install", "--quiet", *args], capture_output=True, text=True)
     if done.returncode == 0:  # the harness's own few dependencies, from the default index
-        done = run([sys.executable, "-m", "pip", "install", "--quiet", "tabulate>=0.9", "packaging>=23",
-                    "filelock>=3.12"], capture_output=True, text=True)
+        done = run([sys.executable, "-m", "pip", "install", "--quiet", *HARNESS_DEPS], capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout or "").strip().splitlines()[-5:])
         return _not_installed(row, torch, f"pip exited {done.returncode}: {tail}", record)
     found = run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True)
-    wrong = _wrong_torch(torch, found.stdout.strip() if found.returncode == 0 else "")
+    wrong = wrong_torch(torch, found.stdout.strip() if found.returncode == 0 else "")
     if wrong:
         return _not_installed(row, torch, wrong, record)
     print(f"row {row}: torch {found.stdout.strip()} installed", flush=True)
     return 0
 
 
-def _wrong_torch(asked: str, found: str) -> str | None:
+def wrong_torch(asked: str, found: str) -> str | None:
     """Why the installed torch is not the one a row asked for (None when it is): a replay on
     another torch than the row names would be reported under the wrong name."""
     try:

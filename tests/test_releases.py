@@ -140,7 +140,7 @@ def test_a_torch_other_than_the_rows_is_not_installed(tmp_path, row, found, says
 
 
 def test_a_nightly_build_is_accepted():
-    assert releases._wrong_torch("nightly", "2.16.0.dev20261202+cpu") is None
+    assert releases.wrong_torch("nightly", "2.16.0.dev20261202+cpu") is None
 
 
 def test_module_prints_the_matrix_as_json():
