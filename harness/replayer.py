@@ -47,6 +47,10 @@ class Options:
     versions: list | None = None
 
 
+#: where the reference's model comes from, in order of preference: the kinds whose model is a
+#: module tree or a graph the reference rewrites, then the TorchScript kinds it runs as they are
+REFERENCE_SOURCES = ("state_dict", "package", "export", "scripted", "traced", "lite")
+
 #: kinds whose replay re-runs the case's flow on today's torch (a state_dict loads into today's
 #: conversion of an FX model; a package re-runs prepare_fx/convert_fx)
 _REBUILDS = frozenset({"state_dict", "package"})
@@ -320,16 +324,17 @@ class Replayer:
 
     def _reference(self, case: Case, shared: _CaseFiles):
         """The reference kernels' output for this golden's weights and input (once per case),
-        or why there is none: the golden state_dict, loaded into today's module tree (or the
-        golden package's model, quantized again today), runs with its quantized modules and calls
-        replaced by harness.reference ops."""
+        or why there is none. The model comes from the golden's first artifact in
+        ``REFERENCE_SOURCES`` order (a state_dict loaded into today's module tree, a package's
+        model quantized again today, an export, else the TorchScript file itself) and runs with
+        every quantized module and call done by harness.reference."""
         from . import reference
 
         if shared.reference is not None:
             return shared.reference
-        source = next((k for k in ("state_dict", "package", "export") if k in case.artifacts), None)
-        if not self.layout.reference or case.flow not in reference.FLOWS or source is None:
-            shared.reference = "the reference runs eager, FX and PT2E models restored from a state_dict, a package or an export"
+        source = next((k for k in REFERENCE_SOURCES if k in case.artifacts), None)
+        if not self.layout.reference or source is None:
+            shared.reference = "the reference runs the cases of our layout, from a golden's model"
             return shared.reference
         data = self._artifact(case, source, shared)
         if isinstance(data, tuple):
@@ -338,7 +343,7 @@ class Replayer:
         try:
             with quiet(), engine("fbgemm" if "fbgemm" in self.have else None):
                 model = KINDS[source].load(case, data, shared.example)
-                shared.reference = reference.reference_output(model, shared.example)
+                shared.reference = reference.reference_output(model, shared.example, case.forward)
         except reference.Unsupported as exc:
             shared.reference = str(exc)
         except Exception as exc:

@@ -12,7 +12,7 @@ from harness import reference as R
 from harness.compare import compare
 from harness.engines import engine, supported_engines
 from harness.notices import quiet
-from harness.reference import graphs
+from harness.reference import calls, graphs
 
 SOME = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 ENGINES = supported_engines()
@@ -45,16 +45,16 @@ def test_graphs_and_reference_modules_match_every_backend_exactly(catalog, case_
 @pytest.mark.parametrize("case_id, pairs", [("fx-mlp-ref", 3), ("pt2e-ptq-linear", 2)])
 def test_the_graph_quantizes_and_dequantizes_with_the_reference_kernels(catalog, monkeypatch, case_id, pairs):
     """Not torch's own quantize / dequantize ops, which would make the comparison empty."""
-    calls = []
-    real_q, real_dq = graphs.quantize, graphs.dequantize
-    monkeypatch.setattr(graphs, "quantize", lambda *a, **k: calls.append("q") or real_q(*a, **k))
-    monkeypatch.setattr(graphs, "dequantize", lambda *a, **k: calls.append("dq") or real_dq(*a, **k))
+    seen = []
+    real_q, real_dq = calls.quantize, calls.dequantize
+    monkeypatch.setattr(calls, "quantize", lambda *a, **k: seen.append("q") or real_q(*a, **k))
+    monkeypatch.setattr(calls, "dequantize", lambda *a, **k: seen.append("dq") or real_dq(*a, **k))
     backend = "x86" if "x86" in ENGINES else ENGINES[0]
     _, model, example = _built(catalog, case_id, backend)
     assert isinstance(model, torch.fx.GraphModule)
     with quiet(), engine(backend):
         R.reference_output(model, example)
-    assert calls.count("q") >= pairs and calls.count("dq") >= pairs  # the graph's quantize/dequantize pairs
+    assert seen.count("q") >= pairs and seen.count("dq") >= pairs  # the graph's quantize/dequantize pairs
 
 
 def test_reference_modules_quantize_their_weight_as_torch_does(catalog):
@@ -97,7 +97,7 @@ def test_quantized_add_is_within_one_step_on_every_backend(backend, op, seed, n,
         qa = torch.quantize_per_tensor(a, a_scale, zps[0], torch.quint8)
         qb = torch.quantize_per_tensor(b, b_scale, zps[1], torch.quint8)
         native = getattr(torch.ops.quantized, op)(qa, qb, out_scale, zps[2])
-    ours = graphs.QUANTIZED_OPS[f"quantized::{op}"](qa, qb, out_scale, zps[2])
+    ours = calls.QUANTIZED_OPS[f"quantized::{op}"](qa, qb, out_scale, zps[2])
     assert (ours.q_scale(), ours.q_zero_point()) == (native.q_scale(), native.q_zero_point())
     assert (ours.int_repr().int() - native.int_repr().int()).abs().max() <= 1
 
@@ -117,7 +117,7 @@ def test_functional_quantized_linear_matches_the_module_rule(backend, seed, m, k
         qw = torch.quantize_per_tensor(w, 0.01, 0, torch.qint8)
         packed = torch.ops.quantized.linear_prepack(qw, bias)
         native = getattr(torch.ops.quantized, "linear_relu" if relu else "linear")(qx, packed, 0.1, 64)
-        ours = graphs.QUANTIZED_OPS["quantized::linear_relu" if relu else "quantized::linear"](qx, packed, 0.1, 64)
+        ours = calls.QUANTIZED_OPS["quantized::linear_relu" if relu else "quantized::linear"](qx, packed, 0.1, 64)
         direct = R.linear(qx, qw, bias, 0.1, 64, relu=relu)
     assert torch.equal(ours.int_repr(), direct.int_repr())
     assert (ours.int_repr().int() - native.int_repr().int()).abs().max() <= 1

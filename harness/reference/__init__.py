@@ -2,13 +2,15 @@
 
 ``primitives`` are checked entry points to the C++ kernels (harness._kernels); ``ops`` compose
 them into the ops a quantized model runs (linear, conv, observers' qparams, dynamic linear and
-LSTM); ``modules`` swaps a quantized model's quantized modules for those ops, and ``graphs`` runs
-it (``reference_output``): an eager tree directly, an FX GraphModule through torch.fx's
-Interpreter, for the flows in ``FLOWS``.
+RNNs, embeddings); ``modules`` swaps a quantized model's quantized modules for those ops;
+``calls`` does the quantized calls a model's code makes (quantized::*, quantize / dequantize);
+and ``graphs`` runs any model on them (``reference_output``): an eager tree directly, an FX
+GraphModule through torch.fx's Interpreter, a TorchScript or lite module under a dispatch mode,
+an observer by its qparams rule.
 """
 
-from .graphs import ReferenceInterpreter, reference_output
-from .modules import FLOWS, Unsupported, reference_model
+from .graphs import ReferenceInterpreter, ReferenceMode, reference_output
+from .modules import Unsupported, reference_model
 from .ops import (
     FBGEMM,
     SMALL_SCALE,
@@ -24,6 +26,7 @@ from .ops import (
     linear,
     minmax_observer_qparams,
     moving_average_minmax,
+    observer_output,
     per_channel_minmax_qparams,
     rowwise_table,
 )
@@ -41,8 +44,8 @@ from .primitives import (
     rowwise_quantize,
 )
 
-__all__ = ["DTYPES", "FBGEMM", "FLOWS", "SMALL_SCALE", "ReferenceInterpreter", "Rules", "Unsupported", "choose_qparams", "conv", "conv_nd",
+__all__ = ["DTYPES", "FBGEMM", "SMALL_SCALE", "ReferenceInterpreter", "ReferenceMode", "Rules", "Unsupported", "choose_qparams", "conv", "conv_nd",
            "dequantize", "dynamic_cell", "dynamic_linear", "dynamic_linear_fp16", "dynamic_lstm", "dynamic_rnn", "embedding_bag_rowwise",
            "fbgemm_saturates_pairs", "fp16_round", "kernels", "linear", "matmul_u8s8", "minmax_observer_qparams",
-           "moving_average_minmax", "per_channel_minmax_qparams", "quantize", "reference_model", "reference_output",
+           "moving_average_minmax", "observer_output", "per_channel_minmax_qparams", "quantize", "reference_model", "reference_output",
            "requantize_float", "requantize_q31", "rowwise_quantize", "rowwise_table"]

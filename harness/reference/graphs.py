@@ -1,107 +1,28 @@
-"""A quantized model run on the reference (``reference_output``): an eager module tree as it is, an
-FX GraphModule (FX graph mode, a PT2E program) through torch.fx's Interpreter. Either way its quantized submodules are swapped
-for reference ops first (harness.reference.modules); in a graph, its quantize and
-dequantize calls done by the reference kernels. The calls left to torch are the ones that do no
-quantized arithmetic: float ops between a dequantize and a quantize, and the data movement and
-relu of quantized tensors (flatten, reshape, relu: exact on every backend)."""
+"""A quantized model run on the reference (``reference_output``), whatever holds it:
+
+- an eager module tree, with its quantized modules swapped for reference ops
+  (harness.reference.modules);
+- an FX GraphModule (FX graph mode, a PT2E program), with the same swaps, through torch.fx's
+  Interpreter, its quantized calls done by the reference (harness.reference.calls);
+- a TorchScript or lite-interpreter module (JIT graph mode, on-device PTQ, any scripted or traced
+  golden), run by torch's own interpreter under a TorchDispatchMode that does each quantized call
+  it makes with the same table of reference calls;
+- a MinMax observer, whose output is its input and qparams from the reference's rule.
+
+The calls left to torch do no quantized arithmetic: float ops between a dequantize and a
+quantize, and the data movement and relu of quantized tensors (exact on every backend). Under the
+dispatch mode any other op on a quantized tensor is refused, by name."""
 
 from __future__ import annotations
 
 import torch
 import torch.fx
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..compat import ao
+from .calls import QUANTIZED_OPS, dequantize_tensor, qualified_name, quantize_tensor, quantized_call
 from .modules import Unsupported, reference_model
-from .ops import linear
-from .primitives import dequantize, quantize
-
-
-def quantize_tensor(x, scale, zero_point, dtype):
-    """torch.quantize_per_tensor on the reference kernel, as a quantized tensor."""
-    scale, zero_point = float(scale), int(zero_point)
-    if dtype not in (torch.quint8, torch.qint8):
-        raise Unsupported(f"quantize_per_tensor to {dtype}")
-    q = quantize(x.detach().float().contiguous(), [scale], [zero_point], dtype)
-    return torch._make_per_tensor_quantized_tensor(q, scale, zero_point)
-
-
-def dequantize_tensor(x):
-    """Tensor.dequantize on the reference kernel; a float tensor passes through, as in torch."""
-    if not isinstance(x, torch.Tensor) or not x.is_quantized:
-        return x
-    if x.qscheme() == torch.per_tensor_affine:
-        return dequantize(x.int_repr(), [x.q_scale()], [x.q_zero_point()], x.dtype)
-    if x.qscheme() == torch.per_channel_affine:
-        return dequantize(x.int_repr(), x.q_per_channel_scales().tolist(), x.q_per_channel_zero_points().tolist(),
-                          x.dtype, x.q_per_channel_axis())
-    raise Unsupported(f"dequantize of a {x.qscheme()} tensor")
-
-
-def _quantized_op(target) -> str | None:
-    """The name of a quantized op (quantized::add, quantized_decomposed::quantize_per_tensor, ...)
-    a graph calls, else None."""
-    name = getattr(target, "_qualified_op_name", None) or getattr(getattr(target, "_overloadpacket", None),
-                                                                 "_qualified_op_name", None)
-    return name if name and name.startswith(("quantized::", "quantized_decomposed::")) else None
-
-
-#: the integer storage dtype of PT2E's decomposed quantize / dequantize -> the quantized dtype
-_STORAGE = {torch.uint8: torch.quint8, torch.int8: torch.qint8, torch.int32: torch.qint32}
-
-
-def _qdtype(dtype):
-    if dtype not in _STORAGE:
-        raise Unsupported(f"a decomposed quantize to {dtype}")
-    return _STORAGE[dtype]
-
-
-def _decomposed_quantize(x, scale, zero_point, quant_min, quant_max, dtype):
-    """PT2E's quantize_per_tensor: the integer values, saturated to [quant_min, quant_max]."""
-    return quantize(x.detach().float().contiguous(), [float(scale)], [int(zero_point)], _qdtype(dtype),
-                    qrange=(int(quant_min), int(quant_max)))
-
-
-def _decomposed_dequantize(q, scale, zero_point, quant_min, quant_max, dtype, *, out_dtype=None):
-    out = dequantize(q.contiguous(), [float(scale)], [int(zero_point)], _qdtype(dtype))
-    return out if out_dtype in (None, torch.float32) else out.to(out_dtype)
-
-
-def _decomposed_quantize_channels(x, scales, zero_points, axis, quant_min, quant_max, dtype):
-    return quantize(x.detach().float().contiguous(), scales.tolist(), [int(z) for z in zero_points.tolist()],
-                    _qdtype(dtype), int(axis) % x.dim(), qrange=(int(quant_min), int(quant_max)))
-
-
-def _decomposed_dequantize_channels(q, scales, zero_points, axis, quant_min, quant_max, dtype, *, out_dtype=None):
-    if zero_points is None:
-        raise Unsupported("a decomposed per-channel dequantize without zero points")
-    out = dequantize(q.contiguous(), scales.tolist(), [int(z) for z in zero_points.tolist()], _qdtype(dtype),
-                     int(axis) % q.dim())
-    return out if out_dtype in (None, torch.float32) else out.to(out_dtype)
-
-
-def _linear(relu):
-    """quantized::linear(_relu)(x, packed weight, scale, zero point): the reference linear."""
-    def run(x, packed, scale, zero_point):
-        weight, bias = torch.ops.quantized.linear_unpack(packed)
-        return linear(x, weight, bias, float(scale), int(zero_point), relu=relu)
-    return run
-
-
-def _add(relu):
-    """quantized::add(_relu)(a, b, scale, zero point): both dequantized, added in float, quantized."""
-    def run(a, b, scale, zero_point):
-        total = dequantize_tensor(a) + dequantize_tensor(b)
-        return quantize_tensor(torch.relu(total) if relu else total, scale, zero_point, a.dtype)
-    return run
-
-
-#: the torch.ops.quantized calls a graph may make, by name
-QUANTIZED_OPS = {"quantized::linear": _linear(False), "quantized::linear_relu": _linear(True),
-                 "quantized::add": _add(False), "quantized::add_relu": _add(True),
-                 # PT2E: integer tensors around float ops (the .default and .tensor overloads alike)
-                 "quantized_decomposed::quantize_per_tensor": _decomposed_quantize,
-                 "quantized_decomposed::dequantize_per_tensor": _decomposed_dequantize,
-                 "quantized_decomposed::quantize_per_channel": _decomposed_quantize_channels,
-                 "quantized_decomposed::dequantize_per_channel": _decomposed_dequantize_channels}
+from .ops import observer_output
 
 
 class ReferenceInterpreter(torch.fx.Interpreter):
@@ -112,7 +33,7 @@ class ReferenceInterpreter(torch.fx.Interpreter):
             return quantize_tensor(*args, **kwargs)
         if target is torch.dequantize:
             return dequantize_tensor(args[0])
-        op = _quantized_op(target)
+        op = quantized_call(target)
         if op is not None:
             if op not in QUANTIZED_OPS:
                 raise Unsupported(f"the reference has no rule for {op}")
@@ -125,11 +46,84 @@ class ReferenceInterpreter(torch.fx.Interpreter):
         return super().call_method(target, args, kwargs)
 
 
-def reference_output(model: torch.nn.Module, example):
-    """The output of ``model`` with every quantized computation done by the reference."""
-    ref = reference_model(model)
+#: ops that may take a quantized tensor under the dispatch mode: they move or read its integers,
+#: or (relu, max pooling) commute with dequantization, so every backend gives the same bits
+_EXACT_ON_QUANTIZED = frozenset(f"aten::{name}" for name in (
+    "relu", "relu_", "clone", "contiguous", "detach", "alias", "view", "_unsafe_view", "reshape", "_reshape_alias",
+    "flatten", "permute", "transpose", "t", "squeeze", "unsqueeze", "select", "slice", "narrow", "expand",
+    "as_strided", "split", "chunk", "unbind", "max_pool1d", "max_pool2d", "max_pool3d", "quantized_max_pool1d",
+    "quantized_max_pool2d", "quantized_max_pool3d", "int_repr", "q_scale", "q_zero_point", "qscheme",
+    "q_per_channel_scales", "q_per_channel_zero_points", "q_per_channel_axis", "size", "stride", "sym_size",
+    "sym_stride", "dim", "is_contiguous", "empty_like"))
+
+
+def _holds_quantized(values) -> bool:
+    for value in values:
+        if isinstance(value, torch.Tensor) and value.is_quantized:
+            return True
+        if isinstance(value, (list, tuple)) and _holds_quantized(value):
+            return True
+    return False
+
+
+class ReferenceMode(TorchDispatchMode):
+    """While active, every quantized call any code makes (TorchScript's and the lite
+    interpreter's included: they call ops through the dispatcher) is done by the reference;
+    ``calls`` counts them. A quantized op without a rule raises Unsupported naming it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        #: the first Unsupported raised: TorchScript's interpreter rethrows it as a RuntimeError
+        self.refused: Unsupported | None = None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = qualified_name(func)
+        try:
+            if name in QUANTIZED_OPS:
+                self.calls += 1
+                return QUANTIZED_OPS[name](*args, **kwargs)
+            if quantized_call(func) is not None:
+                raise Unsupported(f"the reference has no rule for {name}")
+            if name not in _EXACT_ON_QUANTIZED and _holds_quantized((*args, *kwargs.values())):
+                raise Unsupported(f"the reference has no rule for {name} on a quantized tensor")
+        except Unsupported as exc:
+            self.refused = self.refused or exc
+            raise
+        return func(*args, **kwargs)
+
+
+def _is_torchscript(model) -> bool:
+    return isinstance(model, torch.jit.ScriptModule) or type(model).__name__ == "LiteScriptModule"
+
+
+def reference_output(model, example, forward=None):
+    """The output of ``model`` with every quantized computation done by the reference.
+
+    ``forward(model, example)`` runs a TorchScript or lite module (its method of interest);
+    by default the model is called on ``example``. A TorchScript model that makes no quantized
+    call (a float model) has no reference: Unsupported says so."""
     args = example if isinstance(example, tuple) else (example,)
     with torch.no_grad():
+        if _is_torchscript(model):
+            mode = ReferenceMode()
+            try:
+                with mode:
+                    out = forward(model, example) if forward is not None else model(*args)
+            except Exception:
+                if mode.refused is not None:
+                    raise mode.refused from None
+                raise
+            if not mode.calls:
+                raise Unsupported("it makes no quantized call: a float model is its own reference")
+            return out
+        if isinstance(model, ao().ObserverBase):
+            try:
+                return observer_output(model, args[0])
+            except ValueError as exc:
+                raise Unsupported(str(exc)) from None
+        ref = reference_model(model)
         if isinstance(ref, torch.fx.GraphModule):
             try:
                 return ReferenceInterpreter(ref).run(*args)

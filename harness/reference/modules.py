@@ -7,10 +7,6 @@ import torch
 from .ops import conv_nd, dynamic_cell, dynamic_linear, dynamic_linear_fp16, dynamic_rnn, linear, rowwise_table
 from .primitives import dequantize, embedding_bag_rowwise, quantize
 
-#: flows whose models the reference can run: eager module trees, and FX graph modules (graphs.py):
-#: FX graph mode's, and PT2E programs (quantize / dequantize ops around float ops)
-FLOWS = frozenset({"eager", "dynamic", "qat", "fx", "pt2e"})
-
 class Unsupported(Exception):
     """The model holds a quantized module the reference has no op for (the reason says which)."""
 
@@ -162,7 +158,7 @@ def reference_model(model: torch.nn.Module) -> torch.nn.Module:
     import copy
     import types
 
-    if isinstance(model, torch.jit.ScriptModule) or not isinstance(model, torch.nn.Module):
+    if isinstance(model, torch.jit.ScriptModule) or not isinstance(model, torch.nn.Module):  # graphs.py runs those
         raise Unsupported("the reference runs eager module trees and FX graph modules, not TorchScript")
     table = _substitutions()
     copied = copy.deepcopy(model)

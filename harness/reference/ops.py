@@ -172,6 +172,31 @@ def per_channel_minmax_qparams(x: torch.Tensor, axis: int = 0, qdtype=torch.quin
     return torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
 
 
+def observer_output(observer, x: torch.Tensor):
+    """A MinMax observer's (output, scale, zero point) after observing ``x`` on top of its state:
+    the output is ``x`` unchanged; min and max (per tensor, or per channel along ``ch_axis``)
+    take in ``x``'s, and the qparams follow ``_minmax_qparams`` (scale float32, zero point int32,
+    one per channel, as torch's calculate_qparams returns them)."""
+    kind = type(observer).__name__
+    if kind not in ("MinMaxObserver", "PerChannelMinMaxObserver"):
+        raise ValueError(f"the reference has the MinMax observers' rule, not {kind}'s")
+    symmetric = observer.qscheme in (torch.per_tensor_symmetric, torch.per_channel_symmetric)
+    if not symmetric and observer.qscheme not in (torch.per_tensor_affine, torch.per_channel_affine):
+        raise ValueError(f"an observer's {observer.qscheme} qparams")
+    if kind == "PerChannelMinMaxObserver":
+        rows = x.detach().movedim(observer.ch_axis, 0).reshape(x.shape[observer.ch_axis], -1)
+        lows, highs = rows.min(dim=1).values, rows.max(dim=1).values
+    else:
+        lows, highs = x.detach().min().reshape(1), x.detach().max().reshape(1)
+    seen_lo, seen_hi = observer.min_val.reshape(-1), observer.max_val.reshape(-1)
+    if seen_lo.numel():  # what the observer saw before (a loaded state): the running min and max
+        lows, highs = torch.minimum(lows, seen_lo), torch.maximum(highs, seen_hi)
+    pairs = [_minmax_qparams(float(lo), float(hi), observer.quant_min, observer.quant_max, symmetric)
+             for lo, hi in zip(lows.tolist(), highs.tolist())]
+    return (x, torch.tensor([p[0] for p in pairs], dtype=torch.float32),
+            torch.tensor([p[1] for p in pairs], dtype=torch.int32))
+
+
 def moving_average_minmax(batches, averaging_constant: float = 0.01):
     """MovingAverageMinMaxObserver's running (min, max): the first batch sets them, then
     min += c * (batch_min - min), likewise max, in float32."""
@@ -260,11 +285,15 @@ def lstm_cell(pre, state, w_hh, b_hh, linear):
 
 def gru_cell(pre, h, w_hh, b_hh, linear):
     """One GRU step from the input projection ``pre``: ATen's GRUCell, operation for operation
-    (reset and update gates from hidden + input, n = tanh(in + r * hn), h' = (h - n) * z + n)."""
+    (reset and update gates from hidden + input, n = tanh(in + r * hn), h' = (h - n) * z + n).
+    The gates are computed in place on the hidden projection's chunks, as ATen does: a strided
+    view too narrow for one vector runs sigmoid and tanh in the scalar loop, whose results can
+    differ from the vectorized one's in the last bit (seen on AVX2)."""
     ig, hg = pre.unsafe_chunk(3, 1), linear(h, w_hh, b_hh).unsafe_chunk(3, 1)
-    reset, update = (hg[0] + ig[0]).sigmoid(), (hg[1] + ig[1]).sigmoid()
-    new = (ig[2] + hg[2] * reset).tanh()
-    return (h - new) * update + new
+    reset = hg[0].add_(ig[0]).sigmoid_()
+    update = hg[1].add_(ig[1]).sigmoid_()
+    new = ig[2].add(hg[2].mul_(reset)).tanh_()
+    return (h - new).mul_(update).add_(new)
 
 
 def dynamic_cell(mode: str, x, state, weights: dict, biases: dict, reduce_range: bool = True,
