@@ -1,13 +1,16 @@
 """The backend x case matrix: each native backend's distance to the reference kernels.
 
-For every case whose model is an eager module tree, the model is built under each backend (the
-same seeded weights), run on the case's input, and compared with the reference kernels' output
-for the same weights (computed once, from the model built under fbgemm). A quantized output is
-measured in quantization steps; a float one (dequantized or dynamic) in |Δ|.
+For every case whose output is checked, the model is built under each backend (the same seeded
+weights), run on the case's input, and compared with the reference kernels' output for the same
+weights (computed once, from the model built under fbgemm). A quantized output is measured in
+quantization steps; a float output that is the dequantized result of the model's last quantized
+tensor in steps of that tensor's scale; any other float output in |Δ| (float rounding when within
+the case's bound).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from . import flows
@@ -16,36 +19,72 @@ from .compare import compare
 from .engines import engine, supported_engines
 from .notices import quiet
 
+#: how a (case, backend) pair stands against the reference, in the order a summary lists them
+GRADES = ("exact", "one step", "rounding", "beyond")
+
 
 @dataclass
 class Cell:
-    text: str  # "=" exact, "±N st", "|Δ|x", "n/a", "error"
-    exact: bool | None  # None: not compared
+    text: str  # "=" exact, "±N st", "|Δ|x", "differs", "n/a"
+    grade: str | None  # one of GRADES; None: not compared
     reason: str = ""
 
+    @property
+    def exact(self) -> bool | None:
+        return None if self.grade is None else self.grade == "exact"
 
-def _distance(reference, obtained) -> Cell:
+
+def _distance(reference, obtained, step: float | None) -> Cell:
+    """``step``: the scale of the quantized tensor a float ``obtained`` was dequantized from."""
     diff = compare(reference, obtained)
     if diff.ok:
-        return Cell("=", True)
-    if diff.max_step_diff is not None:
-        return Cell(f"±{diff.max_step_diff:g} st", False, diff.message)
+        return Cell("=", "exact")
+    steps = diff.max_step_diff
+    if steps is None and step and diff.max_abs_diff is not None and diff.verdict == "drift":
+        steps = round(diff.max_abs_diff / step, 3)  # dequantized values: whole steps, up to float rounding
+    if steps is not None:
+        return Cell(f"±{steps:g} st", "one step" if steps <= 1 else "beyond", diff.message)
+    if diff.verdict == "rounding":
+        return Cell(f"|Δ|{diff.max_abs_diff:.2g}", "rounding", diff.message)
     if diff.max_abs_diff is not None:
-        return Cell(f"|Δ|{diff.max_abs_diff:.2g}", False, diff.message)
-    return Cell("differs", False, diff.message)
+        return Cell(f"|Δ|{diff.max_abs_diff:.2g}", "beyond", diff.message)
+    return Cell("differs", "beyond", diff.message)
+
+
+def _run_native(case: Case, model, example):
+    """The model's output, and the scale its float output was dequantized from (None when the
+    output is not the result of a per-tensor dequantize)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class LastDequantize(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.out, self.scale = None, None
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten.dequantize.self and args[0].qscheme() == torch.per_tensor_affine:
+                self.out, self.scale = out, args[0].q_scale()
+            return out
+
+    watch = LastDequantize()
+    with watch:
+        out = case.forward(model, example)
+    return out, (watch.scale if out is watch.out else None)
 
 
 def case_row(case: Case, engines: list[str]) -> tuple[dict[str, Cell], str]:
     """{backend: Cell} and, when the reference cannot run the case, the reason."""
     from . import reference
 
-    if case.flow not in reference.FLOWS or not case.check_numerics:
-        return {}, f"{case.flow} flow: the reference runs eager module trees and FX graph modules (FX, PT2E)"
+    if not case.check_numerics:
+        return {}, "it checks loading only: no output to compare"
     try:
         with quiet(), engine("fbgemm" if "fbgemm" in engines else engines[0]):
             example = flows.make_input(case)
             model = flows.runnable(case, flows.build(case), example)
-            expected = reference.reference_output(model, example)
+            expected = reference.reference_output(model, example, case.forward)
     except reference.Unsupported as exc:
         return {}, str(exc)
     cells = {}
@@ -53,32 +92,61 @@ def case_row(case: Case, engines: list[str]) -> tuple[dict[str, Cell], str]:
         with quiet(), engine(backend):
             try:
                 model = flows.runnable(case, flows.build(case), example)
-                cells[backend] = _distance(expected, case.forward(model, example))
+                cells[backend] = _distance(expected, *_run_native(case, model, example))
             except Exception as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 cells[backend] = Cell("n/a", None, f"{backend} cannot run it: {first[:120]}")
     return cells, ""
 
 
+@dataclass
+class Matrix:
+    engines: list[str]
+    rows: list[tuple[Case, dict[str, Cell], str]]  # (case, cells, why not compared)
+
+    @property
+    def compared(self) -> list[tuple[Case, dict[str, Cell]]]:
+        return [(case, cells) for case, cells, why in self.rows if not why]
+
+    def tally(self, backend: str) -> Counter:
+        return Counter(cells[backend].grade for _, cells in self.compared if cells[backend].grade)
+
+
+def measure(cases: list[Case], engines: list[str] | None = None) -> Matrix:
+    engines = engines or supported_engines()
+    return Matrix(engines, [(case, *case_row(case, engines)) for case in cases])
+
+
+def summary(m: Matrix) -> list[str]:
+    """Per backend: how many cases are exact, within one step, float rounding, beyond."""
+    lines = [f"{len(m.compared)} of {len(m.rows)} cases compared with the reference; per backend:"]
+    for backend in m.engines:
+        tally = m.tally(backend)
+        lines.append(f"  {backend:8} " + ", ".join(f"{tally[g]} {g}" for g in GRADES)
+                     + f" (of {sum(tally.values())} it runs)")
+    return lines
+
+
 def matrix(cases: list[Case], engines: list[str] | None = None) -> str:
     from tabulate import tabulate
 
-    engines = engines or supported_engines()
-    rows, skipped, exact, inexact = [], [], 0, []
-    for case in cases:
-        cells, why = case_row(case, engines)
-        if why:
-            skipped.append(f"{case.id}: {why}")
-            continue
-        rows.append([case.id, *(cells[b].text for b in engines)])
-        for b in engines:
-            if cells[b].exact:
-                exact += 1
-            elif cells[b].exact is False:
-                inexact.append((case.id, b, cells[b].text))
-    lines = [tabulate(rows, headers=["case", *engines]), "",
-             f"{len(rows)} cases compared: {exact} (case, backend) pairs exact, {len(inexact)} not"]
-    lines += [f"  not exact: {c} on {b}: {t}" for c, b, t in inexact]
+    m = measure(cases, engines)
+    table = [[case.id, *(cells[b].text for b in m.engines)] for case, cells in m.compared]
+    lines = [tabulate(table, headers=["case", *m.engines]), "", *summary(m)]
+    lines += [f"  not exact: {case.id} on {b}: {cells[b].text} ({cells[b].grade})"
+              for case, cells in m.compared for b in m.engines if cells[b].grade not in (None, "exact")]
+    skipped = [(case, why) for case, _, why in m.rows if why]
     if skipped:
-        lines += [f"{len(skipped)} cases without a reference:"] + [f"  {s}" for s in skipped]
+        lines += [f"{len(skipped)} cases without a reference:"] + [f"  {case.id}: {why}" for case, why in skipped]
     return "\n".join(lines)
+
+
+def markdown(cases: list[Case], engines: list[str] | None = None) -> str:
+    """The README's per-case table: each backend's distance, or why there is none."""
+    m = measure(cases, engines)
+    lines = ["| case | " + " | ".join(m.engines) + " |", "|---|" + "---|" * len(m.engines)]
+    for case, cells, why in m.rows:
+        texts = ([f"not computable: {why}"] + [""] * (len(m.engines) - 1) if why
+                 else [(cells[b].text if cells[b].grade else "cannot run") for b in m.engines])
+        lines.append(f"| `{case.id}` | " + " | ".join(t.replace("|", "\\|") for t in texts) + " |")
+    return "\n".join(lines + ["", *summary(m)]) + "\n"

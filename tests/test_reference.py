@@ -7,6 +7,7 @@ design, the test names the variant or states the bound it proves.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -367,7 +368,11 @@ def test_replay_measures_each_result_against_the_reference(generated_store, cata
             r = by[("linear", kind, backend)]
             assert r.verdict == "pass" and r.vs_reference_mismatched == 0
     assert by[("lstm", "state_dict", "fbgemm")].vs_reference_mismatched == 0  # the dynamic LSTM, exact
-    assert by[("conv2d_graph", "scripted", "fbgemm")].vs_reference_mismatched is None  # jit flow
+    for kind in ("scripted", "traced"):  # JIT graph mode: the TorchScript file itself, under the dispatch mode
+        assert by[("conv2d_graph", kind, "fbgemm")].vs_reference_mismatched == 0
+    assert by[("ondevice-linear", "lite", "x86")].vs_reference_mismatched == 0  # the lite file's quantized_forward
+    assert by[("per_tensor_observer", "state_dict", "any")].vs_reference_mismatched == 0  # the MinMax rule
+    assert by[("default_qat_qconfig", "state_dict", "any")].vs_reference_mismatched is None  # loads only
     for kind in ("state_dict", "scripted", "package"):  # an FX graph of reference modules, every artifact
         assert by[("fx-mlp-ref", kind, "fbgemm")].vs_reference_mismatched == 0
     package = by[("linear_relu_package_quantization_transforms", "package", "fbgemm")]  # the model, from the package
@@ -378,14 +383,16 @@ def test_diff_backends_prints_the_matrix_and_says_what_it_cannot_compare():
     from .conftest import run_cli
 
     out = run_cli("bc-harness", "diff-backends", "-k", "linear", "-k", "conv2d_relu", "-k", "dyn-gru-qint8",
-                  "-k", "dyn-embedding-8bit", "-k", "jit-mlp", check=0).stdout
+                  "-k", "dyn-embedding-8bit", "-k", "jit-mlp", "-k", "jit-conv_bn-fold", check=0).stdout
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
-            if line.startswith(("linear ", "conv2d_relu ", "dyn-gru-qint8 ", "dyn-embedding-8bit "))}
+            if line.startswith(("linear ", "conv2d_relu ", "dyn-gru-qint8 ", "dyn-embedding-8bit ", "jit-mlp "))}
     assert rows["linear"][:2] == ["=", "="] and rows["conv2d_relu"][:2] == ["=", "="]
-    assert "(case, backend) pairs exact" in out
+    assert "cases compared with the reference; per backend:" in out
+    assert re.search(r"^  fbgemm +\d+ exact, \d+ one step, \d+ rounding, 0 beyond \(of \d+ it runs\)$", out, re.M), out
     assert rows["dyn-gru-qint8"][:2] == ["=", "="]  # the dynamic GRU: exact on fbgemm and x86
     assert rows["dyn-embedding-8bit"] == ["=", "=", "=", "="]  # on the rowwise kernel, exact everywhere
-    assert "jit-mlp: jit flow: the reference runs eager module trees and FX graph modules" in out
+    assert rows["jit-mlp"] == ["=", "=", "=", "="]  # a TorchScript module, under the dispatch mode
+    assert "jit-conv_bn-fold: it makes no quantized call: a float model is its own reference" in out
 
 
 @pytest.mark.skipif("fbgemm" not in supported_engines(), reason="this torch has no fbgemm")
@@ -406,3 +413,19 @@ def test_dynamic_lstm_is_exact_with_fbgemm(seed, steps, batch, size, hidden, lay
         ours = R.reference_output(model, x)
     assert torch.equal(ours[0], native[0])
     assert torch.equal(ours[1][0], native[1][0]) and torch.equal(ours[1][1], native[1][1])
+
+
+@pytest.mark.skipif("qnnpack" not in supported_engines(), reason="this torch has no qnnpack")
+def test_a_dequantized_output_is_measured_in_steps_of_its_scale(catalog):
+    """ptq-linear's output is dequantized: qnnpack's one-step difference (its Q31 requantization)
+    reads as ±1 st, not as a bare |Δ|; the README's table says per case what it measured."""
+    from harness.diffbackends import case_row, markdown
+
+    by_id = {c.id: c for c in catalog}
+    cells, why = case_row(by_id["ptq-linear"], ["fbgemm", "qnnpack"])
+    assert not why and cells["fbgemm"].grade == "exact"
+    assert (cells["qnnpack"].text, cells["qnnpack"].grade) == ("±1 st", "one step")
+    table = markdown([by_id["ptq-linear"], by_id["default_qat_qconfig"]], ["fbgemm", "qnnpack"])
+    assert "| `ptq-linear` | = | ±1 st |" in table
+    assert "| `default_qat_qconfig` | not computable: it checks loading only: no output to compare |  |" in table
+    assert "  qnnpack  0 exact, 1 one step, 0 rounding, 0 beyond (of 1 it runs)" in table

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     common_flags(diff)
     diff.add_argument("--backend", dest="backends", action="append", metavar="NAME",
                       help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
+    diff.add_argument("--markdown", action="store_true",
+                      help="print the per-case table the README carries (each backend's distance, or why none)")
 
     verify = sub.add_parser("verify", help="check every golden file against its manifest; list unknown files")
     verify.add_argument("directory", nargs="?", metavar="DIR", help="the golden store (default: the configured one)")

@@ -135,10 +135,10 @@ def catalog_markdown(cases) -> str:
 
 
 def diff_backends(args) -> int:
-    from ..diffbackends import matrix
+    from ..diffbackends import markdown, matrix
 
     _paths, cases = catalog(args)
-    print(matrix(cases, backends(args)))
+    print((markdown if args.markdown else matrix)(cases, backends(args)), end="" if args.markdown else "\n")
     return 0
 
 
