@@ -9,15 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .engines import ordered
+from .heatmap import heatmaps
 from .results import FAILING, rounding_groups
 from .versions import version_key as _vkey
 
 #: worst first: what a cell shows when its artifacts disagree
 SEVERITY = ("load-error", "corrupt", "missing", "drift", "known load-error", "known drift", "rounding", "pass", "skip")
-COLOURS = {"pass": "#2e7d32", "rounding": "#80cbc4", "known drift": "#f9a825", "known load-error": "#ef6c00",
-           "drift": "#c62828", "load-error": "#6a1b9a",
-           "corrupt": "#6a1b9a", "missing": "#6a1b9a", "skip": "#9e9e9e"}
-
 
 def status(record: dict) -> str:
     if record.get("known") and record["verdict"] in ("drift", "load-error"):
@@ -33,6 +30,10 @@ class Cell:
     steps: float | None = None
     abs_diff: float | None = None
     ulps: float | None = None
+    #: the largest distance to the reference kernels over the cell's results (None: no reference)
+    ref_steps: float | None = None
+    ref_abs: float | None = None
+    ref_mismatched: int | None = None
     records: list = field(default_factory=list)
 
     def add(self, record: dict) -> None:
@@ -46,6 +47,11 @@ class Cell:
             self.abs_diff = max(self.abs_diff or 0.0, record["max_abs_diff"])
         if record.get("max_ulp_diff") is not None and mine == "rounding":
             self.ulps = max(self.ulps or 0.0, record["max_ulp_diff"])
+        if record.get("vs_reference_mismatched") is not None:
+            self.ref_mismatched = max(self.ref_mismatched or 0, record["vs_reference_mismatched"])
+            self.ref_abs = max(self.ref_abs or 0.0, record.get("vs_reference_max_abs_diff") or 0.0)
+            if record.get("vs_reference_max_step_diff") is not None:
+                self.ref_steps = max(self.ref_steps or 0.0, record["vs_reference_max_step_diff"])
 
     def figure(self) -> str:
         if self.status in ("pass", "skip") and not self.steps and not self.abs_diff:
@@ -238,7 +244,7 @@ class Report:
                         for n in self.not_installed), "</table>"]
         # what a reader looks at first: the breaks nobody has explained, then the heatmaps; the
         # long lists (known drifts, rounding, warnings, the whole matrix) folded below
-        parts += [*self._html_breaks(), *self._html_heatmaps(), *self._html_drifts(),
+        parts += [*self._html_breaks(), *heatmaps(self), *self._html_drifts(),
                   *(_folded("Float rounding by machine pair", self._rounding_html()) if self._rounding_html() else []),
                   *_folded("Warnings", self._html_warnings()),
                   *_folded("Matrix: every case, golden and runtime per backend", self._html_matrix()),
@@ -318,16 +324,6 @@ class Report:
                          f"<td>{'known: ' if d['known'] else ''}{e(d['message'][:160])}</td></tr>")
         return _folded(f"Drifts: {len(drifts)}, {known} of them known", parts + ["</table>"])
 
-    def _html_heatmaps(self) -> list[str]:
-        e = html.escape
-        legend = "".join(f"<span><i class='sw' style='background:{COLOURS[s]}'></i>{s}</span>"
-                         for s in ("pass", "rounding", "known drift", "drift", "load-error", "skip"))
-        parts = [f"<h2>Max Δ per case</h2><p class='legend'>{legend} — rows: golden version, columns: runtime "
-                 f"version; each square is split by backend ({e(', '.join(self.backends))}); the number is the "
-                 "largest Δ of the row.</p><div class='cases'>"]
-        parts += [f"<div class='case'><h3>{e(case)}</h3>{self._heatmap(case)}</div>" for case in self.cases]
-        return parts + ["</div>"]
-
     def _html_matrix(self) -> list[str]:
         e = html.escape
         parts = []
@@ -343,33 +339,6 @@ class Report:
                             for c in row) + "</tr>")
             parts.append("</table>")
         return parts
-
-    def _heatmap(self, case: str) -> str:
-        """An inline SVG: golden rows × runtime columns, one coloured strip per backend."""
-        goldens = [g for g in self.goldens if any((case, g, b, rt) in self.cells for b in self.backends for rt in self.runtimes)]
-        cw, ch, left, top = 64, 22, 70, 18
-        width, height = left + cw * len(self.runtimes) + 70, top + ch * len(goldens) + 4
-        out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
-               f"aria-label='{html.escape(case)} heatmap'>"]
-        for j, rt in enumerate(self.runtimes):
-            out.append(f"<text x='{left + j * cw + cw / 2}' y='12' font-size='10' text-anchor='middle'>{html.escape(rt)}</text>")
-        for i, golden in enumerate(goldens):
-            y = top + i * ch
-            out.append(f"<text x='{left - 6}' y='{y + 15}' font-size='10' text-anchor='end'>{html.escape(golden)}</text>")
-            worst = 0.0
-            for j, rt in enumerate(self.runtimes):
-                present = [b for b in self.backends if (case, golden, b, rt) in self.cells]
-                for k, b in enumerate(present):
-                    cell = self.cells[(case, golden, b, rt)]
-                    w = (cw - 4) / len(present)
-                    out.append(f"<rect x='{left + j * cw + k * w:.1f}' y='{y}' width='{w - 1:.1f}' height='{ch - 3}' "
-                               f"fill='{COLOURS.get(cell.status, '#000')}'><title>{html.escape(f'{b}: {cell.status} {cell.figure()}')}"
-                               "</title></rect>")
-                    worst = max(worst, cell.steps or 0.0, cell.abs_diff or 0.0)
-            label = f"{worst:.2g}" if worst else "0"
-            out.append(f"<text x='{left + cw * len(self.runtimes) + 6}' y='{y + 15}' font-size='10'>Δ {label}</text>")
-        out.append("</svg>")
-        return "".join(out)
 
 
 _STYLE = (

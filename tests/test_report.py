@@ -11,11 +11,15 @@ from harness.report import Report
 from .conftest import run_cli
 
 
-def rec(case, golden, runtime, backend="fbgemm", verdict="pass", steps=0.0, known=None, artifact="scripted"):
+def rec(case, golden, runtime, backend="fbgemm", verdict="pass", steps=0.0, known=None, artifact="scripted",
+        ref_steps=None):
+    """One replay record; ``ref_steps``: its distance to the reference kernels (None: no reference)."""
     return {"case": case, "artifact": artifact, "backend": backend, "golden_version": golden,
             "runtime_version": runtime, "verdict": verdict, "message": f"{verdict} msg" if verdict != "pass" else "",
             "max_abs_diff": steps * 0.0625, "max_step_diff": steps, "mismatched": int(steps > 0), "total": 4,
-            "known": known}
+            "known": known, "vs_reference_max_step_diff": ref_steps,
+            "vs_reference_max_abs_diff": None if ref_steps is None else ref_steps * 0.0625,
+            "vs_reference_mismatched": None if ref_steps is None else int(ref_steps > 0)}
 
 
 @pytest.fixture
@@ -25,16 +29,32 @@ def runs(tmp_path):
     for runtime in ("2.4.1", "2.8.0", "2.13.0"):
         records = []
         for golden in ("1.13.1", "2.4.1"):
-            records.append(rec("linear", golden, runtime))
-            records.append(rec("linear", golden, runtime, backend="qnnpack"))
+            records.append(rec("linear", golden, runtime, ref_steps=0))
+            records.append(rec("linear", golden, runtime, backend="qnnpack", ref_steps=1))
             drifting = runtime == "2.13.0" and golden == "2.4.1"
-            records.append(rec("conv", golden, runtime, verdict="drift" if drifting else "pass", steps=3 if drifting else 0))
+            records.append(rec("conv", golden, runtime, verdict="drift" if drifting else "pass", steps=3 if drifting else 0,
+                               ref_steps=3 if drifting else 0))
             records.append(rec("lstm", golden, runtime, backend="onednn", verdict="drift", steps=0,
                                known="ulp-level, examined"))
         path = tmp_path / f"replay-{runtime}.json"
         path.write_text(json.dumps(records))
         files.append(path)
     return files
+
+
+def test_the_heatmap_has_a_reference_column_per_case(runs):
+    """Per golden row and backend, the largest distance to the reference over the row's runtimes:
+    exact, within one step, further (conv drifted 3 steps from the reference on 2.13.0), or none."""
+    from harness.heatmap import heatmap
+
+    report = Report.load(runs)
+    linear, conv, lstm = (heatmap(report, case) for case in ("linear", "conv", "lstm"))
+    assert ">ref</text>" in linear
+    assert "fbgemm vs reference: bit-exact to the reference" in linear
+    assert "qnnpack vs reference: within 1 step of the reference" in linear
+    assert "fbgemm vs reference: up to 3 steps from the reference" in conv  # golden 2.4.1's row
+    assert "fbgemm vs reference: bit-exact to the reference" in conv  # golden 1.13.1's row
+    assert "onednn vs reference: no reference output for this case" in lstm
 
 
 def test_drifts_name_first_runtime_and_bisect_pair(runs):
@@ -127,6 +147,7 @@ def test_the_page_in_headless_chromium_shows_the_drift(runs, tmp_path):
     assert near((0xc6, 0x28, 0x28)), "no drift red on screen"
     assert near((0x2e, 0x7d, 0x32)), "no pass green on screen"
     assert near((0xf9, 0xa8, 0x25)), "no known-drift amber on screen"
+    assert near((0x1b, 0x5e, 0x20)), "no reference column (exact) on screen"
 
 
 def test_forward_results_are_a_separate_informational_table(runs, tmp_path):
