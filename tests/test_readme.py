@@ -42,3 +42,20 @@ def test_readme_catalog_is_generated_from_the_catalog(catalog):
     text = (REPO / "README.md").read_text()
     block = text[text.index("<!-- catalog:start -->\n") + len("<!-- catalog:start -->\n"):text.index("<!-- catalog:end -->")]
     assert block == catalog_markdown(catalog), "README's catalog is stale: paste `bc-harness cases --markdown`"
+
+
+def test_readme_reference_table_covers_the_catalog_and_its_rows_are_measured(catalog):
+    """Every case has one row of `bc-harness diff-backends --markdown`; rows the CPU cannot change
+    (static cases, the cases without a reference) are measured again here and must be the same."""
+    from harness.diffbackends import markdown
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Reference distance, case by case"):text.index("## Benchmarks")]
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([^`]+)` \|.*\|$", section, re.M)}
+    assert sorted(rows) == sorted(c.id for c in catalog), "README's reference table is stale"
+    by_id = {c.id: c for c in catalog}
+    sample = [by_id[i] for i in ("linear", "conv2d", "jit-mlp", "per_tensor_observer", "default_qat_qconfig",
+                                 "jit-conv_bn-fold", "ptq-linear")]
+    fresh = markdown(sample, ["fbgemm", "x86", "qnnpack", "onednn"])
+    for case in sample:
+        assert f"{rows[case.id]}\n" in fresh, case.id
