@@ -1,6 +1,6 @@
 """What each build of the reference kernels costs: the portable default against -march=native.
 
-Builds kernels/kernels.cpp twice into a temporary directory, the way setup.py does (default
+Builds kernels/*.cpp twice into a temporary directory, the way setup.py does (default
 flags) and with BC_HARNESS_NATIVE_KERNELS's -march=native, then times the reference ops that
 dominate a replay (quantized linear and conv, dynamic linear, quantize) with each build and each
 version of its dot products this CPU runs. Each (build, version) runs in a process of its own;
@@ -31,7 +31,8 @@ FLAGS = ["-O3", "-std=c++17", "-ffp-contract=off"]  # setup.py's default
 def build(out: Path, native: bool) -> Path:
     so = out / ("_kernels_native.so" if native else "_kernels_default.so")
     subprocess.run(["c++", *FLAGS, *(["-march=native"] if native else []), "-shared", "-fPIC",
-                    f"-I{sysconfig.get_paths()['include']}", str(ROOT / "kernels" / "kernels.cpp"), "-o", str(so)],
+                    f"-I{sysconfig.get_paths()['include']}", *map(str, sorted((ROOT / "kernels").glob("*.cpp"))),
+                    "-o", str(so)],
                    check=True, capture_output=True)
     return so
 

@@ -15,17 +15,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
+#include <string>
 #include <vector>
 
-// One build runs on any x86-64: the hot integer dot products have AVX512-VNNI and AVX2 versions,
-// compiled for those ISAs by function attributes (not by -march), and chosen at run time from
-// what the CPU reports (see `Isa`). Every version computes the same exact int32 sums.
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define BC_X86 1
-#define BC_TARGET(isa) __attribute__((target(isa)))
-#endif
+#include "gemm.h"
+
+// One build runs on any x86-64: the hot integer dot products (gemm.cpp) have AVX512-VNNI and
+// AVX2 versions, compiled for those ISAs by function attributes (not by -march), and chosen at
+// run time from what the CPU reports (see bc::Isa). Every version computes the same int32 sums.
 
 namespace {
 
@@ -171,27 +168,82 @@ PyObject* dequantize(PyObject*, PyObject* args) {
 // bias_over_scale is the float bias divided (in float) by input_scale * weight_scale, the
 // order fbgemm's ReQuantizeOutput uses for a float bias.
 
+// 8-bit outputs: clamping before rounding gives the same integer (the bounds are integers and
+// rounding is monotonic), and a clamped value rounds half to even exactly by adding and
+// subtracting 1.5 * 2^23 (the float spacing there is 1): plain float operations the compiler
+// vectorizes, where nearbyint is a library call per element on the baseline ISA.
 template <typename T>
-void requantize_rows(const int32_t* a, T* out, Py_ssize_t rows, Py_ssize_t cols, const float* m, Py_ssize_t channels,
-                     const float* b, long long zp, long long lo, long long hi) {
-  // nearbyintf is lrintf's rounding (half to even under the default mode) and vectorizes
-  const float flo = static_cast<float>(lo - zp), fhi = static_cast<float>(hi - zp);
-  for (Py_ssize_t row = 0; row < rows; ++row) {
-    const int32_t* ar = a + row * cols;
-    T* o = out + row * cols;
-    for (Py_ssize_t j = 0; j < cols; ++j) {
-      float raw = static_cast<float>(ar[j]);
-      if (b) raw += b[j];
-      float r = std::nearbyint(raw * m[channels == 1 ? 0 : j]);
-      if constexpr (sizeof(T) == 1) {  // 8-bit bounds are exact in float: clamp, then convert
-        r = std::min(std::max(r, flo), fhi);
-        o[j] = static_cast<T>(static_cast<long long>(r) + zp);
-      } else {  // int32 bounds are not: clamp in 64-bit integers
-        double d = std::min(std::max(static_cast<double>(r), static_cast<double>(lo - zp)), static_cast<double>(hi - zp));
-        o[j] = static_cast<T>(static_cast<long long>(d) + zp);
+void requantize_row8(const int32_t* a, T* o, Py_ssize_t cols, const float* m, bool per_column, const float* b,
+                     float flo, float fhi, long long zp) {
+  constexpr float magic = 12582912.0f;  // 1.5 * 2^23
+  const float m0 = m[0];
+  for (Py_ssize_t j = 0; j < cols; ++j) {
+    float raw = static_cast<float>(a[j]);
+    if (b) raw += b[j];
+    float v = raw * (per_column ? m[j] : m0);
+    v = std::min(std::max(v, flo), fhi);
+    o[j] = static_cast<T>(static_cast<int32_t>((v + magic) - magic) + zp);
+  }
+}
+
+// One requantization: out dtype, multiplier (one, or one per column), optional bias over scale,
+// zero point and bounds (the lower one raised to the zero point for relu).
+struct Requant {
+  int dtype;
+  const float* m;
+  Py_ssize_t channels;
+  const float* b;
+  long long zp, lo, hi;
+
+  // columns [c0, c1) of `rows` rows of acc into out, both `ld` elements from one row to the next
+  template <typename T>
+  void block(const int32_t* acc, T* out, Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t c0, Py_ssize_t c1) const {
+    const float* mc = channels == 1 ? m : m + c0;
+    const float* bc = b ? b + c0 : nullptr;
+    for (Py_ssize_t row = 0; row < rows; ++row) {
+      const int32_t* ar = acc + row * ld + c0;
+      T* o = out + row * ld + c0;
+      if constexpr (sizeof(T) == 1) {  // 8-bit bounds are exact in float
+        const float flo = static_cast<float>(lo - zp), fhi = static_cast<float>(hi - zp);
+        if (channels == 1) requantize_row8(ar, o, c1 - c0, mc, false, bc, flo, fhi, zp);
+        else requantize_row8(ar, o, c1 - c0, mc, true, bc, flo, fhi, zp);
+      } else {  // int32 bounds are not: round, then clamp in 64-bit integers
+        for (Py_ssize_t j = 0; j < c1 - c0; ++j) {
+          float raw = static_cast<float>(ar[j]);
+          if (bc) raw += bc[j];
+          float r = std::nearbyint(raw * mc[channels == 1 ? 0 : j]);
+          double d = std::min(std::max(static_cast<double>(r), static_cast<double>(lo - zp)), static_cast<double>(hi - zp));
+          o[j] = static_cast<T>(static_cast<long long>(d) + zp);
+        }
       }
     }
   }
+
+  void operator()(const int32_t* acc, void* out, Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t c0, Py_ssize_t c1) const {
+    if (dtype == U8) block(acc, static_cast<uint8_t*>(out), rows, ld, c0, c1);
+    else if (dtype == S8) block(acc, static_cast<int8_t*>(out), rows, ld, c0, c1);
+    else block(acc, static_cast<int32_t*>(out), rows, ld, c0, c1);
+  }
+};
+
+// The requantization arguments both entry points take, checked; `mult` and `bias` hold the buffers.
+bool parse_requant(const char* who, int dtype, PyObject* mult_o, PyObject* bias_o, Py_ssize_t cols,
+                   Py_ssize_t channels, long long zp, long long qmin, long long qmax, int relu, Buffer& mult,
+                   Buffer& bias, Requant& r) {
+  if (!valid_dtype(dtype)) {
+    PyErr_Format(PyExc_ValueError, "%s: unknown dtype code", who);
+    return false;
+  }
+  if (!(cols > 0 && (channels == 1 || channels == cols))) {
+    PyErr_Format(PyExc_ValueError, "%s: one multiplier or one per column", who);
+    return false;
+  }
+  if (!mult.get(mult_o, false, "multiplier", channels * 4)) return false;
+  const bool has_bias = bias_o != Py_None;
+  if (has_bias && !bias.get(bias_o, false, "bias_over_scale", cols * 4)) return false;
+  r = Requant{dtype, mult.as<float>(), channels, has_bias ? bias.as<float>() : nullptr, zp,
+              relu ? std::max(qmin, zp) : qmin, qmax};
+  return true;
 }
 
 PyObject* requantize_float(PyObject*, PyObject* args) {
@@ -202,27 +254,16 @@ PyObject* requantize_float(PyObject*, PyObject* args) {
   if (!PyArg_ParseTuple(args, "OOiOOnnLLLp", &acc_o, &dst_o, &dtype, &mult_o, &bias_o, &cols, &channels, &zp, &qmin,
                         &qmax, &relu))
     return nullptr;
-  if (!check(valid_dtype(dtype), "requantize_float: unknown dtype code") || !check(cols > 0 && (channels == 1 || channels == cols), "requantize_float: one multiplier or one per column"))
-    return nullptr;
   Buffer acc, dst, mult, bias;
+  Requant r{};
+  if (!parse_requant("requantize_float", dtype, mult_o, bias_o, cols, channels, zp, qmin, qmax, relu, mult, bias, r))
+    return nullptr;
   if (!acc.get(acc_o, false, "acc", -1)) return nullptr;
   Py_ssize_t n = acc.view.len / 4;
   if (!check(acc.view.len % 4 == 0 && n % cols == 0, "requantize_float: acc is not int32 [rows, cols]")) return nullptr;
-  if (!dst.get(dst_o, true, "dst", n * itemsize(dtype)) || !mult.get(mult_o, false, "multiplier", channels * 4)) return nullptr;
-  bool has_bias = bias_o != Py_None;
-  if (has_bias && !bias.get(bias_o, false, "bias_over_scale", cols * 4)) return nullptr;
-  const int32_t* a = acc.as<int32_t>();
-  const float* m = mult.as<float>();
-  const float* b = has_bias ? bias.as<float>() : nullptr;
-  long long lo = relu ? std::max(qmin, zp) : qmin;
+  if (!dst.get(dst_o, true, "dst", n * itemsize(dtype))) return nullptr;
   Py_BEGIN_ALLOW_THREADS
-  if (dtype == U8) {
-    requantize_rows(a, static_cast<uint8_t*>(dst.view.buf), n / cols, cols, m, channels, b, zp, lo, qmax);
-  } else if (dtype == S8) {
-    requantize_rows(a, static_cast<int8_t*>(dst.view.buf), n / cols, cols, m, channels, b, zp, lo, qmax);
-  } else {
-    requantize_rows(a, static_cast<int32_t*>(dst.view.buf), n / cols, cols, m, channels, b, zp, lo, qmax);
-  }
+  r(acc.as<int32_t>(), dst.view.buf, n / cols, cols, 0, cols);
   Py_END_ALLOW_THREADS
   Py_RETURN_NONE;
 }
@@ -267,180 +308,28 @@ PyObject* requantize_q31(PyObject*, PyObject* args) {
 }
 
 // ---------------------------------------------------------------------------------------
-// u8 x s8 matrix multiply: out[m, n] = sum_k (a[m, k] - a_zp) * (b[n, k] - b_zp[n]) in int32.
-// b is [N, K] row-major (a linear layer's weight). With saturate_pairs, the raw products are
+// u8 x s8 matrix multiply (gemm.cpp): out[m, n] = sum_k (a[m, k] - a_zp) * (b[n, k] - b_zp[n]) in
+// int32, b [N, K] row-major (a linear layer's weight); with saturate_pairs, the raw products
 // summed in adjacent pairs saturated to int16 first, as AVX2's vpmaddubsw does (the reason
-// fbgemm asks for reduce_range on such CPUs); zero points are then applied as fbgemm does,
-// through row and column sums.
-
-inline int32_t sat16(int32_t v) { return std::min(std::max(v, -32768), 32767); }
-
-// The exact product, two ways with one result. Raw sums of a * b (u8 x s8, exact in int32 for
-// K < 2^15) come either from AVX512-VNNI's vpdpbusd (which adds four products into int32
-// without any intermediate saturation) or from int16 products; zero points are applied after
-// through row and column sums: acc = raw - a_zp * colsum(b) - b_zp * rowsum(a) + K * a_zp * b_zp.
-// Output columns are split across threads; integer sums do not depend on the split.
-
-void raw_rows_portable(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
-                       Py_ssize_t n0, Py_ssize_t n1) {
-  for (Py_ssize_t m = 0; m < M; ++m) {
-    const uint8_t* a = A + m * K;
-    for (Py_ssize_t n = n0; n < n1; ++n) {
-      const int8_t* b = B + n * K;
-      int32_t s = 0;
-      for (Py_ssize_t k = 0; k < K; ++k) s += static_cast<int32_t>(a[k]) * static_cast<int32_t>(b[k]);
-      C[m * N + n] = s;
-    }
-  }
-}
-
-// the columns of B one panel holds: a panel stays in L2 while every row block passes over it
-inline Py_ssize_t panel_width(Py_ssize_t K) {
-  return std::max<Py_ssize_t>(4, (256 * 1024 / std::max<Py_ssize_t>(K, 1)) / 4 * 4);
-}
-
-#ifdef BC_X86
-// 4 rows x 4 columns of raw sums per block: 16 int32x16 accumulators, 8 loads per 16 vpdpbusd
-template <int R, int Cn>
-BC_TARGET("avx512f,avx512bw,avx512vnni")
-inline void vnni_block(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t K, Py_ssize_t N, Py_ssize_t m,
-                       Py_ssize_t n) {
-  const Py_ssize_t full = K / 64 * 64;
-  const __mmask64 tail = K % 64 ? (~0ULL >> (64 - K % 64)) : 0;
-  __m512i acc[R][Cn];
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < Cn; ++j) acc[i][j] = _mm512_setzero_si512();
-  for (Py_ssize_t k = 0; k < full; k += 64) {
-    __m512i b[Cn];
-    for (int j = 0; j < Cn; ++j) b[j] = _mm512_loadu_si512(B + (n + j) * K + k);
-    for (int i = 0; i < R; ++i) {
-      __m512i a = _mm512_loadu_si512(A + (m + i) * K + k);
-      for (int j = 0; j < Cn; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], a, b[j]);
-    }
-  }
-  if (tail) {
-    __m512i b[Cn];
-    for (int j = 0; j < Cn; ++j) b[j] = _mm512_maskz_loadu_epi8(tail, B + (n + j) * K + full);
-    for (int i = 0; i < R; ++i) {
-      __m512i a = _mm512_maskz_loadu_epi8(tail, A + (m + i) * K + full);
-      for (int j = 0; j < Cn; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], a, b[j]);
-    }
-  }
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < Cn; ++j) C[(m + i) * N + n + j] = _mm512_reduce_add_epi32(acc[i][j]);
-}
-
-BC_TARGET("avx512f,avx512bw,avx512vnni")
-void raw_rows_vnni(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
-                   Py_ssize_t n0, Py_ssize_t n1) {
-  const Py_ssize_t panel = panel_width(K);
-  for (Py_ssize_t p0 = n0; p0 < n1; p0 += panel) {
-    const Py_ssize_t p1 = std::min(n1, p0 + panel);
-    Py_ssize_t m = 0;
-    for (; m + 4 <= M; m += 4) {
-      Py_ssize_t n = p0;
-      for (; n + 4 <= p1; n += 4) vnni_block<4, 4>(A, B, C, K, N, m, n);
-      for (; n < p1; ++n) vnni_block<4, 1>(A, B, C, K, N, m, n);
-    }
-    for (; m < M; ++m) {
-      Py_ssize_t n = p0;
-      for (; n + 4 <= p1; n += 4) vnni_block<1, 4>(A, B, C, K, N, m, n);
-      for (; n < p1; ++n) vnni_block<1, 1>(A, B, C, K, N, m, n);
-    }
-  }
-}
-
-// AVX2: u8 and s8 widened to int16, vpmaddwd sums adjacent products into int32. Unlike
-// vpmaddubsw (the saturating variant `saturate_pairs` models) nothing saturates: exact.
-BC_TARGET("avx2") inline int32_t hsum_epi32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return _mm_cvtsi128_si32(s);
-}
-
-template <int Cn>
-BC_TARGET("avx2")
-inline void avx2_block(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t K, Py_ssize_t N, Py_ssize_t m,
-                       Py_ssize_t n) {
-  const Py_ssize_t full = K / 16 * 16;
-  const uint8_t* a = A + m * K;
-  __m256i acc[Cn];
-  for (int j = 0; j < Cn; ++j) acc[j] = _mm256_setzero_si256();
-  for (Py_ssize_t k = 0; k < full; k += 16) {
-    const __m256i av = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + k)));
-    for (int j = 0; j < Cn; ++j) {
-      const __m256i bv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(B + (n + j) * K + k)));
-      acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(av, bv));
-    }
-  }
-  for (int j = 0; j < Cn; ++j) {
-    int32_t s = hsum_epi32(acc[j]);
-    const int8_t* b = B + (n + j) * K;
-    for (Py_ssize_t k = full; k < K; ++k) s += static_cast<int32_t>(a[k]) * static_cast<int32_t>(b[k]);
-    C[m * N + n + j] = s;
-  }
-}
-
-BC_TARGET("avx2")
-void raw_rows_avx2(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
-                   Py_ssize_t n0, Py_ssize_t n1) {
-  const Py_ssize_t panel = panel_width(K);
-  for (Py_ssize_t p0 = n0; p0 < n1; p0 += panel) {
-    const Py_ssize_t p1 = std::min(n1, p0 + panel);
-    for (Py_ssize_t m = 0; m < M; ++m) {
-      Py_ssize_t n = p0;
-      for (; n + 4 <= p1; n += 4) avx2_block<4>(A, B, C, K, N, m, n);
-      for (; n < p1; ++n) avx2_block<1>(A, B, C, K, N, m, n);
-    }
-  }
-}
-#endif
-
-// Which version of the dot products runs: the best the CPU has, unless BC_HARNESS_KERNELS_ISA
-// (portable, avx2, avx512vnni) or use_isa() asks for a lesser one. A version the CPU lacks is
-// never chosen: asking for it is a ValueError, not an illegal instruction.
-enum Isa { ISA_PORTABLE = 0, ISA_AVX2 = 1, ISA_AVX512VNNI = 2 };
-const char* const ISA_NAMES[] = {"portable", "avx2", "avx512vnni"};
-
-Isa best_isa() {
-#ifdef BC_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) return ISA_AVX512VNNI;
-  if (__builtin_cpu_supports("avx2")) return ISA_AVX2;
-#endif
-  return ISA_PORTABLE;
-}
-
-Isa g_isa = ISA_PORTABLE;
-
-void raw_rows(const uint8_t* A, const int8_t* B, int32_t* C, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, Py_ssize_t n0,
-              Py_ssize_t n1) {
-#ifdef BC_X86
-  if (g_isa == ISA_AVX512VNNI) return raw_rows_vnni(A, B, C, M, K, N, n0, n1);
-  if (g_isa == ISA_AVX2) return raw_rows_avx2(A, B, C, M, K, N, n0, n1);
-#endif
-  raw_rows_portable(A, B, C, M, K, N, n0, n1);
-}
+// fbgemm asks for reduce_range on such CPUs). Which version of the dot products runs: the best
+// the CPU has, unless BC_HARNESS_KERNELS_ISA (portable, avx2, avx512vnni) or use_isa() asks for a
+// lesser one. A version the CPU lacks is never chosen: asking for it is a ValueError, not an
+// illegal instruction.
 
 bool select_isa(const char* name) {
-  for (int i = 0; i <= best_isa(); ++i) {
-    if (std::strcmp(name, ISA_NAMES[i]) == 0) {
-      g_isa = static_cast<Isa>(i);
-      return true;
-    }
-  }
-  PyErr_Format(PyExc_ValueError, "kernels ISA '%s' is not one this CPU runs (it has: %s)", name,
-               best_isa() == ISA_AVX512VNNI ? "portable, avx2, avx512vnni" : best_isa() == ISA_AVX2 ? "portable, avx2" : "portable");
+  if (bc::select_isa(name)) return true;
+  std::string have;
+  for (int i = 0; i <= bc::best_isa(); ++i) have += std::string(i ? ", " : "") + bc::isa_name(static_cast<bc::Isa>(i));
+  PyErr_Format(PyExc_ValueError, "kernels ISA '%s' is not one this CPU runs (it has: %s)", name, have.c_str());
   return false;
 }
 
-PyObject* isa(PyObject*, PyObject*) { return PyUnicode_FromString(ISA_NAMES[g_isa]); }
+PyObject* isa(PyObject*, PyObject*) { return PyUnicode_FromString(bc::isa_name(bc::current_isa())); }
 
 PyObject* available_isas(PyObject*, PyObject*) {
   PyObject* out = PyList_New(0);
-  for (int i = 0; out && i <= best_isa(); ++i) {
-    PyObject* name = PyUnicode_FromString(ISA_NAMES[i]);
+  for (int i = 0; out && i <= bc::best_isa(); ++i) {
+    PyObject* name = PyUnicode_FromString(bc::isa_name(static_cast<bc::Isa>(i)));
     if (!name || PyList_Append(out, name) != 0) Py_CLEAR(out);
     Py_XDECREF(name);
   }
@@ -450,69 +339,55 @@ PyObject* available_isas(PyObject*, PyObject*) {
 PyObject* use_isa(PyObject*, PyObject* args) {
   const char* name;
   if (!PyArg_ParseTuple(args, "s", &name) || !select_isa(name)) return nullptr;
-  return PyUnicode_FromString(ISA_NAMES[g_isa]);
-}
-
-void exact_matmul(const uint8_t* A, const int8_t* B, const int32_t* bz, int32_t* C, Py_ssize_t M, Py_ssize_t K,
-                  Py_ssize_t N, int a_zp) {
-  unsigned threads = std::max(1u, std::min(std::thread::hardware_concurrency(), 16u));
-  if (static_cast<double>(M) * K * N < 1 << 20) threads = 1;  // not worth a thread
-  auto work = [&](Py_ssize_t n0, Py_ssize_t n1) { raw_rows(A, B, C, M, K, N, n0, n1); };
-  std::vector<std::thread> pool;
-  Py_ssize_t chunk = (N + threads - 1) / threads;
-  chunk = (chunk + 3) / 4 * 4;
-  for (Py_ssize_t n0 = chunk; n0 < N; n0 += chunk) pool.emplace_back(work, n0, std::min(N, n0 + chunk));
-  work(0, std::min(N, chunk));
-  for (auto& t : pool) t.join();
-  std::vector<int32_t> correction(static_cast<size_t>(N));
-  for (Py_ssize_t n = 0; n < N; ++n) {
-    int32_t col_sum = 0;
-    for (Py_ssize_t k = 0; k < K; ++k) col_sum += B[n * K + k];
-    correction[n] = -a_zp * col_sum + static_cast<int32_t>(K) * a_zp * bz[n];
-  }
-  for (Py_ssize_t m = 0; m < M; ++m) {
-    int32_t row_sum = 0;
-    for (Py_ssize_t k = 0; k < K; ++k) row_sum += A[m * K + k];
-    int32_t* c = C + m * N;
-    for (Py_ssize_t n = 0; n < N; ++n) c[n] += correction[n] - bz[n] * row_sum;
-  }
+  return PyUnicode_FromString(bc::isa_name(bc::current_isa()));
 }
 
 PyObject* matmul_u8s8(PyObject*, PyObject* args) {
   PyObject *a_o, *b_o, *out_o, *bzp_o;
   Py_ssize_t M, K, N;
-  int a_zp, saturate;
-  if (!PyArg_ParseTuple(args, "OOOnnniOp", &a_o, &b_o, &out_o, &M, &K, &N, &a_zp, &bzp_o, &saturate)) return nullptr;
+  int a_zp, saturate, threads = 0;
+  if (!PyArg_ParseTuple(args, "OOOnnniOp|i", &a_o, &b_o, &out_o, &M, &K, &N, &a_zp, &bzp_o, &saturate, &threads))
+    return nullptr;
   if (!check(M >= 0 && K >= 0 && N >= 0, "matmul_u8s8: negative size")) return nullptr;
+  if (!check(threads >= 0, "matmul_u8s8: threads must be >= 0 (0: one per CPU)")) return nullptr;
   Buffer a, b, out, bzp;
   if (!a.get(a_o, false, "a", M * K) || !b.get(b_o, false, "b", N * K) || !out.get(out_o, true, "out", M * N * 4) ||
       !bzp.get(bzp_o, false, "b_zero_points", N * 4))
     return nullptr;
   if (!check(K < (1 << 15), "matmul_u8s8: K must be below 32768 (int32 accumulation bound)")) return nullptr;
-  const uint8_t* A = a.as<uint8_t>();
-  const int8_t* B = b.as<int8_t>();
-  const int32_t* bz = bzp.as<int32_t>();
-  int32_t* C = out.as<int32_t>();
   Py_BEGIN_ALLOW_THREADS
-  if (!saturate) {
-    exact_matmul(A, B, bz, C, M, K, N, a_zp);
-  } else {
-    std::vector<int32_t> row_sum(static_cast<size_t>(M), 0), col_sum(static_cast<size_t>(N), 0);
-    for (Py_ssize_t m = 0; m < M; ++m)
-      for (Py_ssize_t k = 0; k < K; ++k) row_sum[m] += A[m * K + k];
-    for (Py_ssize_t n = 0; n < N; ++n)
-      for (Py_ssize_t k = 0; k < K; ++k) col_sum[n] += B[n * K + k];
-    for (Py_ssize_t m = 0; m < M; ++m) {
-      for (Py_ssize_t n = 0; n < N; ++n) {
-        int32_t raw = 0;
-        Py_ssize_t k = 0;
-        for (; k + 1 < K; k += 2)
-          raw += sat16(A[m * K + k] * B[n * K + k] + A[m * K + k + 1] * B[n * K + k + 1]);
-        if (k < K) raw += sat16(A[m * K + k] * B[n * K + k]);
-        C[m * N + n] = raw - a_zp * col_sum[n] - bz[n] * row_sum[m] + static_cast<int32_t>(K) * a_zp * bz[n];
-      }
-    }
-  }
+  bc::gemm_u8s8(a.as<uint8_t>(), b.as<int8_t>(), bzp.as<int32_t>(), out.as<int32_t>(), M, K, N, a_zp, saturate != 0,
+                static_cast<unsigned>(threads));
+  Py_END_ALLOW_THREADS
+  Py_RETURN_NONE;
+}
+
+// linear_u8s8: matmul_u8s8, each thread's columns requantized by requantize_float's rule as soon
+// as they are summed (fbgemm's fused output stage): out[m, n] in the output dtype, never the
+// int32 sums in Python.
+PyObject* linear_u8s8(PyObject*, PyObject* args) {
+  PyObject *a_o, *b_o, *out_o, *bzp_o, *mult_o, *bias_o;
+  Py_ssize_t M, K, N, channels;
+  int a_zp, saturate, threads, dtype, relu;
+  long long zp, qmin, qmax;
+  if (!PyArg_ParseTuple(args, "OOOnnniOpiiOOnLLLp", &a_o, &b_o, &out_o, &M, &K, &N, &a_zp, &bzp_o, &saturate,
+                        &threads, &dtype, &mult_o, &bias_o, &channels, &zp, &qmin, &qmax, &relu))
+    return nullptr;
+  if (!check(M >= 0 && K >= 0 && N > 0 && threads >= 0, "linear_u8s8: sizes must be >= 0 (N > 0), threads >= 0"))
+    return nullptr;
+  Buffer a, b, out, bzp, mult, bias;
+  Requant r{};
+  if (!parse_requant("linear_u8s8", dtype, mult_o, bias_o, N, channels, zp, qmin, qmax, relu, mult, bias, r))
+    return nullptr;
+  if (!a.get(a_o, false, "a", M * K) || !b.get(b_o, false, "b", N * K) ||
+      !out.get(out_o, true, "out", M * N * itemsize(dtype)) || !bzp.get(bzp_o, false, "b_zero_points", N * 4))
+    return nullptr;
+  if (!check(K < (1 << 15), "linear_u8s8: K must be below 32768 (int32 accumulation bound)")) return nullptr;
+  Py_BEGIN_ALLOW_THREADS
+  std::vector<int32_t> acc(static_cast<size_t>(M * N));
+  const bc::Columns requantize = [&](std::ptrdiff_t n0, std::ptrdiff_t n1) { r(acc.data(), out.view.buf, M, N, n0, n1); };
+  bc::gemm_u8s8(a.as<uint8_t>(), b.as<int8_t>(), bzp.as<int32_t>(), acc.data(), M, K, N, a_zp, saturate != 0,
+                static_cast<unsigned>(threads), &requantize);
   Py_END_ALLOW_THREADS
   Py_RETURN_NONE;
 }
@@ -815,7 +690,10 @@ PyMethodDef methods[] = {
     {"requantize_float", requantize_float, METH_VARARGS,
      "requantize_float(acc_i32, dst, dtype, multiplier_f32, bias_over_scale_f32|None, cols, channels, zp, qmin, qmax, relu)"},
     {"requantize_q31", requantize_q31, METH_VARARGS, "requantize_q31(acc_i32, dst, dtype, scale, zp, qmin, qmax)"},
-    {"matmul_u8s8", matmul_u8s8, METH_VARARGS, "matmul_u8s8(a_u8, b_s8, out_i32, M, K, N, a_zp, b_zps_i32, saturate_pairs)"},
+    {"linear_u8s8", linear_u8s8, METH_VARARGS,
+     "linear_u8s8(a_u8, b_s8, out, M, K, N, a_zp, b_zps_i32, saturate_pairs, threads, dtype, multiplier_f32, "
+     "bias_over_scale_f32|None, channels, zp, qmin, qmax, relu)"},
+    {"matmul_u8s8", matmul_u8s8, METH_VARARGS, "matmul_u8s8(a_u8, b_s8, out_i32, M, K, N, a_zp, b_zps_i32, saturate_pairs, threads=0)"},
     {"conv3d", conv3d, METH_VARARGS,
      "conv3d(x_u8, w_s8, out_i32, B, C, O, x_zp, w_zps_i32, groups, in3, k3, stride3, pad3, dil3, outpad3, transposed) -> out3"},
     {"fp16_round", fp16_round, METH_VARARGS, "fp16_round(src_f32, dst_f32, saturate)"},
@@ -833,7 +711,6 @@ PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Reference quantized ke
 }  // namespace
 
 PyMODINIT_FUNC PyInit__kernels(void) {
-  g_isa = best_isa();
   const char* asked = std::getenv("BC_HARNESS_KERNELS_ISA");
   if (asked && *asked && !select_isa(asked)) return nullptr;
   return PyModule_Create(&module);

@@ -39,7 +39,7 @@ def _f32(rng, n, spread=4.0):
 def battery(K, digest) -> None:
     """Feed each kernel its inputs and every output's bytes to ``digest``."""
     rng = random.Random(20261125)
-    for M, D, N in ((1, 1, 1), (3, 17, 5), (4, 64, 4), (5, 130, 9), (8, 200, 12), (2, 1000, 3)):
+    for M, D, N in ((1, 1, 1), (3, 17, 5), (4, 64, 4), (5, 130, 9), (8, 200, 12), (2, 1000, 3), (9, 1030, 37)):
         a, b = _u8(rng, M * D), _s8(rng, N * D)
         zps = array.array("i", [rng.randrange(-4, 5) for _ in range(N)])
         for saturate in (False, True):
@@ -52,6 +52,11 @@ def battery(K, digest) -> None:
         digest.update(quantized.tobytes())
         K.requantize_q31(out, quantized, 0, rng.uniform(1e-4, 0.5), rng.randrange(256), 0, 255)
         digest.update(quantized.tobytes())
+        for saturate in (False, True):  # summed and requantized in one call
+            K.linear_u8s8(a, b, quantized, M, D, N, rng.randrange(256), zps, saturate, 2, 0,
+                          array.array("f", [rng.uniform(1e-5, 1e-3) for _ in range(N)]), _f32(rng, N, 500.0), N,
+                          rng.randrange(256), 0, 255, bool(rng.randrange(2)))
+            digest.update(quantized.tobytes())
     x = _f32(rng, 600)
     for dtype, (lo, hi), storage, zps in ((0, (0, 255), "B", [10, 128, 200]), (1, (-128, 127), "b", [0, 3, -2])):
         for divide in (False, True):

@@ -92,7 +92,8 @@ def test_a_native_build_is_exact_here_but_not_portable(tmp_path):
         pytest.skip("no C++ compiler")
     so = tmp_path / "_kernels_native.so"
     subprocess.run([compiler, "-O3", "-std=c++17", "-ffp-contract=off", "-march=native", "-shared", "-fPIC",
-                    f"-I{sysconfig.get_paths()['include']}", str(Path(__file__).parents[1] / "kernels" / "kernels.cpp"),
+                    f"-I{sysconfig.get_paths()['include']}",
+                    *map(str, sorted((Path(__file__).parents[1] / "kernels").glob("*.cpp"))),
                     "-o", str(so)], check=True, capture_output=True)
     _, installed = _battery(so=_kernels.__file__)
     run, native = _battery(so=so)

@@ -429,3 +429,30 @@ def test_a_dequantized_output_is_measured_in_steps_of_its_scale(catalog):
     assert "| `ptq-linear` | = | ±1 st |" in table
     assert "| `default_qat_qconfig` | not computable: it checks loading only: no output to compare |  |" in table
     assert "  qnnpack  0 exact, 1 one step, 0 rounding, 0 beyond (of 1 it runs)" in table
+
+
+@EXACT
+@given(seed=st.integers(0, 2**31), m=st.integers(0, 9), k=st.integers(1, 1100), n=st.integers(1, 40),
+       per_channel=st.booleans(), relu=st.booleans(), saturate=st.booleans(), bias=st.booleans(),
+       isa=st.sampled_from(R.kernels().available_isas()))
+def test_the_fused_linear_is_the_matmul_then_the_requantization(seed, m, k, n, per_channel, relu, saturate, bias, isa):
+    """linear_u8s8 requantizes each thread's columns as soon as they are summed: the same bytes as
+    matmul_u8s8 then requantize_float, on every version of the dot products this CPU runs, with k
+    past one block of B (512) and ragged rows and columns."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(0, 256, (m, k), dtype=torch.uint8, generator=g)
+    b = torch.randint(-128, 128, (n, k), dtype=torch.int8, generator=g)
+    b_zps = torch.randint(-5, 6, (n if per_channel else 1,), generator=g)
+    multiplier = torch.rand(n if per_channel else 1, generator=g) * 1e-3 + 1e-5
+    bias_over = torch.randn(n, generator=g) * 1e3 if bias else None
+    before = R.kernels().isa()
+    try:
+        R.kernels().use_isa(isa)
+        fused = R.linear_u8s8(a, 7, b, b_zps, multiplier, 100, bias_over, relu, saturate)
+        acc = R.matmul_u8s8(a, 7, b, b_zps, saturate)
+    finally:
+        R.kernels().use_isa(before)
+    assert torch.equal(fused, R.requantize_float(acc, multiplier, 100, torch.quint8, bias_over, relu))
+    exact = (a.long() - 7) @ (b.long() - b_zps.long().reshape(-1, 1)).T
+    if not saturate:
+        assert torch.equal(acc.long(), exact)

@@ -19,6 +19,7 @@ from .primitives import (
     _check_dtype,
     conv,
     fp16_round,
+    linear_u8s8,
     matmul_u8s8,
     quantize,
     requantize_float,
@@ -59,12 +60,21 @@ def _weight_parts(w: torch.Tensor, values: bool = True):
     return ints, w.q_per_channel_scales(), w.q_per_channel_zero_points(), w.q_per_channel_axis()
 
 
+def _float_terms(x_scale, w_scales, bias, out_scale):
+    """fbgemm's float requantization terms: the multiplier x_scale * w_scale / out_scale and the
+    bias divided by x_scale * w_scale, each in float32 (a Python scalar meets a float32 tensor as
+    a float32), one per weight scale (the bias one per output channel)."""
+    act_w = w_scales.to(torch.float32) * float(x_scale)
+    multiplier = act_w / float(out_scale)
+    return multiplier, None if bias is None else bias.to(torch.float32) / act_w
+
+
 def _output(acc, x_scale, w_scales, bias, out_scale, out_zp, relu, rules: Rules, channel_dim):
     """Requantize accumulators whose output channels lie along ``channel_dim``."""
     moved = acc.movedim(channel_dim, -1).contiguous()
     channels = moved.shape[-1]
-    act_w = (torch.tensor(float(x_scale), dtype=torch.float32) * w_scales.to(torch.float32)).expand(channels).contiguous()
     if rules.requant == "q31":
+        act_w = (torch.tensor(float(x_scale), dtype=torch.float32) * w_scales.to(torch.float32)).expand(channels)
         if w_scales.numel() != 1:
             raise ValueError("the q31 rule takes a per-tensor weight scale")
         flat = moved.reshape(-1, channels)
@@ -75,8 +85,7 @@ def _output(acc, x_scale, w_scales, bias, out_scale, out_zp, relu, rules: Rules,
         if relu:
             q = q.clamp_min(out_zp)
     else:
-        multiplier = act_w / torch.tensor(out_scale, dtype=torch.float32)
-        bias_over = None if bias is None else bias.to(torch.float32) / act_w
+        multiplier, bias_over = _float_terms(x_scale, w_scales, bias, out_scale)
         q = requantize_float(moved.reshape(-1, channels), multiplier, out_zp, torch.quint8, bias_over, relu)
     q = q.reshape(moved.shape).movedim(-1, channel_dim)
     return torch._make_per_tensor_quantized_tensor(q.contiguous(), out_scale, out_zp)
@@ -90,8 +99,13 @@ def linear(x: torch.Tensor, w: torch.Tensor, bias, out_scale: float, out_zero_po
     _, w_scales, w_zps, _axis = _weight_parts(w, values=False)
     lead = x.shape[:-1]
     # the quantized tensors' integer memory is read in place (no int_repr copies)
-    acc = matmul_u8s8(x.contiguous().reshape(-1, x.shape[-1]), x.q_zero_point(), w.contiguous(), w_zps,
-                      rules.saturate_pairs)
+    rows = x.contiguous().reshape(-1, x.shape[-1])
+    if rules.requant == "float":  # summed and requantized in one kernel call, as fbgemm fuses them
+        multiplier, bias_over = _float_terms(x.q_scale(), w_scales, bias, out_scale)
+        q = linear_u8s8(rows, x.q_zero_point(), w.contiguous(), w_zps, multiplier, out_zero_point, bias_over,
+                        relu, rules.saturate_pairs)
+        return torch._make_per_tensor_quantized_tensor(q, out_scale, out_zero_point).reshape(*lead, w.shape[0])
+    acc = matmul_u8s8(rows, x.q_zero_point(), w.contiguous(), w_zps, rules.saturate_pairs)
     out = _output(acc, x.q_scale(), w_scales, bias, out_scale, out_zero_point, relu, rules, -1)
     return out.reshape(*lead, w.shape[0])
 

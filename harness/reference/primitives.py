@@ -130,8 +130,20 @@ def requantize_float(acc: torch.Tensor, multiplier, zero_point: int, qdtype, bia
     code, storage, qmin, qmax = _check_dtype(qdtype)
     acc = _int32_matrix(acc, "acc")
     cols = acc.shape[-1]
+    multiplier, bias = _float_requant(multiplier, bias_over_scale, cols, zero_point, qmin, qmax)
+    out = torch.empty(acc.shape, dtype=storage)
+    if acc.numel():
+        kernels().requantize_float(_buffer(acc), _buffer(out), code, _buffer(multiplier),
+                                   None if bias is None else _buffer(bias), cols, multiplier.numel(), int(zero_point),
+                                   qmin, qmax, relu)
+    return out
+
+
+def _float_requant(multiplier, bias_over_scale, cols: int, zero_point, qmin: int, qmax: int):
+    """requantize_float's terms, checked: (multiplier, bias_over_scale or None) as float32."""
     multiplier = torch.as_tensor(multiplier, dtype=torch.float32).reshape(-1).contiguous()
-    if multiplier.numel() not in (1, cols) or not torch.isfinite(multiplier).all() or (multiplier <= 0).any():
+    # min > 0 refuses nan too; max finite refuses inf
+    if multiplier.numel() not in (1, cols) or not (float(multiplier.min()) > 0 and math.isfinite(float(multiplier.max()))):
         raise ValueError("multiplier: one or one per column, finite and > 0")
     _check_zero_point(zero_point, qmin, qmax)
     bias = None
@@ -139,12 +151,7 @@ def requantize_float(acc: torch.Tensor, multiplier, zero_point: int, qdtype, bia
         bias = torch.as_tensor(bias_over_scale, dtype=torch.float32).reshape(-1).contiguous()
         if bias.numel() != cols:
             raise ValueError(f"bias_over_scale has {bias.numel()} values for {cols} columns")
-    out = torch.empty(acc.shape, dtype=storage)
-    if acc.numel():
-        kernels().requantize_float(_buffer(acc), _buffer(out), code, _buffer(multiplier),
-                                   None if bias is None else _buffer(bias), cols, multiplier.numel(), int(zero_point),
-                                   qmin, qmax, relu)
-    return out
+    return multiplier, bias
 
 
 def requantize_q31(acc: torch.Tensor, scale: float, zero_point: int, qdtype) -> torch.Tensor:
@@ -161,22 +168,45 @@ def requantize_q31(acc: torch.Tensor, scale: float, zero_point: int, qdtype) -> 
     return out
 
 
-def matmul_u8s8(a: torch.Tensor, a_zero_point: int, b: torch.Tensor, b_zero_points, saturate_pairs=False):
-    """int32 [M, N] = (a - a_zp) @ (b - b_zp).T for a uint8 [M, K] and b int8 [N, K].
-
-    ``a`` and ``b`` may also be quint8 / qint8 tensors: their integer memory is read in place
-    (the zero points passed here are the ones used)."""
+def _matmul_operands(a: torch.Tensor, a_zero_point: int, b: torch.Tensor, b_zero_points):
+    """matmul_u8s8's operands, checked: (a, b, b's zero points as int32), contiguous."""
     if a.dtype not in (torch.uint8, torch.quint8) or b.dtype not in (torch.int8, torch.qint8) \
             or a.dim() != 2 or b.dim() != 2:
         raise ValueError("matmul_u8s8 takes a uint8 [M, K] and b int8 [N, K]")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"inner sizes differ: a {tuple(a.shape)}, b {tuple(b.shape)}")
     _check_zero_point(a_zero_point, 0, 255)
-    b_zps = _per_row(b_zero_points, b.shape[0], -128, 127)
-    a, b = a.contiguous(), b.contiguous()
+    return a.contiguous(), b.contiguous(), _per_row(b_zero_points, b.shape[0], -128, 127)
+
+
+def matmul_u8s8(a: torch.Tensor, a_zero_point: int, b: torch.Tensor, b_zero_points, saturate_pairs=False):
+    """int32 [M, N] = (a - a_zp) @ (b - b_zp).T for a uint8 [M, K] and b int8 [N, K].
+
+    ``a`` and ``b`` may also be quint8 / qint8 tensors: their integer memory is read in place
+    (the zero points passed here are the ones used). Runs on as many threads as torch's intra-op
+    setting (``torch.get_num_threads()``); the sums do not depend on the split."""
+    a, b, b_zps = _matmul_operands(a, a_zero_point, b, b_zero_points)
     out = torch.empty(a.shape[0], b.shape[0], dtype=torch.int32)
     kernels().matmul_u8s8(_buffer(a), _buffer(b), _buffer(out), a.shape[0], a.shape[1], b.shape[0],
-                          int(a_zero_point), _buffer(b_zps), bool(saturate_pairs))
+                          int(a_zero_point), _buffer(b_zps), bool(saturate_pairs), torch.get_num_threads())
+    return out
+
+
+def linear_u8s8(a: torch.Tensor, a_zero_point: int, b: torch.Tensor, b_zero_points, multiplier, zero_point: int,
+                bias_over_scale=None, relu: bool = False, saturate_pairs=False) -> torch.Tensor:
+    """requantize_float(matmul_u8s8(a, ...), ...) to uint8 [M, N] in one kernel call: each
+    thread's columns are requantized as soon as they are summed, as fbgemm's output stage does.
+    The same integers as the two calls in turn."""
+    code, storage, qmin, qmax = _check_dtype(torch.quint8)
+    a, b, b_zps = _matmul_operands(a, a_zero_point, b, b_zero_points)
+    if b.shape[0] == 0:
+        return torch.empty(a.shape[0], 0, dtype=storage)
+    multiplier, bias = _float_requant(multiplier, bias_over_scale, b.shape[0], zero_point, qmin, qmax)
+    out = torch.empty(a.shape[0], b.shape[0], dtype=storage)
+    kernels().linear_u8s8(_buffer(a), _buffer(b), _buffer(out), a.shape[0], a.shape[1], b.shape[0],
+                          int(a_zero_point), _buffer(b_zps), bool(saturate_pairs), torch.get_num_threads(), code,
+                          _buffer(multiplier), None if bias is None else _buffer(bias), multiplier.numel(),
+                          int(zero_point), qmin, qmax, relu)
     return out
 
 
@@ -288,13 +318,15 @@ def _check_zero_point(zp, qmin, qmax):
 
 
 def _per_row(values, rows, lo, hi) -> torch.Tensor:
-    values = torch.as_tensor(values).to(torch.int64).reshape(-1)
-    if values.numel() == 1:
-        values = values.expand(rows)
-    if values.numel() != rows:
+    values = torch.as_tensor(values).reshape(-1)
+    if values.is_floating_point() and not torch.equal(values, values.round()):
+        raise ValueError("zero points must be integers")
+    if values.numel() not in (1, rows):
         raise ValueError(f"{values.numel()} zero points for {rows} output channels")
-    if (values < lo).any() or (values > hi).any():
+    if values.numel() and not (lo <= int(values.min()) and int(values.max()) <= hi):
         raise ValueError(f"weight zero points must lie in [{lo}, {hi}]")
+    if values.numel() == 1:
+        return torch.full((rows,), int(values), dtype=torch.int32)
     return values.to(torch.int32).contiguous()
 
 
