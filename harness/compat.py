@@ -171,6 +171,22 @@ def pt2e() -> PT2E:
     return PT2E(qp, x86, torch.ao.quantization.move_exported_model_to_eval, "torch.ao.quantization")
 
 
+@functools.lru_cache(maxsize=None)
+def dispatch_mode() -> type:
+    """The base of the harness's dispatch modes: torch's TorchDispatchMode, less the wrapping that
+    torch 2.x puts around a subclass's ``__torch_dispatch__`` to keep torch.compile out of it
+    (``_should_skip_dynamo``): its first call imports torch._dynamo, about 800 modules and 2 s per
+    process, and the harness never compiles. Older torch has no such hook and ignores it."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class DispatchMode(TorchDispatchMode):
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            return False
+
+    return DispatchMode
+
+
 def register_decomposed_ops() -> None:
     """Register quantized_decomposed ops, which a PT2E .pt2 needs before torch.export.load."""
     with contextlib.suppress(ImportError):

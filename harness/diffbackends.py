@@ -55,9 +55,10 @@ def _run_native(case: Case, model, example):
     """The model's output, and the scale its float output was dequantized from (None when the
     output is not the result of a per-tensor dequantize)."""
     import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
 
-    class LastDequantize(TorchDispatchMode):
+    from .compat import dispatch_mode
+
+    class LastDequantize(dispatch_mode()):
         def __init__(self):
             super().__init__()
             self.out, self.scale = None, None

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import torch
 import torch.fx
-from torch.utils._python_dispatch import TorchDispatchMode
-
-from ..compat import ao
+from ..compat import ao, dispatch_mode
 from .calls import QUANTIZED_OPS, dequantize_tensor, qualified_name, quantize_tensor, quantized_call
 from .modules import Unsupported, reference_model
 from .ops import observer_output
@@ -66,7 +64,7 @@ def _holds_quantized(values) -> bool:
     return False
 
 
-class ReferenceMode(TorchDispatchMode):
+class ReferenceMode(dispatch_mode()):
     """While active, every quantized call any code makes (TorchScript's and the lite
     interpreter's included: they call ops through the dispatcher) is done by the reference;
     ``calls`` counts them. A quantized op without a rule raises Unsupported naming it."""
