@@ -23,7 +23,12 @@ flags = ["-O3", "-std=c++17", "-ffp-contract=off"]
 if os.environ.get("BC_HARNESS_NATIVE_KERNELS"):
     flags.append("-march=native")
 
-setup(ext_modules=[Extension("harness._kernels", sources=["kernels/kernels.cpp", "kernels/gemm.cpp"],
-                             depends=["kernels/gemm.h"], extra_compile_args=flags, language="c++",
-                             # dlopen / dl_iterate_phdr: in the C library from glibc 2.34, in libdl before
-                             libraries=["dl"] if sys.platform.startswith("linux") else [])])
+setup(ext_modules=[Extension(
+    "harness._kernels",
+    sources=[f"kernels/{name}.cpp" for name in ("kernels", "gemm", "parallel", "conv", "rowwise")],
+    depends=[f"kernels/{name}.h" for name in ("gemm", "parallel", "python")],
+    extra_compile_args=flags,
+    language="c++",
+    # dlopen / dl_iterate_phdr: in the C library from glibc 2.34, in libdl before
+    libraries=["dl"] if sys.platform.startswith("linux") else [],
+)])

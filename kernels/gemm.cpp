@@ -15,12 +15,7 @@
 // rows are broadcast a lane at a time. A block of B stays in L1 while every tile of rows (4 for
 // AVX2, 8 for AVX512) passes over it, the tile's sums in registers.
 #include "gemm.h"
-
-#if defined(__linux__)
-#include <dlfcn.h>
-#include <link.h>
-#define BC_FIND_OPENMP 1
-#endif
+#include "parallel.h"
 
 #include <algorithm>
 #include <cstring>
@@ -347,82 +342,6 @@ void apply_zero_points(const int8_t* B, const int32_t* bz, const std::vector<int
     for (idx n = n0; n < n1; ++n)
       c[n] = c[n] + correction[n - n0] - static_cast<uint32_t>(bz[n]) * row_sum;
   }
-}
-
-// --- threads ---------------------------------------------------------------------------------
-// Column blocks are split over threads. Where the process already has an OpenMP runtime loaded
-// (torch's libgomp, or an Intel or LLVM runtime, which answer to the same GOMP entry points), the
-// work runs on that runtime's threads: torch's own workers, which spin on their cores for a
-// while after each of torch's parallel regions and would otherwise compete with threads of ours.
-// The runtime is found among the objects already loaded and never loaded here; without one,
-// std::thread.
-
-struct OpenMP {
-  void (*parallel)(void (*)(void*), void*, unsigned, unsigned) = nullptr;
-  int (*thread_num)() = nullptr;
-  int (*num_threads)() = nullptr;
-};
-
-#ifdef BC_FIND_OPENMP
-int find_openmp(dl_phdr_info* info, size_t, void* found) {
-  const char* path = info->dlpi_name;
-  if (path == nullptr || *path == 0) return 0;
-  const char* base = std::strrchr(path, '/');
-  base = base ? base + 1 : path;
-  if (std::strncmp(base, "libgomp", 7) != 0 && std::strncmp(base, "libiomp", 7) != 0 &&
-      std::strncmp(base, "libomp", 6) != 0)
-    return 0;
-  void* handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);  // already loaded: a handle, nothing loaded
-  if (handle == nullptr) return 0;
-  OpenMP omp;
-  omp.parallel = reinterpret_cast<decltype(omp.parallel)>(dlsym(handle, "GOMP_parallel"));
-  omp.thread_num = reinterpret_cast<decltype(omp.thread_num)>(dlsym(handle, "omp_get_thread_num"));
-  omp.num_threads = reinterpret_cast<decltype(omp.num_threads)>(dlsym(handle, "omp_get_num_threads"));
-  dlclose(handle);  // drops only the reference taken above: the runtime stays loaded by its owner
-  if (omp.parallel == nullptr || omp.thread_num == nullptr || omp.num_threads == nullptr) return 0;
-  *static_cast<OpenMP*>(found) = omp;
-  return 1;
-}
-
-#endif
-
-// The loaded OpenMP runtime (Linux: found among the loaded objects), else nullptr.
-const OpenMP* loaded_openmp() {
-#ifdef BC_FIND_OPENMP
-  static OpenMP cached;
-  if (cached.parallel == nullptr) dl_iterate_phdr(find_openmp, &cached);
-  return cached.parallel != nullptr ? &cached : nullptr;
-#else
-  return nullptr;
-#endif
-}
-
-struct Split {
-  const Columns* work;
-  idx N, step;
-  const OpenMP* omp;
-  void run(idx part, idx parts) const {
-    idx chunk = (N + parts - 1) / parts;
-    chunk = (chunk + step - 1) / step * step;
-    const idx n0 = std::min(N, part * chunk), n1 = std::min(N, n0 + chunk);
-    if (n0 < n1) (*work)(n0, n1);
-  }
-};
-
-void run_openmp_part(void* split) {
-  const auto* s = static_cast<const Split*>(split);
-  s->run(s->omp->thread_num(), s->omp->num_threads());
-}
-
-// work(n0, n1) over [0, N) in `threads` parts whose bounds are multiples of `step`.
-void parallel_columns(idx N, idx step, unsigned threads, const Columns& work) {
-  if (threads <= 1) return work(0, N);
-  Split split{&work, N, step, loaded_openmp()};
-  if (split.omp != nullptr) return split.omp->parallel(run_openmp_part, &split, threads, 0);
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < threads; ++t) pool.emplace_back([&split, t, threads] { split.run(t, threads); });
-  split.run(0, threads);
-  for (auto& t : pool) t.join();
 }
 
 Isa& isa_in_use() {

@@ -6,9 +6,6 @@
 //
 // Rounding is half to even (nearbyint / lrint under the default rounding mode) and every
 // result saturates to its quantized range, unless a function documents another rule.
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
 #include <algorithm>
 #include <cfenv>
 #include <cmath>
@@ -19,6 +16,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "python.h"
 
 // One build runs on any x86-64: the hot integer dot products (gemm.cpp) have AVX512-VNNI and
 // AVX2 versions, compiled for those ISAs by function attributes (not by -march), and chosen at
@@ -26,55 +24,7 @@
 
 namespace {
 
-// ---------------------------------------------------------------------------------------
-// buffers
-
-struct Buffer {
-  Py_buffer view{};
-  bool held = false;
-  ~Buffer() {
-    if (held) PyBuffer_Release(&view);
-  }
-  bool get(PyObject* obj, bool writable, const char* name, Py_ssize_t expected_bytes) {
-    if (PyObject_GetBuffer(obj, &view, writable ? PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS : PyBUF_C_CONTIGUOUS) != 0) {
-      return false;
-    }
-    held = true;
-    if (expected_bytes >= 0 && view.len != expected_bytes) {
-      PyErr_Format(PyExc_ValueError, "%s: buffer holds %zd bytes, expected %zd", name, view.len, expected_bytes);
-      return false;
-    }
-    return true;
-  }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(view.buf);
-  }
-};
-
-bool check(bool ok, const char* message) {
-  if (!ok) PyErr_SetString(PyExc_ValueError, message);
-  return ok;
-}
-
-// element type codes shared with harness/reference/primitives.py
-enum Dtype { U8 = 0, S8 = 1, S32 = 2 };
-
-Py_ssize_t itemsize(int dtype) { return dtype == S32 ? 4 : 1; }
-
-bool valid_dtype(int dtype) { return dtype == U8 || dtype == S8 || dtype == S32; }
-
-inline void store(void* dst, int dtype, Py_ssize_t i, int64_t v) {
-  if (dtype == U8) static_cast<uint8_t*>(dst)[i] = static_cast<uint8_t>(v);
-  else if (dtype == S8) static_cast<int8_t*>(dst)[i] = static_cast<int8_t>(v);
-  else static_cast<int32_t*>(dst)[i] = static_cast<int32_t>(v);
-}
-
-inline int64_t load(const void* src, int dtype, Py_ssize_t i) {
-  if (dtype == U8) return static_cast<const uint8_t*>(src)[i];
-  if (dtype == S8) return static_cast<const int8_t*>(src)[i];
-  return static_cast<const int32_t*>(src)[i];
-}
+using namespace bc;
 
 // ---------------------------------------------------------------------------------------
 // quantize / dequantize, per tensor (channels == 1) or per channel: element i belongs to
@@ -316,7 +266,7 @@ PyObject* requantize_q31(PyObject*, PyObject* args) {
 // lesser one. A version the CPU lacks is never chosen: asking for it is a ValueError, not an
 // illegal instruction.
 
-bool select_isa(const char* name) {
+bool use_isa_or_say_why(const char* name) {
   if (bc::select_isa(name)) return true;
   std::string have;
   for (int i = 0; i <= bc::best_isa(); ++i) have += std::string(i ? ", " : "") + bc::isa_name(static_cast<bc::Isa>(i));
@@ -338,7 +288,7 @@ PyObject* available_isas(PyObject*, PyObject*) {
 
 PyObject* use_isa(PyObject*, PyObject* args) {
   const char* name;
-  if (!PyArg_ParseTuple(args, "s", &name) || !select_isa(name)) return nullptr;
+  if (!PyArg_ParseTuple(args, "s", &name) || !use_isa_or_say_why(name)) return nullptr;
   return PyUnicode_FromString(bc::isa_name(bc::current_isa()));
 }
 
@@ -392,298 +342,6 @@ PyObject* linear_u8s8(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
-// ---------------------------------------------------------------------------------------
-// convolution, direct, in 3 spatial dimensions (1d and 2d pass singleton dimensions):
-// out[b, o, p] = sum over (c in o's group, kernel offset) of (x - x_zp) * (w - w_zp[o]),
-// positions outside the input contribute nothing (padding with the input's zero point).
-// x: u8 [B, C, D, H, W]; w: s8 [O, C/groups, kD, kH, kW]; out: i32 [B, O, oD, oH, oW].
-// transposed: w is [C, O/groups, kD, kH, kW] and each input position scatters into the
-// output (PyTorch's conv_transpose), with output_padding only growing the output.
-
-struct Geometry {
-  Py_ssize_t in[3], k[3], out[3], stride[3], pad[3], dil[3], outpad[3];
-};
-
-bool parse3(PyObject* seq, Py_ssize_t* dst, const char* name) {
-  PyObject* fast = PySequence_Fast(seq, name);
-  if (!fast) return false;
-  bool ok = PySequence_Fast_GET_SIZE(fast) == 3;
-  for (int i = 0; ok && i < 3; ++i) {
-    dst[i] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(fast, i));
-    ok = !(dst[i] == -1 && PyErr_Occurred());
-  }
-  Py_DECREF(fast);
-  if (!ok && !PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "%s: expected 3 integers", name);
-  return ok;
-}
-
-PyObject* conv3d(PyObject*, PyObject* args) {
-  PyObject *x_o, *w_o, *out_o, *wzp_o, *in_o, *k_o, *stride_o, *pad_o, *dil_o, *outpad_o;
-  Py_ssize_t B, C, O, groups;
-  int x_zp, transposed;
-  if (!PyArg_ParseTuple(args, "OOOnnniOnOOOOOOp", &x_o, &w_o, &out_o, &B, &C, &O, &x_zp, &wzp_o, &groups, &in_o, &k_o,
-                        &stride_o, &pad_o, &dil_o, &outpad_o, &transposed))
-    return nullptr;
-  Geometry g{};
-  if (!parse3(in_o, g.in, "input size") || !parse3(k_o, g.k, "kernel size") || !parse3(stride_o, g.stride, "stride") ||
-      !parse3(pad_o, g.pad, "padding") || !parse3(dil_o, g.dil, "dilation") || !parse3(outpad_o, g.outpad, "output padding"))
-    return nullptr;
-  if (!check(B >= 0 && C > 0 && O > 0 && groups > 0 && C % groups == 0 && O % groups == 0, "conv: channels must divide into groups"))
-    return nullptr;
-  for (int d = 0; d < 3; ++d) {
-    if (!check(g.in[d] > 0 && g.k[d] > 0 && g.stride[d] > 0 && g.dil[d] > 0 && g.pad[d] >= 0 && g.outpad[d] >= 0,
-               "conv: sizes, strides and dilations must be positive, paddings non-negative"))
-      return nullptr;
-    Py_ssize_t span = g.dil[d] * (g.k[d] - 1) + 1;
-    g.out[d] = transposed ? (g.in[d] - 1) * g.stride[d] - 2 * g.pad[d] + span + g.outpad[d]
-                          : (g.in[d] + 2 * g.pad[d] - span) / g.stride[d] + 1;
-    if (!check(g.out[d] > 0 && (transposed || g.in[d] + 2 * g.pad[d] >= span), "conv: the output would be empty")) return nullptr;
-  }
-  const Py_ssize_t Cg = C / groups, Og = O / groups;
-  const Py_ssize_t in_vol = g.in[0] * g.in[1] * g.in[2], out_vol = g.out[0] * g.out[1] * g.out[2];
-  const Py_ssize_t k_vol = g.k[0] * g.k[1] * g.k[2];
-  const Py_ssize_t w_count = transposed ? C * Og * k_vol : O * Cg * k_vol;
-  Buffer x, w, out, wzp;
-  if (!x.get(x_o, false, "x", B * C * in_vol) || !w.get(w_o, false, "w", w_count) || !out.get(out_o, true, "out", B * O * out_vol * 4) ||
-      !wzp.get(wzp_o, false, "w_zero_points", O * 4))
-    return nullptr;
-  const uint8_t* X = x.as<uint8_t>();
-  const int8_t* W = w.as<int8_t>();
-  const int32_t* wz = wzp.as<int32_t>();
-  int32_t* Y = out.as<int32_t>();
-  Py_BEGIN_ALLOW_THREADS
-  std::fill(Y, Y + B * O * out_vol, 0);
-  for (Py_ssize_t b = 0; b < B; ++b) {
-    for (Py_ssize_t grp = 0; grp < groups; ++grp) {
-      for (Py_ssize_t og = 0; og < Og; ++og) {
-        const Py_ssize_t o = grp * Og + og;
-        int32_t* yo = Y + (b * O + o) * out_vol;
-        for (Py_ssize_t cg = 0; cg < Cg; ++cg) {
-          const Py_ssize_t c = grp * Cg + cg;
-          const uint8_t* xc = X + (b * C + c) * in_vol;
-          const int8_t* wk = transposed ? W + (c * Og + og) * k_vol : W + (o * Cg + cg) * k_vol;
-          for (Py_ssize_t kd = 0; kd < g.k[0]; ++kd)
-            for (Py_ssize_t kh = 0; kh < g.k[1]; ++kh)
-              for (Py_ssize_t kw = 0; kw < g.k[2]; ++kw) {
-                const int32_t wv = static_cast<int32_t>(wk[(kd * g.k[1] + kh) * g.k[2] + kw]) - wz[o];
-                if (wv == 0) continue;
-                if (!transposed) {
-                  for (Py_ssize_t od = 0; od < g.out[0]; ++od) {
-                    Py_ssize_t id = od * g.stride[0] - g.pad[0] + kd * g.dil[0];
-                    if (id < 0 || id >= g.in[0]) continue;
-                    for (Py_ssize_t oh = 0; oh < g.out[1]; ++oh) {
-                      Py_ssize_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dil[1];
-                      if (ih < 0 || ih >= g.in[1]) continue;
-                      for (Py_ssize_t ow = 0; ow < g.out[2]; ++ow) {
-                        Py_ssize_t iw = ow * g.stride[2] - g.pad[2] + kw * g.dil[2];
-                        if (iw < 0 || iw >= g.in[2]) continue;
-                        yo[(od * g.out[1] + oh) * g.out[2] + ow] +=
-                            (static_cast<int32_t>(xc[(id * g.in[1] + ih) * g.in[2] + iw]) - x_zp) * wv;
-                      }
-                    }
-                  }
-                } else {
-                  for (Py_ssize_t id = 0; id < g.in[0]; ++id) {
-                    Py_ssize_t od = id * g.stride[0] - g.pad[0] + kd * g.dil[0];
-                    if (od < 0 || od >= g.out[0]) continue;
-                    for (Py_ssize_t ih = 0; ih < g.in[1]; ++ih) {
-                      Py_ssize_t oh = ih * g.stride[1] - g.pad[1] + kh * g.dil[1];
-                      if (oh < 0 || oh >= g.out[1]) continue;
-                      for (Py_ssize_t iw = 0; iw < g.in[2]; ++iw) {
-                        Py_ssize_t ow = iw * g.stride[2] - g.pad[2] + kw * g.dil[2];
-                        if (ow < 0 || ow >= g.out[2]) continue;
-                        yo[(od * g.out[1] + oh) * g.out[2] + ow] +=
-                            (static_cast<int32_t>(xc[(id * g.in[1] + ih) * g.in[2] + iw]) - x_zp) * wv;
-                      }
-                    }
-                  }
-                }
-              }
-        }
-      }
-    }
-  }
-  Py_END_ALLOW_THREADS
-  return Py_BuildValue("(nnn)", g.out[0], g.out[1], g.out[2]);
-}
-
-// ---------------------------------------------------------------------------------------
-// half precision
-
-// float -> IEEE half bits, round to nearest even; overflow -> inf, nan stays nan
-uint16_t to_half(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  uint32_t sign = (x >> 16) & 0x8000u;
-  uint32_t mag = x & 0x7FFFFFFFu;
-  if (mag >= 0x7F800000u) return static_cast<uint16_t>(sign | (mag > 0x7F800000u ? 0x7E00u : 0x7C00u));
-  if (mag >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00u);  // rounds past 65504
-  if (mag < 0x38800000u) {  // half subnormal or zero: scale into integer units of 2^-24
-    float a;
-    std::memcpy(&a, &mag, 4);
-    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(a * 0x1.0p24f)));
-  }
-  uint32_t exp = (mag >> 23) - 112;  // rebias 127 -> 15
-  uint32_t mant = mag & 0x7FFFFFu;
-  uint32_t h = (exp << 10) | (mant >> 13);
-  uint32_t rest = mant & 0x1FFFu;
-  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // carries into the exponent correctly
-  return static_cast<uint16_t>(sign | h);
-}
-
-float from_half(uint16_t h) {
-  uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
-  float out;
-  if (exp == 0) {
-    out = static_cast<float>(mant) * 0x1.0p-24f;
-    uint32_t bits;
-    std::memcpy(&bits, &out, 4);
-    bits |= sign;
-    std::memcpy(&out, &bits, 4);
-    return out;
-  }
-  uint32_t bits = sign | (exp == 31 ? (0xFFu << 23) | (mant << 13) : ((exp + 112) << 23) | (mant << 13));
-  std::memcpy(&out, &bits, 4);
-  return out;
-}
-
-// fp16_round: each float32 rounded to the nearest half (ties to even) and back; with
-// saturate, finite values beyond the half range become +-65504 first (PyTorch's fp16 linear
-// prepack clamps its weights so).
-PyObject* fp16_round(PyObject*, PyObject* args) {
-  PyObject *src_o, *dst_o;
-  int saturate;
-  if (!PyArg_ParseTuple(args, "OOp", &src_o, &dst_o, &saturate)) return nullptr;
-  Buffer src, dst;
-  if (!src.get(src_o, false, "src", -1)) return nullptr;
-  if (!check(src.view.len % 4 == 0, "fp16_round: src is not float32")) return nullptr;
-  if (!dst.get(dst_o, true, "dst", src.view.len)) return nullptr;
-  const float* x = src.as<float>();
-  float* y = dst.as<float>();
-  Py_ssize_t n = src.view.len / 4;
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    float v = x[i];
-    if (saturate && std::isfinite(v)) v = std::min(std::max(v, -65504.0f), 65504.0f);
-    y[i] = from_half(to_half(v));
-  }
-  Py_RETURN_NONE;
-}
-
-// ---------------------------------------------------------------------------------------
-// rowwise quantized embedding bag (fbgemm's fused rowwise layout):
-// 8-bit rows are dim bytes, then float32 scale and float32 bias; 4-bit rows are
-// ceil(dim / 2) bytes (element j in the low nibble when j is even), then half scale and half
-// bias. A bag sums its rows' values, out = fma(scale * w, q, out + bias * w) per element,
-// in index order (w the per-sample weight, 1 without); mode mean divides by the bag's size.
-
-PyObject* embedding_bag_rowwise(PyObject*, PyObject* args) {
-  PyObject *table_o, *idx_o, *off_o, *out_o, *psw_o;
-  Py_ssize_t rows, dim, bags;
-  int bits, mean;
-  if (!PyArg_ParseTuple(args, "OnniOOnOOp", &table_o, &rows, &dim, &bits, &idx_o, &off_o, &bags, &out_o, &psw_o, &mean))
-    return nullptr;
-  if (!check(bits == 8 || bits == 4, "embedding_bag_rowwise: bits must be 8 or 4") || !check(rows >= 0 && dim > 0 && bags >= 0, "embedding_bag_rowwise: bad sizes"))
-    return nullptr;
-  const Py_ssize_t data_bytes = bits == 8 ? dim : (dim + 1) / 2;
-  const Py_ssize_t row_bytes = data_bytes + (bits == 8 ? 8 : 4);
-  Buffer table, idx, off, out, psw;
-  if (!table.get(table_o, false, "table", rows * row_bytes) || !idx.get(idx_o, false, "indices", -1) ||
-      !off.get(off_o, false, "offsets", (bags + 1) * 8) || !out.get(out_o, true, "out", bags * dim * 4))
-    return nullptr;
-  const Py_ssize_t n_idx = idx.view.len / 8;
-  if (!check(idx.view.len % 8 == 0, "embedding_bag_rowwise: indices are not int64")) return nullptr;
-  bool weighted = psw_o != Py_None;
-  if (weighted && !psw.get(psw_o, false, "per_sample_weights", n_idx * 4)) return nullptr;
-  const uint8_t* T = table.as<uint8_t>();
-  const int64_t* I = idx.as<int64_t>();
-  const int64_t* O = off.as<int64_t>();
-  if (!check(O[0] == 0 && O[bags] == n_idx, "embedding_bag_rowwise: offsets must start at 0 and end at len(indices)")) return nullptr;
-  for (Py_ssize_t b = 0; b < bags; ++b)
-    if (!check(O[b] <= O[b + 1], "embedding_bag_rowwise: offsets must not decrease")) return nullptr;
-  for (Py_ssize_t i = 0; i < n_idx; ++i)
-    if (!check(I[i] >= 0 && I[i] < rows, "embedding_bag_rowwise: index out of range")) return nullptr;
-  float* Y = out.as<float>();
-  const float* W = weighted ? psw.as<float>() : nullptr;
-  for (Py_ssize_t b = 0; b < bags; ++b) {
-    float* y = Y + b * dim;
-    std::fill(y, y + dim, 0.0f);
-    for (int64_t p = O[b]; p < O[b + 1]; ++p) {
-      const uint8_t* row = T + I[p] * row_bytes;
-      float scale, bias;
-      if (bits == 8) {
-        std::memcpy(&scale, row + data_bytes, 4);
-        std::memcpy(&bias, row + data_bytes + 4, 4);
-      } else {
-        uint16_t hs, hb;
-        std::memcpy(&hs, row + data_bytes, 2);
-        std::memcpy(&hb, row + data_bytes + 2, 2);
-        scale = from_half(hs);
-        bias = from_half(hb);
-      }
-      if (W) {
-        scale *= W[p];
-        bias *= W[p];
-      }
-      for (Py_ssize_t j = 0; j < dim; ++j) {
-        float q = bits == 8 ? row[j] : static_cast<float>((row[j / 2] >> ((j % 2) * 4)) & 0xF);
-        y[j] = std::fma(scale, q, y[j] + bias);
-      }
-    }
-    if (mean && O[b + 1] > O[b]) {
-      float count = static_cast<float>(O[b + 1] - O[b]);
-      for (Py_ssize_t j = 0; j < dim; ++j) y[j] /= count;
-    }
-  }
-  Py_RETURN_NONE;
-}
-
-// rowwise_quantize: float rows [rows, dim] into the fused layout above. 8-bit: bias = row min,
-// scale = (max - min) / 255, q = lrintf((x - min) * (255 / (max - min + 1e-8))). 4-bit: scale
-// and bias are halves (a zero scale becomes 1), q = clamp(lrintf((x - bias) / scale), 0, 15).
-PyObject* rowwise_quantize(PyObject*, PyObject* args) {
-  PyObject *src_o, *dst_o;
-  Py_ssize_t rows, dim;
-  int bits;
-  if (!PyArg_ParseTuple(args, "OOnni", &src_o, &dst_o, &rows, &dim, &bits)) return nullptr;
-  if (!check(bits == 8 || bits == 4, "rowwise_quantize: bits must be 8 or 4") || !check(rows >= 0 && dim > 0, "rowwise_quantize: bad sizes"))
-    return nullptr;
-  const Py_ssize_t data_bytes = bits == 8 ? dim : (dim + 1) / 2;
-  const Py_ssize_t row_bytes = data_bytes + (bits == 8 ? 8 : 4);
-  Buffer src, dst;
-  if (!src.get(src_o, false, "src", rows * dim * 4) || !dst.get(dst_o, true, "dst", rows * row_bytes)) return nullptr;
-  const float* X = src.as<float>();
-  uint8_t* D = dst.as<uint8_t>();
-  for (Py_ssize_t r = 0; r < rows; ++r) {
-    const float* x = X + r * dim;
-    uint8_t* row = D + r * row_bytes;
-    float lo = *std::min_element(x, x + dim), hi = *std::max_element(x, x + dim);
-    if (bits == 8) {
-      float range = hi - lo;
-      float scale = range / 255.0f, bias = lo;
-      float inv = 255.0f / (range + 1e-8f);
-      for (Py_ssize_t j = 0; j < dim; ++j)
-        row[j] = static_cast<uint8_t>(std::min(std::max(std::lrintf((x[j] - lo) * inv), 0L), 255L));
-      std::memcpy(row + dim, &scale, 4);
-      std::memcpy(row + dim + 4, &bias, 4);
-    } else {
-      uint16_t hb = to_half(lo);
-      float bias = from_half(hb);
-      uint16_t hs = to_half((hi - bias) / 15.0f);
-      if (from_half(hs) == 0.0f) hs = to_half(1.0f);
-      float inv = 1.0f / from_half(hs);
-      std::memset(row, 0, static_cast<size_t>(data_bytes));
-      for (Py_ssize_t j = 0; j < dim; ++j) {
-        long q = std::min(std::max(std::lrintf((x[j] - bias) * inv), 0L), 15L);
-        row[j / 2] |= static_cast<uint8_t>(q << ((j % 2) * 4));
-      }
-      std::memcpy(row + data_bytes, &hs, 2);
-      std::memcpy(row + data_bytes + 2, &hb, 2);
-    }
-  }
-  Py_RETURN_NONE;
-}
-
 PyMethodDef methods[] = {
     {"quantize", quantize, METH_VARARGS, "quantize(src_f32, dst, dtype, scales_f32, zps_i64, inner, channels, qmin, qmax, divide=False)"},
     {"dequantize", dequantize, METH_VARARGS, "dequantize(src, dtype, dst_f32, scales_f64, zps_i64, inner, channels, per_channel)"},
@@ -694,24 +352,24 @@ PyMethodDef methods[] = {
      "linear_u8s8(a_u8, b_s8, out, M, K, N, a_zp, b_zps_i32, saturate_pairs, threads, dtype, multiplier_f32, "
      "bias_over_scale_f32|None, channels, zp, qmin, qmax, relu)"},
     {"matmul_u8s8", matmul_u8s8, METH_VARARGS, "matmul_u8s8(a_u8, b_s8, out_i32, M, K, N, a_zp, b_zps_i32, saturate_pairs, threads=0)"},
-    {"conv3d", conv3d, METH_VARARGS,
+    {"conv3d", bc::conv3d, METH_VARARGS,
      "conv3d(x_u8, w_s8, out_i32, B, C, O, x_zp, w_zps_i32, groups, in3, k3, stride3, pad3, dil3, outpad3, transposed) -> out3"},
-    {"fp16_round", fp16_round, METH_VARARGS, "fp16_round(src_f32, dst_f32, saturate)"},
-    {"embedding_bag_rowwise", embedding_bag_rowwise, METH_VARARGS,
+    {"fp16_round", bc::fp16_round, METH_VARARGS, "fp16_round(src_f32, dst_f32, saturate)"},
+    {"embedding_bag_rowwise", bc::embedding_bag_rowwise, METH_VARARGS,
      "embedding_bag_rowwise(table_u8, rows, dim, bits, indices_i64, offsets_i64, bags, out_f32, per_sample_weights|None, mean)"},
-    {"rowwise_quantize", rowwise_quantize, METH_VARARGS, "rowwise_quantize(src_f32, dst_u8, rows, dim, bits)"},
+    {"rowwise_quantize", bc::rowwise_quantize, METH_VARARGS, "rowwise_quantize(src_f32, dst_u8, rows, dim, bits)"},
     {"isa", isa, METH_NOARGS, "isa() -> the version of the integer dot products in use: portable, avx2 or avx512vnni"},
     {"available_isas", available_isas, METH_NOARGS, "available_isas() -> the versions this CPU can run"},
     {"use_isa", use_isa, METH_VARARGS, "use_isa(name) -> name: run that version from now on (ValueError if the CPU lacks it)"},
     {nullptr, nullptr, 0, nullptr}};
 
-PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Reference quantized kernels (see kernels/kernels.cpp).", -1,
+PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Reference quantized kernels (see kernels/*.cpp).", -1,
                       methods, nullptr, nullptr, nullptr, nullptr};
 
 }  // namespace
 
 PyMODINIT_FUNC PyInit__kernels(void) {
   const char* asked = std::getenv("BC_HARNESS_KERNELS_ISA");
-  if (asked && *asked && !select_isa(asked)) return nullptr;
+  if (asked && *asked && !use_isa_or_say_why(asked)) return nullptr;
   return PyModule_Create(&module);
 }

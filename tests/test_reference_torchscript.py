@@ -209,3 +209,25 @@ def test_observer_reference_matches_torch_calculate_qparams(seed, rows, cols, sp
     scale, zero_point = observer.calculate_qparams()
     assert ours[0] is x
     assert torch.equal(ours[1], scale.to(torch.float32)) and torch.equal(ours[2], zero_point.to(torch.int32))
+
+
+def test_the_mode_does_not_import_torch_dynamo(tmp_path):
+    """torch 2.x wraps a dispatch mode's __torch_dispatch__ for torch.compile, and the wrapper's first
+    call imports torch._dynamo (about 2 s a process); the harness's modes opt out (compat)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from harness import reference as R\n"
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return torch.quantize_per_tensor(x, 0.1, 10, torch.quint8).dequantize()\n"
+        "R.reference_output(torch.jit.script(M()), torch.rand(3))\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    path = tmp_path / "script_it.py"  # TorchScript reads the class's source from its file
+    path.write_text(script)
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
