@@ -125,14 +125,20 @@ def _conv_inputs(case, transposed):
     return x, w, torch.randn(o, generator=g)
 
 
-def _native_conv(backend, case, x, w, bias, transposed):
+def _packed_conv(case, w, bias, transposed):
+    """(the quantized conv op of ``case``, its weight packed by the current engine)."""
     dims, groups, c, o, k, stride, dil, pad, size, outpad, seed = case
     name = f"conv{'_transpose' if transposed else ''}{dims}d"
+    prepack = getattr(torch.ops.quantized, f"{name}_prepack")
+    packed = (prepack(w, bias, list(stride), list(pad), list(outpad), list(dil), groups) if transposed
+              else prepack(w, bias, list(stride), list(pad), list(dil), groups))
+    return getattr(torch.ops.quantized, name), packed
+
+
+def _native_conv(backend, case, x, w, bias, transposed):
     with quiet(), engine(backend):
-        prepack = getattr(torch.ops.quantized, f"{name}_prepack")
-        packed = (prepack(w, bias, list(stride), list(pad), list(outpad), list(dil), groups) if transposed
-                  else prepack(w, bias, list(stride), list(pad), list(dil), groups))
-        return getattr(torch.ops.quantized, name)(x, packed, 0.05, 64).int_repr()
+        op, packed = _packed_conv(case, w, bias, transposed)
+        return op(x, packed, 0.05, 64).int_repr()
 
 
 @pytest.mark.skipif("fbgemm" not in supported_engines(), reason="this torch has no fbgemm")

@@ -20,7 +20,7 @@ from harness.compat import ao, lite_load, lite_save
 from harness.engines import engine, supported_engines
 from harness.notices import quiet
 
-from .test_reference import SATURATES, _conv_inputs, _dynamic_case, _native_conv, conv_cases
+from .test_reference import SATURATES, _conv_inputs, _dynamic_case, _native_conv, _packed_conv, conv_cases
 
 ENGINES = supported_engines()
 FBGEMM_LIKE = [b for b in ("fbgemm", "x86") if b in ENGINES]
@@ -92,14 +92,10 @@ def test_the_mode_does_the_calls_with_the_reference_kernels(catalog, monkeypatch
 
 def _conv_geometry_through_the_mode(backend, case, transposed):
     x, w, bias = _conv_inputs(case, transposed)
-    dims, groups, c, o, k, stride, dil, pad, size, outpad, seed = case
-    name = f"conv{'_transpose' if transposed else ''}{dims}d"
     with quiet(), engine(backend):
-        prepack = getattr(torch.ops.quantized, f"{name}_prepack")
-        packed = (prepack(w, bias, list(stride), list(pad), list(outpad), list(dil), groups) if transposed
-                  else prepack(w, bias, list(stride), list(pad), list(dil), groups))
+        op, packed = _packed_conv(case, w, bias, transposed)
         with R.ReferenceMode():
-            ours = getattr(torch.ops.quantized, name)(x, packed, 0.05, 64)
+            ours = op(x, packed, 0.05, 64)
     return ours.int_repr(), _native_conv(backend, case, x, w, bias, transposed)
 
 
