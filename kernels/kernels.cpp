@@ -218,6 +218,33 @@ PyObject* requantize_float(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
+// fma_columns (fbgemm's float output stage of the dynamic linear): y[r, j] = fma(x[r, j], m[j],
+// b[j]), one rounding, whatever the CPU and whatever kernels torch dispatches to (std::fma is
+// correctly rounded everywhere; the C library uses the CPU's FMA where it has one).
+PyObject* fma_columns(PyObject*, PyObject* args) {
+  PyObject *src_o, *dst_o, *mult_o, *add_o;
+  Py_ssize_t cols, channels;
+  if (!PyArg_ParseTuple(args, "OOOOnn", &src_o, &dst_o, &mult_o, &add_o, &cols, &channels)) return nullptr;
+  if (!check(cols > 0 && (channels == 1 || channels == cols), "fma_columns: one multiplier or one per column"))
+    return nullptr;
+  Buffer src, dst, mult, add;
+  if (!src.get(src_o, false, "src", -1)) return nullptr;
+  const Py_ssize_t n = src.view.len / 4;
+  if (!check(src.view.len % 4 == 0 && n % cols == 0, "fma_columns: src is not float32 [rows, cols]")) return nullptr;
+  if (!dst.get(dst_o, true, "dst", n * 4) || !mult.get(mult_o, false, "multiplier", channels * 4) ||
+      !add.get(add_o, false, "addend", cols * 4))
+    return nullptr;
+  const float *x = src.as<float>(), *m = mult.as<float>(), *b = add.as<float>();
+  float* y = dst.as<float>();
+  Py_BEGIN_ALLOW_THREADS
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    const Py_ssize_t j = i % cols;
+    y[i] = std::fma(x[i], m[channels == 1 ? 0 : j], b[j]);
+  }
+  Py_END_ALLOW_THREADS
+  Py_RETURN_NONE;
+}
+
 // requantize_q31 (qnnpack's fixed-point scheme): the float scale in [2^-32, 1) becomes a Q31
 // multiplier (its 24-bit mantissa << 7) and a right shift; product = acc * multiplier in 64
 // bits, rounded to Q31 (add 2^30, shift 31), then shifted right with rounding half away from
@@ -347,6 +374,7 @@ PyMethodDef methods[] = {
     {"dequantize", dequantize, METH_VARARGS, "dequantize(src, dtype, dst_f32, scales_f64, zps_i64, inner, channels, per_channel)"},
     {"requantize_float", requantize_float, METH_VARARGS,
      "requantize_float(acc_i32, dst, dtype, multiplier_f32, bias_over_scale_f32|None, cols, channels, zp, qmin, qmax, relu)"},
+    {"fma_columns", fma_columns, METH_VARARGS, "fma_columns(src_f32, dst_f32, multiplier_f32, addend_f32, cols, channels)"},
     {"requantize_q31", requantize_q31, METH_VARARGS, "requantize_q31(acc_i32, dst, dtype, scale, zp, qmin, qmax)"},
     {"linear_u8s8", linear_u8s8, METH_VARARGS,
      "linear_u8s8(a_u8, b_s8, out, M, K, N, a_zp, b_zps_i32, saturate_pairs, threads, dtype, multiplier_f32, "

@@ -52,6 +52,10 @@ def battery(K, digest) -> None:
         digest.update(quantized.tobytes())
         K.requantize_q31(out, quantized, 0, rng.uniform(1e-4, 0.5), rng.randrange(256), 0, 255)
         digest.update(quantized.tobytes())
+        sums = array.array("f", [float(v) for v in out])  # the dynamic linear's float output stage
+        fused = array.array("f", [0.0] * (M * N))
+        K.fma_columns(sums, fused, array.array("f", [rng.uniform(1e-6, 1e-3) for _ in range(N)]), _f32(rng, N), N, N)
+        digest.update(fused.tobytes())
         for saturate in (False, True):  # summed and requantized in one call
             K.linear_u8s8(a, b, quantized, M, D, N, rng.randrange(256), zps, saturate, 2, 0,
                           array.array("f", [rng.uniform(1e-5, 1e-3) for _ in range(N)]), _f32(rng, N, 500.0), N,

@@ -35,6 +35,7 @@ from .primitives import (
     conv,
     dequantize,
     embedding_bag_rowwise,
+    fma_columns,
     fp16_round,
     kernels,
     linear_u8s8,
@@ -47,6 +48,6 @@ from .primitives import (
 
 __all__ = ["DTYPES", "FBGEMM", "SMALL_SCALE", "ReferenceInterpreter", "ReferenceMode", "Rules", "Unsupported", "choose_qparams", "conv", "conv_nd",
            "dequantize", "dynamic_cell", "dynamic_linear", "dynamic_linear_fp16", "dynamic_lstm", "dynamic_rnn", "embedding_bag_rowwise",
-           "fbgemm_saturates_pairs", "fp16_round", "kernels", "linear", "linear_u8s8", "matmul_u8s8", "minmax_observer_qparams",
+           "fbgemm_saturates_pairs", "fma_columns", "fp16_round", "kernels", "linear", "linear_u8s8", "matmul_u8s8", "minmax_observer_qparams",
            "moving_average_minmax", "observer_output", "per_channel_minmax_qparams", "quantize", "reference_model", "reference_output",
            "requantize_float", "requantize_q31", "rowwise_quantize", "rowwise_table"]

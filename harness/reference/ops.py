@@ -18,6 +18,7 @@ from ..compat import has_avx512_vnni
 from .primitives import (
     _check_dtype,
     conv,
+    fma_columns,
     fp16_round,
     linear_u8s8,
     matmul_u8s8,
@@ -244,12 +245,12 @@ def dynamic_linear(x: torch.Tensor, w: torch.Tensor, bias, reduce_range: bool = 
     xq = quantize(x.reshape(-1, x.shape[-1]).contiguous(), [x_scale], [x_zp], torch.quint8, qrange=(0, qmax),
                   divide=not qnnpack)
     acc = matmul_u8s8(xq, x_zp, w.contiguous(), w_zps, saturate_pairs).to(torch.float32)
-    scale = (torch.tensor(x_scale, dtype=torch.float32) * w_scales.to(torch.float32)).expand(acc.shape).contiguous()
+    scale = torch.tensor(x_scale, dtype=torch.float32) * w_scales.to(torch.float32)
     bias = torch.zeros(acc.shape[1]) if bias is None else bias.to(torch.float32)
     if qnnpack:
         out = scale * acc + bias
     else:  # one fused multiply-add, as fbgemm's float output stage
-        out = torch.addcmul(bias.expand(acc.shape), acc, scale)
+        out = fma_columns(acc, scale, bias)
     return out.reshape(*x.shape[:-1], w.shape[0])
 
 

@@ -154,6 +154,22 @@ def _float_requant(multiplier, bias_over_scale, cols: int, zero_point, qmin: int
     return multiplier, bias
 
 
+def fma_columns(x: torch.Tensor, multiplier, addend) -> torch.Tensor:
+    """float32 fma(x[r, j], multiplier[j], addend[j]) with one rounding, on any CPU and any ATen
+    dispatch (torch.addcmul fuses only where its vectorized kernels use FMA instructions)."""
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.dim() != 2:
+        raise ValueError("fma_columns takes a float32 [rows, cols] tensor")
+    x, cols = x.contiguous(), x.shape[1]
+    multiplier = torch.as_tensor(multiplier, dtype=torch.float32).reshape(-1).contiguous()
+    addend = torch.as_tensor(addend, dtype=torch.float32).reshape(-1).contiguous()
+    if multiplier.numel() not in (1, cols) or addend.numel() != cols:
+        raise ValueError(f"fma_columns: {multiplier.numel()} multipliers and {addend.numel()} addends for {cols} columns")
+    out = torch.empty(x.shape, dtype=torch.float32)
+    if x.numel():
+        kernels().fma_columns(_buffer(x), _buffer(out), _buffer(multiplier), _buffer(addend), cols, multiplier.numel())
+    return out
+
+
 def requantize_q31(acc: torch.Tensor, scale: float, zero_point: int, qdtype) -> torch.Tensor:
     """qnnpack's fixed-point requantization (Q31 multiplier and rounding shift)."""
     code, storage, qmin, qmax = _check_dtype(qdtype)
