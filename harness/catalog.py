@@ -28,8 +28,11 @@ ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package", "export", "lite
 #: ondevice - on-device dynamic PTQ: like jit, with _quantize_ondevice_dynamic_jit, and the
 #:            output is the ``quantized_forward`` method's;
 #: pt2e     - PT2E: ``build`` returns the converted (convert_pt2e) graph module;
-#: observer - ``build`` returns an observer, calibrated once on the input.
-FLOWS = ("eager", "dynamic", "qat", "fx", "jit", "ondevice", "pt2e", "observer")
+#: observer - ``build`` returns an observer, calibrated once on the input;
+#: torchao  - torchao's ``quantize_``: ``build`` returns the float module, ``transform`` (a recipe
+#:            of harness.compat_torchao) quantizes it in place; a state_dict loads into the float
+#:            module with ``assign=True``, as torchao's users reload a checkpoint.
+FLOWS = ("eager", "dynamic", "qat", "fx", "jit", "ondevice", "pt2e", "observer", "torchao")
 
 _FIXTURE_PACKAGE = "bc_harness_fixtures"
 _CASE_ID = re.compile(r"[a-z0-9][a-z0-9_.-]*")
@@ -146,6 +149,9 @@ class Case:
     #: the method whose output is the golden (the on-device flow's ``quantized_forward``)
     method: str = "forward"
     pytorch: PyTorchTest | None = None
+    #: importable packages beyond torch that building the case needs (e.g. "torchvision"): a
+    #: replay that must build it says so where one is missing, instead of failing
+    requires: tuple[str, ...] = ()
     description: str = ""
     source: str = ""  # fixture file the case was declared in, filled by the loader
 

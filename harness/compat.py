@@ -112,6 +112,30 @@ def flow_problem(flow: str) -> str | None:
             pt2e()
         except ImportError as exc:
             return str(exc)
+    if flow == "torchao":
+        from . import compat_torchao
+
+        return compat_torchao.problem()
+    return None
+
+
+def build_problem(case) -> str | None:
+    """Why this process cannot build ``case`` (its flow, or a package it requires), or None."""
+    return flow_problem(case.flow) or next(filter(None, map(_requirement_problem, case.requires)), None)
+
+
+@functools.cache
+def _requirement_problem(package: str) -> str | None:
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        return f"needs {package}, which is not installed"
+    try:
+        with silent_import():
+            importlib.import_module(package)
+    except Exception as exc:  # e.g. a torchvision built for another torch: 'operator torchvision::nms does not exist'
+        return f"needs {package}, which does not import with torch {torch.__version__}: {str(exc)[:160]}"
     return None
 
 

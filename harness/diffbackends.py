@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from . import flows
 from .catalog import Case
+from .compat import build_problem
 from .compare import compare
 from .engines import engine, supported_engines
 from .notices import quiet
@@ -81,6 +82,9 @@ def case_row(case: Case, engines: list[str]) -> tuple[dict[str, Cell], str]:
 
     if not case.check_numerics:
         return {}, "it checks loading only: no output to compare"
+    unable = build_problem(case)
+    if unable:
+        return {}, f"not built here: {unable}"
     try:
         with quiet(), engine("fbgemm" if "fbgemm" in engines else engines[0]):
             example = flows.make_input(case)

@@ -60,6 +60,10 @@ def transform(case: Case):
     return _ON_SCRIPT.get(case.flow)
 
 
+#: flows whose quantization step runs on the built (float) module: ``transform(module, example)``
+_ON_MODULE = frozenset({"fx", "torchao"})
+
+
 def to_script(case: Case, built, example, trace: bool = False):
     """``built`` scripted (or traced), then quantized where the flow quantizes TorchScript."""
     import torch
@@ -79,7 +83,7 @@ def runnable(case: Case, built, example):
     """
     if case.flow in _ON_SCRIPT:
         return to_script(case, built, example)
-    if case.flow == "fx":
+    if case.flow in _ON_MODULE:
         return transform(case)(built, example)
     if case.flow == "observer":
         built(example)  # calibrate, as PyTorch does before saving the state_dict
@@ -87,9 +91,28 @@ def runnable(case: Case, built, example):
 
 
 def skeleton(case: Case, example):
-    """A module of the case's structure, for a golden state_dict to load into."""
+    """A module of the case's structure, for a golden state_dict to load into (torchao's: the
+    float module, whose parameters the checkpoint's quantized tensors replace)."""
     built = build(case)
     return runnable(case, built, example) if case.flow == "fx" else built
+
+
+def load_state(case: Case, model, state) -> None:
+    """``state`` loaded into ``model`` as the flow's users do: torchao's checkpoints with
+    ``assign=True`` (a quantized tensor subclass cannot be copied into a float parameter)."""
+    if case.flow == "torchao":
+        model.load_state_dict(state, assign=True)
+    else:
+        model.load_state_dict(state)
+
+
+def exportable(case: Case, model):
+    """The quantized model as this release's torch.export takes it."""
+    if case.flow == "torchao":
+        from . import compat_torchao
+
+        return compat_torchao.exportable(model)
+    return model
 
 
 #: flows whose built model does not depend on the quantized engine and is slow to make

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import __version__, flows
 from .artifacts import KINDS
 from .catalog import Case
-from .compat import cpu_capability, flow_problem, has_avx512_vnni, kind_problem, torch_release
+from .compat import build_problem, cpu_capability, has_avx512_vnni, kind_problem, torch_release
 from .engines import engine, supported_engines
 from .layout import HarnessLayout as Names
 from .layout import PyTorchLayout
@@ -74,8 +74,8 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
     if parse_version(torch_release()) < parse_version(case.min_torch):
         out.entry.skipped = f"needs torch >= {case.min_torch}"
         return out
-    if flow_problem(case.flow):
-        out.entry.skipped = flow_problem(case.flow)
+    if build_problem(case):
+        out.entry.skipped = build_problem(case)
         return out
     with quiet(), engine(engines[0] if engines else None):
         example = flows.make_input(case)

@@ -137,7 +137,7 @@ class HarnessLayout:
     # -- reading a set ------------------------------------------------------------------
     def case_problem(self, case: Case) -> tuple[str, str] | None:
         """(verdict, reason) when a case cannot be replayed from this set at all."""
-        from .compat import torch_release
+        from .compat import build_problem, torch_release
         from .versions import parse_version
 
         entry = self.golden.cases.get(case.id)
@@ -146,8 +146,10 @@ class HarnessLayout:
             if parse_version(version) < parse_version(case.min_torch):
                 return "skip", f"needs torch >= {case.min_torch}; goldens are from {version}"
             if version == torch_release():
-                return "missing", f"no golden for this case; run: regenerate-goldens -k {case.id}"
-            return "skip", f"torch {version} goldens predate this case"
+                unable = build_problem(case)  # a golden this install cannot make is not asked for
+                return ("skip", f"no golden for this case, and torch {version} here cannot make one: {unable}") \
+                    if unable else ("missing", f"no golden for this case; run: regenerate-goldens -k {case.id}")
+            return "skip", f"torch {version}'s golden set holds no golden of this case (it predates the case, or was made for others)"
         if entry.malformed:
             return "corrupt", f"the manifest's entry for {case.id} is malformed: {entry.malformed}"
         if entry.skipped:

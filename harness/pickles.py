@@ -38,7 +38,7 @@ DATA_GLOBALS = re.compile(
     r"|torch\.(?:strided|sparse_coo|sparse_csr|_mkldnn)"
     r"|torch\.(?:float|double|half|bfloat16|complex32|complex64|complex128|cfloat|cdouble|uint8|int8|int16"
     r"|short|int32|int|int64|long|bool|quint8|qint8|qint32|quint4x2|quint2x4|float16|float32|float64"
-    r"|float8_e4m3fn|float8_e5m2|uint16|uint32|uint64))$"
+    r"|float8_e4m3fn|float8_e5m2|float8_e4m3fnuz|float8_e5m2fnuz|uint16|uint32|uint64|u?int[1-7]))$"
 )
 
 #: TorchScript archives: their own classes (``__torch__.*``, whose code is TorchScript in the

@@ -49,6 +49,12 @@ def _tensor(t) -> str:
     import torch
 
     shape = tuple(t.shape)
+    flatten = getattr(type(t), "__tensor_flatten__", None)
+    if flatten is not None and type(t) not in (torch.Tensor, torch.nn.Parameter):
+        # a tensor subclass (torchao's quantized weights): the plain tensors it is made of
+        inner = flatten(t)[0]
+        return f"{type(t).__name__} {t.dtype} {shape}: " + "; ".join(
+            f"{name} {_tensor(getattr(t, name))}" for name in inner)
     if t.is_quantized:
         if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
             qparams = f"scale {t.q_scale():.9g} zero_point {t.q_zero_point()}"

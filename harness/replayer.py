@@ -17,7 +17,7 @@ from . import flows, machine
 from .artifacts import KINDS
 from .catalog import Case
 from .compare import Diff, compare, compare_sets
-from .compat import flow_problem, kind_problem, torch_release
+from .compat import build_problem, kind_problem, torch_release
 from .engines import engine, supported_engines
 from .notices import quiet, runtime_warnings
 from .results import COMPARED, Result, one_line
@@ -58,7 +58,7 @@ _REBUILDS = frozenset({"state_dict", "package"})
 
 def runtime_problem(case: Case, kind: str) -> str | None:
     """Why this torch cannot replay ``kind`` of ``case`` at all, or None."""
-    return kind_problem(kind) or (flow_problem(case.flow) if kind in _REBUILDS else None)
+    return kind_problem(kind) or (build_problem(case) if kind in _REBUILDS else None)
 
 
 @dataclass
@@ -300,8 +300,8 @@ class Replayer:
         files = self._case_files(case)
         if files.problem is not None:
             return result(*files.problem)
-        if flow_problem(case.flow):
-            return result("skip", f"torch {self.runtime} cannot build it: {flow_problem(case.flow)}")
+        if build_problem(case):
+            return result("skip", f"torch {self.runtime} cannot build it: {build_problem(case)}")
         if backend != "any" and backend not in self.have:
             return result("skip", f"torch {self.runtime} has no {backend} engine")
         problem = self.layout.backend_problem(case, backend)
@@ -332,22 +332,26 @@ class Replayer:
 
         if shared.reference is not None:
             return shared.reference
-        source = next((k for k in REFERENCE_SOURCES if k in case.artifacts), None)
-        if not self.layout.reference or source is None:
+        sources = [k for k in REFERENCE_SOURCES if k in case.artifacts]
+        if not self.layout.reference or not sources:
             shared.reference = "the reference runs the cases of our layout, from a golden's model"
             return shared.reference
-        data = self._artifact(case, source, shared)
-        if isinstance(data, tuple):
-            shared.reference = f"{source}: {data[1]}"
-            return shared.reference
-        try:
-            with quiet(), engine("fbgemm" if "fbgemm" in self.have else None):
-                model = KINDS[source].load(case, data, shared.example)
-                shared.reference = reference.reference_output(model, shared.example, case.forward)
-        except reference.Unsupported as exc:
-            shared.reference = str(exc)
-        except Exception as exc:
-            shared.reference = f"reference failed: {one_line(exc)}"
+        for source in sources:  # the first that loads here (a state_dict needs its classes; a script does not)
+            data = self._artifact(case, source, shared)
+            unable = runtime_problem(case, source)
+            if unable or isinstance(data, tuple):
+                if shared.reference is None:
+                    shared.reference = f"{source}: {unable or data[1]}"
+                continue
+            try:
+                with quiet(), engine("fbgemm" if "fbgemm" in self.have else None):
+                    model = KINDS[source].load(case, data, shared.example)
+                    shared.reference = reference.reference_output(model, shared.example, case.forward)
+            except reference.Unsupported as exc:
+                shared.reference = str(exc)
+            except Exception as exc:
+                shared.reference = f"reference failed: {one_line(exc)}"
+            break
         return shared.reference
 
     def _cross(self, case: Case, backend: str, obtained, diff: Diff, shared: _CaseFiles) -> Diff | None:

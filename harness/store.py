@@ -36,6 +36,13 @@ class CorruptGolden(GoldenError):
     verdict = "corrupt"
 
 
+class UnloadableGolden(GoldenError):
+    """A sound file that this install refuses to load safely (a checkpoint naming a torchao class
+    the installed torchao does not register): a load error of this release, not a corrupt file."""
+
+    verdict = "load-error"
+
+
 class GoldenExists(Exception):
     """Refusal to overwrite a golden without --force."""
 
@@ -122,7 +129,7 @@ class GoldenSet:
         """The verified, vetted bytes of ``name``, holding an artifact of ``kind`` ("data": an
         input, an expected output; "text": a sidecar, not vetted). A code-carrying artifact must
         also match its sidecar. Raises MissingGolden or CorruptGolden."""
-        from .vetting import CODE_CARRYING, MAX_FILE_BYTES, Refused, Untrusted, vet
+        from .vetting import CODE_CARRYING, MAX_FILE_BYTES, NotAdmitted, Refused, Untrusted, vet
 
         code = kind in CODE_CARRYING
         entry = self.files.get(name)
@@ -148,6 +155,8 @@ class GoldenSet:
             vet(kind, data, name, trusted=self.trust_code)
             if code and self.manifest is not None:
                 self._check_sidecar(name, kind, data)
+        except NotAdmitted as exc:
+            raise UnloadableGolden(str(exc)) from None
         except Untrusted as exc:
             raise CorruptGolden(f"not loaded, unsafe: {exc} (load it anyway with --trust-goldens, "
                                 "if you trust where this golden came from)") from None

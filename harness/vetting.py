@@ -120,9 +120,40 @@ def torch_save_streams(data: bytes, what: str = "the file") -> list[bytes]:
     return streams
 
 
+class NotAdmitted(Refused):
+    """A checkpoint naming a library class that the installed release does not register as safe
+    to load: what ``torch.load(weights_only=True)`` itself would refuse. A load error of that
+    checkpoint on this install (a finding), not a hostile file."""
+
+
+#: libraries whose checkpoints name their own tensor subclasses, admitted to a data pickle when the
+#: installed release registers them as torch safe globals (weights_only loading admits exactly those)
+REGISTERING_LIBRARIES = ("torchao",)
+
+
+def _check_data_globals(names: set[str], what: str) -> None:
+    """Every global a data pickle names must be torch's weights_only built-ins, or a torch or
+    torchao class that this process's releases register as safe globals."""
+    outside = {n for n in names if not data_allowed(n)}
+    if not outside:
+        return
+    foreign = {n for n in outside if n.split(".", 1)[0] not in ("torch", *REGISTERING_LIBRARIES)}
+    check_globals(foreign, lambda _n: False, what)  # refused without importing anything
+    from .compat_torchao import registered_safe_globals, version
+
+    unregistered = sorted(outside - registered_safe_globals())
+    library = [n for n in unregistered if n.split(".", 1)[0] in REGISTERING_LIBRARIES]
+    if library:
+        installed = f"torchao {version()}" if version() else "no torchao (it is not installed)"
+        raise NotAdmitted(f"weights_only loading refuses {what}: it names {library[0]}"
+                          + (f" (and {len(library) - 1} more)" if len(library) > 1 else "")
+                          + f", which {installed} does not register as a safe global")
+    check_globals(set(unregistered), lambda _n: False, what)
+
+
 def _vet_data(data: bytes, what: str) -> None:
     for stream in torch_save_streams(data, what):
-        check_globals(pickle_globals(stream, what), data_allowed, what)
+        _check_data_globals(pickle_globals(stream, what), what)
 
 
 def _vet_torchscript(data: bytes, what: str, trusted: bool) -> None:
@@ -267,7 +298,7 @@ def _vet_export(data: bytes, what: str, trusted: bool) -> None:
         for stream in streams:
             found = pickle_globals(stream, where)
             if not trusted:
-                check_globals(found, data_allowed, where)
+                _check_data_globals(found, where)
 
 
 # -- what a golden embeds, as text for review --------------------------------------------------

@@ -15,5 +15,5 @@ def load(case, data: bytes, example, trusted: bool = False):
     """``trusted``: bytes this process just made (generation's round-trip check), not a golden."""
     state = load_weights(data, trusted=trusted)
     model = flows.skeleton(case, example)
-    model.load_state_dict(state)
+    flows.load_state(case, model, state)
     return model

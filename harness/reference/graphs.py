@@ -121,6 +121,7 @@ def reference_output(model, example, forward=None):
                 return observer_output(model, args[0])
             except ValueError as exc:
                 raise Unsupported(str(exc)) from None
+        _refuse_tensor_subclasses(model)
         ref = reference_model(model)
         if isinstance(ref, torch.fx.GraphModule):
             try:
@@ -128,3 +129,12 @@ def reference_output(model, example, forward=None):
             except Unsupported as exc:  # the interpreter appends the node and its stack to the message
                 raise Unsupported(str(exc).strip().splitlines()[0]) from None
         return ref(*args)
+
+
+def _refuse_tensor_subclasses(model) -> None:
+    """A module whose weights are tensor subclasses (torchao's quantized tensors) computes in the
+    subclass's own code, which the reference has no rule for: Unsupported names the class."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
+            raise Unsupported(f"{name} is a {type(tensor).__name__} (a tensor subclass computing in "
+                              f"{type(tensor).__module__.split('.')[0]}'s code): the reference has no rule for it")
