@@ -35,14 +35,16 @@ def ensure_env(version: str, say: Callable[[str], None] = print) -> Path:
     """
     directory = env_dir(version)
     python = _python(directory)
-    if (directory / READY).is_file() and python.exists():
+    packages = pip_args(version, extras=True)  # BC_TORCH_INDEX=cpu: PyTorch's CPU builds, not CUDA ones
+    wanted = " ".join(packages)
+    ready = directory / READY
+    if ready.is_file() and python.exists() and ready.read_text().splitlines()[1:2] == [wanted]:
         say(f"using cached environment {directory}")
         return python
     started = time.perf_counter()
     if not python.exists():
         say(f"creating environment {directory}")
         subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
-    packages = pip_args(version)  # BC_TORCH_INDEX=cpu: PyTorch's CPU builds instead of CUDA ones
     source = ("PyTorch's CPU index" if os.environ.get(INDEX_VARIABLE) == "cpu"
               else "the package registry, a release brings CUDA packages: several GB, a few minutes")
     say(f"installing {' '.join(p for p in packages if not p.startswith(('-', 'http')))} (from {source})")
@@ -52,7 +54,7 @@ def ensure_env(version: str, say: Callable[[str], None] = print) -> Path:
     wrong = wrong_torch(version, found)
     if wrong:
         raise RuntimeError(wrong)
-    (directory / READY).write_text(found + "\n")
+    ready.write_text(f"{found}\n{wanted}\n")  # what it holds: a changed pairing installs again
     say(f"environment ready: torch {found} ({time.perf_counter() - started:.0f} s)")
     return python
 

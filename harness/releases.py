@@ -39,9 +39,17 @@ MATRIX = {"oldest": OLDEST, "torch213": LOCAL, "latest": "latest", "nightly": "n
 PT2E_IN_TORCHAO = "2.10"
 #: torch minor -> the torchao release that pairs with it: the one built against it (torchao's own
 #: compatibility table, torchao/__init__.py), else the newest whose binaries admit it. 0.18.0
-#: admits torch >= 2.11 and is the newest release on the registry for 2.13, 2.14 and 2.15.
-TORCHAO = {"2.10": "0.16.0", "2.11": "0.17.0", "2.12": "0.17.0", "2.13": "0.18.0", "2.14": "0.18.0",
-           "2.15": "0.18.0"}
+#: admits torch >= 2.11 and is the newest release on the registry for 2.13, 2.14 and 2.15. From
+#: PT2E_IN_TORCHAO on every install takes it (PT2E lives there); before, the torchao flow's cases
+#: do (its goldens and their replay): 0.6.1 (torch 2.4), 0.12.0 (torch 2.8).
+TORCHAO = {"2.4": "0.6.1", "2.8": "0.12.0", "2.10": "0.16.0", "2.11": "0.17.0", "2.12": "0.17.0",
+           "2.13": "0.18.0", "2.14": "0.18.0", "2.15": "0.18.0"}
+#: torch minor -> the torchvision release built against it (torchvision's compatibility table): a
+#: generation extra of the torchvision cases, installed in isolated environments only (the
+#: registry's torchvision does not import beside the README's CPU build of torch, so 2.13, the
+#: local release, has none here: its set takes no torchvision cases). 2.15 has none on the registry.
+TORCHVISION = {"1.13": "0.14.1", "2.0": "0.15.2", "2.4": "0.19.1", "2.8": "0.23.0", "2.10": "0.25.0",
+               "2.14": "0.29.1"}
 
 PYPI_JSON = "https://pypi.org/pypi/torch/json"
 #: PyTorch's own wheel indexes: CPU-only builds (a few hundred MB, not several GB of CUDA)
@@ -64,11 +72,16 @@ class ReleaseError(Exception):
 
 
 def torchao_for(version: str) -> str | None:
-    """The torchao release to install beside torch ``version`` (None before PT2E moved there)."""
+    """The torchao release to install beside torch ``version`` (None: none pairs with it, or a
+    release newer than the table, which takes the newest)."""
     v = Version(version)
-    if v < Version(PT2E_IN_TORCHAO):
-        return None
-    return TORCHAO.get(f"{v.major}.{v.minor}")  # None: a release newer than the table; take the newest
+    return TORCHAO.get(f"{v.major}.{v.minor}")
+
+
+def torchvision_for(version: str) -> str | None:
+    """The torchvision release that pairs with torch ``version``, for generating goldens."""
+    v = Version(version)
+    return TORCHVISION.get(f"{v.major}.{v.minor}")
 
 
 def _fetch_json(url: str) -> dict:
@@ -120,12 +133,13 @@ def resolve(row: str, fetch: Callable[[str], dict] = _fetch_json) -> str:
         raise ReleaseError(f"unknown row {row!r}: rows are {', '.join(MATRIX)}, or a release such as 2.15.0") from None
 
 
-def pip_args(torch: str, index: str | None = None) -> list[str]:
+def pip_args(torch: str, index: str | None = None, extras: bool = False) -> list[str]:
     """``pip install`` arguments for torch ``torch`` (a release or "nightly") and its torchao pair.
 
     ``index`` "cpu" takes CPU builds from PyTorch's index (PyPI still serves everything else;
     an ``==`` pin then prefers the ``+cpu`` build); "registry" (the default) takes pip's index.
-    The nightly build only exists on PyTorch's nightly index.
+    The nightly build only exists on PyTorch's nightly index. ``extras``: the generation extras
+    too (torchvision), for an isolated environment that makes goldens.
     """
     index = index or os.environ.get(INDEX_VARIABLE) or "registry"
     if index not in ("cpu", "registry"):
@@ -136,6 +150,8 @@ def pip_args(torch: str, index: str | None = None) -> list[str]:
     pair = torchao_for(torch)
     packages = [f"torch=={torch}"] + ([f"torchao=={pair}"] if pair else
                                        ["torchao"] if Version(torch) >= Version(PT2E_IN_TORCHAO) else [])
+    if extras and torchvision_for(torch):
+        packages.append(f"torchvision=={torchvision_for(torch)}")
     source = ["--index-url", CPU_INDEX, "--extra-index-url", PYPI_SIMPLE] if index == "cpu" else []
     return packages + source
 

@@ -81,7 +81,7 @@ def test_pip_args_per_index_and_torchao_pair(monkeypatch):
     assert releases.pip_args("1.13.1") == ["torch==1.13.1"]
     assert releases.pip_args("2.15.0") == ["torch==2.15.0", "torchao==0.18.0"]
     cpu = releases.pip_args("2.4.1", "cpu")
-    assert cpu[:3] == ["torch==2.4.1", "--index-url", releases.CPU_INDEX] and releases.PYPI_SIMPLE in cpu
+    assert cpu[:4] == ["torch==2.4.1", "torchao==0.6.1", "--index-url", releases.CPU_INDEX] and releases.PYPI_SIMPLE in cpu
     monkeypatch.setenv(releases.INDEX_VARIABLE, "cpu")
     assert releases.CPU_INDEX in releases.pip_args("2.13.0")
     nightly = releases.pip_args("nightly")
@@ -92,10 +92,13 @@ def test_pip_args_per_index_and_torchao_pair(monkeypatch):
         releases.pip_args("2.13.0")
 
 
-def test_torchao_pairs_start_where_pt2e_moved():
-    assert releases.torchao_for("2.9.1") is None
+def test_torchao_and_torchvision_pairs():
+    assert releases.torchao_for("2.9.1") is None and releases.torchao_for("2.4.1") == "0.6.1"
     assert releases.torchao_for("2.10.0") == "0.16.0"
     assert all(releases.torchao_for(f"{minor}.0") for minor in releases.TORCHAO)
+    assert releases.pip_args("2.4.1") == ["torch==2.4.1", "torchao==0.6.1"]  # replay: no torchvision
+    assert releases.pip_args("2.4.1", extras=True)[-1] == "torchvision==0.19.1"  # generation: with it
+    assert releases.pip_args("2.9.1", extras=True) == ["torch==2.9.1"]  # no pair known: nothing guessed
 
 
 def test_install_failure_is_recorded_as_not_installed(tmp_path, capsys):
