@@ -121,11 +121,12 @@ def flow_problem(flow: str) -> str | None:
 
 def build_problem(case) -> str | None:
     """Why this process cannot build ``case`` (its flow, or a package it requires), or None."""
-    return flow_problem(case.flow) or next(filter(None, map(_requirement_problem, case.requires)), None)
+    return flow_problem(case.flow) or next(filter(None, map(requirement_problem, case.requires)), None)
 
 
 @functools.cache
-def _requirement_problem(package: str) -> str | None:
+def requirement_problem(package: str) -> str | None:
+    """Why ``package`` cannot be imported here (not installed, or built for another torch), or None."""
     import importlib
     import importlib.util
 

@@ -15,12 +15,8 @@ environment of that release):
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-
 from packaging.version import InvalidVersion, Version
 
-from .notices import silent_import
 
 #: the harness's name of a torchao recipe -> (config class from 0.9, function before 0.9, kwargs)
 #: kwargs is a function of the torchao module giving the arguments, None for the defaults
@@ -39,17 +35,12 @@ class Unavailable(Exception):
     """This torchao has no such recipe (or no torchao is installed)."""
 
 
-@functools.cache
 def problem() -> str | None:
-    """Why torchao cannot be used here (not installed, or it fails to import), or None."""
-    if importlib.util.find_spec("torchao") is None:
-        return "needs torchao, which is not installed (pip install torchao; see harness.releases.TORCHAO)"
-    try:
-        with silent_import():
-            import torchao  # noqa: F401  (registers its safe globals and its ops)
-    except Exception as exc:  # a torchao built for another torch fails in many ways
-        return f"torchao does not import with this torch: {type(exc).__name__}: {str(exc)[:200]}"
-    return None
+    """Why torchao cannot be used here (not installed, or it fails to import), or None. Importing
+    it registers its safe globals and its ops (torch.ops.torchao.*)."""
+    from .compat import requirement_problem
+
+    return requirement_problem("torchao")
 
 
 def version() -> str | None:

@@ -300,8 +300,9 @@ class Replayer:
         files = self._case_files(case)
         if files.problem is not None:
             return result(*files.problem)
-        if build_problem(case):
-            return result("skip", f"torch {self.runtime} cannot build it: {build_problem(case)}")
+        unable = build_problem(case)
+        if unable:
+            return result("skip", f"torch {self.runtime} cannot build it: {unable}")
         if backend != "any" and backend not in self.have:
             return result("skip", f"torch {self.runtime} has no {backend} engine")
         problem = self.layout.backend_problem(case, backend)
@@ -337,8 +338,8 @@ class Replayer:
             shared.reference = "the reference runs the cases of our layout, from a golden's model"
             return shared.reference
         for source in sources:  # the first that loads here (a state_dict needs its classes; a script does not)
-            data = self._artifact(case, source, shared)
-            unable = runtime_problem(case, source)
+            unable = runtime_problem(case, source)  # asked first: no file read for a model not buildable here
+            data = None if unable else self._artifact(case, source, shared)
             if unable or isinstance(data, tuple):
                 if shared.reference is None:
                     shared.reference = f"{source}: {unable or data[1]}"
