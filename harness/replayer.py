@@ -54,11 +54,15 @@ REFERENCE_SOURCES = ("state_dict", "package", "export", "scripted", "traced", "l
 #: kinds whose replay re-runs the case's flow on today's torch (a state_dict loads into today's
 #: conversion of an FX model; a package re-runs prepare_fx/convert_fx)
 _REBUILDS = frozenset({"state_dict", "package"})
+#: flows whose every file holds the flow library's own tensors or ops (torchao's subclasses and
+#: torch.ops.torchao): without that library no artifact of theirs can be read
+_LIBRARY_FLOWS = frozenset({"torchao"})
 
 
 def runtime_problem(case: Case, kind: str) -> str | None:
     """Why this torch cannot replay ``kind`` of ``case`` at all, or None."""
-    return kind_problem(kind) or (build_problem(case) if kind in _REBUILDS else None)
+    rebuilt = kind in _REBUILDS or case.flow in _LIBRARY_FLOWS
+    return kind_problem(kind) or (build_problem(case) if rebuilt else None)
 
 
 @dataclass

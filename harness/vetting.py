@@ -144,10 +144,10 @@ def _check_data_globals(names: set[str], what: str) -> None:
     unregistered = sorted(outside - registered_safe_globals())
     library = [n for n in unregistered if n.split(".", 1)[0] in REGISTERING_LIBRARIES]
     if library:
-        installed = f"torchao {version()}" if version() else "no torchao (it is not installed)"
-        raise NotAdmitted(f"weights_only loading refuses {what}: it names {library[0]}"
-                          + (f" (and {len(library) - 1} more)" if len(library) > 1 else "")
-                          + f", which {installed} does not register as a safe global")
+        named = library[0] + (f" (and {len(library) - 1} more)" if len(library) > 1 else "")
+        why = (f"which torchao {version()} does not register as a safe global" if version()
+               else "and torchao cannot be imported here to register it")
+        raise NotAdmitted(f"weights_only loading refuses {what}: it names {named}, {why}")
     check_globals(set(unregistered), lambda _n: False, what)
 
 
