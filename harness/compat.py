@@ -74,6 +74,80 @@ def nn_quantized():
     return nnq, nnqd, nniq
 
 
+def _observed_range(observer):
+    return observer.min_val, observer.max_val
+
+
+@contextlib.contextmanager
+def qparams_from_range() -> Iterator[None]:
+    """While a model is built only to have a state_dict loaded into it: HistogramObserver takes
+    its qparams from the observed min and max instead of its search over the histogram.
+
+    The search is most of what building an FX or eager PTQ skeleton costs (77 ms a call, 1,000
+    calls in one replay of the committed goldens), and ``load_state_dict`` then overwrites every
+    scale and zero point it chose. Structure and dtypes do not depend on those values. The
+    patch is undone on exit; a torch without the method is left as it is.
+    """
+    observer = getattr(ao(), "HistogramObserver", None)
+    search = getattr(observer, "_non_linear_param_search", None)
+    if search is None:  # pragma: no cover - every release we replay has it
+        yield
+        return
+    observer._non_linear_param_search = _observed_range
+    try:
+        yield
+    finally:
+        observer._non_linear_param_search = search
+
+
+#: HistogramObserver searches done under remembered_histogram_searches(), by observer state
+_searches: dict = {}
+_SEARCHES = 512
+
+
+@contextlib.contextmanager
+def remembered_histogram_searches() -> Iterator[None]:
+    """While active, HistogramObserver's search over its histogram is done once per distinct
+    observer state: the same model calibrated on the same input and converted under each
+    quantized engine (a package's replay, a model's check, generation) searches once, not
+    four times, for the same min and max.
+
+    The search is a pure function of the observer: the key is its every buffer (bytes, dtype,
+    shape) and every plain attribute (bins, dst_nbins, dtype, quant_min, ...), so two
+    observers share a result only when nothing the search could read differs. Results are
+    handed out as copies.
+    """
+    observer = getattr(ao(), "HistogramObserver", None)
+    search = getattr(observer, "_non_linear_param_search", None)
+    if search is None:  # pragma: no cover - every release we replay has it
+        yield
+        return
+
+    def remembered(self):
+        key = (search, _observer_state(self))  # the search in force: qparams_from_range's is another
+        if key not in _searches:
+            if len(_searches) >= _SEARCHES:
+                _searches.pop(next(iter(_searches)))
+            _searches[key] = search(self)
+        return tuple(t.clone() for t in _searches[key])
+
+    observer._non_linear_param_search = remembered
+    try:
+        yield
+    finally:
+        observer._non_linear_param_search = search
+
+
+_PLAIN = (bool, int, float, str, type(None), torch.dtype, torch.qscheme)
+
+
+def _observer_state(module) -> tuple:
+    buffers = tuple((name, t.dtype, tuple(t.shape), bytes(t.detach().contiguous().flatten().view(torch.uint8).tolist()))
+                    for name, t in module._buffers.items() if t is not None)
+    plain = tuple(sorted((k, v) for k, v in vars(module).items() if isinstance(v, _PLAIN)))
+    return type(module), buffers, plain
+
+
 def quantize_fx():
     try:
         import torch.ao.quantization.quantize_fx as qfx
@@ -224,8 +298,8 @@ def export_save(model, args) -> bytes:
     return buffer.getvalue()
 
 
-def export_load(data: bytes):
-    """The module of a .pt2 archive's program (its deserializer logs a failure as warnings)."""
+def export_read(data: bytes):
+    """A .pt2 archive's ExportedProgram (its deserializer logs a failure as warnings)."""
     import logging
 
     register_decomposed_ops()
@@ -233,9 +307,10 @@ def export_load(data: bytes):
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        return torch.export.load(io.BytesIO(data)).module()
+        return torch.export.load(io.BytesIO(data))
     finally:
         log.setLevel(level)
+
 
 
 def lite_save(script_module) -> bytes:

@@ -75,6 +75,15 @@ def to_script(case: Case, built, example, trace: bool = False):
     return module
 
 
+def quantize(case: Case, module, example):
+    """The flow's quantization step on a built float module (fx, torchao), with HistogramObserver's
+    search done once for the same calibration under every engine (compat)."""
+    from .compat import remembered_histogram_searches
+
+    with remembered_histogram_searches():
+        return transform(case)(module, example)
+
+
 def runnable(case: Case, built, example):
     """The model a golden's expected output comes from, made from ``case.build()``'s result.
 
@@ -84,17 +93,56 @@ def runnable(case: Case, built, example):
     if case.flow in _ON_SCRIPT:
         return to_script(case, built, example)
     if case.flow in _ON_MODULE:
-        return transform(case)(built, example)
+        return quantize(case, built, example)
     if case.flow == "observer":
         built(example)  # calibrate, as PyTorch does before saving the state_dict
     return built
 
 
+#: skeletons by (case, engine): a replay loads every golden version's state_dict of a case
+#: into a copy of one, instead of building and calibrating the model again for each
+_skeletons: dict = {}
+_SKELETONS = 16
+
+
 def skeleton(case: Case, example):
     """A module of the case's structure, for a golden state_dict to load into (torchao's: the
-    float module, whose parameters the checkpoint's quantized tensors replace)."""
-    built = build(case)
-    return runnable(case, built, example) if case.flow == "fx" else built
+    float module, whose parameters the checkpoint's quantized tensors replace).
+
+    Built once per (case, quantized engine) and process, with the qparams its calibration
+    would search for left to the state_dict (compat.qparams_from_range), and handed out as a
+    deep copy, so loading into it or running it leaves the next one untouched; the build's
+    warnings come with every copy (notices.Remembered). A model that cannot be deep-copied
+    (qnnpack cannot unpack its 3-d convolutions' weights) is built afresh each time.
+    """
+    import copy
+
+    import torch
+
+    from .notices import Remembered
+
+    key = (case.source, case.id, case.build, torch.backends.quantized.engine)
+    held = _skeletons.get(key)
+    if held is None:
+        if len(_skeletons) >= _SKELETONS:
+            _skeletons.pop(next(iter(_skeletons)))
+        held = _skeletons[key] = Remembered(lambda: _build_skeleton(case, example))
+    elif held.value is None:  # not copyable: built afresh
+        return _build_skeleton(case, example)
+    module = held.get()
+    try:
+        return copy.deepcopy(module)
+    except RuntimeError:
+        held.value = None
+        return module  # the last use of this one: every later call builds its own
+
+
+def _build_skeleton(case: Case, example):
+    from .compat import qparams_from_range
+
+    with qparams_from_range():
+        built = build(case)
+        return runnable(case, built, example) if case.flow == "fx" else built
 
 
 def load_state(case: Case, model, state) -> None:
@@ -127,6 +175,8 @@ def build(case: Case):
 
     import torch
 
+    from .compat import remembered_histogram_searches
+
     if case.flow in _BUILT_ONCE:
         key = (case.source, case.id, case.build)
         if key not in _built:
@@ -136,7 +186,8 @@ def build(case: Case):
             _built[key] = case.build()
         return copy.deepcopy(_built[key])
     torch.manual_seed(case.seed + 1)
-    return case.build()
+    with remembered_histogram_searches():  # an eager PTQ build calibrates and converts
+        return case.build()
 
 
 def make_input(case: Case):

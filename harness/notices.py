@@ -143,3 +143,25 @@ def silent_import() -> Iterator[None]:
         os.close(saved)
         os.close(devnull)
         root.setLevel(level)
+
+
+class Remembered:
+    """A value made once and handed out many times, with the Python warnings its making gave
+    given again at each hand-out: a result's warnings do not depend on whether it came first.
+    An exception raised while making it is raised again at each hand-out."""
+
+    def __init__(self, make):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                self.value, self.error = make(), None
+            except Exception as exc:  # noqa: BLE001 - handed to each caller in turn
+                self.value, self.error = None, exc
+        self.warned = list(caught)
+
+    def get(self):
+        for w in self.warned:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if self.error is not None:
+            raise self.error
+        return self.value

@@ -50,11 +50,37 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
             raise ValueError("a parallel replay needs the fixtures directory, to load the catalog in each worker")
         yield from _replay_parallel(store, units, costs, [c.id for c in cases], options, jobs, Path(fixtures), timings)
         return
+    done = {}
+    for group in by_case(units):
+        for unit, (found, seconds) in zip(group, _run_group(runner, group)):
+            done[unit] = found
+            if timings is not None:
+                timings[unit] = seconds
     for unit in units:
+        yield from done[unit]
+
+
+def by_case(units: list[Unit]) -> list[list[Unit]]:
+    """The units grouped by case, in order of first appearance, each group oldest version first.
+
+    Units run a case at a time: one case's golden versions share what a process builds for the
+    case (flows.skeleton, per engine), which a run in the serial order (version by version)
+    would build again for each version, or hold for every case at once.
+    """
+    groups: dict[str, list[Unit]] = {}
+    for unit in units:
+        groups.setdefault(unit.case, []).append(unit)
+    return list(groups.values())
+
+
+def _run_group(runner: "_UnitRunner", group: list[Unit]) -> list[tuple[list[Result], float]]:
+    """Each unit's results and seconds."""
+    out = []
+    for unit in group:
         started = time.perf_counter()
-        yield from runner.run(unit)
-        if timings is not None:
-            timings[unit] = time.perf_counter() - started
+        found = runner.run(unit)
+        out.append((found, time.perf_counter() - started))
+    return out
 
 
 class _UnitRunner:
@@ -158,14 +184,13 @@ def _start_worker(root: str, fixtures: str, case_ids: list[str], options: Option
     _WORKER = _UnitRunner(GoldenStore(Path(root)), cases, options)
 
 
-def _work(unit: Unit) -> tuple[list[Result], float]:
-    started = time.perf_counter()
-    found = _WORKER.run(unit)
-    return found, time.perf_counter() - started
+def _work(group: list[Unit]) -> list[tuple[list[Result], float]]:
+    return _run_group(_WORKER, group)
 
 
 def _replay_parallel(store, units, costs, case_ids, options, jobs, fixtures, timings) -> Iterator[Result]:
-    """Units spread over ``jobs`` spawned workers, costliest first; results in serial order."""
+    """Cases (each with its units) spread over ``jobs`` spawned workers, costliest first; results
+    in serial order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from dataclasses import replace
@@ -175,6 +200,7 @@ def _replay_parallel(store, units, costs, case_ids, options, jobs, fixtures, tim
     from .shard import estimate
 
     cost = estimate(units, costs)
+    groups = by_case(units)
     options = replace(options, onednn_threads=torch.get_num_threads())
     # Workers idle their OpenMP threads passively: busy-waiting threads of one worker steal the
     # cores the other needs (-k linear, -j 2 with 2 threads per worker: 21.8 s spinning, 17.5 s passive).
@@ -183,12 +209,17 @@ def _replay_parallel(store, units, costs, case_ids, options, jobs, fixtures, tim
     try:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
                                  initargs=(str(store.root), str(fixtures), case_ids, options)) as pool:
-            futures = {u: pool.submit(_work, u) for u in sorted(units, key=lambda u: (-cost[u], u))}
+            # the costliest case first, so that the last to finish is a cheap one
+            ordered = sorted(groups, key=lambda g: (-sum(cost[u] for u in g), g[0].case))
+            futures = {g[0].case: pool.submit(_work, g) for g in ordered}
+            done = {}
+            for group in groups:
+                for unit, (found, seconds) in zip(group, futures[group[0].case].result()):
+                    done[unit] = found
+                    if timings is not None:
+                        timings[unit] = seconds
             for unit in units:
-                found, seconds = futures[unit].result()
-                if timings is not None:
-                    timings[unit] = seconds
-                yield from found
+                yield from done[unit]
     finally:
         if saved is None:
             os.environ.pop("OMP_WAIT_POLICY", None)

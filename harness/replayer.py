@@ -72,6 +72,8 @@ class _CaseFiles:
     problem: tuple[str, str] | None = None  # (verdict, reason) for every result of the case
     example: object = None
     artifacts: dict = field(default_factory=dict)  # kind -> bytes, or (verdict, reason)
+    #: kind -> notices.Remembered of the engine-free part of loading it (the kinds that have one)
+    decoded: dict = field(default_factory=dict)
     expected: dict = field(default_factory=dict)
     reference: object = None  # the reference kernels' output, or the reason there is none (str)
 
@@ -209,6 +211,20 @@ class Replayer:
             return Evaluation(self._result(case, kind, backend, *data))
         return self._replay_one(case, kind, data, backend, files)
 
+    @staticmethod
+    def _load(case: Case, kind: str, data: bytes, shared: _CaseFiles):
+        """The artifact loaded under the current engine. A kind whose loading has an engine-free
+        part (``decode``: reading a .pt2 archive) does that part once per golden, for every
+        backend; its warnings and errors come with each (notices.Remembered)."""
+        loader = KINDS[kind]
+        if not hasattr(loader, "decode"):
+            return loader.load(case, data, shared.example)
+        from .notices import Remembered
+
+        if kind not in shared.decoded:
+            shared.decoded[kind] = Remembered(lambda: loader.decode(case, data))
+        return loader.from_decoded(case, shared.decoded[kind].get())
+
     def _expected(self, case: Case, backend: str, shared: _CaseFiles):
         """The golden output for a backend, read once per case; raises GoldenError."""
         if backend not in shared.expected:
@@ -245,7 +261,7 @@ class Replayer:
         example = shared.example
         with quiet() as caught, engine(backend), _threads_for(backend, self.options.onednn_threads):
             try:
-                model = KINDS[kind].load(case, data, example)
+                model = self._load(case, kind, data, shared)
             except CannotLoadSafely as exc:
                 return result("skip", str(exc))
             except Exception as exc:
@@ -350,7 +366,7 @@ class Replayer:
                 continue
             try:
                 with quiet(), engine("fbgemm" if "fbgemm" in self.have else None):
-                    model = KINDS[source].load(case, data, shared.example)
+                    model = self._load(case, source, data, shared)
                     shared.reference = reference.reference_output(model, shared.example, case.forward)
             except reference.Unsupported as exc:
                 shared.reference = str(exc)

@@ -115,12 +115,12 @@ class GoldenSet:
 
     @property
     def files(self) -> dict:
-        return self.manifest.files if self.manifest else {}
+        return self.manifest.files if self.manifest is not None else {}
 
     @property
     def cases(self) -> dict:
         """case id -> harness.manifest.CaseEntry"""
-        return self.manifest.cases if self.manifest else {}
+        return self.manifest.cases if self.manifest is not None else {}
 
     def exists(self, name: str) -> bool:
         return (self.root / name).is_file()
@@ -256,7 +256,7 @@ class GoldenStore:
         current = GoldenSet.open(target, version, required=False, unsealed_ok=True)
         if current.manifest_error:
             raise GoldenError(current.manifest_error)
-        old = current.manifest or Manifest()
+        old = current.manifest if current.manifest is not None else Manifest()
         clash = sorted(c for c in cases if c in old.cases or (target / case_dir(c)).exists())
         if clash and not overwrite:
             raise GoldenExists(

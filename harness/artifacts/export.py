@@ -1,9 +1,14 @@
-"""export artifact: the quantized model as a torch.export archive (.pt2), read with torch.export.load."""
+"""export artifact: the quantized model as a torch.export archive (.pt2), read with torch.export.load.
+
+Reading an archive does not depend on the quantized engine (a program holds no packed
+weights), so a replay reads it once per golden (``decode``) and makes each backend's module
+from that program (``from_decoded``).
+"""
 
 from __future__ import annotations
 
 from .. import flows
-from ..compat import export_load, export_save
+from ..compat import export_read, export_save
 
 
 def save(case, built, example) -> bytes:
@@ -11,10 +16,20 @@ def save(case, built, example) -> bytes:
     return export_save(flows.exportable(case, flows.runnable(case, built, example)), args)
 
 
-def load(case, data: bytes, example, trusted: bool = False):
+def decode(case, data: bytes):
+    """The archive's ExportedProgram: the engine-free part of loading."""
     if case.flow == "torchao":  # its ops (torch.ops.torchao.*) exist once torchao is imported
         from ..compat_torchao import problem
 
         if problem():
             raise RuntimeError(problem())
-    return export_load(data)
+    return export_read(data)
+
+
+def from_decoded(case, program):
+    """A fresh module of the program, for one backend's run."""
+    return program.module()
+
+
+def load(case, data: bytes, example, trusted: bool = False):
+    return from_decoded(case, decode(case, data))

@@ -8,6 +8,9 @@ from ..engines import ENGINE_ORDER
 from .failures import GoldenFailure, failure_text
 from .session import SESSION, GoldenSession, runtime
 
+#: the node id of the catalog's collector, and so the prefix of every catalog item's
+CATALOG_NODE = "golden-catalog"
+
 class GoldenCatalog(pytest.Collector):
     """The case catalog as a collector: one item per (case, artifact, backend, golden version)."""
 
@@ -112,8 +115,8 @@ def pytest_collection_modifyitems(session, config, items):
 
         from ..catalog import CatalogError
 
-        collector = GoldenCatalog.from_parent(session, name="golden-catalog", path=config.rootpath,
-                                              nodeid="golden-catalog")
+        collector = GoldenCatalog.from_parent(session, name=CATALOG_NODE, path=config.rootpath,
+                                              nodeid=CATALOG_NODE)
         try:
             catalog_items = list(collector.collect())
         except CatalogError as exc:  # a usage error: one line, exit status 4
@@ -157,6 +160,21 @@ class Sharder:
         kept = [i for i, u in zip(items, units) if u in mine]
         config.hook.pytest_deselected(items=[i for i, u in zip(items, units) if u not in mine])
         items[:] = kept
+
+
+def case_scheduling(config, log):
+    """xdist's scope scheduling with a catalog case as the scope of its items (node ids
+    ``golden-catalog::<case>[...]``) and each other test a scope of its own. The node ids stay
+    as they are (xdist's loadgroup would append the group to each)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class CaseScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(CATALOG_NODE + "::"):
+                return nodeid.split("[", 1)[0]
+            return nodeid
+
+    return CaseScheduling(config, log)
 
 
 @pytest.hookimpl(hookwrapper=True)

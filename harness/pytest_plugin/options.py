@@ -144,7 +144,20 @@ def _rounding_ulps(config: pytest.Config, layout: str) -> int | None:
 
 
 class _XdistController:
-    """On the xdist controller: gather each worker's golden state when it finishes."""
+    """On the xdist controller: gather each worker's golden state when it finishes, and keep
+    each catalog case's items on one worker."""
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config, log):
+        """Under xdist's ``load`` distribution (what ``-n`` gives), catalog items go out a case
+        at a time: one worker replays every golden version, artifact and backend of a case, so
+        what it builds for the case (skeletons, input, reference) is built once, not on every
+        worker. Every other test is its own unit, as under ``load``. Another --dist is kept."""
+        if config.getvalue("dist") != "load" or not config.stash[SESSION].catalog:
+            return None
+        from .collect import case_scheduling
+
+        return case_scheduling(config, log)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node, error):
