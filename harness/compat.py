@@ -100,6 +100,28 @@ def qparams_from_range() -> Iterator[None]:
         observer._non_linear_param_search = search
 
 
+@contextlib.contextmanager
+def fx_without_stack_traces() -> Iterator[None]:
+    """FX tracing (prepare_fx's QuantizationTracer) without a Python stack trace on every node:
+    torch.fx.config.do_not_emit_stack_traces, torch's own switch for it (2.x; older releases
+    have none and are left as they are).
+
+    The traces are debugging metadata, read by nothing in a replay; collecting them imports
+    torch._dynamo and torch._inductor on the first node of a process (2.5 s of a first
+    prepare_fx that takes 14 ms without them) and symbolizes a stack for every node after.
+    """
+    config = getattr(getattr(torch, "fx", None), "config", None)
+    if config is None or not hasattr(config, "do_not_emit_stack_traces"):
+        yield
+        return
+    before = config.do_not_emit_stack_traces
+    config.do_not_emit_stack_traces = True
+    try:
+        yield
+    finally:
+        config.do_not_emit_stack_traces = before
+
+
 #: HistogramObserver searches done under remembered_histogram_searches(), by observer state
 _searches: dict = {}
 _SEARCHES = 512

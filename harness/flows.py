@@ -77,10 +77,11 @@ def to_script(case: Case, built, example, trace: bool = False):
 
 def quantize(case: Case, module, example):
     """The flow's quantization step on a built float module (fx, torchao), with HistogramObserver's
-    search done once for the same calibration under every engine (compat)."""
-    from .compat import remembered_histogram_searches
+    search done once for the same calibration under every engine, and FX tracing without
+    per-node stack traces (compat)."""
+    from .compat import fx_without_stack_traces, remembered_histogram_searches
 
-    with remembered_histogram_searches():
+    with remembered_histogram_searches(), fx_without_stack_traces():
         return transform(case)(module, example)
 
 

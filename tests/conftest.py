@@ -15,6 +15,28 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
 BIN = Path(sys.executable).parent
 
+
+def _import_what_pytester_sessions_use() -> None:
+    """pytester runs its sessions in this process, and removes every module a session imported
+    when it ends. torch cannot be imported twice in one process, and modules imported afresh
+    by every session would cost it their import: so torch, every harness module and the case
+    catalog are imported here, once per process, before any session."""
+    import importlib
+    import pkgutil
+
+    import torch  # noqa: F401
+
+    import harness
+    from harness.catalog import load_catalog
+
+    for module in pkgutil.walk_packages(harness.__path__, "harness."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    load_catalog(FIXTURES)
+
+
+_import_what_pytester_sessions_use()
+
 #: A small slice of the catalog that still covers every flow and artifact kind.
 SLICE = ["linear", "linear_dynamic-qint8", "linear_dynamic-float16", "conv2d_graph", "lstm",
          "per_tensor_observer", "default_qat_qconfig", "linear_relu_package_quantization_transforms",

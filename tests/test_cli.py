@@ -171,6 +171,7 @@ def test_forced_regeneration_of_unchanged_cases_keeps_data_bytes(tmp_path, versi
     assert data and all(before[k] == after[k] for k in data)  # legacy state_dicts included
 
 
+@pytest.mark.slow  # it builds a virtual environment with torch in it: about a minute
 def test_regenerate_with_another_torch_runs_in_a_cached_isolated_environment(tmp_path, monkeypatch, version):
     """--torch VERSION builds a venv with that torch (here the local 2.13.0 build, no download)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -15,11 +15,29 @@ from harness.catalog import ROUNDING_ULPS
 from .conftest import records, run_cli
 
 
+def _replay_under(capability, tmp_path, *select):
+    report = tmp_path / "replay.json"
+    out = run_cli("bc-harness", "replay", "-q", "--no-forward", "--json", report, *select,
+                  env={"ATEN_CPU_CAPABILITY": capability})
+    return out, report
+
+
+def test_the_running_torchs_goldens_hold_under_the_default_dispatch(tmp_path):
+    """The README's tier: the running torch's own set (every case of the catalog) under ATEN's
+    plain kernels, the dispatch furthest from this machine's; every set under every dispatch is
+    the nightly's (below)."""
+    from harness.compat import torch_release
+
+    _check(*_replay_under("default", tmp_path, "--golden", torch_release()), "default")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("capability", [None, "default", "avx2"], ids=["own", "default", "avx2"])
 def test_committed_goldens_hold_under_every_kernel_dispatch(capability, tmp_path):
-    report = tmp_path / "replay.json"
-    out = run_cli("bc-harness", "replay", "-q", "--no-forward", "--json", report,
-                  env={"ATEN_CPU_CAPABILITY": capability})
+    _check(*_replay_under(capability, tmp_path), capability)
+
+
+def _check(out, report, capability):
     last = out.stdout.rstrip().splitlines()[-1]
     assert out.returncode == 0, f"{last}\n{out.stdout[-4000:]}"
     recs = records(report)

@@ -67,6 +67,10 @@ class GoldenItem(_GoldenNode):
 
     def runtest(self):
         state: GoldenSession = self.config.stash[SESSION]
+        with state.checking():
+            self._run(state)
+
+    def _run(self, state: GoldenSession):
         evaluation = state.runner(self.version).evaluate(self.case, self.kind, self.backend)
         result = evaluation.result
         if result.verdict in ("missing", "drift") and state.update and state.layout_class.writable \

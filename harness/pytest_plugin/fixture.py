@@ -36,8 +36,9 @@ class GoldenChecker:
 
         store = GoldenStore(self.state.golden_dir)
         versions = [v for v in store.versions()[0] if parse_version(v) <= parse_version(runtime())]
-        evaluations = [ev for version in versions for ev in self._replay(store, version, case, backends)]
-        evaluations = self._update(store, case, backends, evaluations)
+        with self.state.checking():
+            evaluations = [ev for version in versions for ev in self._replay(store, version, case, backends)]
+            evaluations = self._update(store, case, backends, evaluations)
         nodeid = self.request.node.nodeid
         for ev in evaluations:
             self.state.record(ev.result, nodeid)
@@ -105,7 +106,8 @@ class GoldenChecker:
         from ..results import Result
 
         options = Options(backends=backends, known=self.state.known(), rounding_ulps=self.state.rounding_ulps,
-                          trust_unverified=self.state.trust_unverified, trust_goldens=self.state.trust_goldens)
+                          trust_unverified=self.state.trust_unverified, trust_goldens=self.state.trust_goldens,
+                          onednn_threads=self.state.onednn_threads())
         replayer = open_replayer(HarnessLayout, store.root, version, [case], options)
         golden = replayer.layout.golden
         if golden.manifest_error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class GoldenSession:
     _runners: dict = field(default_factory=dict, repr=False)
     _cases: list | None = field(default=None, repr=False)
     _known: list | None = field(default=None, repr=False)
+    _threads: tuple | None = field(default=None, repr=False)  # xdist worker: (its share, torch's own count)
 
     def write_command(self, nodeid: str) -> str:
         """The command a manifest records for goldens this session writes for ``nodeid``."""
@@ -108,10 +110,45 @@ class GoldenSession:
             from ..replayer import Options, open_replayer
 
             options = Options(backends=self.backends, trust_unverified=self.trust_unverified,
-                              trust_goldens=self.trust_goldens,
-                              known=self.known(), rounding_ulps=self.rounding_ulps)
+                              trust_goldens=self.trust_goldens, known=self.known(),
+                              rounding_ulps=self.rounding_ulps, onednn_threads=self.onednn_threads())
             self._runners[version] = open_replayer(self.layout_class, self.golden_dir, version, self.cases(), options)
         return self._runners[version]
+
+    # -- threads ------------------------------------------------------------------------
+    def _thread_counts(self) -> tuple[int, int]:
+        """(torch threads for a golden check in this xdist worker, torch's own count here)."""
+        if self._threads is None:
+            import torch
+
+            from ..shard import cores
+
+            workers = int(self.config.workerinput.get("workercount", 1))
+            self._threads = (max(1, cores() // workers), torch.get_num_threads())
+        return self._threads
+
+    def onednn_threads(self) -> int | None:
+        """In an xdist worker, onednn replays at torch's own thread count, as a serial run
+        would: its dynamic linear rounds differently with another count (harness.replayer)."""
+        return self._thread_counts()[1] if self.worker else None
+
+    @contextmanager
+    def checking(self):
+        """Around one golden check: in an xdist worker, torch's intra-op threads are the
+        worker's share of the cores. N workers on N cores, each with torch's default of N
+        threads, oversubscribe them, and every small parallel op then waits for a core (a
+        108-element dequantize: 4-8 ms instead of microseconds)."""
+        if not self.worker:
+            yield
+            return
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self._thread_counts()[0])
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def versions(self) -> tuple[list[str], list[str]]:
         """(golden versions not newer than this torch, directories named like no version)."""
