@@ -285,13 +285,15 @@ class Replayer:
                 return result("corrupt", self._error(exc, "get_attr targets unreadable: "))
             targets = (golden_targets, flows.get_attr_targets(model))
             diff = compare_sets(*targets).merge(diff)
-        return self._judged(case, kind, backend, golden, obtained, diff, shared, noted, targets)
+        return self._judged(case, kind, backend, golden, obtained, diff, shared, noted, targets,
+                            loaded=(kind, backend, model))
 
-    def _judged(self, case, kind, backend, golden, obtained, diff: Diff, shared, noted, targets=None) -> Evaluation:
+    def _judged(self, case, kind, backend, golden, obtained, diff: Diff, shared, noted, targets=None,
+                loaded=None) -> Evaluation:
         """The Evaluation of an output that was obtained: verdict, figures, distance to fbgemm."""
         verdict, message = self.layout.judge(case, golden, obtained, diff)
         cross = self._cross(case, backend, obtained, diff, shared)
-        reference = self._reference(case, shared)
+        reference = self._reference(case, shared, loaded)
         to_ref = None if isinstance(reference, str) or reference is None else compare(reference, obtained)
         result = self._result(
             case, kind, backend, verdict, message,
@@ -343,7 +345,7 @@ class Replayer:
         diff = compare(golden, obtained, self._tolerance(case))
         return self._judged(case, "model", backend, golden, obtained, diff, files, runtime_warnings(caught))
 
-    def _reference(self, case: Case, shared: _CaseFiles):
+    def _reference(self, case: Case, shared: _CaseFiles, loaded=None):
         """The reference kernels' output for this golden's weights and input (once per case),
         or why there is none. The model comes from the golden's first artifact in
         ``REFERENCE_SOURCES`` order (a state_dict loaded into today's module tree, a package's
@@ -364,9 +366,10 @@ class Replayer:
                 if shared.reference is None:
                     shared.reference = f"{source}: {unable or data[1]}"
                 continue
+            engine_name = "fbgemm" if "fbgemm" in self.have else None
             try:
-                with quiet(), engine("fbgemm" if "fbgemm" in self.have else None):
-                    model = self._load(case, source, data, shared)
+                with quiet(), engine(engine_name):
+                    model = self._reusable(case, source, engine_name, loaded) or self._load(case, source, data, shared)
                     shared.reference = reference.reference_output(model, shared.example, case.forward)
             except reference.Unsupported as exc:
                 shared.reference = str(exc)
@@ -374,6 +377,16 @@ class Replayer:
                 shared.reference = f"reference failed: {one_line(exc)}"
             break
         return shared.reference
+
+    @staticmethod
+    def _reusable(case: Case, source: str, engine_name, loaded):
+        """The model this result just loaded and ran, where it is what the reference would load:
+        a TorchScript file (run as it is, under a dispatch mode that leaves it unchanged) loaded
+        under the reference's engine. A module tree is not reused: the reference rewrites it."""
+        if loaded is None or source not in ("scripted", "traced", "lite"):
+            return None
+        kind, backend, model = loaded
+        return model if (kind, backend) == (source, engine_name) else None
 
     def _cross(self, case: Case, backend: str, obtained, diff: Diff, shared: _CaseFiles) -> Diff | None:
         """The obtained output against the fbgemm golden (exact), or None where there is none."""
