@@ -62,7 +62,7 @@ def median_wall(runs: list) -> float:
 
 
 def results_of(text: str) -> int:
-    match = re.search(r"(\d+) results", text)
+    match = re.search(r"^(?:OK|FAILED): (\d+) results", text, re.M)  # the summary line
     return int(match.group(1)) if match else 0
 
 
@@ -81,7 +81,7 @@ def pytorch_layout(runs: int, tmp: Path) -> None:
     harness, logic = median_wall(measured["harness"]), median_wall(measured["pytorch logic"])
     ratios = [h[0] / p[0] for h, p in zip(measured["harness"], measured["pytorch logic"])]
     print(f"1. PyTorch's layout ({results_of(measured['harness'][0][2])} results; "
-          f"{measured['pytorch logic'][0][2].strip().splitlines()[0]}):")
+          f"{next(line for line in measured['pytorch logic'][0][2].splitlines() if 'test runs' in line)}):")
     print(f"   harness {harness:.2f} s, PyTorch's logic {logic:.2f} s: ratio {harness / logic:.2f} "
           f"(pairs {min(ratios):.2f}-{max(ratios):.2f}; target <= 0.70)", flush=True)
 

@@ -122,6 +122,25 @@ def fx_without_stack_traces() -> Iterator[None]:
         config.do_not_emit_stack_traces = before
 
 
+def assert_close(actual, expected) -> None:
+    """torch.testing.assert_close, without importing torch.distributed.tensor where no DTensor
+    can exist. torch 2.13's assert_close imports it on every first call to unwrap DTensors
+    (1.1 s, a fifth of a replay of PyTorch's layout); an object cannot be a DTensor while the
+    module that defines the class is not imported, so the check is skipped exactly then."""
+    import sys
+
+    comparison = sys.modules.get("torch.testing._comparison")
+    if comparison is None or not getattr(comparison, "_HAS_DTENSOR", False) \
+            or "torch.distributed.tensor" in sys.modules:
+        torch.testing.assert_close(actual, expected)
+        return
+    comparison._HAS_DTENSOR = False
+    try:
+        torch.testing.assert_close(actual, expected)
+    finally:
+        comparison._HAS_DTENSOR = True
+
+
 #: HistogramObserver searches done under remembered_histogram_searches(), by observer state
 _searches: dict = {}
 _SEARCHES = 512
