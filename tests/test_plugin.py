@@ -1,6 +1,7 @@
 """The pytest plugin, through real pytest sessions (pytester) in temporary directories."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -395,10 +396,18 @@ def test_xdist_catalog_run_matches_serial(pytester, full_store, tmp_path, catalo
     args = ["--golden", f"--golden-dir={full_store}", f"--golden-fixtures={FIXTURES}", "-p", "no:cacheprovider",
             *select]
     serial = pytester.runpytest_subprocess(*args, f"--golden-report={tmp_path / 's.json'}")
-    parallel = pytester.runpytest_subprocess(*args, "-n", "2", f"--golden-report={tmp_path / 'p.json'}")
+    parallel = pytester.runpytest_subprocess(*args, "-n", "2", "-v", f"--golden-report={tmp_path / 'p.json'}")
     # warnings are counted per process, not per test; xdist's controller does not count deselections
     outcomes = lambda run: {k: v for k, v in run.parseoutcomes().items() if k not in ("warnings", "seconds", "deselected")}
     assert outcomes(serial) == outcomes(parallel)
+    # the plugin's scheduler: every item of a case (all versions, artifacts, backends) on one worker
+    workers: dict = {}
+    for line in parallel.outlines:
+        found = re.search(r"\[(gw\d+)\].*golden-catalog::([^\[\s]+)\[", line)
+        if found:
+            workers.setdefault(found[2], set()).add(found[1])
+    assert len(workers) > 8 and all(len(w) == 1 for w in workers.values()), workers
+    assert len(set().union(*workers.values())) == 2  # and both workers had cases
     key = lambda r: (r["case"], r["artifact"], r["backend"], r["verdict"])
     s = json.loads((tmp_path / "s.json").read_text())
     p = json.loads((tmp_path / "p.json").read_text())
