@@ -298,7 +298,7 @@ def pytorch_verdict(golden, obtained, mode: str) -> str | None:
         if not torch.allclose(obtained, golden):
             return "torch.allclose(output, expected) is False"
         return None
-    from .compat import assert_close
+    from .compat_shortcuts import assert_close
 
     try:
         assert_close(obtained, golden)

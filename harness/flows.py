@@ -78,8 +78,8 @@ def to_script(case: Case, built, example, trace: bool = False):
 def quantize(case: Case, module, example):
     """The flow's quantization step on a built float module (fx, torchao), with HistogramObserver's
     search done once for the same calibration under every engine, and FX tracing without
-    per-node stack traces (compat)."""
-    from .compat import fx_without_stack_traces, remembered_histogram_searches
+    per-node stack traces (compat_shortcuts)."""
+    from .compat_shortcuts import fx_without_stack_traces, remembered_histogram_searches
 
     with remembered_histogram_searches(), fx_without_stack_traces():
         return transform(case)(module, example)
@@ -111,7 +111,7 @@ def skeleton(case: Case, example):
     float module, whose parameters the checkpoint's quantized tensors replace).
 
     Built once per (case, quantized engine) and process, with the qparams its calibration
-    would search for left to the state_dict (compat.qparams_from_range), and handed out as a
+    would search for left to the state_dict (compat_shortcuts.qparams_from_range), and handed out as a
     deep copy, so loading into it or running it leaves the next one untouched; the build's
     warnings come with every copy (notices.Remembered). A model that cannot be deep-copied
     (qnnpack cannot unpack its 3-d convolutions' weights) is built afresh each time.
@@ -139,7 +139,7 @@ def skeleton(case: Case, example):
 
 
 def _build_skeleton(case: Case, example):
-    from .compat import qparams_from_range
+    from .compat_shortcuts import qparams_from_range
 
     with qparams_from_range():
         built = build(case)
@@ -176,7 +176,7 @@ def build(case: Case):
 
     import torch
 
-    from .compat import remembered_histogram_searches
+    from .compat_shortcuts import remembered_histogram_searches
 
     if case.flow in _BUILT_ONCE:
         key = (case.source, case.id, case.build)
