@@ -27,16 +27,8 @@ def qparams_from_range() -> Iterator[None]:
     scale and zero point it chose. Structure and dtypes do not depend on those values. The
     patch is undone on exit; a torch without the method is left as it is.
     """
-    observer = getattr(ao(), "HistogramObserver", None)
-    search = getattr(observer, "_non_linear_param_search", None)
-    if search is None:  # pragma: no cover - every release we replay has it
+    with _search_replaced(lambda search: _observed_range):
         yield
-        return
-    observer._non_linear_param_search = _observed_range
-    try:
-        yield
-    finally:
-        observer._non_linear_param_search = search
 
 
 @contextlib.contextmanager
@@ -97,21 +89,31 @@ def remembered_histogram_searches() -> Iterator[None]:
     observers share a result only when nothing the search could read differs. Results are
     handed out as copies.
     """
+    def remembering(search):
+        def remembered(self):
+            key = (search, _observer_state(self))  # the search in force: qparams_from_range's is another
+            if key not in _searches:
+                if len(_searches) >= _SEARCHES:
+                    _searches.pop(next(iter(_searches)))
+                _searches[key] = search(self)
+            return tuple(t.clone() for t in _searches[key])
+
+        return remembered
+
+    with _search_replaced(remembering):
+        yield
+
+
+@contextlib.contextmanager
+def _search_replaced(replacement) -> Iterator[None]:
+    """HistogramObserver's search replaced, while active, by ``replacement(search in force)``;
+    a torch without the method is left as it is."""
     observer = getattr(ao(), "HistogramObserver", None)
     search = getattr(observer, "_non_linear_param_search", None)
     if search is None:  # pragma: no cover - every release we replay has it
         yield
         return
-
-    def remembered(self):
-        key = (search, _observer_state(self))  # the search in force: qparams_from_range's is another
-        if key not in _searches:
-            if len(_searches) >= _SEARCHES:
-                _searches.pop(next(iter(_searches)))
-            _searches[key] = search(self)
-        return tuple(t.clone() for t in _searches[key])
-
-    observer._non_linear_param_search = remembered
+    observer._non_linear_param_search = replacement(search)
     try:
         yield
     finally:

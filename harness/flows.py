@@ -104,6 +104,7 @@ def runnable(case: Case, built, example):
 #: into a copy of one, instead of building and calibrating the model again for each
 _skeletons: dict = {}
 _SKELETONS = 16
+_uncopyable: set = set()  # (case, engine) keys whose skeleton deepcopy refuses
 
 
 def skeleton(case: Case, example):
@@ -123,18 +124,18 @@ def skeleton(case: Case, example):
     from .notices import Remembered
 
     key = (case.source, case.id, case.build, torch.backends.quantized.engine)
-    held = _skeletons.get(key)
-    if held is None:
+    if key in _uncopyable:
+        return _build_skeleton(case, example)
+    if key not in _skeletons:
         if len(_skeletons) >= _SKELETONS:
             _skeletons.pop(next(iter(_skeletons)))
-        held = _skeletons[key] = Remembered(lambda: _build_skeleton(case, example))
-    elif held.value is None:  # not copyable: built afresh
-        return _build_skeleton(case, example)
-    module = held.get()
+        _skeletons[key] = Remembered(lambda: _build_skeleton(case, example))
+    module = _skeletons[key].get()
     try:
         return copy.deepcopy(module)
     except RuntimeError:
-        held.value = None
+        del _skeletons[key]
+        _uncopyable.add(key)
         return module  # the last use of this one: every later call builds its own
 
 

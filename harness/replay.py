@@ -50,14 +50,8 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
             raise ValueError("a parallel replay needs the fixtures directory, to load the catalog in each worker")
         yield from _replay_parallel(store, units, costs, [c.id for c in cases], options, jobs, Path(fixtures), timings)
         return
-    done = {}
-    for group in by_case(units):
-        for unit, (found, seconds) in zip(group, _run_group(runner, group)):
-            done[unit] = found
-            if timings is not None:
-                timings[unit] = seconds
-    for unit in units:
-        yield from done[unit]
+    groups = by_case(units)
+    yield from _in_serial_order(units, groups, (_run_group(runner, g) for g in groups), timings)
 
 
 def by_case(units: list[Unit]) -> list[list[Unit]]:
@@ -71,6 +65,19 @@ def by_case(units: list[Unit]) -> list[list[Unit]]:
     for unit in units:
         groups.setdefault(unit.case, []).append(unit)
     return list(groups.values())
+
+
+def _in_serial_order(units: list[Unit], groups: list[list[Unit]], outcomes, timings: dict | None) -> Iterator[Result]:
+    """The results of ``units`` in their order, from ``outcomes``: per group of ``groups``, in
+    that order, each unit's (results, seconds); the seconds go to ``timings``."""
+    done = {}
+    for group, outcome in zip(groups, outcomes):
+        for unit, (found, seconds) in zip(group, outcome):
+            done[unit] = found
+            if timings is not None:
+                timings[unit] = seconds
+    for unit in units:
+        yield from done[unit]
 
 
 def _run_group(runner: "_UnitRunner", group: list[Unit]) -> list[tuple[list[Result], float]]:
@@ -212,14 +219,7 @@ def _replay_parallel(store, units, costs, case_ids, options, jobs, fixtures, tim
             # the costliest case first, so that the last to finish is a cheap one
             ordered = sorted(groups, key=lambda g: (-sum(cost[u] for u in g), g[0].case))
             futures = {g[0].case: pool.submit(_work, g) for g in ordered}
-            done = {}
-            for group in groups:
-                for unit, (found, seconds) in zip(group, futures[group[0].case].result()):
-                    done[unit] = found
-                    if timings is not None:
-                        timings[unit] = seconds
-            for unit in units:
-                yield from done[unit]
+            yield from _in_serial_order(units, groups, (futures[g[0].case].result() for g in groups), timings)
     finally:
         if saved is None:
             os.environ.pop("OMP_WAIT_POLICY", None)

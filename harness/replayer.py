@@ -369,7 +369,7 @@ class Replayer:
             engine_name = "fbgemm" if "fbgemm" in self.have else None
             try:
                 with quiet(), engine(engine_name):
-                    model = self._reusable(case, source, engine_name, loaded) or self._load(case, source, data, shared)
+                    model = self._reusable(source, engine_name, loaded) or self._load(case, source, data, shared)
                     shared.reference = reference.reference_output(model, shared.example, case.forward)
             except reference.Unsupported as exc:
                 shared.reference = str(exc)
@@ -379,11 +379,13 @@ class Replayer:
         return shared.reference
 
     @staticmethod
-    def _reusable(case: Case, source: str, engine_name, loaded):
+    def _reusable(source: str, engine_name, loaded):
         """The model this result just loaded and ran, where it is what the reference would load:
         a TorchScript file (run as it is, under a dispatch mode that leaves it unchanged) loaded
         under the reference's engine. A module tree is not reused: the reference rewrites it."""
-        if loaded is None or source not in ("scripted", "traced", "lite"):
+        from .vetting import TORCHSCRIPT_KINDS
+
+        if loaded is None or source not in TORCHSCRIPT_KINDS:
             return None
         kind, backend, model = loaded
         return model if (kind, backend) == (source, engine_name) else None

@@ -44,6 +44,8 @@ MAX_MEMBERS = 20_000
 #: as its kind, loaded only after its checksum matches the manifest, and has a text sidecar of
 #: its code beside it (harness.layout.sidecar_name).
 CODE_CARRYING = frozenset({"scripted", "traced", "package", "export", "lite"})
+#: the kinds that are TorchScript archives (torch.jit.load, the lite interpreter)
+TORCHSCRIPT_KINDS = frozenset({"scripted", "traced", "lite"})
 
 
 # -- allowlists --------------------------------------------------------------------------------
@@ -338,7 +340,7 @@ def vet(kind: str, data: bytes, what: str, *, trusted: bool = False) -> None:
     """
     if len(data) > MAX_FILE_BYTES:
         raise Refused(f"{what} is {len(data)} bytes (at most {MAX_FILE_BYTES} are read)")
-    if kind in ("scripted", "traced", "lite"):
+    if kind in TORCHSCRIPT_KINDS:
         _vet_torchscript(data, what, trusted)
     elif kind == "package":
         _vet_package(data, what, trusted)
