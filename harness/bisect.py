@@ -19,7 +19,8 @@ from typing import Callable
 
 from packaging.version import Version
 
-CHANGED = ("drift", "load-error", "corrupt", "missing")
+#: a crash is a change like any other: the release where loading or running the golden kills the process
+CHANGED = ("drift", "load-error", "crash", "corrupt", "missing")
 SAME = ("pass", "rounding")
 
 
@@ -58,7 +59,7 @@ def _outcome(r: dict) -> str:
     if r.get("mismatched") is not None and r.get("total") and r["verdict"] != "pass":
         parts.append(f"{r['mismatched']} of {r['total']} elements")
     unmeasured = r["verdict"] == "drift" and not r.get("max_abs_diff")  # e.g. another shape
-    if (unmeasured or r["verdict"] in ("load-error", "corrupt", "missing", "skip")) and r.get("message"):
+    if (unmeasured or r["verdict"] in ("load-error", "crash", "corrupt", "missing", "skip")) and r.get("message"):
         parts.append(f"({r['message'][:120]})")
     return " ".join(parts)
 

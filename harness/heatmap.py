@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 
 COLOURS = {"pass": "#2e7d32", "rounding": "#80cbc4", "known drift": "#f9a825", "known load-error": "#ef6c00",
-           "drift": "#c62828", "load-error": "#6a1b9a",
+           "drift": "#c62828", "load-error": "#6a1b9a", "crash": "#000000", "known crash": "#4e342e",
            "corrupt": "#6a1b9a", "missing": "#6a1b9a", "skip": "#9e9e9e"}
 
 #: the reference column's shades: how far the native output is from the reference kernels'
@@ -32,7 +32,7 @@ def reference_grade(cells) -> tuple[str, str]:
 def heatmaps(report) -> list[str]:
     e = html.escape
     legend = "".join(f"<span><i class='sw' style='background:{COLOURS[s]}'></i>{s}</span>"
-                     for s in ("pass", "rounding", "known drift", "drift", "load-error", "skip"))
+                     for s in ("pass", "rounding", "known drift", "drift", "load-error", "crash", "skip"))
     ref_legend = "".join(f"<span><i class='sw' style='background:{c}'></i>{g}</span>"
                          for g, c in REFERENCE_COLOURS.items())
     parts = [f"<h2>Max Δ per case</h2><p class='legend'>{legend} — rows: golden version, columns: runtime "

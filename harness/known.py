@@ -5,7 +5,7 @@ They live in ``<golden dir>/known-drifts.toml``::
     [[drift]]
     golden = "2.4.1"            # golden version (glob)
     case = "lstm"               # case id (glob)
-    backend = "onednn"          # glob, default "*"
+    backend = "onednn"          # glob, or a list of globs; default "*"
     artifacts = ["*"]           # globs, default every kind
     max_abs_diff = 1e-7         # the drift stays known only within these bounds
     max_step_diff = 0
@@ -15,6 +15,10 @@ They live in ``<golden dir>/known-drifts.toml``::
 A covered result keeps its ``drift`` verdict and its figures and carries the reason in
 ``known``; a drift beyond the bounds, or anywhere else, still fails. ``[[load-error]]``
 entries do the same for an examined failure to load, matched by a ``message`` substring.
+``[[crash]]`` entries cover a replay that kills its process, matched by ``message`` too (the
+signal, e.g. ``"SIGSEGV"``); they name the CPUs the crash was seen on (``seen_on``, required)
+and may limit themselves to machines with some CPU flags (``isa = ["avx512f"]``): the same
+crash on another kind of CPU is a new finding and fails.
 """
 
 from __future__ import annotations
@@ -36,27 +40,38 @@ class KnownDrift:
     golden: str
     case: str
     reason: str
-    backend: str = "*"
+    backend: str | tuple[str, ...] = "*"
     artifacts: tuple[str, ...] = ("*",)
     max_abs_diff: float | None = None
     max_step_diff: float | None = None
     #: covers drifts without figures (a shape or type change), which no bound can describe
     incomparable: bool = False
-    #: "drift", or "load-error" for an examined failure to load, matched by ``message``
+    #: "drift"; "load-error" for an examined failure to load, or "crash" for a replay that
+    #: kills its process, both matched by ``message``
     verdict: str = "drift"
     message: str | None = None
+    #: crash entries: the CPUs it was seen on, and the CPU flags a machine needs for the entry to cover it
+    seen_on: tuple[str, ...] = ()
+    isa: tuple[str, ...] = ()
 
     def covers(self, result) -> bool:
         if result.verdict != self.verdict:
             return False
-        if self.verdict == "load-error":
-            return (self.message or "\0") in result.message and self._matches(result)
+        if self.verdict in ("load-error", "crash"):
+            return (self.message or "\0") in result.message and self._matches(result) and self._on_this_cpu()
         return self._matches(result) and self._within_bounds(result)
+
+    def _on_this_cpu(self) -> bool:
+        if not self.isa:
+            return True
+        from .machine import current
+
+        return set(self.isa) <= set(current()["isa"])
 
     def _matches(self, result) -> bool:
         return (fnmatch.fnmatchcase(result.golden_version, self.golden)
                 and fnmatch.fnmatchcase(result.case, self.case)
-                and fnmatch.fnmatchcase(result.backend, self.backend)
+                and any(fnmatch.fnmatchcase(result.backend, b) for b in _globs(self.backend))
                 and any(fnmatch.fnmatchcase(result.artifact, a) for a in self.artifacts))
 
     def _within_bounds(self, result) -> bool:
@@ -79,22 +94,43 @@ def load(root: Path) -> list[KnownDrift]:
         return []
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-        entries = [
-            KnownDrift(golden=str(e["golden"]), case=str(e["case"]), reason=str(e["reason"]),
-                       backend=str(e.get("backend", "*")), artifacts=tuple(e.get("artifacts", ["*"])),
-                       max_abs_diff=e.get("max_abs_diff"), max_step_diff=e.get("max_step_diff"),
-                       incomparable=bool(e.get("incomparable", False)), verdict=verdict,
-                       message=e.get("message"))
-            for verdict in ("drift", "load-error") for e in data.get(verdict, [])
-        ]
-    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        entries = [_entry(verdict, e) for verdict in ("drift", "load-error", "crash") for e in data.get(verdict, [])]
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise KnownDriftError(f"{path}: {exc}") from exc
     if any(e.verdict == "drift" and e.max_abs_diff is None and e.max_step_diff is None and not e.incomparable
            for e in entries):
         raise KnownDriftError(f"{path}: every known drift needs max_abs_diff, max_step_diff or incomparable = true")
-    if any(e.verdict == "load-error" and not e.message for e in entries):
-        raise KnownDriftError(f"{path}: every known load-error needs the message it matches")
+    if any(e.verdict in ("load-error", "crash") and not e.message for e in entries):
+        raise KnownDriftError(f"{path}: every known load-error and crash needs the message it matches")
+    if any(e.verdict == "crash" and not e.seen_on for e in entries):
+        raise KnownDriftError(f"{path}: every known crash needs seen_on, the CPUs it was seen on")
     return entries
+
+
+def _entry(verdict: str, e: dict) -> KnownDrift:
+    seen_on = tuple(str(s) for s in e.get("seen_on", ()))
+    reason = str(e["reason"])
+    if seen_on:
+        reason += f" Seen on: {'; '.join(seen_on)}."
+    return KnownDrift(golden=str(e["golden"]), case=str(e["case"]), reason=reason,
+                      backend=_globs(e.get("backend", "*")), artifacts=tuple(e.get("artifacts", ["*"])),
+                      max_abs_diff=e.get("max_abs_diff"), max_step_diff=e.get("max_step_diff"),
+                      incomparable=bool(e.get("incomparable", False)), verdict=verdict,
+                      message=e.get("message"), seen_on=seen_on, isa=tuple(str(f) for f in e.get("isa", ())))
+
+
+def expected_crash(known: list[KnownDrift], golden: str, case: str, artifact: str, backend: str) -> KnownDrift | None:
+    """The [[crash]] entry that says (golden, case, artifact, backend) crashes on this CPU, if any:
+    what a loop that runs artifacts in its own process (a benchmark's) must leave out."""
+    from types import SimpleNamespace
+
+    where = SimpleNamespace(golden_version=golden, case=case, artifact=artifact, backend=backend)
+    return next((e for e in known if e.verdict == "crash" and e._matches(where) and e._on_this_cpu()), None)
+
+
+def _globs(value) -> tuple[str, ...]:
+    """A glob or a list of them, as a tuple of strings."""
+    return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else (str(value),)
 
 
 def mark(result, known: list[KnownDrift]):

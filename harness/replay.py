@@ -1,27 +1,31 @@
 """Scheduling a replay: every golden set of a store, as units of (golden version, case), over
-shards and worker processes, in the order a serial run gives; and PyTorch's flat directory.
+shards and crash-safe worker processes, in the order a serial run gives; and PyTorch's flat directory.
 
-Each unit is replayed by a harness.replayer.Replayer; this module decides which units run,
-where, and in what order, and keeps the golden count guard (a manifest's promises are kept).
+Each unit is replayed by a harness.replayer.Replayer in a child process (harness.sandbox): a
+result whose loading or running kills its process gets the verdict ``crash``, and a new child
+goes on with the unit's remaining results. This module decides which units run, where, and in
+what order, and keeps the golden count guard (a manifest's promises are kept).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
 from .catalog import Case
 from .compat import torch_release
 from .layout import HarnessLayout, PyTorchLayout
-from .replayer import Options, Replayer, open_replayer
+from .replayer import Options, Replayer, open_golden, open_replayer
 from .results import Result
+from .sandbox import Sandbox, run_to_end
 from .shard import Unit
 from .store import GoldenSet, GoldenStore, stray_problem
 from .versions import parse_version
-
 
 def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, jobs: int | None = 1,
                  shard: tuple[int, int] | None = None, fixtures: Path | None = None,
@@ -29,29 +33,29 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
     """Replay every golden version in ``store``; those of newer torch versions are marked forward.
 
     The work is a list of units, one per (golden version, case) (see harness.shard). ``shard``
-    (K, N) keeps only the units of shard K of N. ``jobs`` > 1 replays units in that many
-    worker processes, which load the catalog from ``fixtures``; the results come back in the
-    serial order, identical to a serial run; ``None`` chooses (harness.shard.auto_jobs).
-    ``timings``, if given, receives each unit's seconds.
+    (K, N) keeps only the units of shard K of N. The units run in ``jobs`` crash-safe worker
+    processes (``None`` chooses: harness.shard.auto_jobs), which load the catalog from
+    ``fixtures``; the results come back in the serial order, identical for any ``jobs``. Without
+    ``fixtures`` (a caller holding cases that no directory declares) they run in this process,
+    and a crash ends it. ``timings``, if given, receives each unit's seconds.
     """
     from .known import load as load_known
     from .shard import auto_jobs, load_costs, pick
 
     options.known = options.known or load_known(store.root)
-    runner = _UnitRunner(store, cases, options)
-    units = runner.plan()
+    planner = _UnitRunner(store, cases, options)
+    units = planner.plan()
     costs = load_costs(store.root)
     if shard is not None:
         units = pick(units, costs, *shard)
     if jobs is None:
         jobs = auto_jobs(units, costs)
-    if jobs > 1 and len(units) > 1:
-        if fixtures is None:
-            raise ValueError("a parallel replay needs the fixtures directory, to load the catalog in each worker")
-        yield from _replay_parallel(store, units, costs, [c.id for c in cases], options, jobs, Path(fixtures), timings)
-        return
     groups = by_case(units)
-    yield from _in_serial_order(units, groups, (_run_group(runner, g) for g in groups), timings)
+    if fixtures is None:
+        outcomes = (_run_group(planner, g) for g in groups)
+    else:
+        outcomes = _isolated(store, groups, costs, [c.id for c in cases], options, max(1, jobs), Path(fixtures))
+    yield from _in_serial_order(units, groups, outcomes, timings)
 
 
 def by_case(units: list[Unit]) -> list[list[Unit]]:
@@ -81,7 +85,7 @@ def _in_serial_order(units: list[Unit], groups: list[list[Unit]], outcomes, timi
 
 
 def _run_group(runner: "_UnitRunner", group: list[Unit]) -> list[tuple[list[Result], float]]:
-    """Each unit's results and seconds."""
+    """Each unit's results and seconds, in this process."""
     out = []
     for unit in group:
         started = time.perf_counter()
@@ -91,19 +95,27 @@ def _run_group(runner: "_UnitRunner", group: list[Unit]) -> list[tuple[list[Resu
 
 
 class _UnitRunner:
-    """Plans a store's units and replays them one at a time, opening each version once."""
+    """Plans a store's units (in the parent) and replays them one at a time (in a worker),
+    opening each version once."""
 
     def __init__(self, store: GoldenStore, cases: list[Case], options: Options):
         self.store, self.options = store, options
         self.by_id = {c.id: c for c in cases}
         self.runtime = parse_version(torch_release())
-        self._sets: dict[str, tuple[GoldenSet, Replayer]] = {}
+        self._goldens: dict[str, GoldenSet] = {}
+        self._replayers: dict[str, Replayer] = {}
 
-    def _set(self, version: str) -> tuple[GoldenSet, Replayer]:
-        if version not in self._sets:
-            replayer = open_replayer(HarnessLayout, self.store.root, version, list(self.by_id.values()), self.options)
-            self._sets[version] = (replayer.layout.golden, replayer)
-        return self._sets[version]
+    def _golden(self, version: str) -> GoldenSet:
+        if version not in self._goldens:
+            self._goldens[version] = open_golden(HarnessLayout, self.store.root, version, self.options)
+        return self._goldens[version]
+
+    def _replayer(self, version: str) -> Replayer:
+        if version not in self._replayers:
+            self._replayers[version] = open_replayer(HarnessLayout, self.store.root, version,
+                                                     list(self.by_id.values()), self.options)
+            self._goldens[version] = self._replayers[version].layout.golden
+        return self._replayers[version]
 
     def plan(self) -> list[Unit]:
         """The units in serial order: misnamed directories, then each version (oldest first)
@@ -117,7 +129,7 @@ class _UnitRunner:
                 continue
             if self.options.versions is not None and version not in self.options.versions:
                 continue
-            golden, _ = self._set(version)
+            golden = self._golden(version)
             if golden.manifest_error:
                 units.append(Unit(version, "*"))
                 continue
@@ -127,19 +139,22 @@ class _UnitRunner:
             units += [Unit(version, i) for i in [*self.by_id, *gone]]
         return units
 
-    def run(self, unit: Unit) -> list[Result]:
+    def run(self, unit: Unit, skip=frozenset(), crashed=None, at=None) -> list[Result]:
+        """The unit's results (see Replayer.replay_case for ``skip``, ``crashed`` and ``at``)."""
         version = parse_version(unit.version)
         if version is None:
             return [Result("*", "*", "*", unit.version, torch_release(), "corrupt",
                            stray_problem(self.store.root / unit.version))]
         forward = version > self.runtime
-        golden, replayer = self._set(unit.version)
+        golden = self._golden(unit.version)
         if golden.manifest_error:
             found = [Result("*", "*", "*", unit.version, torch_release(), "corrupt", golden.manifest_error)]
         else:
             case = self.by_id.get(unit.case)
-            found = list(replayer.replay_case(case)) if case is not None else []
+            replayer = self._replayer(unit.version)
+            found = list(replayer.replay_case(case, skip, crashed, at)) if case is not None else []
             produced = {(r.case, r.artifact, r.backend) for r in found}
+            produced |= {(c, k, b) for v, c, k, b in skip if v == unit.version}
             found += _unkept_promises(golden, unit.case, self.by_id, self.options, produced)
         for result in found:
             result.forward = forward
@@ -174,55 +189,107 @@ def _unkept_promises(golden: GoldenSet, case_id: str, by_id: dict, options: Opti
                          "a golden set must not shrink quietly")
 
 
-# --- parallel replay: worker processes, each with its own torch and catalog --------------------
+# --- crash-safe replay: worker processes, each with its own torch and catalog ---------------------
 
-_WORKER: _UnitRunner | None = None
-
-
-def _start_worker(root: str, fixtures: str, case_ids: list[str], options: Options) -> None:
-    global _WORKER
-    import torch
-
-    from .catalog import load_catalog
-
-    torch.set_num_threads(1)  # options.onednn_threads keeps onednn at the serial run's count
-    chosen = set(case_ids)
-    cases = [c for c in load_catalog(Path(fixtures)) if c.id in chosen]
-    _WORKER = _UnitRunner(GoldenStore(Path(root)), cases, options)
+#: a unit whose worker dies this many times outside any result is given up as a whole
+_DEATHS_OUTSIDE_RESULTS = 2
 
 
-def _work(group: list[Unit]) -> list[tuple[list[Result], float]]:
-    return _run_group(_WORKER, group)
-
-
-def _replay_parallel(store, units, costs, case_ids, options, jobs, fixtures, timings) -> Iterator[Result]:
-    """Cases (each with its units) spread over ``jobs`` spawned workers, costliest first; results
-    in serial order."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from dataclasses import replace
-
-    import torch
-
+def _isolated(store, groups, costs, case_ids, options, jobs, fixtures) -> Iterator[list]:
+    """Each group's outcome (see _run_group), in the order of ``groups``, replayed in ``jobs``
+    crash-safe workers (harness.sandbox), the costliest case first so that the last to finish
+    is a cheap one."""
     from .shard import estimate
 
-    cost = estimate(units, costs)
-    groups = by_case(units)
-    options = replace(options, onednn_threads=torch.get_num_threads())
-    # Workers idle their OpenMP threads passively: busy-waiting threads of one worker steal the
-    # cores the other needs (-k linear, -j 2 with 2 threads per worker: 21.8 s spinning, 17.5 s passive).
-    saved = os.environ.get("OMP_WAIT_POLICY")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    cost = estimate([u for g in groups for u in g], costs)
+    request = {"context": f"{os.getpid()}-{id(groups)}-{time.monotonic_ns()}", "root": str(store.root),
+               "fixtures": str(fixtures), "case_ids": case_ids, "options": options, "jobs": jobs}
+    if jobs > 1:
+        # Workers idle their OpenMP threads passively: busy-waiting threads of one worker steal the
+        # cores the other needs (-k linear, -j 2 with 2 threads per worker: 21.8 s spinning, 17.5 s
+        # passive). Read when the fork server imports torch, so set before the first worker starts.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    boxes, local = [], threading.local()
+
+    def work(group):
+        if not hasattr(local, "box"):
+            local.box = Sandbox(options.result_timeout)
+            boxes.append(local.box)
+        return _group_in(local.box, group, request)
+
+    ordered = sorted(groups, key=lambda g: (-sum(cost[u] for u in g), g[0].case))
     try:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                 initargs=(str(store.root), str(fixtures), case_ids, options)) as pool:
-            # the costliest case first, so that the last to finish is a cheap one
-            ordered = sorted(groups, key=lambda g: (-sum(cost[u] for u in g), g[0].case))
-            futures = {g[0].case: pool.submit(_work, g) for g in ordered}
-            yield from _in_serial_order(units, groups, (futures[g[0].case].result() for g in groups), timings)
+        with ThreadPoolExecutor(min(jobs, len(groups)) or 1) as pool:
+            futures = {g[0].case: pool.submit(work, g) for g in ordered}
+            for group in groups:
+                yield futures[group[0].case].result()
     finally:
-        if saved is None:
-            os.environ.pop("OMP_WAIT_POLICY", None)
+        for box in boxes:
+            box.close()
+
+
+def _group_in(box: Sandbox, group: list[Unit], request: dict) -> list[tuple[list[Result], float]]:
+    """One group's outcome from a worker; after a crash, a new worker goes on where it stopped,
+    the result being judged when it died given the verdict ``crash``."""
+    found = {i: [] for i in range(len(group))}
+    seconds = dict.fromkeys(range(len(group)), 0.0)
+    payload = {**request, "group": group, "skip": set()}
+
+    def take(item):
+        tag, index, value = item
+        if tag == "unit":
+            seconds[index] += value
+            return
+        found[index].append(value)
+        payload["skip"].add((value.golden_version, value.case, value.artifact, value.backend))
+
+    given_up = run_to_end(box, "harness.replay:_replay_group", payload, take, _DEATHS_OUTSIDE_RESULTS)
+    if given_up:
+        _give_up(group, found, given_up)
+    return [(found[i], seconds[i]) for i in range(len(group))]
+
+
+def _give_up(group: list[Unit], found: dict, cause: str) -> None:
+    """The units of a group whose worker keeps dying between results: one crash result for each
+    unit not replayed to its end."""
+    for index, unit in enumerate(group):
+        if not found[index]:
+            found[index].append(Result(unit.case, "*", "*", unit.version, torch_release(), "crash",
+                                       f"the replay worker died {_DEATHS_OUTSIDE_RESULTS} times outside any "
+                                       f"result ({cause}); the unit's results were not replayed"))
+
+
+_RUNNERS: dict[str, _UnitRunner] = {}
+
+
+def _replay_group(request: dict, at) -> Iterator[tuple]:
+    """In a worker (harness.sandbox): a group's results as ("result", unit index, Result), and
+    each unit's seconds as ("unit", unit index, seconds)."""
+    runner = _worker_runner(request)
+    for index, unit in enumerate(request["group"]):
+        started = time.perf_counter()
+        for result in runner.run(unit, request["skip"], request["crashed"], at):
+            yield "result", index, result
+        yield "unit", index, time.perf_counter() - started
+
+
+def _worker_runner(request: dict) -> _UnitRunner:
+    """The worker's runner for one replay (kept while the replay lasts; a worker serves one at a time)."""
+    runner = _RUNNERS.get(request["context"])
+    if runner is None:
+        import torch
+
+        from .catalog import load_catalog
+
+        options = request["options"]
+        if request["jobs"] > 1:  # a share of the cores; onednn keeps the serial run's count
+            options = replace(options, onednn_threads=torch.get_num_threads())
+            torch.set_num_threads(1)
+        chosen = set(request["case_ids"])
+        cases = [c for c in load_catalog(Path(request["fixtures"])) if c.id in chosen]
+        _RUNNERS.clear()
+        runner = _RUNNERS[request["context"]] = _UnitRunner(GoldenStore(Path(request["root"])), cases, options)
+    return runner
 
 
 @dataclass(frozen=True)
@@ -232,9 +299,43 @@ class _Named:
     id: str
 
 
-def replay_pytorch_dir(directory, cases: list[Case], options: Options) -> Iterator[Result]:
-    """Replay a flat directory in PyTorch's naming; only cases that have a PyTorch test."""
-    replayer = open_replayer(PyTorchLayout, Path(directory), PyTorchLayout.single_set, cases, options)
+def replay_pytorch_dir(directory, cases: list[Case], options: Options, fixtures: Path | None = None) -> Iterator[Result]:
+    """Replay a flat directory in PyTorch's naming; only cases that have a PyTorch test. With the
+    catalog's ``fixtures`` directory, in a crash-safe worker (as replay_store does)."""
+    if fixtures is None:
+        yield from _pytorch_dir_results({"directory": str(directory), "cases": cases, "options": options,
+                                         "skip": set(), "crashed": {}}, None)
+        return
+    found = []
+    payload = {"directory": str(directory), "fixtures": str(fixtures), "case_ids": [c.id for c in cases],
+               "options": options, "skip": set()}
+
+    def take(result):
+        found.append(result)
+        payload["skip"].add((result.golden_version, result.case, result.artifact, result.backend))
+
+    box = Sandbox(options.result_timeout)
+    try:
+        given_up = run_to_end(box, "harness.replay:_pytorch_dir_results", payload, take, _DEATHS_OUTSIDE_RESULTS)
+    finally:
+        box.close()
+    if given_up:
+        found.append(Result("*", "*", "*", PyTorchLayout.single_set, torch_release(), "crash",
+                            f"the replay worker died {_DEATHS_OUTSIDE_RESULTS} times outside any result ({given_up})",
+                            layout=PyTorchLayout.name))
+    yield from found
+
+
+def _pytorch_dir_results(request: dict, at) -> Iterator[Result]:
+    """The PyTorch directory's results, in this process or a worker (harness.sandbox)."""
+    cases = request.get("cases")
+    if cases is None:
+        from .catalog import load_catalog
+
+        chosen = set(request["case_ids"])
+        cases = [c for c in load_catalog(Path(request["fixtures"])) if c.id in chosen]
+    replayer = open_replayer(PyTorchLayout, Path(request["directory"]), PyTorchLayout.single_set, cases,
+                             request["options"])
     golden = replayer.layout.golden
     if golden.manifest_error:
         yield Result("*", "*", "*", golden.version, torch_release(), "corrupt", golden.manifest_error,
@@ -242,4 +343,5 @@ def replay_pytorch_dir(directory, cases: list[Case], options: Options) -> Iterat
         return
     if golden.manifest is not None and golden.manifest.torch:
         golden.version = f"{golden.version}@{golden.manifest.torch}"  # the torch that made them, as pinned
-    yield from replayer.run()
+    for case in replayer.cases:
+        yield from replayer.replay_case(case, request["skip"], request["crashed"], at)

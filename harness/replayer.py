@@ -20,7 +20,7 @@ from .compare import Diff, compare, compare_sets
 from .compat import build_problem, kind_problem, torch_release
 from .engines import engine, supported_engines
 from .notices import quiet, runtime_warnings
-from .results import COMPARED, Result, one_line
+from .results import COMPARED, KNOWABLE, Result, one_line
 from .safeload import CannotLoadSafely, load_weights
 from .store import GoldenError, GoldenSet
 
@@ -45,6 +45,9 @@ class Options:
     rounding_ulps: int | None = None
     #: --golden: only these golden versions (None: every one in the store)
     versions: list | None = None
+    #: seconds a worker may spend on one result before it counts as hung and is stopped (a
+    #: ``crash``); None: no limit (harness.sandbox)
+    result_timeout: float | None = 600.0
 
 
 #: where the reference's model comes from, in order of preference: the kinds whose model is a
@@ -115,7 +118,7 @@ class Replayer:
         self.runtime = torch_release()
         self.have = supported_engines()
         self._files: dict[str, _CaseFiles] = {}
-        self._machines = machine.pair(machine.of_manifest(layout.golden.manifest), machine.current())
+        self._machines: dict[str, tuple | None] = {}  # case id -> (golden machine, this machine) where they differ
 
     def _result(self, case: Case, artifact: str, backend: str, verdict: str, message: str = "", **figures):
         """Every result of a replay is made here: machine-dependent skips, machines, known drifts."""
@@ -124,15 +127,24 @@ class Replayer:
         if skip and verdict in (*COMPARED, "load-error"):
             # the replay's own finding stays in the message, as information
             verdict, message = "skip", f"{skip}; replayed anyway: {verdict}{': ' + message if message else ''}"
-        if verdict in COMPARED and self._machines:
-            figures["golden_machine"], figures["runtime_machine"] = self._machines
+        if verdict in COMPARED and self._machine_pair(case):
+            figures["golden_machine"], figures["runtime_machine"] = self._machine_pair(case)
+        if verdict == "crash":  # which CPU crashed is half the finding
+            figures.setdefault("runtime_machine", machine.describe(machine.current()))
         result = Result(case.id, artifact, backend, self.layout.golden.version, self.runtime, verdict,
                         message, layout=self.layout.name, pytorch_test=pytorch_test, **figures)
-        if self.options.known and verdict in ("drift", "load-error"):
+        if self.options.known and verdict in KNOWABLE:
             from .known import mark
 
             mark(result, self.options.known)
         return result
+
+    def _machine_pair(self, case: Case) -> tuple | None:
+        if case.id not in self._machines:
+            golden = self.layout.golden
+            self._machines[case.id] = machine.pair(machine.of_case(golden.manifest, golden.cases.get(case.id)),
+                                                   machine.current())
+        return self._machines[case.id]
 
     def _tolerance(self, case: Case):
         """The case's tolerance, with the run's rounding bound where one was given (--exact: 0)."""
@@ -157,10 +169,28 @@ class Replayer:
         for case in self.cases:
             yield from self.replay_case(case)
 
-    def replay_case(self, case: Case) -> Iterator[Result]:
+    def replay_case(self, case: Case, skip=frozenset(), crashed=None, at=None) -> Iterator[Result]:
+        """Every result of ``case`` in report order. In a crash-safe replay (harness.sandbox),
+        ``at`` is told each result's key before it is judged, the keys in ``skip`` were judged
+        by an earlier process, and those in ``crashed`` (key -> cause) killed one."""
+        version = self.layout.golden.version
         for kind, _ in self.layout.artifacts(case):
             for backend in self.backends_for(case):
+                key = (version, case.id, kind, backend)
+                if key in skip:
+                    continue
+                if crashed and key in crashed:
+                    yield self.crash(case, kind, backend, crashed[key])
+                    continue
+                if at is not None:
+                    at(key)
                 yield self.evaluate(case, kind, backend).result
+
+    def crash(self, case: Case, kind: str, backend: str, cause: str) -> Result:
+        """The verdict of a result whose loading and running killed the process replaying it."""
+        return self._result(case, kind, backend, "crash",
+                            f"the process replaying it died: {cause}; it crashes loading or running the {kind} "
+                            f"artifact under {backend}")
 
     def _case_files(self, case: Case) -> _CaseFiles:
         """Read (once) what every result of a case needs: its standing and its input."""
@@ -401,9 +431,55 @@ class Replayer:
         return compare(reference, obtained)
 
 
+def open_golden(layout, root: Path, version: str, options: Options) -> GoldenSet:
+    """The golden set ``version`` under ``root`` as ``layout`` (a class of harness.layout) finds it."""
+    return GoldenSet.open(layout.set_dir(root, version), version, required=layout.manifest_required,
+                          trust_unverified=options.trust_unverified, trust_code=options.trust_goldens)
+
+
 def open_replayer(layout, root: Path, version: str, cases: list[Case], options: Options) -> Replayer:
     """The one way to make a Replayer: the golden set ``version`` under ``root``, read through
-    ``layout`` (a class of harness.layout), for the cases that layout covers."""
-    golden = GoldenSet.open(layout.set_dir(root, version), version, required=layout.manifest_required,
-                            trust_unverified=options.trust_unverified, trust_code=options.trust_goldens)
-    return Replayer(layout(golden), [c for c in cases if layout.covers(c)], options)
+    ``layout``, for the cases that layout covers."""
+    return Replayer(layout(open_golden(layout, root, version, options)), [c for c in cases if layout.covers(c)],
+                    options)
+
+
+# --- one result in a crash-safe child (harness.sandbox): the pytest plugin's catalog items ---------
+
+_OPEN: dict[tuple, Replayer] = {}
+_THREADS: list[int] = []  # the child's own torch thread count, read once
+
+
+def evaluate_in_child(request: dict, at) -> Iterator[Evaluation]:
+    """In a harness.sandbox child: the Evaluation of one (golden version, case, kind, backend).
+
+    ``request`` names the store (``root``, ``layout``, ``fixtures``), the Options, the result and
+    ``context`` (replayers are kept while it stays the same); ``share``: torch threads for this
+    check (an xdist worker's share of the cores; onednn keeps the child's own count, as a serial
+    run would); ``crashed``: a cause where this result killed an earlier child."""
+    import torch
+
+    from .catalog import load_catalog
+    from .layout import LAYOUTS
+
+    if not _THREADS:
+        _THREADS.append(torch.get_num_threads())
+    options = request["options"]
+    if request.get("share"):
+        options.onednn_threads = _THREADS[0]
+    torch.set_num_threads(request.get("share") or _THREADS[0])
+    slot = (request["context"], request["version"])
+    replayer = _OPEN.get(slot)
+    if replayer is None:
+        if not any(key[0] == request["context"] for key in _OPEN):
+            _OPEN.clear()  # another session, or goldens rewritten: nothing earlier is kept
+        cases = load_catalog(Path(request["fixtures"]))
+        replayer = _OPEN[slot] = open_replayer(LAYOUTS[request["layout"]], Path(request["root"]), request["version"],
+                                               cases, options)
+    case = next(c for c in replayer.cases if c.id == request["case"])
+    key = (request["version"], case.id, request["kind"], request["backend"])
+    if key in request["crashed"]:
+        yield Evaluation(replayer.crash(case, request["kind"], request["backend"], request["crashed"][key]))
+        return
+    at(key)
+    yield replayer.evaluate(case, request["kind"], request["backend"])

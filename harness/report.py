@@ -10,14 +10,15 @@ from pathlib import Path
 
 from .engines import ordered
 from .heatmap import heatmaps
-from .results import FAILING, rounding_groups
+from .results import FAILING, KNOWABLE, rounding_groups
 from .versions import version_key as _vkey
 
 #: worst first: what a cell shows when its artifacts disagree
-SEVERITY = ("load-error", "corrupt", "missing", "drift", "known load-error", "known drift", "rounding", "pass", "skip")
+SEVERITY = ("crash", "load-error", "corrupt", "missing", "drift", "known crash", "known load-error", "known drift",
+            "rounding", "pass", "skip")
 
 def status(record: dict) -> str:
-    if record.get("known") and record["verdict"] in ("drift", "load-error"):
+    if record.get("known") and record["verdict"] in KNOWABLE:
         return f"known {record['verdict']}"
     return record["verdict"]
 
@@ -356,7 +357,7 @@ _STYLE = (
 
 def _css(state: str) -> str:
     return {"pass": "pass", "rounding": "rounding", "drift": "drift", "known drift": "known", "known load-error": "known",
-            "skip": "skip"}.get(state, "bad")
+            "known crash": "known", "skip": "skip"}.get(state, "bad")
 
 
 def _folded(title: str, body: list[str]) -> list[str]:

@@ -12,8 +12,12 @@ from .versions import version_key
 
 #: ``rounding``: a float output within the rounding bound of its golden (harness.compare); it
 #: is shown everywhere and fails a run only under --exact, where it is judged a drift instead
-VERDICTS = ("pass", "rounding", "drift", "load-error", "missing", "corrupt", "skip")
-FAILING = frozenset({"drift", "load-error", "missing", "corrupt"})
+#: ``crash``: the process replaying the result died (a signal, or no answer in time: harness.sandbox);
+#: the run goes on with the other results
+VERDICTS = ("pass", "rounding", "drift", "load-error", "crash", "missing", "corrupt", "skip")
+FAILING = frozenset({"drift", "load-error", "crash", "missing", "corrupt"})
+#: verdicts an entry of known-drifts.toml can cover (harness.known)
+KNOWABLE = ("drift", "load-error", "crash")
 #: verdicts of an output that was obtained and compared
 COMPARED = ("pass", "rounding", "drift")
 

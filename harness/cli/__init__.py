@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "costs say the work outweighs starting them)")
     replay.add_argument("--shard", metavar="K/N",
                         help="replay only shard K of N: a deterministic split balanced by replay-costs.json")
+    replay.add_argument("--result-timeout", type=float, metavar="SECONDS", default=600.0,
+                        help="a result whose loading and running takes longer is stopped and judged a crash "
+                             "(default: 600; 0: no limit)")
     replay.add_argument("--record-costs", action="store_true",
                         help="write each (version, case)'s seconds into replay-costs.json beside the goldens")
     rounding_flags(replay)

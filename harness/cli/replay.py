@@ -28,6 +28,8 @@ def check_flags(args) -> tuple[int, int] | None:
         raise UsageError(f"--golden and {named} conflict: a PyTorch directory is one golden set")
     if args.shard and args.record_costs:
         raise UsageError("--shard and --record-costs conflict: record costs from a whole replay")
+    if args.result_timeout < 0:
+        raise UsageError(f"--result-timeout {args.result_timeout:g}: the limit must be 0 (none) or more seconds")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"-j {args.jobs}: the number of worker processes must be at least 1")
     if not layout.single_set and args.directory:
@@ -58,7 +60,7 @@ def replay(args) -> int:
     layout = LAYOUTS[args.layout]
     options = Options(backends=chosen_backends, verbose=args.verbose, trust_unverified=args.trust_unverified,
                       trust_goldens=args.trust_goldens, forward=not args.no_forward, patterns=args.patterns, rounding_ulps=bound,
-                      versions=args.versions)
+                      versions=args.versions, result_timeout=args.result_timeout or None)
     if layout.known_drifts:
         try:
             options.known = load_known(paths.goldens)
@@ -66,7 +68,7 @@ def replay(args) -> int:
             raise UsageError(str(exc)) from exc
     started = time.perf_counter()
     if layout.single_set:
-        found = list(replay_pytorch_dir(readable_dir(Path(args.directory)), cases, options))
+        found = list(replay_pytorch_dir(readable_dir(Path(args.directory)), cases, options, paths.fixtures))
     else:
         store = GoldenStore(readable_dir(paths.goldens, "golden directory"))
         if store.versions() == ([], []):
