@@ -67,16 +67,12 @@ class GoldenItem(_GoldenNode):
 
     def runtest(self):
         state: GoldenSession = self.config.stash[SESSION]
-        with state.checking():
-            self._run(state)
-
-    def _run(self, state: GoldenSession):
-        evaluation = state.runner(self.version).evaluate(self.case, self.kind, self.backend)
+        evaluation = state.evaluate(self.version, self.case, self.kind, self.backend)
         result = evaluation.result
         if result.verdict in ("missing", "drift") and state.update and state.layout_class.writable \
                 and self.version == runtime() and (result.verdict == "missing" or state.update == "all"):
             _write_catalog_case(state, self.case, rewrite=result.verdict == "drift", nodeid=self.nodeid)
-            evaluation = state.runner(self.version).evaluate(self.case, self.kind, self.backend)
+            evaluation = state.evaluate(self.version, self.case, self.kind, self.backend)
             result = evaluation.result
         state.record(result, self.nodeid)
         if result.verdict == "rounding":  # passes; the figures go to the summary and junit-xml
@@ -96,14 +92,13 @@ class GoldenItem(_GoldenNode):
 
 def _write_catalog_case(state: GoldenSession, case, *, rewrite: bool, nodeid: str) -> None:
     """Generate one catalog case's goldens for the running torch and write them (harness.writing)."""
-    from ..generate import generate_case
     from ..store import GoldenExists, GoldenStore
     from ..writing import write_goldens
 
     version = runtime()
     try:
         store = GoldenStore(state.golden_dir)
-        written = write_goldens(store, version, [generate_case(case, state.backends)],
+        written = write_goldens(store, version, [state.generate(case)],
                                 state.write_command(nodeid), overwrite=rewrite)
         state.note_write(rewrite, store.root / version / case.id, nodeid, written.changes)
     except GoldenExists:
@@ -169,7 +164,14 @@ class Sharder:
 def case_scheduling(config, log):
     """xdist's scope scheduling with a catalog case as the scope of its items (node ids
     ``golden-catalog::<case>[...]``) and each other test a scope of its own. The node ids stay
-    as they are (xdist's loadgroup would append the group to each)."""
+    as they are (xdist's loadgroup would append the group to each).
+
+    A worker that crashes is replaced, as under xdist's ``load``: the test it was running is
+    reported as crashed (by xdist) and not run again, and only the tests it had not run go back
+    to the queue. xdist's own scope scheduling puts the whole of a dead worker's work back,
+    finished scopes as empty units and the crashed test as pending, and then waits for them
+    forever (pytest-dev/pytest-xdist#1323, #1378).
+    """
     from xdist.scheduler import LoadScopeScheduling
 
     class CaseScheduling(LoadScopeScheduling):
@@ -177,6 +179,23 @@ def case_scheduling(config, log):
             if nodeid.startswith(CATALOG_NODE + "::"):
                 return nodeid.split("[", 1)[0]
             return nodeid
+
+        def remove_node(self, node):
+            workload = self.assigned_work.pop(node)
+            pending = [(scope, nodeid) for scope, unit in workload.items()
+                       for nodeid, completed in unit.items() if not completed]
+            if not pending:
+                return None
+            crashed_scope, crashitem = pending[0]  # a worker runs its work in the order it was given
+            workload[crashed_scope][crashitem] = True
+            for scope, unit in workload.items():
+                left = {nodeid: False for nodeid, completed in unit.items() if not completed}
+                if left:
+                    self.workqueue[scope] = left
+                    self.workqueue.move_to_end(scope, last=False)  # first: the test after a crash runs soon
+            for other in self.assigned_work:
+                self._reschedule(other)
+            return crashitem
 
     return CaseScheduling(config, log)
 

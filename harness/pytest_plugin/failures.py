@@ -34,6 +34,9 @@ def failure_text(state: GoldenSession, evaluations, tolerance, nodeid: str) -> s
         head = f"golden {version} · {case} · {artifact} · {', '.join(e.result.backend for e in members)}: {verdict}"
         if message:
             head += f" — {message}"
+        if verdict == "crash" and ev.result.runtime_machine:
+            head += f"\non {ev.result.runtime_machine}; to record it as known: a [[crash]] entry in " \
+                    f"{state.golden_dir / 'known-drifts.toml'} with the CPUs it was seen on (README: Known drifts)"
         if ev.obtained is None or detailed >= 3:
             parts.append(head)
             continue

@@ -41,7 +41,7 @@ class GoldenSession:
     #: (case id, newest golden version replayed, nodeid): checks with goldens from older torch only
     not_current: list = field(default_factory=list)
     require_current: bool = False  # --golden-require-current: such a check fails as missing
-    _runners: dict = field(default_factory=dict, repr=False)
+    _epoch: int = field(default=0, repr=False)  # raised when goldens are written: the sandbox's replayers are stale
     _cases: list | None = field(default=None, repr=False)
     _known: list | None = field(default=None, repr=False)
     _threads: tuple | None = field(default=None, repr=False)  # xdist worker: (its share, torch's own count)
@@ -104,18 +104,42 @@ class GoldenSession:
             self._cases = load_catalog(self.fixtures_dir)
         return self._cases
 
-    def runner(self, version: str):
-        """The Replayer of one golden version (of the catalog), opened once per session."""
-        if version not in self._runners:
-            from ..replayer import Options, open_replayer
+    def evaluate(self, version: str, case, kind: str, backend: str):
+        """One catalog item's Evaluation, judged in this process's crash-safe child
+        (harness.sandbox): a result whose loading or running kills the child is a ``crash``, and
+        the session goes on with a new child."""
+        from ..replayer import Evaluation, Options
+        from ..results import Result
+        from ..sandbox import run_to_end, shared
 
-            options = Options(backends=self.backends, trust_unverified=self.trust_unverified,
-                              trust_goldens=self.trust_goldens, known=self.known(),
-                              rounding_ulps=self.rounding_ulps, onednn_threads=self.onednn_threads())
-            self._runners[version] = open_replayer(self.layout_class, self.golden_dir, version, self.cases(), options)
-        return self._runners[version]
+        options = Options(backends=self.backends, trust_unverified=self.trust_unverified,
+                          trust_goldens=self.trust_goldens, known=self.known(), rounding_ulps=self.rounding_ulps)
+        request = {"context": f"{id(self)}-{self._epoch}", "layout": self.layout, "root": str(self.golden_dir),
+                   "fixtures": str(self.fixtures_dir), "options": options, "version": version, "case": case.id,
+                   "kind": kind, "backend": backend, "share": self._share()}
+        found = []
+        given_up = run_to_end(shared(), "harness.replayer:evaluate_in_child", request, found.append)
+        if given_up:
+            return Evaluation(Result(case.id, kind, backend, version, runtime(), "crash",
+                                     f"the replay worker died twice outside the result ({given_up})"))
+        return found[0]
+
+    def generate(self, case):
+        """One catalog case's goldens for the running torch, made in the crash-safe child."""
+        from ..generate import generate_isolated
+        from ..sandbox import shared
+
+        return generate_isolated(shared(), self.fixtures_dir, case, self.backends)
 
     # -- threads ------------------------------------------------------------------------
+    def _share(self) -> int | None:
+        """In an xdist worker, torch threads for a catalog item: the worker's share of the cores."""
+        if not self.worker:
+            return None
+        from ..shard import cores
+
+        return max(1, cores() // int(self.config.workerinput.get("workercount", 1)))
+
     def _thread_counts(self) -> tuple[int, int]:
         """(torch threads for a golden check in this xdist worker, torch's own count here)."""
         if self._threads is None:
@@ -178,8 +202,8 @@ class GoldenSession:
         self.wrote.add(nodeid)
 
     def forget(self, version: str) -> None:
-        """Drop a version's cached state after its goldens were written."""
-        self._runners.pop(version, None)
+        """Drop what was read of the goldens after some were written."""
+        self._epoch += 1
 
     def record(self, result, nodeid: str) -> None:
         from dataclasses import asdict
