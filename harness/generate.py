@@ -60,24 +60,37 @@ def generation_info(command: str) -> dict:
     }
 
 
-def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
+def generate_case(case: Case, engines: list[str] | None = None, crashed: dict | None = None, at=None) -> Generated:
     """Make every golden file of ``case`` with the installed torch.
 
     Artifacts are made once under fbgemm (or the first engine this build has), as PyTorch's
     suite does; the expected output is made under each engine from a fresh build with the
     same seed, so each backend has its own golden. What cannot be made is recorded with
     the reason instead of failing the whole run.
+
+    Run crash-safe (``generate_isolated``), ``at`` is told each stage's key before it starts —
+    ``("build",)``, ``("artifact", kind)``, ``("expected", backend)``, ``("check", kind,
+    backend)`` — and a stage in ``crashed`` (key -> cause) killed an earlier process: it is
+    recorded as what this torch cannot make on this machine, with the cause, and not run again.
     """
+    from . import machine
+
     engines = engines if engines is not None else supported_engines()
+    stage = _Stages(crashed or {}, at)
     out = Generated(case, entry=CaseEntry(description=case.description, flow=case.flow, source=case.source,
-                                          pytorch_test=PyTorchLayout.stem(case) if case.pytorch else None))
+                                          pytorch_test=PyTorchLayout.stem(case) if case.pytorch else None,
+                                          machine=machine.current()))
     if parse_version(torch_release()) < parse_version(case.min_torch):
         out.entry.skipped = f"needs torch >= {case.min_torch}"
         return out
     if build_problem(case):
         out.entry.skipped = build_problem(case)
         return out
-    with quiet(), engine(engines[0] if engines else None):
+    first = engines[0] if engines else None
+    if stage.crashed("build"):
+        out.entry.skipped = f"torch {torch_release()} crashes building and running it under {first}: {stage.cause}"
+        return out
+    with quiet(), engine(first):
         example = flows.make_input(case)
         out.files[Names.input_file(case)] = save_bytes(example)
         try:
@@ -86,11 +99,28 @@ def generate_case(case: Case, engines: list[str] | None = None) -> Generated:
             out.files.clear()
             out.entry.skipped = f"torch {torch_release()} cannot build and run it: {one_line(exc)}"
             return out
-        _make_artifacts(out, example, reference)
+        _make_artifacts(out, example, reference, stage)
     for backend in ["any"] if case.engine_agnostic else engines:
-        _make_expected(out, backend, example)
+        _make_expected(out, backend, example, stage)
     out.files[Names.values_file(case)] = _values_text(out)
     return out
+
+
+class _Stages:
+    """A generation's stages in a crash-safe run: which one starts (told to ``at``), and which
+    killed an earlier process."""
+
+    def __init__(self, crashed: dict, at):
+        self._crashed, self._at, self.cause = crashed, at, ""
+
+    def crashed(self, *key) -> bool:
+        """True where stage ``key`` crashed before (its cause in ``self.cause``); else it starts now."""
+        if key in self._crashed:
+            self.cause = self._crashed[key]
+            return True
+        if self._at is not None:
+            self._at(key)
+        return False
 
 
 def _values_text(out: Generated) -> bytes:
@@ -117,12 +147,15 @@ def _values_text(out: Generated) -> bytes:
     return summary_text(case.id, parts).encode()
 
 
-def _make_artifacts(out: Generated, example, reference) -> None:
+def _make_artifacts(out: Generated, example, reference, stage: _Stages) -> None:
     """Each artifact kind of the case, saved under the current engine and checked by reloading it."""
     case, entry = out.case, out.entry
     for kind in case.artifacts:
         if kind_problem(kind):
             entry.skipped_artifacts[kind] = f"torch {torch_release()}: {kind_problem(kind)}"
+            continue
+        if stage.crashed("artifact", kind):
+            entry.skipped_artifacts[kind] = f"torch {torch_release()} crashes saving or reloading it: {stage.cause}"
             continue
         try:
             data = KINDS[kind].save(case, flows.build(case), example)
@@ -144,11 +177,14 @@ def _make_artifacts(out: Generated, example, reference) -> None:
         out.files[Names.get_attr_file(case)] = save_bytes(sorted(flows.get_attr_targets(model)))
 
 
-def _make_expected(out: Generated, backend: str, example) -> None:
+def _make_expected(out: Generated, backend: str, example, stage: _Stages) -> None:
     """The backend's expected output, from a fresh build, if the backend runs it reproducibly."""
     from .compare import compare
 
     case, entry = out.case, out.entry
+    if stage.crashed("expected", backend):
+        entry.backends[backend] = f"{backend} crashed running it on the machine that made the golden: {stage.cause}"
+        return
     with quiet() as caught, engine(backend):
         try:
             model = flows.runnable(case, flows.build(case), example)
@@ -171,16 +207,20 @@ def _make_expected(out: Generated, backend: str, example) -> None:
     noted = runtime_warnings(caught)
     if noted:
         entry.warnings[backend] = noted
-    _check_artifacts_run(out, backend, example)
+    _check_artifacts_run(out, backend, example, stage)
 
 
-def _check_artifacts_run(out: Generated, backend: str, example) -> None:
+def _check_artifacts_run(out: Generated, backend: str, example, stage: _Stages) -> None:
     """Each artifact file, made under the first engine, loaded and run under ``backend``: what a
     backend cannot run is recorded (a skip with its reason), not written as a golden that fails."""
     case, entry = out.case, out.entry
     if backend == "any":
         return
     for kind in entry.artifacts:
+        if stage.crashed("check", kind, backend):
+            entry.unrunnable.setdefault(kind, {})[backend] = (f"{backend} crashed running the {kind} file on "
+                                                              f"the machine that made the golden: {stage.cause}")
+            continue
         with quiet(), engine(backend):
             try:
                 case.forward(KINDS[kind].load(case, out.files[Names.artifact_file(case, kind)], example,
@@ -209,6 +249,36 @@ def _round_trip_problem(case: Case, kind: str, data: bytes, example, reference) 
         if not diff.ok:
             return f"saves it but the reloaded {kind} disagrees with the model: {diff.message}"
     return None
+
+
+def generate_isolated(box, fixtures, case: Case, engines: list[str] | None = None) -> Generated:
+    """``generate_case`` in a crash-safe child (a harness.sandbox.Sandbox) that loads the
+    catalog from ``fixtures``: a stage that kills the child is recorded with its cause and a
+    new child makes the rest. A child that keeps dying outside any stage leaves the case skipped."""
+    from .sandbox import run_to_end
+
+    out = Generated(case)
+
+    def take(made):
+        out.entry, out.files = made
+
+    payload = {"fixtures": str(fixtures), "case": case.id, "engines": engines}
+    given_up = run_to_end(box, "harness.generate:_generate_in_child", payload, take)
+    if given_up:
+        out.entry, out.files = CaseEntry(description=case.description, flow=case.flow, source=case.source), {}
+        out.entry.skipped = f"torch {torch_release()} crashes generating it: {given_up}"
+    return out
+
+
+def _generate_in_child(request: dict, at):
+    """In a harness.sandbox child: one case's (manifest entry, files)."""
+    from pathlib import Path
+
+    from .catalog import load_catalog
+
+    case = next(c for c in load_catalog(Path(request["fixtures"])) if c.id == request["case"])
+    made = generate_case(case, request["engines"], request["crashed"], at)
+    yield made.entry, made.files
 
 
 def command_line() -> str:

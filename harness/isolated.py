@@ -36,9 +36,10 @@ def ensure_env(version: str, say: Callable[[str], None] = print) -> Path:
     directory = env_dir(version)
     python = _python(directory)
     packages = pip_args(version, extras=True)  # BC_TORCH_INDEX=cpu: PyTorch's CPU builds, not CUDA ones
-    wanted = " ".join(packages)
+    bare = pip_args(version)
     ready = directory / READY
-    if ready.is_file() and python.exists() and ready.read_text().splitlines()[1:2] == [wanted]:
+    if ready.is_file() and python.exists() and ready.read_text().splitlines()[1:2] in ([" ".join(packages)],
+                                                                                          [" ".join(bare)]):
         say(f"using cached environment {directory}")
         return python
     started = time.perf_counter()
@@ -48,7 +49,18 @@ def ensure_env(version: str, say: Callable[[str], None] = print) -> Path:
     source = ("PyTorch's CPU index" if os.environ.get(INDEX_VARIABLE) == "cpu"
               else "the package registry, a release brings CUDA packages: several GB, a few minutes")
     say(f"installing {' '.join(p for p in packages if not p.startswith(('-', 'http')))} (from {source})")
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages, *HARNESS_DEPS], check=True)
+    try:
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages, *HARNESS_DEPS], check=True)
+    except subprocess.CalledProcessError:
+        if packages == bare:
+            raise
+        # a generation extra with no build for this Python (torchvision 0.14.1 has none for 3.11): the
+        # environment goes on without it, and the cases that need it are recorded as not makeable
+        extras = " ".join(p for p in packages if p not in bare)
+        say(f"{extras} cannot be installed here; going on without it (its cases are recorded as not makeable)")
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *bare, *HARNESS_DEPS], check=True)
+        packages = bare
+    wanted = " ".join(packages)
     found = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"],
                            capture_output=True, text=True, check=True).stdout.strip()
     wrong = wrong_torch(version, found)

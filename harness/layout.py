@@ -179,7 +179,8 @@ class HarnessLayout:
             return diff.verdict, diff.message
         from . import machine
 
-        changed = machine.differences(machine.of_manifest(self.golden.manifest), machine.current())
+        golden_machine = machine.of_case(self.golden.manifest, self.golden.cases.get(case.id))
+        changed = machine.differences(golden_machine, machine.current())
         shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
         return "drift", diff.message + (f" (golden made on another machine: {shown})" if changed else "")
 

@@ -44,13 +44,19 @@ def _cpuinfo() -> dict:
 
 
 def _libraries(config: str) -> dict:
-    """BLAS and oneDNN as torch.__config__.show() reports them."""
+    """BLAS and oneDNN as torch.__config__.show() reports them; a cap on the instructions oneDNN
+    may use (ONEDNN_MAX_CPU_ISA, DNNL_MAX_CPU_ISA) chooses other kernels, so it is part of it."""
+    import os
+
     blas = re.search(r"BLAS_INFO=(\w+)", config)
     mkl = re.search(r"Math Kernel Library Version ([\d.]+)", config)
     onednn = re.search(r"(?:MKL-DNN|oneDNN) v([\d.]+)", config)
     name = blas.group(1) if blas else "unknown"
-    return {"blas": f"{name} {mkl.group(1)}" if name == "mkl" and mkl else name,
-            "onednn": onednn.group(1) if onednn else "none"}
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    onednn_text = onednn.group(1) if onednn else "none"
+    if cap and onednn:
+        onednn_text += f" (max ISA {cap})"
+    return {"blas": f"{name} {mkl.group(1)}" if name == "mkl" and mkl else name, "onednn": onednn_text}
 
 
 @functools.cache
@@ -78,6 +84,29 @@ def of_manifest(manifest) -> dict:
     if manifest.avx512_vnni is not None:
         partial["avx512_vnni"] = manifest.avx512_vnni
     return partial
+
+
+def well_formed(value) -> dict | None:
+    """``value`` if it is a fingerprint as this module writes them (read from an untrusted manifest), else None."""
+    if not isinstance(value, dict):
+        return None
+    texts = all(isinstance(value.get(k), str) for k in ("cpu_vendor", "cpu_model", "cpu_capability"))
+    isa = value.get("isa")
+    return value if texts and isinstance(isa, list) and all(isinstance(f, str) for f in isa) else None
+
+
+def of_case(manifest, entry) -> dict:
+    """The fingerprint of the machine that made one case: its entry's where it records one (a
+    whole fingerprint, or the partial one of a set made before fingerprints), else the set's."""
+    own = getattr(entry, "machine", None)
+    if well_formed(own) is not None:
+        return {k: own.get(k) for k in FIELDS}
+    if isinstance(own, dict) and isinstance(own.get("cpu_capability"), str) and "cpu_model" not in own:
+        partial = {"cpu_capability": own["cpu_capability"]}
+        if isinstance(own.get("avx512_vnni"), bool):
+            partial["avx512_vnni"] = own["avx512_vnni"]
+        return partial
+    return of_manifest(manifest)
 
 
 def recorded(fingerprint: dict) -> bool:

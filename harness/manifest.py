@@ -66,6 +66,7 @@ _CHECKS = {
     "skipped": lambda v: v is None or isinstance(v, str),
     "owner": lambda v: v is None or isinstance(v, str),
     "unrunnable": lambda v: isinstance(v, dict) and all(_is_str_map(x) for x in v.values()),
+    "machine": lambda v: v is None or isinstance(v, dict),
 }
 
 
@@ -92,6 +93,9 @@ class CaseEntry(_JsonView):
     owner: str | None = None
     #: kind -> backend -> why that backend cannot load or run the kind's file (checked when written)
     unrunnable: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the fingerprint of the machine that made the case (harness.machine); the set's own where
+    #: absent (cases made before entries recorded it). A set grows case by case, on many machines
+    machine: dict | None = None
     #: keys this harness does not know, kept as they are
     extra: dict = field(default_factory=dict)
     #: why the entry on disk is unusable; ``raw`` then holds it as found, and it is written back so
@@ -170,12 +174,9 @@ class Manifest(_JsonView):
     @property
     def fingerprint(self) -> dict | None:
         """The machine that made the set (harness.machine), when recorded and well-formed."""
-        value = self.info.get("fingerprint")
-        if not isinstance(value, dict):
-            return None
-        texts = all(isinstance(value.get(k), str) for k in ("cpu_vendor", "cpu_model", "cpu_capability"))
-        isa = value.get("isa")
-        return value if texts and isinstance(isa, list) and all(isinstance(f, str) for f in isa) else None
+        from .machine import well_formed
+
+        return well_formed(self.info.get("fingerprint"))
 
     def _text(self, key: str) -> str | None:
         value = self.info.get(key)
@@ -259,9 +260,17 @@ class Manifest(_JsonView):
         the header."""
         from .layout import case_of
 
+        from .machine import of_manifest
+
         kept = {name: entry for name, entry in self.files.items() if case_of(name) not in cases}
         kept.update({name: file_entry(data) for name, data in files.items()})
         entries = {k: v for k, v in self.cases.items() if k not in cases}
+        made_by = of_manifest(self) if self.info else None
+        if made_by and made_by.get("cpu_capability"):  # the header is the new writer's: each case keeps its machine
+            import dataclasses
+
+            entries = {k: dataclasses.replace(v, machine=made_by) if v.malformed is None and v.machine is None else v
+                       for k, v in entries.items()}
         entries.update({k: as_entry(v) for k, v in cases.items()})
         removed = {k: v for k, v in self.removed.items() if k not in cases}
         return Manifest(info=dict(info), cases=entries, files=kept, format=FORMAT, removed=removed)

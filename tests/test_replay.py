@@ -49,12 +49,16 @@ def test_cross_backend_difference_is_measured_not_hidden(store, catalog):
 
 
 def test_committed_goldens_replay_cleanly(catalog):
-    """The goldens in serialized/ made with this torch pass on every backend."""
+    """The goldens in serialized/ made with this torch pass on every backend (or crash as a
+    known-drifts entry says they do on this CPU: replayed crash-safe, as the command does)."""
     from harness.compat import torch_release
+
+    from .conftest import FIXTURES
 
     if not (REPO / "serialized" / torch_release()).is_dir():
         pytest.skip(f"no committed goldens for torch {torch_release()}")
-    results = replay(REPO / "serialized", catalog, versions=[torch_release()])
+    results = list(replay_store(GoldenStore(REPO / "serialized"), catalog, Options(versions=[torch_release()]),
+                                fixtures=FIXTURES))
     bad = [(r.case, r.artifact, r.backend, r.verdict, r.message) for r in results if r.failed]
     assert not bad
     skips = {(r.case, r.artifact, r.backend): r.message for r in results if r.verdict == "skip"}
@@ -206,15 +210,17 @@ def test_unsafe_pickle_is_refused_without_running_it(store, catalog, version, tm
 
 def test_manifest_records_the_machine_and_results_say_when_it_differs(store, catalog, version):
     """Same fingerprint: no machine on the results. Another CPU model: every compared result says so,
-    and a drift names what changed (a likely cause)."""
+    and a drift names what changed (a likely cause). Each case records its own machine: a set
+    grows case by case, and the set's header (the last writer's) does not speak for the others."""
     from harness import machine
 
     path, manifest = _manifest(store, version)
-    assert manifest["fingerprint"] == machine.current()
+    assert manifest["fingerprint"] == machine.current() == manifest["cases"]["linear"]["machine"]
     linear = [c for c in catalog if c.id == "linear"]
     assert all(r.golden_machine is None and r.runtime_machine is None for r in replay(store, linear))
-    manifest["fingerprint"]["cpu_model"] = "Some Other CPU 9000"
-    manifest["fingerprint"]["isa"] = ["avx", "avx2", "fma"]
+    manifest["fingerprint"]["cpu_model"] = "The Last Writer's CPU"
+    manifest["cases"]["linear"]["machine"]["cpu_model"] = "Some Other CPU 9000"
+    manifest["cases"]["linear"]["machine"]["isa"] = ["avx", "avx2", "fma"]
     path.write_text(json.dumps(manifest))
     name = "linear/expected.fbgemm.pt"
     golden = torch.load(store / version / name, weights_only=True)

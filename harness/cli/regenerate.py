@@ -15,7 +15,8 @@ def regenerate(args) -> int:
     paths, cases = catalog(args)
 
     from ..compat import torch_release
-    from ..generate import command_line, generate_case
+    from ..generate import command_line, generate_isolated
+    from ..sandbox import Sandbox
     from ..store import GoldenError, GoldenExists, GoldenStore
     from ..writing import write_goldens
 
@@ -27,11 +28,14 @@ def regenerate(args) -> int:
         print(f"regenerate-goldens: {refused}", file=sys.stderr)
         return 1
     print(f"generating {len(cases)} case(s) with torch {version} into {paths.goldens / version}")
-    generated = []
-    for case in cases:
-        started = time.perf_counter()
-        generated.append(generate_case(case))
-        print(f"  {case.id:<48} {_made(generated[-1].entry)} ({time.perf_counter() - started:.2f} s)")
+    generated, box = [], Sandbox()  # a stage that crashes torch is recorded, and the rest goes on
+    try:
+        for case in cases:
+            started = time.perf_counter()
+            generated.append(generate_isolated(box, paths.fixtures, case))
+            print(f"  {case.id:<48} {_made(generated[-1].entry)} ({time.perf_counter() - started:.2f} s)", flush=True)
+    finally:
+        box.close()
     try:
         written = write_goldens(store, version, generated, command_line(), overwrite=args.force,
                                 say=lambda text: print(f"\n{text}\n"))
@@ -65,8 +69,10 @@ def _refusal(store, version: str, cases, force: bool) -> str | None:
 def _made(entry) -> str:
     """One line on what generation made of a case."""
     made = [b for b in entry.backends if entry.made(b)]
+    crashed = [b for b, status in entry.backends.items() if " crashed " in status]
     return entry.skipped or ", ".join([f"{len(entry.artifacts)} artifacts", f"backends {'/'.join(made) or 'none'}"]
-                                      + [f"{k} skipped" for k in entry.skipped_artifacts])
+                                      + [f"{k} skipped" for k in entry.skipped_artifacts]
+                                      + [f"{b} crashed" for b in crashed])
 
 
 def _regenerate_elsewhere(args) -> int:
