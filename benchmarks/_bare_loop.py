@@ -5,7 +5,9 @@ forward on every backend that has a golden, and nothing else.
 
 It uses the harness's own loaders (a state_dict needs today's module tree; an FX package
 re-runs its conversion), because that is the work a replay cannot avoid. It skips what the
-harness adds: checksums, expected outputs, comparison, reference kernels, the report.
+harness adds: checksums, expected outputs, comparison, reference kernels, the report. It runs
+in one process, so it leaves out what a [[crash]] entry of known-drifts.toml says crashes on this
+CPU (the harness replays those in a worker that it replaces).
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from harness.artifacts import KINDS
 from harness.layout import file_name
 from harness.catalog import load_catalog
 from harness.engines import engine
+from harness.known import expected_crash
+from harness.known import load as load_known
 from harness.safeload import load_weights
 
 
 def main(golden_set: Path, fixtures: Path) -> int:
     warnings.simplefilter("ignore")  # torch's deprecation chatter would cost the loop its printing
     manifest = json.loads((golden_set / "manifest.json").read_text())
+    known = load_known(golden_set.parent)
     runs = 0
     for case in load_catalog(fixtures):
         entry = manifest["cases"].get(case.id)
@@ -34,7 +39,7 @@ def main(golden_set: Path, fixtures: Path) -> int:
         for kind in entry["artifacts"]:
             data = (golden_set / case.id / file_name(kind)).read_bytes()
             for backend, status in entry["backends"].items():
-                if status != "ok":
+                if status != "ok" or expected_crash(known, golden_set.name, case.id, kind, backend):
                     continue
                 with engine(backend):
                     model = KINDS[kind].load(case, data, example, trusted=True)

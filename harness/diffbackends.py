@@ -76,15 +76,21 @@ def _run_native(case: Case, model, example):
     return out, (watch.scale if out is watch.out else None)
 
 
-def case_row(case: Case, engines: list[str]) -> tuple[dict[str, Cell], str]:
-    """{backend: Cell} and, when the reference cannot run the case, the reason."""
+def case_row(case: Case, engines: list[str], crashed: dict | None = None, at=None) -> tuple[dict[str, Cell], str]:
+    """{backend: Cell} and, when the reference cannot run the case, the reason. In a crash-safe
+    child, ``at`` hears each step's key and ``crashed`` holds the steps that killed one."""
     from . import reference
 
+    crashed = crashed or {}
     if not case.check_numerics:
         return {}, "it checks loading only: no output to compare"
     unable = build_problem(case)
     if unable:
         return {}, f"not built here: {unable}"
+    if ("reference",) in crashed:
+        return {}, f"building it and running the reference crashed the process: {crashed[('reference',)]}"
+    if at is not None:
+        at(("reference",))
     try:
         with quiet(), engine("fbgemm" if "fbgemm" in engines else engines[0]):
             example = flows.make_input(case)
@@ -94,6 +100,11 @@ def case_row(case: Case, engines: list[str]) -> tuple[dict[str, Cell], str]:
         return {}, str(exc)
     cells = {}
     for backend in engines:
+        if ("backend", backend) in crashed:
+            cells[backend] = Cell("crash", None, f"{backend} crashed the process: {crashed[('backend', backend)]}")
+            continue
+        if at is not None:
+            at(("backend", backend))
         with quiet(), engine(backend):
             try:
                 model = flows.runnable(case, flows.build(case), example)
@@ -117,9 +128,33 @@ class Matrix:
         return Counter(cells[backend].grade for _, cells in self.compared if cells[backend].grade)
 
 
-def measure(cases: list[Case], engines: list[str] | None = None) -> Matrix:
+def measure(cases: list[Case], engines: list[str] | None = None, fixtures=None) -> Matrix:
+    """Every case's row; in a crash-safe child (harness.sandbox) where the catalog's ``fixtures``
+    directory is given, so that a backend that crashes on a case is a cell, not the end."""
     engines = engines or supported_engines()
-    return Matrix(engines, [(case, *case_row(case, engines)) for case in cases])
+    if fixtures is None:
+        return Matrix(engines, [(case, *case_row(case, engines)) for case in cases])
+    from .sandbox import Sandbox, run_to_end
+
+    rows, box = [], Sandbox()
+    try:
+        for case in cases:
+            found = []
+            given_up = run_to_end(box, "harness.diffbackends:_row_in_child",
+                                  {"fixtures": str(fixtures), "case": case.id, "engines": engines}, found.append)
+            rows.append((case, *(found[0] if found else ({}, f"its process kept crashing: {given_up}"))))
+    finally:
+        box.close()
+    return Matrix(engines, rows)
+
+
+def _row_in_child(request: dict, at):
+    from pathlib import Path
+
+    from .catalog import load_catalog
+
+    case = next(c for c in load_catalog(Path(request["fixtures"])) if c.id == request["case"])
+    yield case_row(case, request["engines"], request["crashed"], at)
 
 
 def summary(m: Matrix) -> list[str]:
@@ -127,31 +162,35 @@ def summary(m: Matrix) -> list[str]:
     lines = [f"{len(m.compared)} of {len(m.rows)} cases compared with the reference; per backend:"]
     for backend in m.engines:
         tally = m.tally(backend)
+        crashed = sum(1 for _, cells in m.compared if cells[backend].text == "crash")
         lines.append(f"  {backend:8} " + ", ".join(f"{tally[g]} {g}" for g in GRADES)
-                     + f" (of {sum(tally.values())} it runs)")
+                     + f" (of {sum(tally.values())} it runs)" + (f"; {crashed} crashed" if crashed else ""))
     return lines
 
 
-def matrix(cases: list[Case], engines: list[str] | None = None) -> str:
+def matrix(cases: list[Case], engines: list[str] | None = None, fixtures=None) -> str:
     from tabulate import tabulate
 
-    m = measure(cases, engines)
+    m = measure(cases, engines, fixtures)
     table = [[case.id, *(cells[b].text for b in m.engines)] for case, cells in m.compared]
     lines = [tabulate(table, headers=["case", *m.engines]), "", *summary(m)]
     lines += [f"  not exact: {case.id} on {b}: {cells[b].text} ({cells[b].grade})"
               for case, cells in m.compared for b in m.engines if cells[b].grade not in (None, "exact")]
+    lines += [f"  crashed: {case.id} on {b}: {cells[b].reason}"
+              for case, cells in m.compared for b in m.engines if cells[b].text == "crash"]
     skipped = [(case, why) for case, _, why in m.rows if why]
     if skipped:
         lines += [f"{len(skipped)} cases without a reference:"] + [f"  {case.id}: {why}" for case, why in skipped]
     return "\n".join(lines)
 
 
-def markdown(cases: list[Case], engines: list[str] | None = None) -> str:
+def markdown(cases: list[Case], engines: list[str] | None = None, fixtures=None) -> str:
     """The README's per-case table: each backend's distance, or why there is none."""
-    m = measure(cases, engines)
+    m = measure(cases, engines, fixtures)
     lines = ["| case | " + " | ".join(m.engines) + " |", "|---|" + "---|" * len(m.engines)]
     for case, cells, why in m.rows:
         texts = ([f"not computable: {why}"] + [""] * (len(m.engines) - 1) if why
-                 else [(cells[b].text if cells[b].grade else "cannot run") for b in m.engines])
+                 else [(cells[b].text if cells[b].grade or cells[b].text == "crash" else "cannot run")
+                       for b in m.engines])
         lines.append(f"| `{case.id}` | " + " | ".join(t.replace("|", "\\|") for t in texts) + " |")
     return "\n".join(lines + ["", *summary(m)]) + "\n"

@@ -137,8 +137,9 @@ def catalog_markdown(cases) -> str:
 def diff_backends(args) -> int:
     from ..diffbackends import markdown, matrix
 
-    _paths, cases = catalog(args)
-    print((markdown if args.markdown else matrix)(cases, backends(args)), end="" if args.markdown else "\n")
+    paths, cases = catalog(args)
+    print((markdown if args.markdown else matrix)(cases, backends(args), paths.fixtures),
+          end="" if args.markdown else "\n")
     return 0
 
 
