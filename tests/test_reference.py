@@ -20,6 +20,8 @@ from harness import reference as R
 from harness.engines import engine, supported_engines
 from harness.notices import quiet
 
+from .native import native
+
 EXACT = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much], derandomize=True)
 SOME = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
@@ -73,6 +75,10 @@ def _linear_case(seed, m, k, n, per_channel):
 
 
 def _native_linear(backend, x, w, bias, scale, zp, relu):
+    return native(_native_linear_here, backend, x, w, bias, scale, zp, relu)
+
+
+def _native_linear_here(backend, x, w, bias, scale, zp, relu):
     with quiet(), engine(backend):
         packed = torch.ops.quantized.linear_prepack(w, bias)
         op = torch.ops.quantized.linear_relu if relu else torch.ops.quantized.linear
@@ -136,6 +142,10 @@ def _packed_conv(case, w, bias, transposed):
 
 
 def _native_conv(backend, case, x, w, bias, transposed):
+    return native(_native_conv_here, backend, case, x, w, bias, transposed)
+
+
+def _native_conv_here(backend, case, x, w, bias, transposed):
     with quiet(), engine(backend):
         op, packed = _packed_conv(case, w, bias, transposed)
         return op(x, packed, 0.05, 64).int_repr()
@@ -206,6 +216,10 @@ def _dynamic_case(seed, m, k, n):
 
 
 def _native_dynamic(backend, x, w, bias, reduce_range):
+    return native(_native_dynamic_here, backend, x, w, bias, reduce_range)
+
+
+def _native_dynamic_here(backend, x, w, bias, reduce_range):
     with quiet(), engine(backend):
         return torch.ops.quantized.linear_dynamic(x, torch.ops.quantized.linear_prepack(w, bias), reduce_range)
 

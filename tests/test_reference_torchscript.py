@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from harness import flows
@@ -20,6 +20,7 @@ from harness.compat import ao, lite_load, lite_save
 from harness.engines import engine, supported_engines
 from harness.notices import quiet
 
+from .native import NativeCrash, onednn_transposed_conv_misreads, step_over_known
 from .test_reference import SATURATES, _conv_inputs, _dynamic_case, _native_conv, _packed_conv, conv_cases
 
 ENGINES = supported_engines()
@@ -104,8 +105,13 @@ def _conv_geometry_through_the_mode(backend, case, transposed):
 @given(case=conv_cases(transposed=False))
 def test_conv_calls_through_the_mode_are_bit_exact_with_fbgemm_and_x86(backend, case):
     """quantized::conv1d/2d/3d: weight, bias and geometry read back from the packed weight
-    (a 1-d conv packed as a 2-d one over a height of 1) give the native integers."""
-    ours, native = _conv_geometry_through_the_mode(backend, case, False)
+    (a 1-d conv packed as a 2-d one over a height of 1) give the native integers. The native
+    call runs in a crash-safe child: on an AVX512 CPU the x86 engine crashes on some of these
+    geometries (a known torch defect, stepped over; any other crash fails the test)."""
+    try:
+        ours, native = _conv_geometry_through_the_mode(backend, case, False)
+    except NativeCrash as crash:
+        step_over_known(crash, "conv", backend, case)
     assert torch.equal(ours, native)
 
 
@@ -113,8 +119,28 @@ def test_conv_calls_through_the_mode_are_bit_exact_with_fbgemm_and_x86(backend, 
 @SOME
 @given(case=conv_cases(transposed=True))
 def test_conv_transpose_calls_through_the_mode_are_bit_exact_with_fbgemm_and_x86(backend, case):
+    """Where the x86 engine hands the transposed conv to oneDNN and oneDNN's result is known to be
+    wrong (tests/native.py), the reference is held to fbgemm's native integers instead."""
     ours, native = _conv_geometry_through_the_mode(backend, case, True)
+    if onednn_transposed_conv_misreads(backend, case) and not torch.equal(ours, native):
+        event("oneDNN's known wrong transposed conv: compared with fbgemm's instead")
+        native = _conv_geometry_through_the_mode("fbgemm", case, True)[1]
     assert torch.equal(ours, native)
+
+
+@pytest.mark.skipif("onednn" not in ENGINES, reason="this torch has no onednn")
+def test_onednn_transposed_conv_is_wrong_where_a_groups_input_and_output_channels_differ():
+    """A finding the reference makes visible (README: Findings): oneDNN's quantized
+    conv_transpose1d gives other integers than fbgemm, qnnpack and the float computation for 2 -> 3
+    and 3 -> 2 channels, and the same ones for 3 -> 3 and 1 -> 3 (kernel 1, one input column)."""
+    for c, o in ((2, 3), (3, 2), (3, 3), (1, 3)):
+        case = (1, 1, c, o, (1,), (1,), (1,), (0,), (1,), (0,), 0)
+        x, w, bias = _conv_inputs(case, True)
+        onednn, fbgemm = (_native_conv(b, case, x, w, bias, True) for b in ("onednn", "fbgemm"))
+        assert torch.equal(onednn, fbgemm) != onednn_transposed_conv_misreads("onednn", case), (c, o)
+        exact = torch.quantize_per_tensor(torch.nn.functional.conv_transpose1d(x.dequantize(), w.dequantize(), bias),
+                                          0.05, 64, torch.quint8).int_repr()
+        assert torch.equal(fbgemm, exact)
 
 
 @pytest.mark.skipif("qnnpack" not in ENGINES, reason="this torch has no qnnpack")
