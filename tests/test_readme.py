@@ -25,7 +25,8 @@ def test_readme_fixture_example_works(pytester, monkeypatch):
 
     for name in CI_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    example = re.search(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    text = (REPO / "README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", text[text.index("## pytest plugin"):], re.S).group(1)
     assert len(example.strip().splitlines()) <= 13
     pytester.makeini("[pytest]\ngolden_dir = goldens\n")
     pytester.makepyfile(test_x=example)
