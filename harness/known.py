@@ -88,14 +88,26 @@ def _within(value, bound) -> bool:
     return value is not None and value <= bound
 
 
+#: the largest known-drifts file that is read
+MAX_BYTES = 1 << 20
+
+
 def load(root: Path) -> list[KnownDrift]:
+    from .files import Unreadable, read_inside
+
     path = Path(root) / FILE
-    if not path.is_file():
-        return []
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = read_inside(Path(root), FILE, MAX_BYTES).decode("utf-8")
+    except Unreadable as exc:
+        if exc.missing:
+            return []
+        raise KnownDriftError(str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise KnownDriftError(f"{path}: {exc}") from exc
+    try:
+        data = tomllib.loads(text)
         entries = [_entry(verdict, e) for verdict in ("drift", "load-error", "crash") for e in data.get(verdict, [])]
-    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as exc:
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise KnownDriftError(f"{path}: {exc}") from exc
     if any(e.verdict == "drift" and e.max_abs_diff is None and e.max_step_diff is None and not e.incomparable
            for e in entries):

@@ -57,12 +57,16 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def load_costs(root: Path) -> dict[str, float]:
     """Recorded seconds per ``"<version>/<case>"``; empty when nothing was recorded."""
+    from .files import Unreadable, read_inside
+
     path = Path(root) / COSTS
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
+        data = json.loads(read_inside(Path(root), COSTS, 16 << 20))
+    except Unreadable as exc:
+        if exc.missing:
+            return {}
+        raise ValueError(f"{path} is unreadable: {exc}") from exc
+    except ValueError as exc:
         raise ValueError(f"{path} is unreadable: {exc}") from exc
     costs = data.get("seconds") if isinstance(data, dict) else None
     if not isinstance(costs, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in costs.values()):
