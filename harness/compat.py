@@ -278,3 +278,32 @@ def allow_script_objects(refused: type[Exception]) -> Iterator[None]:
         return
     raise refused(f"torch {torch.__version__} cannot admit packed parameters to a weights_only load "
                   "(needs torch >= 2.4)")
+
+
+# --- what a release writes into its archives (facts read off the committed goldens) ------------
+
+#: records torch's writer puts in every zip archive it writes, from the release that first did:
+#: 1.13.1's and 2.0.1's archives have no ``byteorder``, 2.4.1's and every later one's have it
+ARCHIVE_RECORD_SINCE = {"byteorder": "2.1"}
+#: the torch.export schema version (major, minor) each release writes into a .pt2
+EXPORT_SCHEMA = {"2.4": (5, 3), "2.8": (8, 8), "2.10": (8, 15), "2.13": (8, 20), "2.14": (8, 20), "2.15": (8, 20)}
+
+
+def written_by_problem(claimed: str, records: set[str] | None, schema: tuple | None = None) -> str | None:
+    """Why an archive cannot have been written by torch ``claimed`` (the release its golden set says
+    made it), or None: a torch.save or TorchScript archive holding ``records`` (its members' last path
+    parts), or a .pt2 (``records`` None: its format changed apart) of torch.export ``schema``."""
+    try:
+        version = Version(claimed)
+    except ValueError:
+        return None  # a foreign directory: no release to hold it to
+    for record, since in ARCHIVE_RECORD_SINCE.items() if records is not None else ():
+        if (record in records) != (version >= Version(since)):
+            written = f"before {since}" if record not in records else f"{since} or later"
+            return (f"it has {'no' if record not in records else 'a'} {record} record, so torch {written} "
+                    f"wrote it, not torch {claimed}")
+    expected = EXPORT_SCHEMA.get(f"{version.major}.{version.minor}")
+    if schema is not None and expected is not None and tuple(schema) != expected:
+        return (f"its torch.export schema is {schema[0]}.{schema[1]}, and torch {claimed} writes "
+                f"{expected[0]}.{expected[1]}")
+    return None

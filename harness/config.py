@@ -45,6 +45,22 @@ def configured(start: Path, key: str) -> Path | None:
     return base / value if isinstance(value, str) and value else None
 
 
+def operators(start: Path) -> frozenset:
+    """``operators`` of the nearest [tool.bc-harness] table: the project's additions to the operator
+    allowlist (harness.operators), as ``namespace::name`` or, for TorchScript methods, bare names.
+    The project's configuration, not the golden directory's: a golden cannot extend it."""
+    found = _project_config(start)
+    value = found[1].get("operators", []) if found else []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError("operators of [tool.bc-harness] must be a list of strings")
+    from .operators import forbidden
+
+    refused = [v for v in value if forbidden(v)]
+    if refused:
+        raise ConfigError(f"operators of [tool.bc-harness]: {refused[0]} {forbidden(refused[0])}; it is never allowed")
+    return frozenset(value)
+
+
 def resolve(goldens: str | None = None, fixtures: str | None = None, cwd: Path | None = None) -> Paths:
     """Flags win; then [tool.bc-harness] of the nearest pyproject.toml. Nothing else: the
     harness's own checkout is never a default, so a user's run never reads or writes its store."""

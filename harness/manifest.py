@@ -221,7 +221,7 @@ class Manifest(_JsonView):
         pinned foreign directory). ``unsealed_ok``: a set without a golden count is accepted
         (the writer and ``bc-harness seal`` record it).
         """
-        if version is not None and not self.pinned and self.torch != version:
+        if version is not None and self.torch != version:  # pinned or not: a manifest cannot switch it off
             return (f"it says torch {self.torch} made the set, but it is the manifest of directory "
                     f"{version}: a set moved or swapped by hand replays against the wrong release")
         if self.golden_files is None:

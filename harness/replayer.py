@@ -45,6 +45,8 @@ class Options:
     rounding_ulps: int | None = None
     #: --golden: only these golden versions (None: every one in the store)
     versions: list | None = None
+    #: the project's own additions to the operator allowlist ([tool.bc-harness] operators)
+    operators: tuple = ()
     #: seconds a worker may spend on one result before it counts as hung and is stopped (a
     #: ``crash``); None: no limit (harness.sandbox)
     result_timeout: float | None = 600.0
@@ -434,7 +436,8 @@ class Replayer:
 def open_golden(layout, root: Path, version: str, options: Options) -> GoldenSet:
     """The golden set ``version`` under ``root`` as ``layout`` (a class of harness.layout) finds it."""
     return GoldenSet.open(layout.set_dir(root, version), version, required=layout.manifest_required,
-                          trust_unverified=options.trust_unverified, trust_code=options.trust_goldens)
+                          trust_unverified=options.trust_unverified, trust_code=options.trust_goldens,
+                          operators=frozenset(options.operators))
 
 
 def open_replayer(layout, root: Path, version: str, cases: list[Case], options: Options) -> Replayer:

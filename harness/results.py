@@ -77,6 +77,10 @@ def one_line(exc: BaseException) -> str:
     says what was refused ("WeightsUnpickler error: Unsupported global: ...") is the finding.
     """
     text = _ANSI.sub("", str(exc)).strip()
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text:
+        first = text.splitlines()[0][:200] if text else ""
+        return f"{type(exc).__name__}: out of memory: the replay worker's memory bound was reached" + \
+            (f" ({first})" if first else "")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     telling = next((line for line in lines if line.startswith("WeightsUnpickler error:")), None)
     if telling:

@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import io
 import pickletools
-import re
 
-#: torchbind classes a quantized state_dict may legitimately pickle. Their unpickling only
-#: re-packs weights; anything else named in a pickle is refused.
-_SAFE_TORCHBIND = re.compile(
-    r"__torch__\.torch\.classes\.(?:quantized\.(?:Linear|Conv[123]d|EmbeddingBag)PackedParamsBase"
-    r"|rnn\.CellParamsBase)$"
-)
+#: torchbind classes a quantized state_dict may legitimately pickle (their unpickling only re-packs
+#: weights): the ones TorchScript code may name too; anything else named in a pickle is refused
+from .operators import TORCHBIND as _SAFE_TORCHBIND
 
 
 class UnsafeGolden(Exception):

@@ -42,6 +42,11 @@ PRELOAD = ["harness", "torch", "harness.replay", "harness.generate", "harness.re
 
 #: seconds a child may stay silent (on one key, or between two) before it counts as hung
 DEFAULT_TIMEOUT = 600.0
+#: the address space a child may add to what it has when it starts (BC_HARNESS_WORKER_MEMORY, in
+#: bytes, overrides it): past it an allocation fails as an error of that result, instead of the
+#: machine running out of memory (vetting bounds what a golden's tensors need far below this; code
+#: a golden runs can ask for more)
+WORKER_MEMORY = 8 << 30
 
 
 class Crashed(Exception):
@@ -229,6 +234,7 @@ def _serve(conn) -> None:
     # channel (an xdist worker talks to its controller over it): what would go there goes to stderr.
     sys.stdout.flush()
     os.dup2(2, 1)
+    _limit_memory()
     while True:
         try:
             handler, payload = _receive(conn)
@@ -243,6 +249,26 @@ def _serve(conn) -> None:
             _send(conn, ("error", traceback.format_exc()))
             continue
         _send(conn, ("end", None))
+
+
+def _limit_memory() -> None:
+    """RLIMIT_AS at what the child holds now plus its budget (where the platform has one)."""
+    try:
+        import resource
+    except ImportError:
+        return
+    budget = int(os.environ.get("BC_HARNESS_WORKER_MEMORY") or WORKER_MEMORY)
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            now = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    wanted = now + budget
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft == resource.RLIM_INFINITY or wanted < soft:
+        resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
 
 
 def _call(payload, at) -> Iterator[Any]:

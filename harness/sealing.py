@@ -8,13 +8,15 @@ trust it. They write only inside the directory they were given.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import Unreadable, read_inside
 from .layout import HarnessLayout, PyTorchLayout, is_sidecar, sidecar_name
 from .manifest import NAME as MANIFEST
 from .manifest import Manifest, file_entry
-from .store import GoldenError, GoldenStore, atomic_write
+from .store import GoldenError, GoldenStore, UnloadableGolden, atomic_write
 from .vetting import CODE_CARRYING, MAX_FILE_BYTES, Refused, Untrusted, embedded_code, vet
 
 
@@ -24,10 +26,13 @@ class Refusal(Exception):
 
 @dataclass
 class Finding:
-    """One thing ``verify`` found wrong in a golden store."""
+    """One thing ``verify`` found in a golden store: wrong (``failing``), or only worth saying."""
 
     where: str  # version/path
     problem: str
+    #: False: the file is sound and vouched for, but this install cannot load it (a torchao
+    #: checkpoint whose classes the installed torchao does not register): the replay's load-error
+    failing: bool = True
 
 
 def _kind(name: str, kind_of) -> str:
@@ -38,7 +43,7 @@ def _kind(name: str, kind_of) -> str:
     return kind_of(name) or ("data" if name.endswith((".pt", ".pt2", ".ptl")) else "text")
 
 
-def _sidecars(files: dict[str, bytes], kind_of, trusted: bool) -> dict[str, bytes]:
+def _sidecars(files: dict[str, bytes], kind_of, trusted: bool, operators: frozenset = frozenset()) -> dict[str, bytes]:
     """The sidecars of the code-carrying files among ``files``, each vetted first.
     Raises Refusal listing every file that vetting refused."""
     out, refused = {}, []
@@ -46,7 +51,7 @@ def _sidecars(files: dict[str, bytes], kind_of, trusted: bool) -> dict[str, byte
         kind = _kind(name, kind_of)
         try:
             if kind != "text":
-                vet(kind, data, name, trusted=trusted)
+                vet(kind, data, name, trusted=trusted, operators=operators)
             if kind in CODE_CARRYING:
                 out[sidecar_name(name)] = embedded_code(kind, data).encode()
         except Untrusted as exc:
@@ -60,7 +65,8 @@ def _sidecars(files: dict[str, bytes], kind_of, trusted: bool) -> dict[str, byte
     return out
 
 
-def pin(directory: Path, info: dict, *, trusted: bool = False) -> tuple[Manifest, list[str]]:
+def pin(directory: Path, info: dict, *, trusted: bool = False,
+        operators: frozenset = frozenset()) -> tuple[Manifest, list[str]]:
     """Record the sha256 of every file of a foreign golden directory (e.g. PyTorch's) in a
     manifest, and a sidecar of each code-carrying file's code. Returns (manifest, the
     code-carrying files pinned). Raises Refusal when a file carries code beyond the allowlists
@@ -74,10 +80,11 @@ def pin(directory: Path, info: dict, *, trusted: bool = False) -> tuple[Manifest
     for path in sorted(directory.iterdir()):
         if path.is_file() and not path.is_symlink() and path.name != MANIFEST and not is_sidecar(path.name) \
                 and not path.name.startswith("."):
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise Refusal(f"{path.name} is {path.stat().st_size} bytes; at most {MAX_FILE_BYTES} are read")
-            files[path.name] = path.read_bytes()
-    sidecars = _sidecars(files, PyTorchLayout.kind_of, trusted)
+            try:
+                files[path.name] = read_inside(directory, path.name, MAX_FILE_BYTES)
+            except Unreadable as exc:
+                raise Refusal(str(exc)) from None
+    sidecars = _sidecars(files, PyTorchLayout.kind_of, trusted, operators)
     for name, text in sidecars.items():
         atomic_write(directory / name, text)
     entries = {name: file_entry(data) for name, data in {**files, **sidecars}.items()}
@@ -86,12 +93,12 @@ def pin(directory: Path, info: dict, *, trusted: bool = False) -> tuple[Manifest
     return manifest, [n for n in files if PyTorchLayout.kind_of(n) in CODE_CARRYING]
 
 
-def seal(root: Path, version: str, *, trusted: bool = False) -> tuple[int, int]:
+def seal(root: Path, version: str, *, trusted: bool = False, operators: frozenset = frozenset()) -> tuple[int, int]:
     """Record the golden count of a set written before it was kept, and the sidecars of its
     code-carrying files, through the store's one writer. Returns (files vouched for, sidecars
     written). Raises Refusal when a file does not match the manifest or carries code beyond the
     allowlists (unless ``trusted``), GoldenError when the manifest is unusable."""
-    store = GoldenStore(root, trust_code=trusted)
+    store = GoldenStore(root, trust_code=trusted, operators=operators)
     golden = store.open(version, unsealed_ok=True)
     if golden.manifest_error:
         raise GoldenError(golden.manifest_error)
@@ -106,19 +113,20 @@ def seal(root: Path, version: str, *, trusted: bool = False) -> tuple[int, int]:
     if broken:
         raise Refusal(f"{len(broken)} file(s) do not match the manifest, so the set is not sealed:\n  "
                       + "\n  ".join(broken))
-    sidecars = {n: t for n, t in _sidecars(files, HarnessLayout.kind_of, trusted).items()
+    sidecars = {n: t for n, t in _sidecars(files, HarnessLayout.kind_of, trusted, operators).items()
                 if golden.files.get(n) != file_entry(t)}
     store.write(version, {}, sidecars, golden.manifest.info)
     return len(files), len(sidecars)
 
 
-def verify(root: Path, *, trusted: bool = False) -> tuple[int, list[Finding]]:
+def verify(root: Path, *, trusted: bool = False, operators: frozenset = frozenset()) -> tuple[int, list[Finding]]:
     """Check every manifest entry of every golden version under ``root`` (exists, size, sha256,
     inside the store, vetted, matching its sidecar) and list files no manifest names, stages of
     killed writes and hidden files. Returns (files verified, findings)."""
-    store = GoldenStore(root, trust_code=trusted)
+    store = GoldenStore(root, trust_code=trusted, operators=operators)
     versions, stray = store.versions()
     findings = [Finding(name, "directory not named like a torch version") for name in stray]
+    findings += [Finding(where, why) for where, why in store.intruders()]
     findings += [Finding(p.name, "the stage of a write that was killed; the next write removes it")
                  for p in sorted(Path(root).glob(f"{GoldenStore.STAGE}*"))]
     verified = 0
@@ -132,11 +140,14 @@ def verify(root: Path, *, trusted: bool = False) -> tuple[int, list[Finding]]:
             try:
                 golden.read(name, kind=kind)
                 verified += 1
+            except UnloadableGolden as exc:
+                verified += 1
+                findings.append(Finding(f"{version}/{name}", f"sound, but not loadable here: {exc}", failing=False))
             except GoldenError as exc:
                 findings.append(Finding(f"{version}/{name}", f"{exc.verdict}: {exc}"))
-        for path in sorted(golden.root.rglob("*")):
+        for path in sorted(_walk(golden.root)):
             relative = path.relative_to(golden.root).as_posix()
-            if path.is_dir() or relative == MANIFEST:
+            if relative == MANIFEST or not path.is_file() or path.is_symlink():  # links: intruders, above
                 continue
             if path.name.startswith("."):
                 findings.append(Finding(f"{version}/{relative}", "hidden file: a temporary of a killed write, "
@@ -144,3 +155,10 @@ def verify(root: Path, *, trusted: bool = False) -> tuple[int, list[Finding]]:
             elif relative not in golden.files:
                 findings.append(Finding(f"{version}/{relative}", "unknown file: no manifest entry names it"))
     return verified, findings
+
+
+def _walk(root: Path):
+    """Every file below ``root``, no link followed."""
+    for top, _dirs, files in os.walk(root, followlinks=False):
+        for name in files:
+            yield Path(top) / name

@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from .atomic import atomic_write, exchange, fsync_dir, fsync_tree, link_tree
+from .files import Unreadable, read_inside
 from .catalog import valid_case_id
 from .layout import case_dir, sidecar_name
 from .manifest import NAME as MANIFEST
@@ -61,17 +63,12 @@ def sha256(data: bytes) -> str:
 MAX_MANIFEST_BYTES = 16 << 20
 
 
-def _bounded_read(path: Path, limit: int, expected: int | None = None, what: str | None = None) -> bytes:
-    """A file's bytes, its size checked before reading: at most ``limit``, and ``expected``
-    where a manifest says what it must be. Raises CorruptGolden, or OSError as it comes."""
-    what = what or path.name
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size > limit:
-            raise CorruptGolden(f"{what} is {size} bytes; at most {limit} are read")
-        if expected is not None and size != expected:
-            raise CorruptGolden(f"{what} is {size} bytes, but its manifest entry says {expected}")
-        return handle.read(limit + 1)
+def _read(root: Path, name: str, limit: int, expected: int | None = None) -> bytes:
+    """A file of a golden directory as harness.files reads it; MissingGolden or CorruptGolden else."""
+    try:
+        return read_inside(root, name, limit, expected)
+    except Unreadable as exc:
+        raise (MissingGolden if exc.missing else CorruptGolden)(str(exc)) from None
 
 
 @dataclass
@@ -91,24 +88,33 @@ class GoldenSet:
     manifest_error: str | None = None
     trust_unverified: bool = False
     trust_code: bool = False
+    #: the project's own additions to the operator allowlist (harness.operators)
+    operators: frozenset = frozenset()
     _hashes: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, root: Path, version: str, *, required: bool = True, trust_unverified: bool = False,
-             trust_code: bool = False, unsealed_ok: bool = False):
-        gs = cls(Path(root), version, trust_unverified=trust_unverified, trust_code=trust_code)
+             trust_code: bool = False, unsealed_ok: bool = False, operators: frozenset = frozenset()):
+        gs = cls(Path(root), version, trust_unverified=trust_unverified, trust_code=trust_code,
+                 operators=frozenset(operators))
         path = gs.root / MANIFEST
+        if gs.root.is_symlink():
+            gs.manifest_error = f"{gs.root} is a symbolic link; nothing below a golden store's root is followed"
+            return gs
         try:
-            text = _bounded_read(path, MAX_MANIFEST_BYTES).decode("utf-8")
+            text = _read(gs.root, MANIFEST, MAX_MANIFEST_BYTES).decode("utf-8")
             gs.manifest = Manifest.parse(text)
-        except FileNotFoundError:
+        except MissingGolden:
             if required:
                 gs.manifest_error = f"{path} is missing"
             return gs
-        except (OSError, UnicodeDecodeError, ManifestError, GoldenError) as exc:
+        except (UnicodeDecodeError, ManifestError, GoldenError) as exc:
             gs.manifest_error = f"{path} is unreadable: {exc}"
             return gs
-        problem = gs.manifest.set_problem(version, unsealed_ok=unsealed_ok)
+        # a release directory's manifest must name that release, pinned or not; a foreign directory
+        # (PyTorch's flat layout) is named by no release
+        claimed = version if parse_version(version) is not None else None
+        problem = gs.manifest.set_problem(claimed, unsealed_ok=unsealed_ok)
         if problem:
             gs.manifest, gs.manifest_error = None, f"{path} cannot be trusted: {problem}"
         return gs
@@ -152,7 +158,7 @@ class GoldenSet:
         if kind == "text":
             return data
         try:
-            vet(kind, data, name, trusted=self.trust_code)
+            vet(kind, data, name, trusted=self.trust_code, operators=self.operators, claimed=self.version)
             if code and self.manifest is not None:
                 self._check_sidecar(name, kind, data)
         except NotAdmitted as exc:
@@ -180,21 +186,7 @@ class GoldenSet:
                                 f"(from line {line + 1}): its code was changed without its text")
 
     def _read_inside(self, name: str, limit: int, expected: int | None) -> bytes:
-        path = self.root / name
-        try:
-            inside = path.resolve().is_relative_to(self.root.resolve())
-        except (OSError, RuntimeError) as exc:
-            raise CorruptGolden(f"{name}: {exc}") from exc
-        if not inside:
-            raise CorruptGolden(f"{name} points outside the golden directory")
-        try:
-            return _bounded_read(path, limit, expected, name)
-        except FileNotFoundError:
-            raise MissingGolden(f"{name} is missing") from None
-        except IsADirectoryError:
-            raise CorruptGolden(f"{name} is a directory") from None
-        except OSError as exc:
-            raise CorruptGolden(f"{name}: {exc.strerror}") from exc
+        return _read(self.root, name, limit, expected)
 
 
 class GoldenStore:
@@ -202,9 +194,10 @@ class GoldenStore:
 
     LOCK = ".bc-harness.lock"
 
-    def __init__(self, root: Path, *, trust_code: bool = False):
+    def __init__(self, root: Path, *, trust_code: bool = False, operators: frozenset = frozenset()):
         self.root = Path(root)
         self.trust_code = trust_code  # --trust-goldens: vetting's allowlists waived for this run
+        self.operators = frozenset(operators)  # the project's additions to the operator allowlist
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -226,8 +219,41 @@ class GoldenStore:
             (good if parse_version(child.name) is not None else stray).append(child.name)
         return sorted(good, key=parse_version), sorted(stray)
 
+    #: marks a directory as a golden store: pytest never collects it (harness.pytest_plugin)
+    MARKER = ".bc-harness-store"
+    MARKER_TEXT = ("This directory is a bc-harness golden store: data, never code. pytest does not collect it\n"
+                   "(the bc-harness plugin ignores it), and replay and verify refuse Python files in it.\n")
+
+    def mark(self) -> None:
+        """Write the store's marker (harness.pytest_plugin ignores a marked directory)."""
+        marker = self.root / self.MARKER
+        if not marker.is_file():
+            atomic_write(marker, self.MARKER_TEXT.encode())
+
+    def intruders(self) -> list[tuple[str, str]]:
+        """(path relative to the store, why) of what must not be in a golden store: Python source
+        (pytest imports a conftest.py it finds, and a test module it collects), symbolic links
+        and anything that is not a regular file or a directory. Nothing is followed."""
+        found = []
+        if not self.root.is_dir():
+            return found
+        for top, dirs, files in os.walk(self.root, followlinks=False):
+            for name in sorted(dirs + files):
+                path = Path(top) / name
+                relative = path.relative_to(self.root).as_posix()
+                mode = path.lstat().st_mode
+                if name.endswith((".py", ".pyc", ".pyw", ".pth")):
+                    found.append((relative, "Python source inside a golden store: pytest would import a conftest.py "
+                                            "or test module from here; goldens are data, never code to import"))
+                elif stat.S_ISLNK(mode):
+                    found.append((relative, "a symbolic link inside a golden store: nothing in a store is followed"))
+                elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    found.append((relative, "neither a regular file nor a directory (a FIFO, a device or a socket)"))
+        return found
+
     def open(self, version: str, *, unsealed_ok: bool = False) -> GoldenSet:
-        return GoldenSet.open(self.root / version, version, trust_code=self.trust_code, unsealed_ok=unsealed_ok)
+        return GoldenSet.open(self.root / version, version, trust_code=self.trust_code, unsealed_ok=unsealed_ok,
+                              operators=self.operators)
 
     def write(self, version: str, cases: dict, files: dict[str, bytes], info: dict,
               *, overwrite: bool = False) -> Manifest:
@@ -238,6 +264,7 @@ class GoldenStore:
         keep their entries.
         """
         with self.lock():
+            self.mark()
             return self._write(version, cases, files, info, overwrite)
 
     STAGE = ".stage-"

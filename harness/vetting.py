@@ -16,8 +16,10 @@ sees it, without importing or unpickling anything:
   must be byte-identical to a module this process has already imported (the catalog's fixtures,
   a user's test module), so replaying it runs no code that was not already running; its pickles
   may name classes from those modules and nn.Module classes of torch.
-- **torch.export.** Every op its program calls must be a ``torch.ops`` (or ``_operator``/``math``)
-  function; nothing else is resolved by name.
+- **Operators.** Every operator TorchScript code references, every method it calls, every
+  operator a lite archive's bytecode lists and every target of a torch.export program must be on
+  harness.operators' allowlist (derived from the catalog); what touches files, processes or
+  global state is refused by name, anything unknown until it is added.
 
 ``trusted`` (the user's ``--trust-goldens`` for one run) waives the allowlists, never the bounds.
 Why not picklescan or fickling: both are denylists of known-bad globals (this needs an
@@ -28,16 +30,21 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import pickletools
 import re
 import sys
-import zipfile
 
-from .pickles import TORCHSCRIPT_GLOBALS, Refused, Untrusted, check_globals, data_allowed, pickle_globals
+from .archives import MAX_INFLATED_BYTES, MAX_MEMBERS, Archive, is_zip
+from .operators import export_operator, refusal, torchscript_problem
+from .pickles import (TORCHSCRIPT_GLOBALS, Refused, Untrusted, check_globals, data_allowed, pickle_globals,
+                      tensor_bytes)
 
 MAX_FILE_BYTES = 64 << 20
-MAX_INFLATED_BYTES = 256 << 20
-MAX_MEMBERS = 20_000
+#: the most a golden's tensors may add up to, at their logical sizes (numel x element size, a
+#: stride-0 view counting in full): what loading and running it can make torch allocate for
+#: them. The catalog's largest golden needs 5 MB.
+MAX_TENSOR_BYTES = 1 << 30
 
 
 #: Artifact kinds that hold code (or a program that names ops and classes to run). Each is vetted
@@ -59,46 +66,6 @@ _MODULE_CLASS_HOMES = re.compile(r"(?:torch\.(?:nn|ao\.nn|testing\._internal\.qu
 #: nn.Module classes that compile code of their own when built or unpickled
 _COMPILING = ("GraphModule", "ScriptModule", "RecursiveScriptModule", "TopLevelTracedModule")
 
-#: the ops a torch.export program may call
-_EXPORT_TARGETS = re.compile(r"(?:torch\.ops\.[\w.]+|_operator\.\w+|math\.\w+)$")
-
-
-# -- bounded reading -----------------------------------------------------------------------------
-
-class Archive:
-    """A zip archive read within the bounds: its members' names and bytes."""
-
-    def __init__(self, data: bytes, what: str):
-        try:
-            self._zip = zipfile.ZipFile(io.BytesIO(data))
-            infos = self._zip.infolist()
-        except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
-            raise Refused(f"{what} is not a readable zip archive: {exc}") from None
-        if len(infos) > MAX_MEMBERS:
-            raise Refused(f"{what} has {len(infos)} members (at most {MAX_MEMBERS} are read)")
-        inflated = sum(i.file_size for i in infos)
-        if inflated > MAX_INFLATED_BYTES:
-            raise Refused(f"{what} would inflate to {inflated} bytes (at most {MAX_INFLATED_BYTES} are read)")
-        self.what = what
-        self.infos = {i.filename: i for i in infos}
-
-    def names(self) -> list[str]:
-        return list(self.infos)
-
-    def read(self, name: str) -> bytes:
-        info = self.infos[name]
-        try:
-            with self._zip.open(info) as member:  # zipfile stops at the declared size, checks the CRC
-                data = member.read(info.file_size + 1)
-        except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as exc:
-            raise Refused(f"{self.what}: member {name} is unreadable: {exc}") from None
-        if len(data) != info.file_size:
-            raise Refused(f"{self.what}: member {name} is not the size its header declares")
-        return data
-
-
-def is_zip(data: bytes) -> bool:
-    return data[:4] == b"PK\x03\x04"
 
 
 # -- pickles -------------------------------------------------------------------------------------
@@ -153,19 +120,53 @@ def _check_data_globals(names: set[str], what: str) -> None:
     check_globals(set(unregistered), lambda _n: False, what)
 
 
-def _vet_data(data: bytes, what: str) -> None:
-    for stream in torch_save_streams(data, what):
-        _check_data_globals(pickle_globals(stream, what), what)
+def _pickle(stream: bytes, where: str, check) -> int:
+    """Vet one pickle stream: its globals (``check(names, where)``, or None where the allowlists are
+    waived) and then what it would allocate; returns its tensors' logical bytes."""
+    found = pickle_globals(stream, where)
+    if check is not None:
+        check(found, where)
+    return tensor_bytes(stream, where)[0]
 
 
-def _vet_torchscript(data: bytes, what: str, trusted: bool) -> None:
+def _allowed_by(allowed):
+    """A ``check`` for _pickle from a predicate on one global's name."""
+    return lambda found, where: check_globals(found, allowed, where)
+
+
+def _vet_data(data: bytes, what: str, trusted: bool) -> int:
+    check = None if trusted else _check_data_globals
+    return sum(_pickle(stream, what, check) for stream in torch_save_streams(data, what))
+
+
+def _vet_torchscript(data: bytes, what: str, trusted: bool, operators: frozenset) -> int:
     archive = Archive(data, what)
+    check = None if trusted else _allowed_by(lambda n: data_allowed(n) or TORCHSCRIPT_GLOBALS.match(n))
+    # data.pkl, constants.pkl, bytecode.pkl, *.debug_pkl: torch.jit.load unpickles them all
+    allocated = sum(_pickle(archive.read(name), f"{what}: {name}", check)
+                    for name in archive.names() if name.endswith("pkl"))
+    if trusted:
+        return allocated
+    sources = {name: archive.read(name).decode("utf-8", "replace") for name in archive.names()
+               if name.split("/", 1)[-1].startswith("code/") and name.endswith(".py")}
+    problem = torchscript_problem(sources, operators)
+    if problem:
+        raise Untrusted(f"{what}: {problem}")
     for name in archive.names():
-        if name.endswith("pkl"):  # data.pkl, constants.pkl, bytecode.pkl, *.debug_pkl
-            found = pickle_globals(archive.read(name), f"{what}: {name}")
-            if not trusted:
-                check_globals(found, lambda n: data_allowed(n) or TORCHSCRIPT_GLOBALS.match(n),
-                               f"{what}: {name}")
+        if name.endswith("bytecode.pkl"):  # the lite interpreter runs the operators its table lists
+            for operator in sorted(_bytecode_operators(archive.read(name), f"{what}: {name}")):
+                why = refusal(operator, operators)
+                if why:
+                    raise Untrusted(f"{what}: {name} {why}")
+    return allocated
+
+
+def _bytecode_operators(stream: bytes, what: str) -> set[str]:
+    """The operator names (``namespace::name``) a lite archive's bytecode table lists."""
+    try:
+        return {arg for _op, arg, _pos in pickletools.genops(stream) if isinstance(arg, str) and "::" in arg}
+    except Exception as exc:
+        raise Refused(f"{what} is not a readable pickle: {exc}") from None
 
 
 # -- torch.package -----------------------------------------------------------------------------
@@ -220,7 +221,7 @@ def package_parts(archive: Archive) -> tuple[str, list[str], dict[str, bytes]]:
     return root, externs, sources
 
 
-def _vet_package(data: bytes, what: str, trusted: bool) -> None:
+def _vet_package(data: bytes, what: str, trusted: bool) -> int:
     archive = Archive(data, what)
     root, externs, sources = package_parts(archive)
     if not trusted:
@@ -232,29 +233,31 @@ def _vet_package(data: bytes, what: str, trusted: bool) -> None:
                 raise Untrusted(f"{what} carries Python source for {module} that matches no module this "
                               "process runs")
     interned = set(sources)
-    for name in archive.names():
-        if name.endswith(".pkl"):
-            found = pickle_globals(archive.read(name), f"{what}: {name}")
-            if not trusted:
-                check_globals(found, lambda n: data_allowed(n) or _module_class_allowed(n, interned),
-                               f"{what}: {name}")
+    check = None if trusted else _allowed_by(lambda n: data_allowed(n) or _module_class_allowed(n, interned))
+    return sum(_pickle(archive.read(name), f"{what}: {name}", check)
+               for name in archive.names() if name.endswith(".pkl"))
 
 
 # -- torch.export ------------------------------------------------------------------------------
 
-def _raw_members(archive: Archive) -> set[str]:
-    """Members that a .pt2's payload configs say hold raw tensor bytes (``use_pickle`` false)."""
-    raw = set()
+def _raw_members(archive: Archive) -> dict[str, int]:
+    """Members that a .pt2's payload configs say hold raw tensor bytes (``use_pickle`` false), each
+    with the logical bytes of the tensor its metadata describes (8 bytes an element: the dtype is
+    an enum of the writer's schema, so the widest common element is assumed)."""
+    raw = {}
     for name in archive.names():
         if not name.endswith("_config.json"):
             continue
         try:
             config = json.loads(archive.read(name)).get("config", {})
             folder = name.rsplit("/", 1)[0]
-            raw |= {f"{folder}/{entry['path_name']}" for entry in config.values()
-                    if isinstance(entry, dict) and entry.get("use_pickle") is False
-                    and isinstance(entry.get("path_name"), str)}
-        except (ValueError, AttributeError, RecursionError) as exc:
+            for entry in config.values():
+                if isinstance(entry, dict) and entry.get("use_pickle") is False \
+                        and isinstance(entry.get("path_name"), str):
+                    sizes = (entry.get("tensor_meta") or {}).get("sizes") or []
+                    numel = math.prod(int(s.get("as_int", 0)) if isinstance(s, dict) else 0 for s in sizes)
+                    raw[f"{folder}/{entry['path_name']}"] = 8 * numel
+        except (ValueError, AttributeError, TypeError, RecursionError) as exc:
             raise Refused(f"{archive.what}: {name} is not a readable payload config: {exc}") from None
     return raw
 
@@ -276,9 +279,10 @@ def _export_targets(text: bytes, what: str) -> set[str]:
     return found
 
 
-def _vet_export(data: bytes, what: str, trusted: bool) -> None:
+def _vet_export(data: bytes, what: str, trusted: bool, operators: frozenset) -> int:
     archive = Archive(data, what)
     raw = _raw_members(archive)
+    allocated = sum(raw.values())
     for name in archive.names():
         where = f"{what}: {name}"
         if name in raw or name.endswith(("/version", "/byteorder", "archive_format", "archive_version",
@@ -287,9 +291,10 @@ def _vet_export(data: bytes, what: str, trusted: bool) -> None:
         member = archive.read(name)
         if name.endswith(".json"):
             if not trusted and (name.endswith("model.json") or "exported_program" in name):
-                bad = sorted(t for t in _export_targets(member, where) if not _EXPORT_TARGETS.match(t))
-                if bad:
-                    raise Untrusted(f"{where} calls {bad[0]}, which is not a torch op")
+                for target in sorted(_export_targets(member, where)):
+                    why = refusal(export_operator(target), operators)
+                    if why:
+                        raise Untrusted(f"{where} {why}")
             continue
         if is_zip(member):
             streams = torch_save_streams(member, where)
@@ -297,10 +302,8 @@ def _vet_export(data: bytes, what: str, trusted: bool) -> None:
             streams = [member]
         else:
             continue  # bytes nothing unpickles: a tensor's storage, a text field
-        for stream in streams:
-            found = pickle_globals(stream, where)
-            if not trusted:
-                _check_data_globals(found, where)
+        allocated += sum(_pickle(stream, where, None if trusted else _check_data_globals) for stream in streams)
+    return allocated
 
 
 # -- what a golden embeds, as text for review --------------------------------------------------
@@ -332,21 +335,51 @@ def embedded_code(kind: str, data: bytes) -> str:
 
 # -- the one entry point -----------------------------------------------------------------------
 
-def vet(kind: str, data: bytes, what: str, *, trusted: bool = False) -> None:
+def vet(kind: str, data: bytes, what: str, *, trusted: bool = False, operators: frozenset = frozenset(),
+        claimed: str | None = None) -> None:
     """Refuse ``data`` (raise Refused) unless a golden of ``kind`` may be loaded as it is.
 
     ``kind`` is an artifact kind, or "data" for inputs, expected outputs and other torch.save
-    files. ``trusted`` waives the allowlists (never the bounds or the checks of form).
+    files. ``trusted`` waives the allowlists (never the bounds or the checks of form);
+    ``operators``: the project's own additions to harness.operators' allowlist; ``claimed``: the
+    torch release its golden set says made it, which its archive's records must agree with.
     """
     if len(data) > MAX_FILE_BYTES:
         raise Refused(f"{what} is {len(data)} bytes (at most {MAX_FILE_BYTES} are read)")
     if kind in TORCHSCRIPT_KINDS:
-        _vet_torchscript(data, what, trusted)
+        allocated = _vet_torchscript(data, what, trusted, operators)
     elif kind == "package":
-        _vet_package(data, what, trusted)
+        allocated = _vet_package(data, what, trusted)
     elif kind == "export":
-        _vet_export(data, what, trusted)
-    elif trusted:
-        torch_save_streams(data, what)  # the bounds still hold
+        allocated = _vet_export(data, what, trusted, operators)
     else:
-        _vet_data(data, what)
+        allocated = _vet_data(data, what, trusted)
+    if claimed is not None and is_zip(data):
+        _check_writer(kind, Archive(data, what), claimed)
+    if allocated > MAX_TENSOR_BYTES:
+        raise Refused(f"{what} would need {_gib(allocated)} for its tensors when loaded and run (their logical "
+                      f"sizes: a view of a few bytes can stand for gigabytes); at most {_gib(MAX_TENSOR_BYTES)} "
+                      "are allowed")
+
+
+def _check_writer(kind: str, archive: Archive, claimed: str) -> None:
+    """The records of an archive must be those the release its set claims writes (harness.compat):
+    a set moved to another release's directory, manifest and all, is refused."""
+    from .compat import written_by_problem
+
+    if kind == "export":
+        schema = None
+        for name in archive.names():
+            if name.endswith(("models/model.json", "serialized_exported_program.json")):
+                version = json.loads(archive.read(name)).get("schema_version")
+                if isinstance(version, dict):
+                    schema = (version.get("major"), version.get("minor"))
+        problem = written_by_problem(claimed, None, schema)
+    else:
+        problem = written_by_problem(claimed, {n.rsplit("/", 1)[-1] for n in archive.names()}, None)
+    if problem:
+        raise Refused(f"{archive.what} does not come from the release its set names: {problem}")
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.3g} GiB" if n >= 1 << 26 else f"{n / (1 << 20):.3g} MiB"

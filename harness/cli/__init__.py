@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--fixtures", metavar="DIR",
                         help="the case catalog whose modules a torch.package golden's interned source must match "
                              "(default: the configured one; without one, such goldens are refused)")
+    verify.add_argument("--verbose", action="store_true", help="also list the files this install cannot load")
     trust_flag(verify)
 
     cases = sub.add_parser("cases", help="list the case catalog")

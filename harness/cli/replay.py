@@ -57,8 +57,15 @@ def replay(args) -> int:
     from ..replay import Options, replay_pytorch_dir, replay_store
     from ..store import GoldenStore
 
+    from ..config import ConfigError
+    from ..config import operators as project_operators
+
     layout = LAYOUTS[args.layout]
-    options = Options(backends=chosen_backends, verbose=args.verbose, trust_unverified=args.trust_unverified,
+    try:
+        extra = tuple(sorted(project_operators(Path.cwd())))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    options = Options(operators=extra, backends=chosen_backends, verbose=args.verbose, trust_unverified=args.trust_unverified,
                       trust_goldens=args.trust_goldens, forward=not args.no_forward, patterns=args.patterns, rounding_ulps=bound,
                       versions=args.versions, result_timeout=args.result_timeout or None)
     if layout.known_drifts:

@@ -102,12 +102,10 @@ class GoldenChecker:
 
     def _replay(self, store, version, case, backends):
         from ..layout import HarnessLayout
-        from ..replayer import Evaluation, Options, open_replayer
+        from ..replayer import Evaluation, open_replayer
         from ..results import Result
 
-        options = Options(backends=backends, known=self.state.known(), rounding_ulps=self.state.rounding_ulps,
-                          trust_unverified=self.state.trust_unverified, trust_goldens=self.state.trust_goldens,
-                          onednn_threads=self.state.onednn_threads())
+        options = self.state.options(backends=backends, onednn_threads=self.state.onednn_threads())
         replayer = open_replayer(HarnessLayout, store.root, version, [case], options)
         golden = replayer.layout.golden
         if golden.manifest_error:

@@ -41,7 +41,8 @@ class GoldenSession:
     #: (case id, newest golden version replayed, nodeid): checks with goldens from older torch only
     not_current: list = field(default_factory=list)
     require_current: bool = False  # --golden-require-current: such a check fails as missing
-    _epoch: int = field(default=0, repr=False)  # raised when goldens are written: the sandbox's replayers are stale
+    _epoch: int = field(default=0, repr=False)
+    _golden_dir: Path | None = field(default=None, repr=False)  # raised when goldens are written: the sandbox's replayers are stale
     _cases: list | None = field(default=None, repr=False)
     _known: list | None = field(default=None, repr=False)
     _threads: tuple | None = field(default=None, repr=False)  # xdist worker: (its share, torch's own count)
@@ -65,6 +66,15 @@ class GoldenSession:
     def fixtures_dir(self) -> Path:
         """--golden-fixtures, else [tool.bc-harness] fixtures, else <rootdir>/fixtures."""
         return self._place("golden_fixtures", "fixtures")
+
+    def resolved_golden_dir(self) -> Path | None:
+        """The golden directory, found once (pytest asks for every path it collects); None if it cannot be."""
+        if self._golden_dir is None:
+            try:
+                self._golden_dir = self.golden_dir.resolve()
+            except (OSError, ValueError):
+                return None
+        return self._golden_dir
 
     def _place(self, option: str, key: str) -> Path:
         from ..config import DEFAULTS, configured
@@ -108,12 +118,11 @@ class GoldenSession:
         """One catalog item's Evaluation, judged in this process's crash-safe child
         (harness.sandbox): a result whose loading or running kills the child is a ``crash``, and
         the session goes on with a new child."""
-        from ..replayer import Evaluation, Options
+        from ..replayer import Evaluation
         from ..results import Result
         from ..sandbox import run_to_end, shared
 
-        options = Options(backends=self.backends, trust_unverified=self.trust_unverified,
-                          trust_goldens=self.trust_goldens, known=self.known(), rounding_ulps=self.rounding_ulps)
+        options = self.options()
         request = {"context": f"{id(self)}-{self._epoch}", "layout": self.layout, "root": str(self.golden_dir),
                    "fixtures": str(self.fixtures_dir), "options": options, "version": version, "case": case.id,
                    "kind": kind, "backend": backend, "share": self._share()}
@@ -123,6 +132,23 @@ class GoldenSession:
             return Evaluation(Result(case.id, kind, backend, version, runtime(), "crash",
                                      f"the replay worker died twice outside the result ({given_up})"))
         return found[0]
+
+    def options(self, **given):
+        """The replay options of this session's checks (harness.replayer.Options)."""
+        from ..replayer import Options
+
+        return Options(**{"backends": self.backends, "trust_unverified": self.trust_unverified,
+                          "trust_goldens": self.trust_goldens, "known": self.known(),
+                          "rounding_ulps": self.rounding_ulps, "operators": self.operators(), **given})
+
+    def operators(self) -> tuple:
+        """The project's additions to the operator allowlist ([tool.bc-harness] operators)."""
+        from ..config import ConfigError, operators
+
+        try:
+            return tuple(sorted(operators(self.config.rootpath)))
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
     def generate(self, case):
         """One catalog case's goldens for the running torch, made in the crash-safe child."""
