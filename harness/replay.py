@@ -43,6 +43,8 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
     from .shard import auto_jobs, load_costs, pick
 
     options.known = options.known or load_known(store.root)
+    if shard is None or shard[0] == 1:  # once, in the first shard
+        yield from intruder_results(store)
     planner = _UnitRunner(store, cases, options)
     units = planner.plan()
     costs = load_costs(store.root)
@@ -56,6 +58,13 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
     else:
         outcomes = _isolated(store, groups, costs, [c.id for c in cases], options, max(1, jobs), Path(fixtures))
     yield from _in_serial_order(units, groups, outcomes, timings)
+
+
+def intruder_results(store: GoldenStore) -> list[Result]:
+    """A corrupt result for each thing that must not be in a golden store (GoldenStore.intruders)."""
+    versions = set(store.versions()[0])
+    return [Result("*", "*", "*", where.split("/", 1)[0] if where.split("/", 1)[0] in versions else "store",
+                   torch_release(), "corrupt", f"{store.root / where}: {why}") for where, why in store.intruders()]
 
 
 def by_case(units: list[Unit]) -> list[list[Unit]]:

@@ -23,6 +23,13 @@ class GoldenCatalog(pytest.Collector):
         for name in stray:
             yield StrayGoldenDirectory.from_parent(self, name=f"stray-directory[{name}]",
                                                    directory=state.golden_dir / name)
+        if not state.layout_class.single_set:
+            from ..replay import intruder_results
+            from ..store import GoldenStore
+
+            for result in intruder_results(GoldenStore(state.golden_dir)):
+                yield StoreIntruder.from_parent(self, name=f"intruder[{result.message.split(': ', 1)[0]}]",
+                                                problem=result.message)
         state.catalog_ids = {c.id for c in state.cases()}
         backends = state.backends or supported_engines() or list(ENGINE_ORDER)
         for version in versions:
@@ -58,6 +65,17 @@ class StrayGoldenDirectory(_GoldenNode):
         from ..store import stray_problem
 
         raise GoldenFailure(stray_problem(self.directory))
+
+
+class StoreIntruder(_GoldenNode):
+    """Something in the golden store that must not be there (Python source, a link, a FIFO): it fails."""
+
+    def __init__(self, *, problem, **kwargs):
+        super().__init__(**kwargs)
+        self.problem = problem
+
+    def runtest(self):
+        raise GoldenFailure(self.problem)
 
 
 class GoldenItem(_GoldenNode):
@@ -148,6 +166,8 @@ class Sharder:
                 return Unit(item.version, item.case.id)
             if isinstance(item, StrayGoldenDirectory):
                 return Unit(item.directory.name, "*")
+            if isinstance(item, StoreIntruder):
+                return Unit("store", item.name)
             return Unit("test", item.nodeid)
 
         try:
@@ -215,3 +235,23 @@ def pytest_runtest_makereport(item, call):
                                "Skipped: golden written in this run; nothing was compared. Re-run to check it.")
         else:
             state.passed.add(item.nodeid)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """A golden store is data, never collected: a directory marked as a store, or the session's
+    golden directory once it holds a golden set, so pytest imports no conftest.py or test module
+    from one (and nothing below it)."""
+    from ..store import GoldenStore
+
+    try:
+        if not collection_path.is_dir():
+            return None
+        if (collection_path / GoldenStore.MARKER).is_file():
+            return True
+        state = config.stash.get(SESSION, None)
+        store = state.resolved_golden_dir() if state is not None else None
+        if store is not None and collection_path.resolve() == store and GoldenStore(store).versions()[0]:
+            return True
+    except OSError:
+        return None
+    return None

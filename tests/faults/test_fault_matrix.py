@@ -133,7 +133,9 @@ def test_fault(kind, fault, store, catalog, version, tmp_path):
     assert verdicts and verdicts <= expected, [(r.backend, r.verdict, r.message) for r in hit]
     assert all(r.message and "\n" not in r.message for r in hit if r.verdict != "pass")
     assert not marker.exists(), "a payload ran"
-    others = [r for r in results if (r.case, r.artifact) != (KIND_CASE[kind], kind)]
+    intruders = [r for r in results if r.case == "*"]  # what must not be in a store, said once for the store
+    assert [r.verdict for r in intruders] == (["corrupt"] if fault == "symlink-outside" else [])
+    others = [r for r in results if (r.case, r.artifact) != (KIND_CASE[kind], kind) and r.case != "*"]
     assert others and {r.verdict for r in others} <= {"pass", "skip"}, \
         [(r.case, r.artifact, r.backend, r.verdict, r.message) for r in others if r.verdict not in ("pass", "skip")]
 
