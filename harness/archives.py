@@ -44,10 +44,10 @@ _HAS_DESCRIPTOR = 1 << 3
 
 
 class Member:
-    __slots__ = ("name", "method", "flags", "crc", "compressed", "size", "offset", "start")
+    __slots__ = ("name", "raw", "method", "flags", "crc", "compressed", "size", "offset", "start")
 
-    def __init__(self, name, method, flags, crc, compressed, size, offset):
-        self.name, self.method, self.flags, self.crc = name, method, flags, crc
+    def __init__(self, name, raw, method, flags, crc, compressed, size, offset):
+        self.name, self.raw, self.method, self.flags, self.crc = name, raw, method, flags, crc
         self.compressed, self.size, self.offset = compressed, size, offset
         self.start = 0  # where its data begins, after the local header
 
@@ -65,16 +65,27 @@ class Archive:
             members = self._central_directory()
         except (struct.error, IndexError, UnicodeDecodeError) as exc:
             raise Refused(f"{what} is not a readable zip archive: {exc}") from None
-        self.infos = {}
+        self.infos, seen = {}, {}
         for member in members:
-            if member.name in self.infos:
-                raise Refused(f"{what} holds two members named {member.name!r}: readers would disagree on "
-                              "which one is meant")
+            # torch's reader (miniz) finds a member by its raw name bytes, ignoring ASCII case: two
+            # names equal that way are one name to it, whichever copy the vetting read
+            key = member.raw.lower()
+            if key in seen or member.name in self.infos:
+                other = seen.get(key, member.name)
+                raise Refused(f"{what} holds two members named {member.name!r}"
+                              + (f" and {other!r} (one name to torch's reader, which ignores case)"
+                                 if other != member.name else "")
+                              + ": readers would disagree on which one is meant")
+            seen[key] = member.name
             self.infos[member.name] = member
         self._check_layout(members)
 
     def names(self) -> list[str]:
         return list(self.infos)
+
+    def named(self, *endings: str) -> list[str]:
+        """The members whose names end in one of ``endings``, case ignored as torch's reader ignores it."""
+        return [n for n in self.infos if n.lower().endswith(tuple(e.lower() for e in endings))]
 
     def size(self, name: str) -> int:
         return self.infos[name].size
@@ -162,7 +173,7 @@ class Archive:
             if inflated > MAX_INFLATED_BYTES:
                 raise Refused(f"{self.what} would inflate to more than {MAX_INFLATED_BYTES} bytes "
                               f"(at most {MAX_INFLATED_BYTES} are read)")
-            members.append(Member(name, method, flags, crc, csize, usize, offset))
+            members.append(Member(name, bytes(raw_name), method, flags, crc, csize, usize, offset))
         if at != end:
             self._fail("a central directory whose size is not its entries'")
         return members

@@ -282,11 +282,13 @@ def allow_script_objects(refused: type[Exception]) -> Iterator[None]:
 
 # --- what a release writes into its archives (facts read off the committed goldens) ------------
 
-#: records torch's writer puts in every zip archive it writes, from the release that first did:
-#: 1.13.1's and 2.0.1's archives have no ``byteorder``, 2.4.1's and every later one's have it
+#: records torch's writer puts at the root of every zip archive it writes, from the release that first
+#: did: 1.13.1's and 2.0.1's archives have no ``byteorder``, 2.4.1's and every later one's have it
 ARCHIVE_RECORD_SINCE = {"byteorder": "2.1"}
-#: the torch.export schema version (major, minor) each release writes into a .pt2
+#: the torch.export schema version (major, minor) each release writes into a .pt2; torch.export
+#: (and so any .pt2) exists from 2.1 on
 EXPORT_SCHEMA = {"2.4": (5, 3), "2.8": (8, 8), "2.10": (8, 15), "2.13": (8, 20), "2.14": (8, 20), "2.15": (8, 20)}
+EXPORT_SINCE = "2.1"
 
 
 def written_by_problem(claimed: str, records: set[str] | None, schema: tuple | None = None) -> str | None:
@@ -302,8 +304,16 @@ def written_by_problem(claimed: str, records: set[str] | None, schema: tuple | N
             written = f"before {since}" if record not in records else f"{since} or later"
             return (f"it has {'no' if record not in records else 'a'} {record} record, so torch {written} "
                     f"wrote it, not torch {claimed}")
-    expected = EXPORT_SCHEMA.get(f"{version.major}.{version.minor}")
-    if schema is not None and expected is not None and tuple(schema) != expected:
+    if records is None and version < Version(EXPORT_SINCE):
+        return f"it is a torch.export archive, and torch {claimed} has no torch.export"
+    if schema is None:
+        return None
+    minor = (version.major, version.minor)
+    known = sorted((tuple(int(p) for p in k.split(".")), v) for k, v in EXPORT_SCHEMA.items())
+    below = [v for k, v in known if k <= minor]  # a release writes no newer schema than the next one
+    above = [v for k, v in known if k >= minor]  # known, and no older one than the release before it
+    if (below and tuple(schema) < below[-1]) or (above and tuple(schema) > above[0]):
+        expected = below[-1] if below and below[-1] == (above[0] if above else None) else None
         return (f"its torch.export schema is {schema[0]}.{schema[1]}, and torch {claimed} writes "
-                f"{expected[0]}.{expected[1]}")
+                + (f"{expected[0]}.{expected[1]}" if expected else "another"))
     return None

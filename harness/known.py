@@ -107,8 +107,8 @@ def load(root: Path) -> list[KnownDrift]:
     try:
         data = tomllib.loads(text)
         entries = [_entry(verdict, e) for verdict in ("drift", "load-error", "crash") for e in data.get(verdict, [])]
-    except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise KnownDriftError(f"{path}: {exc}") from exc
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError, ValueError, RecursionError) as exc:
+        raise KnownDriftError(f"{path}: {type(exc).__name__}: {exc}"[:300]) from exc
     if any(e.verdict == "drift" and e.max_abs_diff is None and e.max_step_diff is None and not e.incomparable
            for e in entries):
         raise KnownDriftError(f"{path}: every known drift needs max_abs_diff, max_step_diff or incomparable = true")
@@ -116,6 +116,11 @@ def load(root: Path) -> list[KnownDrift]:
         raise KnownDriftError(f"{path}: every known load-error and crash needs the message it matches")
     if any(e.verdict == "crash" and not e.seen_on for e in entries):
         raise KnownDriftError(f"{path}: every known crash needs seen_on, the CPUs it was seen on")
+    broad = [e for e in entries if not e.case.strip("*?[]") or len(e.message or "xxxxxx") < 6]
+    if broad:  # an entry that excuses everything excuses nothing: it names a case and what it matches
+        raise KnownDriftError(f"{path}: an entry for case {broad[0].case!r} is too broad: name a case (a glob "
+                              "with something of its id) and, for a load-error or crash, at least 6 characters "
+                              "of the message it matches")
     return entries
 
 

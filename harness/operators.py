@@ -182,12 +182,6 @@ _ROOTS = ("torch", "ops", "math", "__torch__")
 
 
 def _code_problem(tree, defined: set[str], extra: frozenset) -> str | None:
-    assigned = {t.id for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign, ast.For, ast.With))
-                for t in ast.walk(n.targets[0] if isinstance(n, ast.Assign) else
-                                  n.target if isinstance(n, (ast.AnnAssign, ast.For)) else n)
-                if isinstance(t, ast.Name)}
-    arguments = {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
-                 for a in [*n.posonlyargs, *n.args, *n.kwonlyargs]}
     inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}  # parts of a longer reference
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and id(node) not in inner:
@@ -196,16 +190,51 @@ def _code_problem(tree, defined: set[str], extra: frozenset) -> str | None:
                 problem = _reference_problem(chain, extra)
                 if problem:
                     return problem
+    scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))]
+    for scope in [tree, *scopes]:
+        problem = _calls_problem(scope, defined, extra)
+        if problem:
+            return problem
+    return None
+
+
+def _local_names(scope) -> set[str]:
+    """The names a function binds itself (its parameters, what it assigns): a bare-name call may
+    call one of them (an alias of a function the archive defines), and nothing from elsewhere."""
+    names = set()
+    if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        arguments = scope.args
+        names |= {a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]}
+    for node in _own_nodes(scope):
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.For, ast.AugAssign)) else []
+        names |= {t.id for target in targets for t in ast.walk(target) if isinstance(t, ast.Name)}
+    return names
+
+
+def _own_nodes(scope):
+    """The nodes of a scope, not those of the functions it defines."""
+    todo = list(ast.iter_child_nodes(scope))
+    while todo:
+        node = todo.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            todo.extend(ast.iter_child_nodes(node))
+
+
+def _calls_problem(scope, defined: set[str], extra: frozenset) -> str | None:
+    local = _local_names(scope)
+    for node in _own_nodes(scope):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
         if isinstance(func, ast.Name):
-            if func.id not in BUILTINS and func.id not in assigned and func.id not in arguments:
+            if func.id not in BUILTINS and func.id not in local:
                 return f"calls {func.id}, which is not a builtin TorchScript code may call"
-            if func.id == "getattr" and len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
-                what = forbidden(str(node.args[1].value))
-                if what:
-                    return f"reaches for {node.args[1].value}, which {what}"
+            if func.id == "getattr":
+                problem = _getattr_problem(node)
+                if problem:
+                    return problem
         elif isinstance(func, ast.Attribute):
             chain = _dotted(func)
             if chain and chain[0] in _ROOTS:
@@ -216,4 +245,18 @@ def _code_problem(tree, defined: set[str], extra: frozenset) -> str | None:
             if func.attr not in METHODS and func.attr not in defined and func.attr not in extra:
                 return (f"calls method {func.attr}, which is not on the allowlist of methods (harness/operators.py) "
                         "nor defined by the archive's code")
+        else:
+            return "calls something that is neither a name nor a method (a computed call)"
     return None
+
+
+def _getattr_problem(call) -> str | None:
+    """getattr(obj, "name") reaches an attribute of a module or value by a constant name; reaching
+    into torch, ops or the archive's namespaces that way would bypass the operator allowlist."""
+    if len(call.args) < 2 or not isinstance(call.args[1], ast.Constant) or not isinstance(call.args[1].value, str):
+        return "calls getattr with a computed name"
+    chain = _dotted(call.args[0])
+    if chain is None or chain[0] in _ROOTS:
+        return f"reaches for {call.args[1].value} through getattr on {chain[0] if chain else 'an expression'}"
+    what = forbidden(call.args[1].value)
+    return f"reaches for {call.args[1].value}, which {what}" if what else None

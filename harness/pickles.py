@@ -10,7 +10,6 @@ is refused, as is EXT (the copyreg extension registry).
 from __future__ import annotations
 
 import io
-import math
 import pickle
 import pickletools
 import re
@@ -169,6 +168,22 @@ class _Stub:
         pass
 
 
+#: the most dimensions a tensor may claim, and the largest size one dimension may have
+MAX_DIMS, MAX_DIM = 64, 1 << 48
+
+
+def numel(size) -> int:
+    """The elements of a tensor of ``size``: a short list of non-negative integers, or the stream
+    cannot be measured (ValueError); the product stops growing past any bound."""
+    if not isinstance(size, (tuple, list)) or len(size) > MAX_DIMS or \
+            not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_DIM for n in size):
+        raise ValueError(f"a tensor size that is not a short list of sizes: {str(size)[:80]}")
+    total = 1
+    for n in size:
+        total = min(total * n, 1 << 62)
+    return total
+
+
 class _Storage:
     def __init__(self, item_bytes: int, numel: int):
         self.item_bytes, self.numel = item_bytes, numel
@@ -184,15 +199,24 @@ class _Meter:
         self.largest = 0
 
     def tensor(self, storage, _offset=0, size=(), *_rest, **_kwargs):
-        numel = math.prod(int(n) for n in size) if isinstance(size, (tuple, list)) else 0
         item = storage.item_bytes if isinstance(storage, _Storage) else 8
+        return self._count(numel(size) * item)
+
+    def _count(self, nbytes: int):
         self.tensors += 1
-        self.logical += numel * item
-        self.largest = max(self.largest, numel * item)
+        self.logical = min(self.logical + nbytes, 1 << 62)
+        self.largest = max(self.largest, nbytes)
         return _Stub()
 
     def wrapper(self, _cls=None, _dtype=None, size=(), *_rest, **_kwargs):
-        return self.tensor(None, 0, size)
+        return self._count(numel(size) * 8)
+
+    def sparse(self, _layout=None, data=(), *_rest):
+        """A sparse tensor counts as dense: an operator that densifies it allocates that."""
+        sizes = [d for d in data if isinstance(d, (tuple, list))] if isinstance(data, (tuple, list)) else []
+        if not sizes:
+            raise ValueError("a sparse tensor without its size")
+        return self._count(numel(sizes[-1]) * 8)
 
     def find(self, module: str, name: str):
         qualified = f"{module}.{name}"
@@ -201,6 +225,10 @@ class _Meter:
             return self.tensor
         if qualified == "torch._utils._rebuild_wrapper_subclass":
             return self.wrapper
+        if qualified == "torch._utils._rebuild_sparse_tensor":
+            return self.sparse
+        if qualified == "torch.Size":
+            return lambda sizes=(): tuple(sizes)
         if qualified in ("torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"):
             return lambda data, *_a, **_k: data
         if qualified == "torch._tensor._rebuild_from_type_v2":

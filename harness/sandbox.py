@@ -185,7 +185,8 @@ def run_to_end(box: Sandbox, handler: str, payload: dict, on_item: Callable[[Any
     ``payload["crashed"]`` (key -> cause) and the request is sent again to a new child, whose
     handler gives that key its crash outcome and goes on (``on_item`` may record in ``payload``
     what need not be done again). A child that dies ``deaths_outside`` times between keys is
-    given up: the cause is returned (None: the request ended)."""
+    given up, and so is a request whose handler raises a Python error: the cause is returned (None:
+    the request ended)."""
     crashed = payload.setdefault("crashed", {})
     deaths = 0
     while True:
@@ -193,13 +194,16 @@ def run_to_end(box: Sandbox, handler: str, payload: dict, on_item: Callable[[Any
             for item in box.stream(handler, payload):
                 on_item(item)
             return None
+        except ChildError as exc:  # a Python error the handler did not foresee: said, not raised
+            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "an error"
+            return f"a Python error in the worker ({last[:200]}), a harness bug to report"
         except Crashed as exc:
             if exc.at is not None:
                 crashed[exc.at] = exc.cause
                 continue
             deaths += 1
             if deaths >= deaths_outside:
-                return exc.cause
+                return f"it died {deaths} times outside any key ({exc.cause})"
 
 
 _SHARED: dict[int, Sandbox] = {}

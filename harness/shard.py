@@ -66,8 +66,8 @@ def load_costs(root: Path) -> dict[str, float]:
         if exc.missing:
             return {}
         raise ValueError(f"{path} is unreadable: {exc}") from exc
-    except ValueError as exc:
-        raise ValueError(f"{path} is unreadable: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{path} is unreadable: {type(exc).__name__}: {exc}"[:300]) from exc
     costs = data.get("seconds") if isinstance(data, dict) else None
     if not isinstance(costs, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in costs.values()):
         raise ValueError(f"{path} is not a costs file: it needs {{\"seconds\": {{\"<version>/<case>\": s}}}}")

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import pickletools
 import re
 import sys
 
 from .archives import MAX_INFLATED_BYTES, MAX_MEMBERS, Archive, is_zip
 from .operators import export_operator, refusal, torchscript_problem
-from .pickles import (TORCHSCRIPT_GLOBALS, Refused, Untrusted, check_globals, data_allowed, pickle_globals,
+from .pickles import (TORCHSCRIPT_GLOBALS, Refused, Untrusted, check_globals, data_allowed, numel, pickle_globals,
                       tensor_bytes)
 
 MAX_FILE_BYTES = 64 << 20
@@ -76,7 +75,7 @@ def torch_save_streams(data: bytes, what: str = "the file") -> list[bytes]:
     archive, or the legacy format's leading pickles (magic number, protocol, sys info, payload)."""
     if is_zip(data):
         archive = Archive(data, what)
-        return [archive.read(n) for n in archive.names() if n.endswith(".pkl")]
+        return [archive.read(n) for n in archive.named(".pkl")]
     buffer, streams = io.BytesIO(data), []
     for _ in range(4):
         start = buffer.tell()
@@ -143,17 +142,15 @@ def _vet_torchscript(data: bytes, what: str, trusted: bool, operators: frozenset
     archive = Archive(data, what)
     check = None if trusted else _allowed_by(lambda n: data_allowed(n) or TORCHSCRIPT_GLOBALS.match(n))
     # data.pkl, constants.pkl, bytecode.pkl, *.debug_pkl: torch.jit.load unpickles them all
-    allocated = sum(_pickle(archive.read(name), f"{what}: {name}", check)
-                    for name in archive.names() if name.endswith("pkl"))
+    allocated = sum(_pickle(archive.read(name), f"{what}: {name}", check) for name in archive.named("pkl"))
     if trusted:
         return allocated
-    sources = {name: archive.read(name).decode("utf-8", "replace") for name in archive.names()
-               if name.split("/", 1)[-1].startswith("code/") and name.endswith(".py")}
+    sources = {name: archive.read(name).decode("utf-8", "replace") for name in archive.named(".py")}
     problem = torchscript_problem(sources, operators)
     if problem:
         raise Untrusted(f"{what}: {problem}")
     for name in archive.names():
-        if name.endswith("bytecode.pkl"):  # the lite interpreter runs the operators its table lists
+        if name.lower().endswith("bytecode.pkl"):  # the lite interpreter runs the operators its table lists
             for operator in sorted(_bytecode_operators(archive.read(name), f"{what}: {name}")):
                 why = refusal(operator, operators)
                 if why:
@@ -189,16 +186,22 @@ def _module_class_allowed(name: str, interned: set[str]) -> bool:
     module_name, _, attr = name.rpartition(".")
     if module_name in interned:
         return True
-    if not _MODULE_CLASS_HOMES.match(module_name) or attr in _COMPILING:
+    if not _MODULE_CLASS_HOMES.match(module_name) or attr in _COMPILING or "__main__" in module_name:
         return False
-    import importlib
-
     import torch
 
-    try:  # one of torch's own modules (or ours): importing it runs nothing from the golden
-        value = getattr(importlib.import_module(module_name), attr, None)
-    except ImportError:
-        return False
+    # a module of torch's own may be imported (it runs torch's code, nothing of the golden's); any
+    # other only if this process imported it already (importing harness.cli.__main__ would run the
+    # command line)
+    module = sys.modules.get(module_name)
+    if module is None and module_name.startswith("torch."):
+        import importlib
+
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            return False
+    value = getattr(module, attr, None)
     return isinstance(value, type) and issubclass(value, torch.nn.Module) \
         and not any(base.__name__ in _COMPILING for base in value.__mro__)
 
@@ -210,12 +213,13 @@ def package_parts(archive: Archive) -> tuple[str, list[str], dict[str, bytes]]:
     if len(roots) != 1:
         raise Refused(f"{archive.what} is not a torch.package archive (no single root folder)")
     root = roots.pop()
-    extern_name = f"{root}/.data/extern_modules"
-    externs = archive.read(extern_name).decode("utf-8", "replace").split() if extern_name in names else []
+    # names as torch's reader matches them: case ignored
+    extern = [n for n in names if n.lower() == f"{root}/.data/extern_modules".lower()]
+    externs = archive.read(extern[0]).decode("utf-8", "replace").split() if extern else []
     sources = {}
     for name in names:
         inner = name[len(root) + 1:]
-        if inner.endswith(".py") and not inner.startswith(".data/"):
+        if inner.lower().endswith(".py") and not inner.lower().startswith(".data/"):
             module = inner[:-3].replace("/", ".")
             sources[module.removesuffix(".__init__")] = archive.read(name)
     return root, externs, sources
@@ -234,40 +238,83 @@ def _vet_package(data: bytes, what: str, trusted: bool) -> int:
                               "process runs")
     interned = set(sources)
     check = None if trusted else _allowed_by(lambda n: data_allowed(n) or _module_class_allowed(n, interned))
-    return sum(_pickle(archive.read(name), f"{what}: {name}", check)
-               for name in archive.names() if name.endswith(".pkl"))
+    return sum(_pickle(archive.read(name), f"{what}: {name}", check) for name in archive.named(".pkl"))
 
 
 # -- torch.export ------------------------------------------------------------------------------
 
-def _raw_members(archive: Archive) -> dict[str, int]:
-    """Members that a .pt2's payload configs say hold raw tensor bytes (``use_pickle`` false), each
-    with the logical bytes of the tensor its metadata describes (8 bytes an element: the dtype is
-    an enum of the writer's schema, so the widest common element is assumed)."""
-    raw = {}
-    for name in archive.names():
-        if not name.endswith("_config.json"):
-            continue
-        try:
-            config = json.loads(archive.read(name)).get("config", {})
-            folder = name.rsplit("/", 1)[0]
-            for entry in config.values():
-                if isinstance(entry, dict) and entry.get("use_pickle") is False \
-                        and isinstance(entry.get("path_name"), str):
-                    sizes = (entry.get("tensor_meta") or {}).get("sizes") or []
-                    numel = math.prod(int(s.get("as_int", 0)) if isinstance(s, dict) else 0 for s in sizes)
-                    raw[f"{folder}/{entry['path_name']}"] = 8 * numel
-        except (ValueError, AttributeError, TypeError, RecursionError) as exc:
-            raise Refused(f"{archive.what}: {name} is not a readable payload config: {exc}") from None
-    return raw
+#: .pt2 members that hold a version or a format's name: text nothing loads as data
+_EXPORT_RECORDS = ("version", "byteorder", "archive_format", "archive_version", "serialization_id")
+#: a symbolic size torch.export's reader hands to sympy.sympify, which evaluates it: only symbols,
+#: integers, arithmetic and the functions of torch.utils._sympy the reader itself supplies
+_SYMBOLIC = re.compile(r"^(?:[\s\d()+\-*/%,]|[su]\d+|\b(?:FloorDiv|ModularIndexing|Where|PythonMod|Mod|CleanDiv|"
+                       r"CeilToInt|FloorToInt|CeilDiv|LShift|RShift|IsNonOverlappingAndDenseIndicator|TruncToFloat|"
+                       r"TruncToInt|RoundToInt|RoundDecimal|ToFloat|FloatPow|PowByNatural|IntTrueDiv|FloatTrueDiv|"
+                       r"Identity|Max|Min|Abs|Eq|Ne|Lt|Le|Gt|Ge|And|Or|Not)\b)*$")
+def logical_bytes(sizes, item: int, what: str) -> int:
+    """The bytes of a tensor of ``sizes`` elements of ``item`` bytes (harness.pickles' rule: a size
+    that is not a short list of non-negative integers is a refusal, not a number)."""
+    try:
+        return min(numel(sizes) * item, 1 << 62)
+    except ValueError as exc:
+        raise Refused(f"{what} declares {exc}") from None
+
+
+def _json(data: bytes, what: str):
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise Refused(f"{what} is not readable JSON: {type(exc).__name__}") from None
+
+
+def _raw_members(archive: Archive) -> tuple[set[str], int]:
+    """(the members the payload configs say hold raw tensor bytes, the logical bytes of every tensor
+    the configs describe: each entry counted, at 8 bytes an element, the dtype being an enum of the
+    writer's schema)."""
+    raw, total = set(), 0
+    for name in archive.named("_config.json"):
+        where = f"{archive.what}: {name}"
+        config = _json(archive.read(name), where)
+        entries = config.get("config") if isinstance(config, dict) else None
+        if not isinstance(entries, dict) or not all(isinstance(e, dict) and isinstance(e.get("path_name"), str)
+                                                    for e in entries.values()):
+            raise Refused(f"{where} is not a payload config (a table of entries, each with a path_name)")
+        folder = name.rsplit("/", 1)[0]
+        for entry in entries.values():
+            meta = entry.get("tensor_meta") or {}
+            sizes = meta.get("sizes", []) if isinstance(meta, dict) else None
+            if not isinstance(sizes, list) or not all(isinstance(n, dict) and set(n) == {"as_int"} for n in sizes):
+                raise Refused(f"{where}: {entry['path_name']} declares a size that is not a list of integers")
+            total += logical_bytes([n["as_int"] for n in sizes], 8, where)
+            if entry.get("use_pickle") is False:
+                raw.add(f"{folder}/{entry['path_name']}")
+    return raw, total
+
+
+def _program_problem(program, what: str, trusted: bool, operators: frozenset) -> str | None:
+    """Why a program's JSON may not be read by torch.export: code it evaluates (guards, symbolic
+    sizes sympy evaluates) and, unless trusted, operators off the allowlist."""
+    todo = [program]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            if item.get("guards_code"):
+                return "carries guard code, which torch.export compiles and runs"
+            expression = item.get("expr_str")
+            if expression is not None and (not isinstance(expression, str) or not _SYMBOLIC.match(expression)):
+                return f"carries a symbolic size that is not plain arithmetic: {str(expression)[:60]!r}"
+            if not trusted and isinstance(item.get("target"), str):
+                why = refusal(export_operator(item["target"]), operators)
+                if why:
+                    return why
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return None
 
 
 def _export_targets(text: bytes, what: str) -> set[str]:
-    try:
-        program = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise Refused(f"{what} is not readable JSON: {exc}") from None
-    found, todo = set(), [program]
+    found, todo = set(), [_json(text, what)]
     while todo:
         item = todo.pop()
         if isinstance(item, dict):
@@ -279,30 +326,44 @@ def _export_targets(text: bytes, what: str) -> set[str]:
     return found
 
 
+def _pickles_in(member: bytes, what: str) -> list[bytes]:
+    """The pickle streams a member holds for torch to load: a torch.save zip's, or the consecutive
+    pickles from its start (a legacy torch.save's four, or one). A member that is neither is refused."""
+    if is_zip(member):
+        return torch_save_streams(member, what)
+    buffer, streams = io.BytesIO(member), []
+    while len(streams) < 4 and buffer.tell() < len(member):
+        start = buffer.tell()
+        try:
+            for _op in pickletools.genops(buffer):
+                pass
+        except Exception:
+            buffer.seek(start)
+            break
+        streams.append(member[start:buffer.tell()])
+    if not streams:
+        raise Refused(f"{what} is neither raw tensor data its payload config names nor a pickle")
+    return streams
+
+
 def _vet_export(data: bytes, what: str, trusted: bool, operators: frozenset) -> int:
+    """Every member of a .pt2 is read as torch.export reads it: JSON programs and configs (no code,
+    allowed operators), raw tensor bytes where a config says so, and everything else as pickles
+    (torch loads them, falling back to weights_only=False), vetted as data."""
     archive = Archive(data, what)
-    raw = _raw_members(archive)
-    allocated = sum(raw.values())
+    raw, allocated = _raw_members(archive)
     for name in archive.names():
         where = f"{what}: {name}"
-        if name in raw or name.endswith(("/version", "/byteorder", "archive_format", "archive_version",
-                                          "serialization_id")):
+        if name in raw or name.rsplit("/", 1)[-1].lower() in _EXPORT_RECORDS:
             continue
         member = archive.read(name)
-        if name.endswith(".json"):
-            if not trusted and (name.endswith("model.json") or "exported_program" in name):
-                for target in sorted(_export_targets(member, where)):
-                    why = refusal(export_operator(target), operators)
-                    if why:
-                        raise Untrusted(f"{where} {why}")
+        if name.lower().endswith(".json"):
+            problem = _program_problem(_json(member, where), where, trusted, operators)
+            if problem:
+                raise Untrusted(f"{where} {problem}")
             continue
-        if is_zip(member):
-            streams = torch_save_streams(member, where)
-        elif member[:1] == b"\x80" or name.endswith(".pkl"):
-            streams = [member]
-        else:
-            continue  # bytes nothing unpickles: a tensor's storage, a text field
-        allocated += sum(_pickle(stream, where, None if trusted else _check_data_globals) for stream in streams)
+        check = None if trusted else _check_data_globals
+        allocated += sum(_pickle(stream, where, check) for stream in _pickles_in(member, where))
     return allocated
 
 
@@ -357,6 +418,7 @@ def vet(kind: str, data: bytes, what: str, *, trusted: bool = False, operators: 
     if claimed is not None and is_zip(data):
         _check_writer(kind, Archive(data, what), claimed)
     if allocated > MAX_TENSOR_BYTES:
+        allocated = min(allocated, 1 << 62)
         raise Refused(f"{what} would need {_gib(allocated)} for its tensors when loaded and run (their logical "
                       f"sizes: a view of a few bytes can stand for gigabytes); at most {_gib(MAX_TENSOR_BYTES)} "
                       "are allowed")
@@ -369,14 +431,15 @@ def _check_writer(kind: str, archive: Archive, claimed: str) -> None:
 
     if kind == "export":
         schema = None
-        for name in archive.names():
-            if name.endswith(("models/model.json", "serialized_exported_program.json")):
-                version = json.loads(archive.read(name)).get("schema_version")
-                if isinstance(version, dict):
-                    schema = (version.get("major"), version.get("minor"))
+        for name in archive.named("models/model.json", "serialized_exported_program.json"):
+            program = _json(archive.read(name), f"{archive.what}: {name}")
+            version = program.get("schema_version") if isinstance(program, dict) else None
+            if isinstance(version, dict) and all(isinstance(version.get(k), int) for k in ("major", "minor")):
+                schema = (version["major"], version["minor"])
         problem = written_by_problem(claimed, None, schema)
-    else:
-        problem = written_by_problem(claimed, {n.rsplit("/", 1)[-1] for n in archive.names()}, None)
+    else:  # the records torch writes at the archive's root folder (<root>/byteorder), and only there
+        problem = written_by_problem(claimed, {n.split("/", 1)[1].lower() for n in archive.names()
+                                               if n.count("/") == 1}, None)
     if problem:
         raise Refused(f"{archive.what} does not come from the release its set names: {problem}")
 

@@ -405,3 +405,142 @@ def test_verify_agrees_with_replay_on_the_whole_committed_store():
     verified, findings = verify(REPO / "serialized")
     assert verified > 4000
     assert [f for f in findings if f.failing] == []
+
+
+# -- the second round: what a reviewer's attacks on the first version of these checks got through ---
+
+def _member_added(data: bytes, name: str, body: bytes, first: bool = False) -> bytes:
+    """The archive with one more member (``first``: before the others)."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
+        if first:
+            target.writestr(name, body)
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+        if not first:
+            target.writestr(name, body)
+    return out.getvalue()
+
+
+def test_a_member_named_like_another_but_for_case_is_one_name_to_torch_and_refused(store, version):
+    """torch's zip reader ignores case: archive/CODE/... shadows archive/code/... for it."""
+    from harness.pickles import Refused
+    from harness.vetting import vet
+
+    data = (store / version / "conv2d_graph" / "scripted.pt").read_bytes()
+    member = _code_member(data, "def forward")
+    shadow = member.replace("/code/", "/CODE/")
+    crafted = _member_added(data, shadow, b"def forward(self):\n  torch.save(1, 'x')\n", first=True)
+    with pytest.raises(Refused, match="one name to torch's reader, which ignores case"):
+        vet("scripted", crafted, "scripted.pt")
+
+
+def test_every_member_of_a_pt2_is_read_as_torch_export_reads_it(store, version):
+    """A weight its config marks pickled may be a protocol-0 pickle or a legacy torch.save whose
+    payload is the second pickle; guard code and symbolic sizes are code torch evaluates; a config
+    torch never reads may not cancel the one it does."""
+    import pickle
+
+    from harness.pickles import Refused
+    from harness.vetting import vet
+
+    from .test_payloads import _Exec
+
+    data = (store / version / "pt2e-ptq-linear" / "export.pt2").read_bytes()
+
+    def config_and_weight(weight: bytes):
+        def change(name, body):
+            if name.endswith("model_weights_config.json"):
+                config = json.loads(body)
+                next(iter(config["config"].values()))["use_pickle"] = True
+                return json.dumps(config).encode()
+            return weight if name.endswith("/weights/weight_0") else None
+        return change
+
+    protocol0 = pickle.dumps(_Exec("x = 1"), protocol=0)
+    legacy = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2) + \
+        pickle.dumps({}, protocol=2) + pickle.dumps(_Exec("x = 1"), protocol=2)
+    for weight in (protocol0, legacy):
+        with pytest.raises(Refused, match="names builtins.exec, which is not on the allowlist"):
+            vet("export", rezip(data, config_and_weight(weight)), "export.pt2")
+
+    def program(change):
+        def edit(name, body):
+            if name.endswith("models/model.json"):
+                text = json.loads(body)
+                change(text)
+                return json.dumps(text).encode()
+            return None
+        return rezip(data, edit)
+
+    with pytest.raises(Refused, match="carries guard code"):
+        vet("export", program(lambda p: p.update(guards_code=["__import__('os').system('true') == 0"])), "e.pt2")
+    with pytest.raises(Refused, match="symbolic size that is not plain arithmetic"):
+        vet("export", program(lambda p: p.update(x={"as_expr": {"expr_str": "sympify.__globals__"}})), "e.pt2")
+    negative = _member_added(data, "archive/data/extra/x_config.json",
+                             json.dumps({"config": {"x": {"path_name": "x", "use_pickle": False, "tensor_meta": {
+                                 "sizes": [{"as_int": -(1 << 40)}]}}}}).encode())
+    with pytest.raises(Refused, match="not a short list of sizes"):
+        vet("export", negative, "e.pt2")
+
+
+def test_torchscript_cannot_reach_an_operator_through_getattr_or_a_name_bound_elsewhere():
+    from harness.operators import torchscript_problem
+
+    assert "computed call" in torchscript_problem(
+        {"m.py": "def f(x):\n  return getattr(torch, 'set_grad_enabled')(False)\n"})
+    assert "through getattr on torch" in torchscript_problem(
+        {"m.py": "def f(x):\n  _0 = getattr(torch, 'set_grad_enabled')\n  _0(False)\n  return x\n"})
+    assert "calls print" in torchscript_problem(
+        {"m.py": "def g(print: int):\n  return print\ndef f(x):\n  print(x)\n  return x\n"})
+
+
+@pytest.mark.parametrize("tensor", ["size-object", "sparse", "huge-size"])
+def test_what_a_tensor_needs_is_measured_however_its_size_is_written(tensor):
+    import io
+
+    from harness.pickles import Refused
+    from harness.vetting import vet
+
+    if tensor == "size-object":  # a quantized tensor whose size is a torch.Size of 1.5 GiB
+        value = torch._empty_affine_quantized([1], scale=0.5, zero_point=0, dtype=torch.quint8).expand(3 << 29)
+    elif tensor == "sparse":  # 4 TiB dense
+        value = torch.sparse_coo_tensor(torch.zeros(2, 1, dtype=torch.long), torch.ones(1), (1 << 20, 1 << 20))
+    else:
+        value = torch.zeros(1).expand(1 << 20)
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    data = buffer.getvalue()
+    if tensor == "huge-size":  # the size tuple written with a thousand dimensions
+        data = rezip(data, lambda name, body: body.replace(b"J\x00\x00\x10\x00\x85", b"(" + b"J\x00\x00\x10\x00" * 1000 + b"t", 1)
+                     if name.endswith("data.pkl") else None)
+    with pytest.raises(Refused, match="would need|cannot be measured"):
+        vet("data", data, "input.pt", trusted=True)
+
+
+def test_vetting_imports_nothing_a_golden_names(monkeypatch):
+    """A package pickle naming harness.cli.__main__.Anything made the vetting import it, running the
+    command line; now only torch's own modules may be imported to decide, any other must be loaded already."""
+    import sys as _sys
+
+    from harness.vetting import _module_class_allowed
+
+    monkeypatch.delitem(_sys.modules, "harness.cli.__main__", raising=False)
+    assert not _module_class_allowed("harness.cli.__main__.Anything", set())
+    assert "harness.cli.__main__" not in _sys.modules
+
+
+def test_a_store_whose_marker_was_deleted_is_still_not_collected(store, version, tmp_path, pytester, outside_ci):
+    import shutil
+
+    marker = tmp_path / "outside" / "conftest-ran"
+    marker.parent.mkdir()
+    shutil.copytree(store, pytester.path / "elsewhere")
+    (pytester.path / "elsewhere" / ".bc-harness-store").unlink()
+    (pytester.path / "elsewhere" / version / "linear" / "conftest.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    pytester.makepyfile(test_user="def test_mine():\n    pass\n")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert not marker.exists()
