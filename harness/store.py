@@ -168,6 +168,10 @@ class GoldenSet:
                                 "if you trust where this golden came from)") from None
         except Refused as exc:
             raise CorruptGolden(f"not loaded: {exc}") from None
+        except GoldenError:
+            raise
+        except Exception as exc:  # a shape of file the vetting did not foresee: refused all the same
+            raise CorruptGolden(f"not loaded: vetting it failed ({type(exc).__name__}: {str(exc)[:120]})") from None
         return data
 
     def _check_sidecar(self, name: str, kind: str, data: bytes) -> None:
@@ -193,6 +197,7 @@ class GoldenStore:
     """The golden root: one GoldenSet per torch release, each with its manifest."""
 
     LOCK = ".bc-harness.lock"
+    STAGE = ".stage-"
 
     def __init__(self, root: Path, *, trust_code: bool = False, operators: frozenset = frozenset()):
         self.root = Path(root)
@@ -223,12 +228,15 @@ class GoldenStore:
     MARKER = ".bc-harness-store"
     MARKER_TEXT = ("This directory is a bc-harness golden store: data, never code. pytest does not collect it\n"
                    "(the bc-harness plugin ignores it), and replay and verify refuse Python files in it.\n")
+    #: what git must not see: the store's lock and the temporaries of writes (never goldens)
+    IGNORED = (f"# written by bc-harness: the store's lock and the temporaries of its writes are not goldens\n"
+               f"{LOCK}\n{STAGE}*\n.*.tmp\n")
 
     def mark(self) -> None:
-        """Write the store's marker (harness.pytest_plugin ignores a marked directory)."""
-        marker = self.root / self.MARKER
-        if not marker.is_file():
-            atomic_write(marker, self.MARKER_TEXT.encode())
+        """Write the store's marker (harness.pytest_plugin ignores a marked directory) and its .gitignore."""
+        for name, text in ((self.MARKER, self.MARKER_TEXT), (".gitignore", self.IGNORED)):
+            if not (self.root / name).is_file():
+                atomic_write(self.root / name, text.encode())
 
     def intruders(self) -> list[tuple[str, str]]:
         """(path relative to the store, why) of what must not be in a golden store: Python source
@@ -266,8 +274,6 @@ class GoldenStore:
         with self.lock():
             self.mark()
             return self._write(version, cases, files, info, overwrite)
-
-    STAGE = ".stage-"
 
     def _write(self, version, cases, files, info, overwrite) -> Manifest:
         """Build the new version directory beside the old one, then swap them in one step.
@@ -347,6 +353,29 @@ class GoldenStore:
                 if directory.is_dir() and not any(directory.iterdir()):
                     directory.rmdir()
             return gone
+
+    def remove_artifacts(self, version: str, kinds: dict[str, list[str]], why: str) -> list[str]:
+        """Drop some artifact kinds of cases (case -> kinds), recording ``why``: manifest first, then
+        the files (each kind's file and sidecar). Only kinds the manifest records as made."""
+        from .layout import file_name, sidecar_name
+
+        with self.lock():
+            target = self.root / version
+            current = GoldenSet.open(target, version, unsealed_ok=True)
+            if current.manifest_error:
+                raise GoldenError(current.manifest_error)
+            chosen = {c: [k for k in ks if k in current.cases[c].artifacts] for c, ks in kinds.items()
+                      if c in current.cases and valid_case_id(c)}
+            chosen = {c: ks for c, ks in chosen.items() if ks}
+            atomic_write(target / MANIFEST, current.manifest.without_artifacts(chosen, why).dump())
+            for case_id, names in chosen.items():
+                for kind in names:
+                    for name in (f"{case_dir(case_id)}/{file_name(kind)}",
+                                 sidecar_name(f"{case_dir(case_id)}/{file_name(kind)}")):
+                        path = target / name
+                        if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(target.resolve()):
+                            path.unlink()
+            return [f"{c} [{k}]" for c, ks in chosen.items() for k in ks]
 
     def remove_backends(self, version: str, backends: dict[str, list[str]], why: str) -> list[str]:
         """Drop some backends' expected outputs of cases (case -> backends), recording ``why``:

@@ -104,7 +104,7 @@ class GoldenItem(_GoldenNode):
         hint = ""
         if result.verdict == "missing" and self.version == runtime():
             hint = (f"\nto create it: regenerate-goldens -k {self.case.id}   "
-                    f"(or: pytest --golden --golden-update-new-only -k '{self.case.id}')")
+                    f"(or: {state.command(None, '--golden', '--golden-update-new-only', '-k', self.case.id)})")
         raise GoldenFailure(failure_text(state, [evaluation], self.case.tolerance, self.nodeid) + hint)
 
 
@@ -144,6 +144,24 @@ def pytest_collection_modifyitems(session, config, items):
         items.extend(catalog_items)
     state.collected.update(item.nodeid for item in items)
     state.collected_files.update(item.nodeid.split("::", 1)[0] for item in items)
+    state.partial_files.update(_named_by_node_id(config))
+
+
+def _named_by_node_id(config) -> set[str]:
+    """The files the command line named by node id (``test_x.py::test_a``): only part of each was
+    collected, so a golden whose owner is not among it may well still exist."""
+    from pathlib import Path
+
+    found = set()
+    for arg in config.args:
+        if "::" not in str(arg):
+            continue
+        path = (Path(config.invocation_params.dir) / str(arg).split("::", 1)[0]).resolve()
+        try:
+            found.add(path.relative_to(config.rootpath.resolve()).as_posix())
+        except ValueError:
+            found.add(path.as_posix())
+    return found
 
 
 class Sharder:
@@ -238,20 +256,31 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_ignore_collect(collection_path, config):
-    """A golden store is data, never collected: a directory marked as a store, or the session's
-    golden directory once it holds a golden set, so pytest imports no conftest.py or test module
-    from one (and nothing below it)."""
-    from ..store import GoldenStore
-
+    """A golden store is data, never collected, so pytest imports no conftest.py or test module
+    from one (nor anything below it): a directory marked as a store, a directory that holds a
+    golden set (``<release>/manifest.json``), a golden set itself, and the session's golden
+    directory. The marker alone would not do: whoever can commit a golden can delete it."""
     try:
         if not collection_path.is_dir():
             return None
-        if (collection_path / GoldenStore.MARKER).is_file():
+        if _looks_like_a_store(collection_path):
             return True
         state = config.stash.get(SESSION, None)
         store = state.resolved_golden_dir() if state is not None else None
-        if store is not None and collection_path.resolve() == store and GoldenStore(store).versions()[0]:
+        if store is not None and collection_path.resolve() == store:
             return True
     except OSError:
         return None
     return None
+
+
+def _looks_like_a_store(directory) -> bool:
+    from ..store import GoldenStore
+    from ..versions import parse_version
+
+    if (directory / GoldenStore.MARKER).exists():
+        return True
+    if parse_version(directory.name) is not None and (directory / "manifest.json").exists():
+        return True
+    return any(parse_version(child.name) is not None and (child / "manifest.json").exists()
+               for child in directory.iterdir() if child.is_dir())
