@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from . import __version__, flows
 from .artifacts import KINDS
+from .artifacts.reproducible import reproducible
 from .catalog import Case
 from .compat import build_problem, cpu_capability, has_avx512_vnni, kind_problem, torch_release
 from .engines import engine, supported_engines
@@ -158,7 +159,7 @@ def _make_artifacts(out: Generated, example, reference, stage: _Stages) -> None:
             entry.skipped_artifacts[kind] = f"torch {torch_release()} crashes saving or reloading it: {stage.cause}"
             continue
         try:
-            data = KINDS[kind].save(case, flows.build(case), example)
+            data = reproducible(kind, KINDS[kind].save(case, flows.build(case), example))
         except Exception as exc:  # recorded, replayed as skip
             entry.skipped_artifacts[kind] = f"torch {torch_release()} cannot make it: {one_line(exc)}"
             continue
@@ -251,11 +252,14 @@ def _round_trip_problem(case: Case, kind: str, data: bytes, example, reference) 
     return None
 
 
-def generate_isolated(box, fixtures, case: Case, engines: list[str] | None = None) -> Generated:
-    """``generate_case`` in a crash-safe child (a harness.sandbox.Sandbox) that loads the
-    catalog from ``fixtures``: a stage that kills the child is recorded with its cause and a
-    new child makes the rest. A child that keeps dying outside any stage leaves the case skipped."""
-    from .sandbox import run_to_end
+def generate_isolated(fixtures, case: Case, engines: list[str] | None = None) -> Generated:
+    """``generate_case`` in a child of its own (harness.sandbox) that loads the catalog from
+    ``fixtures``. Crash-safe: a stage that kills the child is recorded with its cause and a new
+    child makes the rest; a child that keeps dying outside any stage leaves the case skipped. Of
+    its own: TorchScript numbers the types it compiles per process (``___torch_mangle_N``), so a
+    golden made after others would carry other numbers; made alone it carries its own, and
+    regenerating gives the same bytes in any order."""
+    from .sandbox import Sandbox, run_to_end
 
     out = Generated(case)
 
@@ -263,10 +267,14 @@ def generate_isolated(box, fixtures, case: Case, engines: list[str] | None = Non
         out.entry, out.files = made
 
     payload = {"fixtures": str(fixtures), "case": case.id, "engines": engines}
-    given_up = run_to_end(box, "harness.generate:_generate_in_child", payload, take)
+    box = Sandbox()
+    try:
+        given_up = run_to_end(box, "harness.generate:_generate_in_child", payload, take)
+    finally:
+        box.close()
     if given_up:
         out.entry, out.files = CaseEntry(description=case.description, flow=case.flow, source=case.source), {}
-        out.entry.skipped = f"torch {torch_release()} crashes generating it: {given_up}"
+        out.entry.skipped = f"torch {torch_release()} cannot generate it here: {given_up}"
     return out
 
 
@@ -289,3 +297,43 @@ def command_line() -> str:
     if os.environ.get("BC_HARNESS_COMMAND"):
         return os.environ["BC_HARNESS_COMMAND"]
     return " ".join(shlex.quote(a) for a in [os.path.basename(sys.argv[0]), *sys.argv[1:]])
+
+
+def generate_fresh(case: Case, engines: list[str] | None = None) -> Generated:
+    """``generate_case`` of a case whose model comes from the caller's code (the plugin's golden
+    fixture), in a child of its own, so that what TorchScript numbers per process
+    (``___torch_mangle_N``) does not depend on the tests that ran before: the model is built here
+    and handed over pickled. A model that does not pickle (a class defined inside a function) is
+    made here, in this process."""
+    import dataclasses
+    import pickle
+
+    from .sandbox import Crashed, Sandbox
+
+    with quiet():  # what building the model warns is recorded with its goldens, not printed
+        built = case.build()
+    try:
+        handed = pickle.dumps((dataclasses.replace(case, build=None), built))
+    except Exception:
+        return generate_case(case, engines)
+    box = Sandbox()
+    try:
+        entry, files = box.call(_generate_handed, handed, engines)
+    except Crashed as exc:
+        out = Generated(case, entry=CaseEntry(description=case.description, flow=case.flow, source=case.source))
+        out.entry.skipped = f"torch {torch_release()} crashes generating it: {exc.cause}"
+        return out
+    finally:
+        box.close()
+    return Generated(case, files, entry)
+
+
+def _generate_handed(handed: bytes, engines):
+    """In a fresh child: the goldens of a case whose built model came pickled."""
+    import copy
+    import dataclasses
+    import pickle
+
+    case, built = pickle.loads(handed)
+    made = generate_case(dataclasses.replace(case, build=lambda: copy.deepcopy(built)), engines)
+    return made.entry, made.files

@@ -52,6 +52,11 @@ def write_goldens(store, version: str, generated: list[Generated], command: str,
         carried = carry_other_backends(old, replaced)
         changes = changes_report(old, replaced)
         kept = keep_unchanged(old, replaced)
+        if len(replaced) == len(generated) and all(_unchanged(old, g) for g in generated):
+            # nothing to write: the header (when, by what command) would be the only change
+            if say is not None:
+                say(changes + "\nnothing changed: every file and manifest entry is as it was; nothing written")
+            return Written(store.root / version, old.manifest, 0, changes, kept)
         if say is not None:
             say(changes + (f"\n{kept} data files have the same content as before; their old bytes are kept"
                            if kept else "")
@@ -60,6 +65,27 @@ def write_goldens(store, version: str, generated: list[Generated], command: str,
                            {name: data for g in generated for name, data in g.files.items()},
                            generation_info(command), overwrite=overwrite)
     return Written(store.root / version, manifest, sum(len(g.files) for g in generated), changes, kept)
+
+
+def _unchanged(old, g: Generated) -> bool:
+    """Whether a regenerated case is, file for file and in its manifest entry, what the set holds."""
+    from .layout import case_of
+    from .manifest import file_entry
+
+    entry = old.cases.get(g.case.id)
+    if entry is None or entry.malformed:
+        return False
+    from .store import GoldenError
+
+    held = {n for n in old.files if case_of(n) == g.case.id}
+    if held != set(g.files) or any(old.files.get(n) != file_entry(d) for n, d in g.files.items()):
+        return False
+    try:  # on disk too: a file deleted by hand is rewritten
+        if any(old.read(n, kind="text") != d for n, d in g.files.items()):
+            return False
+    except GoldenError:
+        return False
+    return entry.to_json() == g.entry.to_json()
 
 
 def _replaced(store, version: str, generated: list[Generated]) -> list[Generated]:
