@@ -121,6 +121,36 @@ def compare(golden, obtained, tolerance: Tolerance = Tolerance(), where: str = "
     return Diff(0.0, None, 0, 1)
 
 
+def compare_state(golden: dict, obtained: dict, tolerance: Tolerance = Tolerance()) -> Diff:
+    """A model's state_dict against the golden's, by name: keys removed and added are named, and
+    each entry present in both is compared as ``compare`` compares outputs (dtype, shape, scale,
+    zero point and values), so a change that does not reach the output is still seen."""
+    removed = [k for k in golden if k not in obtained]
+    added = [k for k in obtained if k not in golden]
+    diff = Diff()
+    if removed or added:
+        parts = ([f"removed {', '.join(removed[:4])}" + (" ..." if len(removed) > 4 else "")] if removed else []) + \
+                ([f"added {', '.join(added[:4])}" + (" ..." if len(added) > 4 else "")] if added else [])
+        diff.merge(_incomparable(golden, "state_dict", "state_dict: " + "; ".join(parts)))
+    for key in golden:
+        if key in obtained:
+            diff.merge(compare(_state_value(golden[key]), _state_value(obtained[key]), tolerance,
+                               f"state_dict[{key!r}]"))
+    return diff
+
+
+def _state_value(value):
+    """A state_dict entry as compare reads it: a torchbind object (an RNN cell's packed parameters)
+    as the tensors its state holds."""
+    import torch
+
+    if isinstance(value, torch.ScriptObject) and hasattr(value, "__getstate__"):
+        return _state_value(value.__getstate__())
+    if isinstance(value, (tuple, list)):
+        return type(value)(_state_value(v) for v in value)
+    return value
+
+
 def compare_sets(golden, obtained, where: str = "get_attr targets") -> Diff:
     """Sets compare as sets; the reason names what was added and what was removed."""
     added, removed = sorted(set(obtained) - set(golden)), sorted(set(golden) - set(obtained))

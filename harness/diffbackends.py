@@ -142,7 +142,7 @@ def measure(cases: list[Case], engines: list[str] | None = None, fixtures=None) 
             found = []
             given_up = run_to_end(box, "harness.diffbackends:_row_in_child",
                                   {"fixtures": str(fixtures), "case": case.id, "engines": engines}, found.append)
-            rows.append((case, *(found[0] if found else ({}, f"its process kept crashing: {given_up}"))))
+            rows.append((case, *(found[0] if found else ({}, f"its worker gave up: {given_up}"))))
     finally:
         box.close()
     return Matrix(engines, rows)

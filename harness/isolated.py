@@ -27,7 +27,7 @@ def _python(directory: Path) -> Path:
     return directory / "bin" / "python"
 
 
-def ensure_env(version: str, say: Callable[[str], None] = print) -> Path:
+def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bool = False) -> Path:
     """The Python of a venv holding ``torch==version`` from the package registry; made if needed.
 
     The harness itself is not installed there: it runs from this checkout (PYTHONPATH), so
@@ -37,6 +37,8 @@ def ensure_env(version: str, say: Callable[[str], None] = print) -> Path:
     python = _python(directory)
     packages = pip_args(version, extras=True)  # BC_TORCH_INDEX=cpu: PyTorch's CPU builds, not CUDA ones
     bare = pip_args(version)
+    if test_runner:  # a project's own golden tests run there (regenerate-goldens on a plugin store)
+        packages, bare = packages + ["pytest>=8"], bare + ["pytest>=8"]
     ready = directory / READY
     if ready.is_file() and python.exists() and ready.read_text().splitlines()[1:2] in ([" ".join(packages)],
                                                                                           [" ".join(bare)]):

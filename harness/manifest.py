@@ -304,6 +304,27 @@ class Manifest(_JsonView):
                         pinned=self.pinned, format=self.format, removed=dict(self.removed))
 
 
+    def without_artifacts(self, kinds: Mapping[str, list[str]], why: str) -> "Manifest":
+        """This manifest without some artifact kinds of cases (case -> kinds) and their files (the
+        kind's file and its sidecar); each is recorded as removed, with ``why``."""
+        import dataclasses
+
+        from .layout import case_dir, file_name, sidecar_name
+
+        cases, gone = dict(self.cases), set()
+        for case_id, names in kinds.items():
+            entry = cases[case_id]
+            cases[case_id] = dataclasses.replace(
+                entry, artifacts=[k for k in entry.artifacts if k not in names],
+                skipped_artifacts={**entry.skipped_artifacts, **{k: f"removed: {why}" for k in names}})
+            for kind in names:
+                name = f"{case_dir(case_id)}/{file_name(kind)}"
+                gone.update({name, sidecar_name(name)})
+        return Manifest(info=dict(self.info), cases=cases,
+                        files={n: e for n, e in self.files.items() if n not in gone},
+                        pinned=self.pinned, format=self.format, removed=dict(self.removed))
+
+
 def as_entry(value) -> CaseEntry:
     """A CaseEntry, from one or from its JSON (a caller's plain dict)."""
     return value if isinstance(value, CaseEntry) else CaseEntry.from_json(dict(value))

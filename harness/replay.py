@@ -20,7 +20,7 @@ from typing import Iterator
 from .catalog import Case
 from .compat import torch_release
 from .layout import HarnessLayout, PyTorchLayout
-from .replayer import Options, Replayer, open_golden, open_replayer
+from .replayer import Options, Replayer, open_golden, open_replayer, owned_cases
 from .results import Result
 from .sandbox import Sandbox, run_to_end
 from .shard import Unit
@@ -29,15 +29,16 @@ from .versions import parse_version
 
 def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, jobs: int | None = 1,
                  shard: tuple[int, int] | None = None, fixtures: Path | None = None,
-                 timings: dict | None = None) -> Iterator[Result]:
+                 timings: dict | None = None, isolated: bool | None = None) -> Iterator[Result]:
     """Replay every golden version in ``store``; those of newer torch versions are marked forward.
 
     The work is a list of units, one per (golden version, case) (see harness.shard). ``shard``
     (K, N) keeps only the units of shard K of N. The units run in ``jobs`` crash-safe worker
     processes (``None`` chooses: harness.shard.auto_jobs), which load the catalog from
-    ``fixtures``; the results come back in the serial order, identical for any ``jobs``. Without
-    ``fixtures`` (a caller holding cases that no directory declares) they run in this process,
-    and a crash ends it. ``timings``, if given, receives each unit's seconds.
+    ``fixtures`` (None: no catalog, the store's own goldens of pytest tests only); the results come
+    back in the serial order, identical for any ``jobs``. ``isolated`` False (the default without
+    ``fixtures``: a caller holding cases that no directory declares) runs them in this process,
+    where a crash ends it. ``timings``, if given, receives each unit's seconds.
     """
     from .known import load as load_known
     from .shard import auto_jobs, load_costs, pick
@@ -53,10 +54,11 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
     if jobs is None:
         jobs = auto_jobs(units, costs)
     groups = by_case(units)
-    if fixtures is None:
+    if not (fixtures is not None if isolated is None else isolated):
         outcomes = (_run_group(planner, g) for g in groups)
     else:
-        outcomes = _isolated(store, groups, costs, [c.id for c in cases], options, max(1, jobs), Path(fixtures))
+        outcomes = _isolated(store, groups, costs, [c.id for c in cases], options, max(1, jobs),
+                             Path(fixtures) if fixtures is not None else None)
     yield from _in_serial_order(units, groups, outcomes, timings)
 
 
@@ -122,9 +124,14 @@ class _UnitRunner:
     def _replayer(self, version: str) -> Replayer:
         if version not in self._replayers:
             self._replayers[version] = open_replayer(HarnessLayout, self.store.root, version,
-                                                     list(self.by_id.values()), self.options)
+                                                     list(self.by_id.values()) + self._owned(version), self.options)
             self._goldens[version] = self._replayers[version].layout.golden
         return self._replayers[version]
+
+    def _owned(self, version: str) -> list[Case]:
+        """The set's goldens owned by pytest tests (the plugin's), as cases without a builder."""
+        golden = self._golden(version)
+        return [] if golden.manifest_error else owned_cases(golden, set(self.by_id))
 
     def plan(self) -> list[Unit]:
         """The units in serial order: misnamed directories, then each version (oldest first)
@@ -142,10 +149,11 @@ class _UnitRunner:
             if golden.manifest_error:
                 units.append(Unit(version, "*"))
                 continue
-            gone = sorted(set(golden.cases) - set(self.by_id))
+            owned = {c.id for c in self._owned(version)}
+            gone = sorted(set(golden.cases) - set(self.by_id) - owned)
             if self.options.patterns:
                 gone = [c.id for c in select([_Named(i) for i in gone], self.options.patterns)]
-            units += [Unit(version, i) for i in [*self.by_id, *gone]]
+            units += [Unit(version, i) for i in [*self.by_id, *sorted(i for i in owned if self._selected(i)), *gone]]
         return units
 
     def run(self, unit: Unit, skip=frozenset(), crashed=None, at=None) -> list[Result]:
@@ -159,8 +167,8 @@ class _UnitRunner:
         if golden.manifest_error:
             found = [Result("*", "*", "*", unit.version, torch_release(), "corrupt", golden.manifest_error)]
         else:
-            case = self.by_id.get(unit.case)
             replayer = self._replayer(unit.version)
+            case = self.by_id.get(unit.case) or next((c for c in replayer.cases if c.id == unit.case), None)
             found = list(replayer.replay_case(case, skip, crashed, at)) if case is not None else []
             produced = {(r.case, r.artifact, r.backend) for r in found}
             produced |= {(c, k, b) for v, c, k, b in skip if v == unit.version}
@@ -168,6 +176,11 @@ class _UnitRunner:
         for result in found:
             result.forward = forward
         return found
+
+    def _selected(self, case_id: str) -> bool:
+        from .catalog import select
+
+        return not self.options.patterns or bool(select([_Named(case_id)], self.options.patterns))
 
 
 def _unkept_promises(golden: GoldenSet, case_id: str, by_id: dict, options: Options,
@@ -212,7 +225,8 @@ def _isolated(store, groups, costs, case_ids, options, jobs, fixtures) -> Iterat
 
     cost = estimate([u for g in groups for u in g], costs)
     request = {"context": f"{os.getpid()}-{id(groups)}-{time.monotonic_ns()}", "root": str(store.root),
-               "fixtures": str(fixtures), "case_ids": case_ids, "options": options, "jobs": jobs}
+               "fixtures": str(fixtures) if fixtures is not None else None, "case_ids": case_ids, "options": options,
+               "jobs": jobs}
     if jobs > 1:
         # Workers idle their OpenMP threads passively: busy-waiting threads of one worker steal the
         # cores the other needs (-k linear, -j 2 with 2 threads per worker: 21.8 s spinning, 17.5 s
@@ -264,8 +278,8 @@ def _give_up(group: list[Unit], found: dict, cause: str) -> None:
     for index, unit in enumerate(group):
         if not found[index]:
             found[index].append(Result(unit.case, "*", "*", unit.version, torch_release(), "crash",
-                                       f"the replay worker died {_DEATHS_OUTSIDE_RESULTS} times outside any "
-                                       f"result ({cause}); the unit's results were not replayed"))
+                                       f"the replay worker gave up on the unit: {cause}; its results were not "
+                                       "replayed"))
 
 
 _RUNNERS: dict[str, _UnitRunner] = {}
@@ -295,7 +309,8 @@ def _worker_runner(request: dict) -> _UnitRunner:
             options = replace(options, onednn_threads=torch.get_num_threads())
             torch.set_num_threads(1)
         chosen = set(request["case_ids"])
-        cases = [c for c in load_catalog(Path(request["fixtures"])) if c.id in chosen]
+        catalog = load_catalog(Path(request["fixtures"])) if request["fixtures"] is not None else []
+        cases = [c for c in catalog if c.id in chosen]
         _RUNNERS.clear()
         runner = _RUNNERS[request["context"]] = _UnitRunner(GoldenStore(Path(request["root"])), cases, options)
     return runner
@@ -330,7 +345,7 @@ def replay_pytorch_dir(directory, cases: list[Case], options: Options, fixtures:
         box.close()
     if given_up:
         found.append(Result("*", "*", "*", PyTorchLayout.single_set, torch_release(), "crash",
-                            f"the replay worker died {_DEATHS_OUTSIDE_RESULTS} times outside any result ({given_up})",
+                            f"the replay worker gave up: {given_up}",
                             layout=PyTorchLayout.name))
     yield from found
 

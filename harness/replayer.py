@@ -16,7 +16,7 @@ from typing import Iterator
 from . import flows, machine
 from .artifacts import KINDS
 from .catalog import Case
-from .compare import Diff, compare, compare_sets
+from .compare import Diff, compare, compare_sets, compare_state
 from .compat import build_problem, kind_problem, torch_release
 from .engines import engine, supported_engines
 from .notices import quiet, runtime_warnings
@@ -67,7 +67,25 @@ _LIBRARY_FLOWS = frozenset({"torchao"})
 def runtime_problem(case: Case, kind: str) -> str | None:
     """Why this torch cannot replay ``kind`` of ``case`` at all, or None."""
     rebuilt = kind in _REBUILDS or case.flow in _LIBRARY_FLOWS
+    if rebuilt and case.build is None:  # a golden of a test's own model, replayed without its test
+        return f"its model is built by its test ({case.source}): pytest replays it"
     return kind_problem(kind) or (build_problem(case) if rebuilt else None)
+
+
+def owned_cases(golden: GoldenSet, known: set[str]) -> list[Case]:
+    """The cases of a set's goldens that tests of the pytest plugin own (``owner`` in their entry)
+    and that no catalog declares: replayable without their tests where the file carries its model
+    (scripted, traced, lite, export); the kinds that need the test's model say so."""
+    from .catalog import GivenInput
+
+    out = []
+    for case_id, entry in golden.cases.items():
+        if entry.malformed or not entry.owner or case_id in known or not entry.artifacts:
+            continue
+        out.append(Case(case_id, build=None, input=GivenInput(None), artifacts=tuple(entry.artifacts),
+                        flow=entry.flow or "eager", source=entry.owner, state_dict_zipfile=True,
+                        engine_agnostic=set(entry.backends) == {"any"}))
+    return out
 
 
 @dataclass
@@ -364,7 +382,9 @@ class Replayer:
             return result("skip", problem)
         stale = compare(files.example, example, where="input")
         if not stale.ok:
-            return result("drift", f"the example input is not the golden's: {stale.message}")
+            return result("drift", f"the example input is not the one the golden was made with ({stale.message}): "
+                                   "make it the same on every run (torch.manual_seed before drawing it, or fixed "
+                                   "values); the stored artifacts were replayed on the golden's own input")
         try:
             golden = self._expected(case, backend, files)
         except GoldenError as exc:
@@ -375,7 +395,35 @@ class Replayer:
             except Exception as exc:
                 return result("load-error", self._error(exc, "building or running the model failed: "))
         diff = compare(golden, obtained, self._tolerance(case))
+        if "state" not in files.decoded:  # once per case, under the engine the golden state_dict was made with
+            files.decoded["state"] = self._state_diff(case, files.example)
+        state = files.decoded["state"]
+        if isinstance(state, GoldenError):
+            return result(state.verdict, str(state))
+        if state is not None:
+            diff = Diff().merge(diff).merge(state)
         return self._judged(case, "model", backend, golden, obtained, diff, files, runtime_warnings(caught))
+
+    def _state_diff(self, case: Case, example):
+        """Today's model's state_dict against the golden one (where the case keeps one), so a
+        changed weight, scale or zero point is caught even where it does not reach the output;
+        None where there is none to compare, a GoldenError where the golden's cannot be read. The
+        model is built under the engine the golden's artifacts were made under (the first this
+        torch has): packed weights unpack with that engine's float types."""
+        name = self.layout.artifact_file(case, "state_dict")
+        if "state_dict" not in case.artifacts or not self.layout.golden.exists(name):
+            return None
+        try:
+            with quiet(), engine(self.have[0] if self.have else None):
+                golden = load_weights(self.layout.golden.read(name, kind="state_dict"))
+                current = flows.runnable(case, flows.build(case), example).state_dict()
+        except GoldenError as exc:
+            return exc
+        except Exception as exc:
+            return GoldenError(f"the golden state_dict cannot be compared: {one_line(exc)}")
+        if not isinstance(golden, dict):
+            return None
+        return compare_state(golden, dict(current), self._tolerance(case))
 
     def _reference(self, case: Case, shared: _CaseFiles, loaded=None):
         """The reference kernels' output for this golden's weights and input (once per case),

@@ -32,7 +32,7 @@ def test_readme_fixture_example_works(pytester, monkeypatch):
     pytester.makepyfile(test_x=example)
     missing = pytester.runpytest()
     missing.assert_outcomes(failed=1)
-    missing.stdout.fnmatch_lines(["*pytest 'test_x.py::test_my_model' --golden-update-new-only*"])
+    missing.stdout.fnmatch_lines(["*pytest test_x.py::test_my_model --golden-update-new-only*"])
     pytester.runpytest("--golden-update-new-only").assert_outcomes(skipped=1)
     pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
 

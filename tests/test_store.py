@@ -26,7 +26,7 @@ def test_manifest_is_written_last(tmp_path, monkeypatch):
     real = store_mod.atomic_write
     monkeypatch.setattr(store_mod, "atomic_write", lambda p, d, **kw: (order.append(p.name), real(p, d, **kw)))
     GoldenStore(tmp_path).write("2.13.0", {"c": {}}, {"c/a.pt": b"1", "c/b.pt": b"2"}, INFO)
-    assert order == [".bc-harness-store", "a.pt", "b.pt", "manifest.json"]  # the store's marker comes first
+    assert order == [".bc-harness-store", ".gitignore", "a.pt", "b.pt", "manifest.json"]  # the store's marker first
 
 
 def test_existing_goldens_are_not_overwritten_without_permission(tmp_path):

@@ -73,14 +73,22 @@ def rounding_ulps(args) -> int | None:
     return 0 if args.exact else args.rounding_ulps
 
 
-def catalog(args):
+def catalog(args, optional: bool = False):
+    """(paths, the selected cases). ``optional``: a golden store of pytest tests' own goldens needs
+    no catalog, so where none is configured the cases are none and ``paths.fixtures`` is None."""
     from ..catalog import CatalogError, load_catalog, select
-    from ..config import ConfigError, resolve
+    from ..config import ConfigError, Paths, resolve
 
     try:
         paths = resolve(args.goldens, args.fixtures)
         cases = load_catalog(paths.fixtures)
     except (ConfigError, CatalogError) as exc:
+        if optional and not args.fixtures and "fixtures" in str(exc):
+            from ..config import configured
+
+            goldens = Path(args.goldens) if args.goldens else configured(Path.cwd(), "goldens")
+            if goldens is not None:
+                return Paths(goldens=goldens, fixtures=None), []
         raise UsageError(str(exc)) from exc
     chosen = select(cases, args.patterns)
     if args.patterns and not chosen:

@@ -10,13 +10,14 @@ import time
 from .common import UsageError, catalog, readable_dir
 
 def regenerate(args) -> int:
+    paths, cases = catalog(args, optional=True)
+    if paths.fixtures is None:  # no catalog: the store's goldens are pytest tests' own
+        return _regenerate_tests(args, paths.goldens)
     if args.torch:
         return _regenerate_elsewhere(args)
-    paths, cases = catalog(args)
 
     from ..compat import torch_release
     from ..generate import command_line, generate_isolated
-    from ..sandbox import Sandbox
     from ..store import GoldenError, GoldenExists, GoldenStore
     from ..writing import write_goldens
 
@@ -28,14 +29,11 @@ def regenerate(args) -> int:
         print(f"regenerate-goldens: {refused}", file=sys.stderr)
         return 1
     print(f"generating {len(cases)} case(s) with torch {version} into {paths.goldens / version}")
-    generated, box = [], Sandbox()  # a stage that crashes torch is recorded, and the rest goes on
-    try:
-        for case in cases:
-            started = time.perf_counter()
-            generated.append(generate_isolated(box, paths.fixtures, case))
-            print(f"  {case.id:<48} {_made(generated[-1].entry)} ({time.perf_counter() - started:.2f} s)", flush=True)
-    finally:
-        box.close()
+    generated = []  # each case in a child of its own: crash-safe, and numbered as if made alone
+    for case in cases:
+        started = time.perf_counter()
+        generated.append(generate_isolated(paths.fixtures, case))
+        print(f"  {case.id:<48} {_made(generated[-1].entry)} ({time.perf_counter() - started:.2f} s)", flush=True)
     try:
         written = write_goldens(store, version, generated, command_line(), overwrite=args.force,
                                 say=lambda text: print(f"\n{text}\n"))
@@ -102,3 +100,61 @@ def _regenerate_elsewhere(args) -> int:
         print(f"regenerate-goldens: cannot prepare torch {version}: {exc}", file=sys.stderr)
         return 1
     return run_harness(python, "regenerate_main", forwarded, command_line())
+
+
+def _regenerate_tests(args, goldens) -> int:
+    """The goldens of the pytest plugin's tests (each entry's ``owner``): their tests run again with
+    pytest, which writes the missing goldens (every one with --force) of the running torch, or,
+    with --torch, of that release in its own environment (this checkout's harness, the project on
+    the path). Run it from the directory pytest runs from, so that the node ids resolve."""
+    import os
+    from pathlib import Path
+
+    from ..catalog import select
+    from ..store import GoldenStore
+
+    store = GoldenStore(readable_dir(goldens, "golden directory"))
+    owners = {}
+    for version in store.versions()[0]:
+        golden = store.open(version, unsealed_ok=True)
+        for case_id, entry in golden.cases.items():
+            if not entry.malformed and entry.owner and select([_Id(case_id)], args.patterns):
+                owners.setdefault(entry.owner, case_id)
+    if not owners:
+        raise UsageError(f"{goldens} holds no goldens of pytest tests, and no case catalog is configured "
+                         "(pass --fixtures DIR for the catalog's goldens)")
+    python, env = Path(sys.executable), dict(os.environ)
+    plugin = []
+    if args.torch:
+        from ..isolated import ensure_env
+
+        say = lambda line: print(f"[torch {args.torch}] {line}", flush=True)
+        try:
+            python = ensure_env(args.torch, say, test_runner=True)
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+            print(f"regenerate-goldens: cannot prepare torch {args.torch}: {exc}", file=sys.stderr)
+            return 1
+        checkout = Path(__file__).resolve().parents[2]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), os.getcwd(), env.get("PYTHONPATH")]))
+        # not installed there: loaded from this checkout by name, nothing else (an egg-info of the
+        # checkout would otherwise register it a second time)
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        plugin = ["-p", "harness.pytest_plugin"]
+    command = [str(python), "-m", "pytest", *sorted(owners), "--golden-update" if args.force else
+               "--golden-update-new-only", f"--golden-dir={Path(goldens).resolve()}", "-p", "no:cacheprovider",
+               *plugin]
+    print(f"regenerating the goldens of {len(owners)} test(s) by running them: {' '.join(command[3:])}", flush=True)
+    for name in ("CI", *[k for k in env if k in _CI_VARIABLES()]):
+        env.pop(name, None)  # the plugin refuses to write in CI mode; this command is the user's explicit word
+    return subprocess.run(command, env=env, stdin=subprocess.DEVNULL).returncode
+
+
+def _CI_VARIABLES():
+    from ..pytest_plugin.options import CI_VARIABLES
+
+    return CI_VARIABLES
+
+
+class _Id:
+    def __init__(self, case_id):
+        self.id = case_id

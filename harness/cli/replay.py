@@ -50,7 +50,7 @@ def replay(args) -> int:
     chosen_backends = backends(args)
     shard = check_flags(args)
     bound = rounding_ulps(args)
-    paths, cases = catalog(args)
+    paths, cases = catalog(args, optional=not LAYOUTS[args.layout].single_set)
 
     from ..known import KnownDriftError
     from ..known import load as load_known
@@ -87,7 +87,7 @@ def replay(args) -> int:
         timings = {}
         try:
             found = list(replay_store(store, cases, options, jobs=args.jobs, shard=shard,
-                                      fixtures=paths.fixtures, timings=timings))
+                                      fixtures=paths.fixtures, timings=timings, isolated=True))
         except ValueError as exc:  # an unreadable replay-costs.json
             raise UsageError(str(exc)) from exc
         if args.record_costs:

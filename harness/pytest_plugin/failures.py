@@ -57,7 +57,9 @@ def _how_to_accept(state: GoldenSession, evaluations, nodeid: str, version: str)
     lines = []
     if version in drifts:
         lines.append(f"to accept this change (rewrites the torch {version} golden and prints what changed): "
-                     f"pytest '{nodeid}' --golden-update")
+                     f"{state.command(nodeid, '--golden-update')}")
+    if any(e.result.verdict == "missing" and e.result.golden_version == version for e in evaluations):
+        lines.append(f"to write it (what exists stays as it is): {state.command(nodeid, '--golden-update-new-only')}")
     older = sorted(drifts - {version})
     if older:
         lines.append(f"a drift against the goldens of torch {', '.join(older)} is a change across torch releases: "

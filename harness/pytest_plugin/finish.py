@@ -19,12 +19,22 @@ def pytest_sessionfinish(session, exitstatus):
 
         state.report.parent.mkdir(parents=True, exist_ok=True)
         state.report.write_text(json.dumps(state.results, indent=1) + "\n", encoding="utf-8")
+    _release_claims(state)
     if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
         return
     if state.layout_class.writable and (state.results or state.catalog):
         state.unused = _unused(state)
-        if state.prune and state.unused:
+        if state.prune and (state.unused or state.dropped_kinds):
             _prune(state)
+        elif state.ci and (state.unused or state.dropped_kinds) and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # in CI an unused golden is a failure
+
+
+def _release_claims(state: GoldenSession) -> None:
+    """The run's golden id claims go with it."""
+    import shutil
+
+    shutil.rmtree(state.claims_dir(), ignore_errors=True)
 
 
 def _prune(state: GoldenSession) -> None:
@@ -32,6 +42,21 @@ def _prune(state: GoldenSession) -> None:
     from ..store import GoldenError, GoldenStore
 
     store = GoldenStore(state.golden_dir)
+    for version in sorted({d[0] for d in state.dropped_kinds}):
+        kinds: dict[str, list[str]] = {}
+        for v, c, k, _why in state.dropped_kinds:
+            if v == version:
+                kinds.setdefault(c, []).append(k)
+        why = "pruned (--golden-prune): " + "; ".join(f"{c} [{k}]: {w}" for v, c, k, w in state.dropped_kinds
+                                                     if v == version)
+        try:
+            gone = store.remove_artifacts(version, kinds, why)
+        except (GoldenError, OSError) as exc:
+            state.writes.append(f"could not prune {(store.root / version).resolve()}: {exc}")
+            continue
+        if gone:
+            state.writes.append(f"pruned {len(gone)} artifact kind(s) no test asks for from "
+                                f"{(store.root / version).resolve()}: " + ", ".join(gone))
     for version in sorted({u[0] for u in state.unused}):
         cases = {c: why for v, c, why, b in state.unused if v == version and b is None}
         backends: dict[str, list[str]] = {}
@@ -80,9 +105,10 @@ def _unused(state: GoldenSession) -> list[tuple[str, str, str, str | None]]:
                               if entry.made(backend) and (version, case_id, backend) not in state.used_backends]
                 continue
             if owner:
+                file = owner.split("::", 1)[0]
                 if owner in state.passed:
                     found.append((version, case_id, f"{owner} passed without using it", None))
-                elif owner not in state.collected and owner.split("::", 1)[0] in state.collected_files:
+                elif owner not in state.collected and file in state.collected_files and file not in state.partial_files:
                     found.append((version, case_id, f"{owner} no longer exists", None))
             elif state.catalog_ids and case_id not in state.catalog_ids:
                 found.append((version, case_id, "the case is no longer in the catalog", None))
@@ -91,7 +117,8 @@ def _unused(state: GoldenSession) -> list[tuple[str, str, str, str | None]]:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     state: GoldenSession = config.stash.get(SESSION, None)
-    if state is None or state.worker or not (state.results or state.writes or state.unused or state.not_current):
+    if state is None or state.worker or not (state.results or state.writes or state.unused or state.not_current
+                                             or state.dropped_kinds):
         return
     tr = terminalreporter
     tr.section("golden summary")
@@ -102,26 +129,43 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         rounding = rounding_summary(state.results)
         if rounding:
             tr.write_line(rounding)
-    for line in _warning_lines(state.results):
-        tr.write_line(line)
+    warned = _warning_lines(state.results)
+    if warned and config.option.verbose > 0:
+        for line in warned:
+            tr.write_line(line)
+    elif warned:
+        tr.write_line(warned[0].rstrip(":") + "; -v lists them")
     for line in state.writes:
         tr.write_line(line)
     if state.not_current:
         from .session import runtime
 
         tr.write_line(f"{len(state.not_current)} golden test(s) have no golden for torch {runtime()} yet; their "
-                      "older goldens were replayed (create them: pytest --golden-update-new-only; make this a "
-                      "failure: --golden-require-current):")
+                      f"older goldens were replayed (create them: {state.command(None, '--golden-update-new-only')}; "
+                      "make this a failure: --golden-require-current):")
         for case_id, newest, nodeid in sorted(state.not_current):
             tr.write_line(f"  {case_id}: newest golden {newest} ({nodeid})")
-    if state.unused:
-        tr.write_line(f"{len(state.unused)} unused golden(s)" + ("" if state.prune else
-                                                                  " (remove them with --golden-prune):"))
-        for version, case_id, why, backend in state.unused:
-            tr.write_line(f"  {(state.golden_dir / version / case_id).resolve()}"
-                          + (f" [{backend}]" if backend else "") + f": {why}")
+    _unused_lines(tr, state, config.option.verbose > 0)
     if state.report is not None and state.results:
         tr.write_line(f"golden report: {state.report}")
+
+
+def _unused_lines(tr, state: GoldenSession, verbose: bool) -> None:
+    """Unused goldens and artifact kinds no test asks for: a line, the list under -v; in CI (where
+    they fail the run) always the list, with the command that prunes them."""
+    lines = [f"  {(state.golden_dir / v / c).resolve()}" + (f" [{b}]" if b else "") + f": {why}"
+             for v, c, why, b in state.unused]
+    lines += [f"  {(state.golden_dir / v / c).resolve()} [{k}]: {why}" for v, c, k, why in state.dropped_kinds]
+    if not lines or state.prune:
+        return
+    prune = state.command(None, "--golden-prune")
+    what = f"{len(state.unused)} unused golden(s) and {len(state.dropped_kinds)} artifact kind(s) no test asks for"
+    if state.ci:
+        tr.write_line(f"FAILED in CI: {what} (prune them on a developer machine: {prune}):")
+    else:
+        tr.write_line(f"{what} (remove them: {prune}" + (")" if verbose else "; -v lists them)") + (":" if verbose else ""))
+    for line in lines if (verbose or state.ci) else ():
+        tr.write_line(line)
 
 
 def _warning_lines(results: list[dict], shown: int = 8) -> list[str]:

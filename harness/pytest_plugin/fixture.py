@@ -30,6 +30,11 @@ class GoldenChecker:
         Returns the Result records; fails the test on any drift, load error or missing golden.
         """
         __tracebackhide__ = True  # a failure is its message: the plugin's frames tell the user nothing
+        nodeid = self.request.node.nodeid
+        other = self.state.claim(name, nodeid)
+        if other is not None:
+            raise GoldenFailure(f"golden id {name!r} is used by two tests in this run: {other} and {nodeid}; each "
+                                f"test needs an id of its own (nothing was written or compared for {nodeid})")
         case, backends = self._case(name, model, example_inputs, artifacts, backends, tolerance)
         from ..store import GoldenStore
         from ..versions import parse_version
@@ -39,13 +44,36 @@ class GoldenChecker:
         with self.state.checking():
             evaluations = [ev for version in versions for ev in self._replay(store, version, case, backends)]
             evaluations = self._update(store, case, backends, evaluations)
-        nodeid = self.request.node.nodeid
         for ev in evaluations:
             self.state.record(ev.result, nodeid)
         failed = [e for e in evaluations if e.result.failed]
-        if failed:
-            raise GoldenFailure(failure_text(self.state, failed, case.tolerance, nodeid))
+        unmade = self._kinds(store, case, nodeid)
+        if failed or unmade:
+            raise GoldenFailure("\n\n".join(filter(None, [
+                failure_text(self.state, failed, case.tolerance, nodeid) if failed else "", *unmade])))
         return [e.result for e in evaluations]
+
+    def _kinds(self, store, case, nodeid) -> list[str]:
+        """What this torch cannot make of the kinds the test asks for (a failure: never a silent
+        skip), and, noted for the summary and --golden-prune, kinds a golden holds that the test no
+        longer asks for."""
+        unmade = []
+        for version in store.versions()[0]:
+            golden = store.open(version)
+            entry = golden.cases.get(case.id) if not golden.manifest_error else None
+            if entry is None or entry.malformed:
+                continue
+            if version == runtime():
+                unmade += [f"artifact {kind!r} was asked for, but torch {version} cannot make it: {why}\n"
+                           f"drop it from artifacts= (or mark the test xfail while it cannot)"
+                           for kind, why in entry.skipped_artifacts.items()
+                           if kind in case.artifacts and not why.startswith("removed: ")]
+            for kind in entry.artifacts:
+                if kind not in case.artifacts:
+                    dropped = (version, case.id, kind, f"{nodeid} no longer asks for it")
+                    if dropped not in self.state.dropped_kinds:
+                        self.state.dropped_kinds.append(dropped)
+        return unmade
 
     def _case(self, name, model, example_inputs, artifacts, backends, tolerance):
         """The Case a check stands for, and its backends (the call's, the marker's or the session's)."""
@@ -75,7 +103,9 @@ class GoldenChecker:
         missing for this torch, and --golden-require-current makes it a failure instead."""
         version = runtime()
         own = [e for e in evaluations if e.result.golden_version == version]
-        if own and not (self.state.update == "all" and any(e.result.verdict == "drift" for e in own)):
+        rewrite = (self.state.update == "all" and any(e.result.verdict == "drift" for e in own)) or \
+            (self.state.update is not None and any(e.result.verdict == "missing" for e in own))  # deleted by hand
+        if own and not rewrite:
             return evaluations
         if own:
             self._write(store, case, backends, rewrite=True)
@@ -97,8 +127,7 @@ class GoldenChecker:
         why = " (--golden-require-current: older releases' goldens do not stand in)" if has_older else ""
         return Evaluation(Result(
             case.id, ",".join(case.artifacts), ",".join(backends or ["all"]), version, version, "missing",
-            f"no golden {case.id!r} for torch {version}{why}; to create it: "
-            f"pytest '{self.request.node.nodeid}' --golden-update-new-only"))
+            f"no golden {case.id!r} for torch {version}{why}"))
 
     def _replay(self, store, version, case, backends):
         from ..layout import HarnessLayout
@@ -118,18 +147,23 @@ class GoldenChecker:
         return found + [replayer.evaluate_model(case, backend, example) for backend in replayer.backends_for(case)]
 
     def _write(self, store, case, backends, *, rewrite: bool):
-        from ..generate import generate_case
+        from ..flows import flow_of
+        from ..generate import generate_fresh
+        from ..notices import quiet
+        from ..store import GoldenError, GoldenExists
         from ..writing import write_goldens
 
-        from ..store import GoldenExists
-
-        from ..flows import flow_of
-        from ..notices import quiet
-
         nodeid = self.request.node.nodeid
-        generated = generate_case(case, backends)
+        generated = generate_fresh(case, backends)
         with quiet():
             generated.entry.flow = flow_of(case.build())
+        if rewrite and self.state.update == "new":  # restoring what was deleted: what exists stays as it is
+            current = store.open(runtime(), unsealed_ok=True)
+            for name in list(generated.files):
+                try:
+                    generated.files[name] = current.read(name, kind="text")  # checksum-verified old bytes
+                except GoldenError:
+                    pass
         try:
             written = write_goldens(store, runtime(), [generated],
                                     self.state.write_command(nodeid), overwrite=rewrite, owner=nodeid)

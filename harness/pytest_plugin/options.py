@@ -102,6 +102,8 @@ def pytest_configure(config: pytest.Config) -> None:
             shard = parse_shard(shard)
         except ValueError as exc:
             raise pytest.UsageError(f"--golden-shard: {exc}") from None
+    import uuid
+
     config.stash[SESSION] = GoldenSession(
         config=config, ci=ci, update=update, catalog=bool(catalog), layout=layout,
         backends=list(dict.fromkeys(backends)) if backends else None,
@@ -109,6 +111,7 @@ def pytest_configure(config: pytest.Config) -> None:
         trust_unverified=config.getoption("golden_trust_unverified"), trust_goldens=config.getoption("golden_trust"),
         worker=hasattr(config, "workerinput"), shard=shard, rounding_ulps=_rounding_ulps(config, layout),
         require_current=config.getoption("golden_require_current"),
+        run_id=getattr(config, "workerinput", {}).get("bc_harness_run") or uuid.uuid4().hex,
     )
     _check_catalog(config.stash[SESSION])
     if config.pluginmanager.hasplugin("xdist"):
@@ -158,6 +161,11 @@ class _XdistController:
         from .collect import case_scheduling
 
         return case_scheduling(config, log)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node):
+        """A worker works in this run: golden ids are claimed in one place for all of them."""
+        node.workerinput["bc_harness_run"] = node.config.stash[SESSION].run_id
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node, error):

@@ -35,6 +35,13 @@ class GoldenSession:
     collected: set = field(default_factory=set)  # nodeids collected, selected or not
     collected_files: set = field(default_factory=set)
     catalog_ids: set = field(default_factory=set)
+    #: (version, case id, kind, why): artifact kinds a golden holds that its test no longer asks for
+    dropped_kinds: list = field(default_factory=list)
+    #: the files given to pytest by node id: only part of each was collected (its other tests exist)
+    partial_files: set = field(default_factory=set)
+    #: this pytest run, shared by its xdist workers (the controller hands it over): golden ids are
+    #: claimed under it, so two tests using one id are found across workers
+    run_id: str = ""
     writes: list = field(default_factory=list)  # lines saying what was written
     wrote: set = field(default_factory=set)  # nodeids that wrote a golden
     unused: list = field(default_factory=list)  # (version, case id, why, backend or None: the whole case)
@@ -49,10 +56,22 @@ class GoldenSession:
 
     def write_command(self, nodeid: str) -> str:
         """The command a manifest records for goldens this session writes for ``nodeid``."""
+        return self.command(nodeid, "--golden-update" if self.update == "all" else "--golden-update-new-only")
+
+    def command(self, target: str | None, *flags: str) -> str:
+        """A pytest command line to suggest: ``target`` (a node id, or None for the whole suite),
+        ``flags``, and the user's own flags that decide where goldens are (--golden-dir,
+        --golden-fixtures, --golden-backend, --golden-layout), as they gave them."""
         import shlex
 
-        flag = "--golden-update" if self.update == "all" else "--golden-update-new-only"
-        return f"pytest {shlex.quote(nodeid)} {flag}"
+        own = []
+        for option, flag in (("golden_dir", "--golden-dir"), ("golden_fixtures", "--golden-fixtures")):
+            if self.config.getoption(option):
+                own.append(f"{flag}={shlex.quote(self.config.getoption(option))}")
+        own += [f"--golden-backend={b}" for b in self.config.getoption("golden_backend") or ()]
+        if self.layout != "harness":
+            own.append(f"--golden-layout={self.layout}")
+        return " ".join(["pytest", *([shlex.quote(target)] if target else []), *flags, *own])
 
     # -- places ---------------------------------------------------------------------
     @property
@@ -130,7 +149,7 @@ class GoldenSession:
         given_up = run_to_end(shared(), "harness.replayer:evaluate_in_child", request, found.append)
         if given_up:
             return Evaluation(Result(case.id, kind, backend, version, runtime(), "crash",
-                                     f"the replay worker died twice outside the result ({given_up})"))
+                                     f"the replay worker gave up on it: {given_up}"))
         return found[0]
 
     def options(self, **given):
@@ -153,9 +172,8 @@ class GoldenSession:
     def generate(self, case):
         """One catalog case's goldens for the running torch, made in the crash-safe child."""
         from ..generate import generate_isolated
-        from ..sandbox import shared
 
-        return generate_isolated(shared(), self.fixtures_dir, case, self.backends)
+        return generate_isolated(self.fixtures_dir, case, self.backends)
 
     # -- threads ------------------------------------------------------------------------
     def _share(self) -> int | None:
@@ -247,6 +265,7 @@ class GoldenSession:
             "passed": sorted(self.passed),
             "collected": sorted(self.collected), "collected_files": sorted(self.collected_files),
             "catalog_ids": sorted(self.catalog_ids), "writes": self.writes, "not_current": self.not_current,
+            "dropped_kinds": self.dropped_kinds, "partial_files": sorted(self.partial_files),
         })
 
     def merge(self, payload: str) -> None:
@@ -262,6 +281,33 @@ class GoldenSession:
         self.catalog_ids.update(data["catalog_ids"])
         self.writes.extend(w for w in data["writes"] if w not in self.writes)
         self.not_current.extend(tuple(n) for n in data["not_current"])
+        self.dropped_kinds.extend(tuple(d) for d in data["dropped_kinds"] if tuple(d) not in self.dropped_kinds)
+        self.partial_files.update(data["partial_files"])
+
+    # -- golden ids -----------------------------------------------------------------------
+    def claims_dir(self) -> Path:
+        """Where this run's golden ids are claimed (shared by its xdist workers, removed at its end)."""
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "bc-harness-claims" / self.run_id
+
+    def claim(self, golden_id: str, nodeid: str) -> str | None:
+        """Claim ``golden_id`` for test ``nodeid`` in this run; the node id of another test that
+        claimed it first (in any worker), or None. A file per id, created exclusively."""
+        import hashlib
+        import os
+
+        directory = self.claims_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / hashlib.sha256(golden_id.encode()).hexdigest()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            other = path.read_text(encoding="utf-8")
+            return other if other and other != nodeid else None
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(nodeid)
+        return None
 
 
 def runtime() -> str:

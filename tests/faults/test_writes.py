@@ -53,7 +53,7 @@ RACE = textwrap.dedent('''
 
     import harness.generate
 
-    real = harness.generate.generate_case
+    real = harness.generate.generate_fresh
     raced = []
 
     def racing(case, engines=None):
@@ -68,7 +68,7 @@ RACE = textwrap.dedent('''
                           "the other worker", owner="test_user.py::test_linear")
         return made
 
-    harness.generate.generate_case = racing
+    harness.generate.generate_fresh = racing
 ''')
 
 
