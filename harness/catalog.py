@@ -10,29 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import stacks
+
 #: Artifact kinds a case may ask for, in the order results are reported.
 #: export: a torch.export archive (.pt2); lite: a lite-interpreter file (.ptl).
 ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package", "export", "lite")
 
-#: The quantization flow a case exercises, and so how its quantized model is made from
-#: what ``build`` returns:
-#: eager    - eager-mode static PTQ (or a quantized module built directly): ``build``
-#:            returns the quantized module;
-#: dynamic  - eager-mode dynamic PTQ (quantize_dynamic, nnqd modules): the same;
-#: qat      - eager-mode QAT, prepare_qat -> seeded training -> convert: the same;
-#: fx       - FX graph mode: ``build`` returns the float module, ``transform`` (default
-#:            PyTorch's package-test prepare_fx/convert_fx) quantizes it; a package holds
-#:            the float module and its replay re-runs the transform;
-#: jit      - JIT graph mode: ``build`` returns the float module, ``transform`` (default
-#:            quantize_jit) quantizes its script or trace;
-#: ondevice - on-device dynamic PTQ: like jit, with _quantize_ondevice_dynamic_jit, and the
-#:            output is the ``quantized_forward`` method's;
-#: pt2e     - PT2E: ``build`` returns the converted (convert_pt2e) graph module;
-#: observer - ``build`` returns an observer, calibrated once on the input;
-#: torchao  - torchao's ``quantize_``: ``build`` returns the float module, ``transform`` (a recipe
-#:            of harness.compat_torchao) quantizes it in place; a state_dict loads into the float
-#:            module with ``assign=True``, as torchao's users reload a checkpoint.
-FLOWS = ("eager", "dynamic", "qat", "fx", "jit", "ondevice", "pt2e", "observer", "torchao")
+#: A case's ``flow`` (how its quantized model is made from what ``build`` returns) is one of the
+#: registered stacks' flows (harness.stacks); each flow's ``description`` says what it expects.
 
 _FIXTURE_PACKAGE = "bc_harness_fixtures"
 _CASE_ID = re.compile(r"[a-z0-9][a-z0-9_.-]*")
@@ -133,7 +118,8 @@ class Case:
     build: Callable[[], Any]
     input: QuantizedInput | FloatInput | GivenInput
     artifacts: tuple[str, ...]
-    flow: str = "eager"
+    #: a registered flow (harness.stacks); None: the first registered stack's first flow
+    flow: str | None = None
     seed: int = 0
     tolerance: Tolerance = field(default_factory=Tolerance)
     #: the output does not depend on the quantized engine (observers, QAT state):
@@ -144,7 +130,8 @@ class Case:
     #: state_dict written in the zipfile format (True) or the legacy one (False).
     state_dict_zipfile: bool = False
     min_torch: str = "1.13"
-    #: the flow's quantization step (fx, jit and ondevice): ``transform(module, example)``
+    #: the quantization step of a flow that quantizes a float module or its TorchScript:
+    #: ``transform(module, example)`` (the flow's default where None)
     transform: Callable[[Any, Any], Any] | None = None
     #: the method whose output is the golden (the on-device flow's ``quantized_forward``)
     method: str = "forward"
@@ -158,8 +145,12 @@ class Case:
     def __post_init__(self):
         if not valid_case_id(self.id):
             raise ValueError(f"case id {self.id!r}: use lower-case letters, digits, '_', '-', '.'")
-        if self.flow not in FLOWS:
-            raise ValueError(f"case {self.id}: flow {self.flow!r} is not one of {FLOWS}")
+        if self.flow is None:
+            object.__setattr__(self, "flow", stacks.default_flow())
+        try:
+            stacks.flow(self.flow)
+        except ValueError as exc:
+            raise ValueError(f"case {self.id}: {exc}") from None
         bad = [k for k in self.artifacts if k not in ARTIFACT_KINDS]
         if bad or not self.artifacts:
             raise ValueError(f"case {self.id}: artifact kinds {bad or '()'} not in {ARTIFACT_KINDS}")
@@ -173,10 +164,7 @@ class Case:
             out = model.run_method(self.method, *args)
         else:
             out = getattr(model, self.method)(*args)
-        if self.flow == "observer":
-            scale, zero_point = model.calculate_qparams()
-            return (out, scale, zero_point)
-        return out
+        return stacks.flow(self.flow).output(model, out)
 
 
 class CatalogError(Exception):

@@ -15,7 +15,6 @@ from typing import Iterator
 import torch
 from packaging.version import Version
 
-from .releases import PT2E_IN_TORCHAO
 from .notices import silent_import
 
 
@@ -82,46 +81,13 @@ def quantize_fx():
     return qfx
 
 
-def linear_relu_functional():
-    """PyTorch's LinearReluFunctional, the module its package BC test saves."""
-    from torch.testing._internal.quantization_torch_package_models import LinearReluFunctional
+# --- which artifact kinds each torch version has ----------------------------
 
-    return LinearReluFunctional
-
-
-# --- which flows and artifact kinds each torch version has ----------------------------
-
-#: First torch release with each flow's APIs (the catalog's floor is 1.13 for the rest).
-FLOW_SINCE = {
-    "pt2e": ("2.1", "pt2e (prepare_pt2e / convert_pt2e) needs torch >= 2.1"),
-}
 #: First torch release able to write and read each artifact kind.
 KIND_SINCE = {
     "export": ("2.1", "torch.export archives (.pt2) need torch >= 2.1"),
     "lite": ("1.13", "lite-interpreter files need torch >= 1.13"),
 }
-
-
-def flow_problem(flow: str) -> str | None:
-    """Why this torch cannot make or run ``flow``, or None when it can."""
-    since = FLOW_SINCE.get(flow)
-    if since and Version(torch_release()) < Version(since[0]):
-        return since[1]
-    if flow == "pt2e":
-        try:
-            pt2e()
-        except ImportError as exc:
-            return str(exc)
-    if flow == "torchao":
-        from . import compat_torchao
-
-        return compat_torchao.problem()
-    return None
-
-
-def build_problem(case) -> str | None:
-    """Why this process cannot build ``case`` (its flow, or a package it requires), or None."""
-    return flow_problem(case.flow) or next(filter(None, map(requirement_problem, case.requires)), None)
 
 
 @functools.cache
@@ -146,54 +112,6 @@ def kind_problem(kind: str) -> str | None:
     if since and Version(torch_release()) < Version(since[0]):
         return since[1]
     return None
-
-
-class PT2E:
-    """The PT2E entry points of this torch: prepare/convert, the x86 quantizer, capture."""
-
-    def __init__(self, quantize_pt2e, x86_quantizer, move_to_eval, where: str):
-        self.prepare_pt2e = quantize_pt2e.prepare_pt2e
-        self.prepare_qat_pt2e = quantize_pt2e.prepare_qat_pt2e
-        self.convert_pt2e = quantize_pt2e.convert_pt2e
-        self.x86 = x86_quantizer
-        self.move_to_eval = move_to_eval
-        self.where = where
-
-    def quantizer(self, is_qat: bool = False):
-        config = self.x86.get_default_x86_inductor_quantization_config(is_qat=is_qat)
-        return self.x86.X86InductorQuantizer().set_global(config)
-
-    @staticmethod
-    def capture(model, args):
-        """The pre-dispatch graph PT2E quantizes: export_for_training's, or export's from 2.9 on."""
-        if Version(torch_release()) >= Version("2.9"):
-            return torch.export.export(model, args).module()
-        if hasattr(torch.export, "export_for_training"):  # 2.5 - 2.8
-            # strict (dynamo) capture: torch.ao's convert_pt2e folds QAT conv-bn by the
-            # source_fn_stack metadata only dynamo records (KeyError in 2.8 otherwise)
-            return torch.export.export_for_training(model, args, strict=True).module()
-        from torch._export import capture_pre_autograd_graph  # 2.1 - 2.4
-
-        return capture_pre_autograd_graph(model, args)
-
-
-@functools.cache
-def pt2e() -> PT2E:
-    """PT2E from torchao (torch >= 2.10) or torch.ao.quantization (2.1 - 2.9); ImportError says why."""
-    if Version(torch_release()) >= Version(PT2E_IN_TORCHAO):
-        try:
-            with silent_import():
-                import torchao.quantization.pt2e as ao_pt2e
-                import torchao.quantization.pt2e.quantize_pt2e as qp
-                import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
-        except ImportError as exc:
-            raise ImportError(f"pt2e on torch >= {PT2E_IN_TORCHAO} needs torchao "
-                              f"(pip install 'bc-harness[pt2e]'): {exc}") from exc
-        return PT2E(qp, x86, ao_pt2e.move_exported_model_to_eval, "torchao.quantization.pt2e")
-    import torch.ao.quantization.quantize_pt2e as qp
-    import torch.ao.quantization.quantizer.x86_inductor_quantizer as x86
-
-    return PT2E(qp, x86, torch.ao.quantization.move_exported_model_to_eval, "torch.ao.quantization")
 
 
 @functools.lru_cache(maxsize=None)
@@ -249,13 +167,6 @@ def lite_load(data: bytes):
     return _load_for_lite_interpreter(io.BytesIO(data))
 
 
-def ondevice_dynamic_jit():
-    """torch.ao.quantization.quantize_jit._quantize_ondevice_dynamic_jit."""
-    from torch.ao.quantization.quantize_jit import _quantize_ondevice_dynamic_jit
-
-    return _quantize_ondevice_dynamic_jit
-
-
 # --- weights_only loading of packed parameters ---------------------------------------
 
 @contextlib.contextmanager
@@ -278,6 +189,21 @@ def allow_script_objects(refused: type[Exception]) -> Iterator[None]:
         return
     raise refused(f"torch {torch.__version__} cannot admit packed parameters to a weights_only load "
                   "(needs torch >= 2.4)")
+
+
+def registered_safe_globals() -> frozenset[str]:
+    """Qualified names of what this process's torch admits to weights_only loading beyond its
+    built-ins: the safe globals torch and the libraries imported so far have registered."""
+    getter = getattr(torch.serialization, "get_safe_globals", None)
+    names = set()
+    for item in (getter() if getter else []):
+        if isinstance(item, tuple):  # (object, the name it is pickled under)
+            names.add(item[1])
+            continue
+        module, qualname = getattr(item, "__module__", None), getattr(item, "__qualname__", None)
+        if module and qualname:
+            names.add(f"{module}.{qualname}")
+    return frozenset(names)
 
 
 # --- what a release writes into its archives (facts read off the committed goldens) ------------

@@ -41,7 +41,9 @@ def fx_without_stack_traces() -> Iterator[None]:
     torch._dynamo and torch._inductor on the first node of a process (2.5 s of a first
     prepare_fx that takes 14 ms without them) and symbolizes a stack for every node after.
     """
-    config = getattr(getattr(torch, "fx", None), "config", None)
+    import torch.fx
+
+    config = getattr(torch.fx, "config", None)
     if config is None or not hasattr(config, "do_not_emit_stack_traces"):
         yield
         return

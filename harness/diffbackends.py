@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from . import flows
 from .catalog import Case
-from .compat import build_problem
 from .compare import compare
 from .engines import engine, supported_engines
 from .notices import quiet
@@ -84,7 +83,7 @@ def case_row(case: Case, engines: list[str], crashed: dict | None = None, at=Non
     crashed = crashed or {}
     if not case.check_numerics:
         return {}, "it checks loading only: no output to compare"
-    unable = build_problem(case)
+    unable = flows.build_problem(case)
     if unable:
         return {}, f"not built here: {unable}"
     if ("reference",) in crashed:

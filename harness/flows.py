@@ -1,32 +1,21 @@
-"""Quantization flows: turning what a case builds into the quantized model that runs."""
+"""Making a case's models: its build under its seed, its input, and the quantized model each
+artifact kind needs, each asked of the case's flow (harness.stacks), never by a flow's name."""
 
 from __future__ import annotations
 
+import copy
+
+import torch
+
+from . import stacks
 from .catalog import Case
-from .compat import ao, quantize_fx
+from .compat import requirement_problem
+from .compat_shortcuts import qparams_from_range, remembered_histogram_searches
+from .notices import Remembered
 
 #: Where torch.package keeps the model, as PyTorch's package test names it.
 PACKAGE_NAME = "test"
 PACKAGE_RESOURCE = "test.pkl"
-
-
-def quantize_jit(script_module, example):
-    """PyTorch's JIT graph-mode PTQ: default_qconfig for the whole model, one calibration call."""
-    q = ao()
-
-    def calibrate(model, data):
-        model(data)
-
-    return q.quantize_jit(script_module, {"": q.default_qconfig}, calibrate, [example])
-
-
-def fx_transforms(module, example):
-    """PyTorch's package test transforms: prepare_fx / calibrate / convert_fx with fbgemm's qconfig."""
-    qfx = quantize_fx()
-    qconfig = ao().get_default_qconfig("fbgemm")
-    prepared = qfx.prepare_fx(module, {"": qconfig}, example_inputs=(example,))
-    prepared(example)
-    return qfx.convert_fx(prepared)
 
 
 def get_attr_targets(graph_module) -> set[str]:
@@ -34,55 +23,9 @@ def get_attr_targets(graph_module) -> set[str]:
     return {node.target for node in graph_module.graph.nodes if node.op == "get_attr"}
 
 
-def quantize_ondevice(script_module, example, qconfig_name: str = "default_dynamic_qconfig"):
-    """On-device dynamic PTQ as a phone would run it: insert the observe/quantize methods,
-    then reset_observers_forward, observe_forward and quantize_forward on the example."""
-    from .compat import ondevice_dynamic_jit
-
-    module = ondevice_dynamic_jit()(script_module, {"": getattr(ao(), qconfig_name)}, "forward", True)
-    args = example if isinstance(example, tuple) else (example,)
-    module.reset_observers_forward()
-    module.observe_forward(*args)
-    module.quantize_forward(*args)
-    return module
-
-
-#: the flows whose quantization step runs on a TorchScript module, and their default step
-_ON_SCRIPT = {"jit": quantize_jit, "ondevice": quantize_ondevice}
-
-
 def transform(case: Case):
-    """The case's quantization step: its own, or its flow's default."""
-    if case.transform is not None:
-        return case.transform
-    if case.flow == "fx":
-        return fx_transforms
-    return _ON_SCRIPT.get(case.flow)
-
-
-#: flows whose quantization step runs on the built (float) module: ``transform(module, example)``
-_ON_MODULE = frozenset({"fx", "torchao"})
-
-
-def to_script(case: Case, built, example, trace: bool = False):
-    """``built`` scripted (or traced), then quantized where the flow quantizes TorchScript."""
-    import torch
-
-    source = runnable(case, built, example) if case.flow == "fx" else built
-    module = torch.jit.trace(source, example) if trace else torch.jit.script(source)
-    if case.flow in _ON_SCRIPT:
-        module = transform(case)(module, example)
-    return module
-
-
-def quantize(case: Case, module, example):
-    """The flow's quantization step on a built float module (fx, torchao), with HistogramObserver's
-    search done once for the same calibration under every engine, and FX tracing without
-    per-node stack traces (compat_shortcuts)."""
-    from .compat_shortcuts import fx_without_stack_traces, remembered_histogram_searches
-
-    with remembered_histogram_searches(), fx_without_stack_traces():
-        return transform(case)(module, example)
+    """The case's quantization step: its own, or its flow's default (None: build quantizes)."""
+    return stacks.of_case(case).transform(case)
 
 
 def runnable(case: Case, built, example):
@@ -91,13 +34,54 @@ def runnable(case: Case, built, example):
     Runs under whatever quantized engine is current, so calling it once per engine gives
     each backend's golden.
     """
-    if case.flow in _ON_SCRIPT:
-        return to_script(case, built, example)
-    if case.flow in _ON_MODULE:
-        return quantize(case, built, example)
-    if case.flow == "observer":
-        built(example)  # calibrate, as PyTorch does before saving the state_dict
-    return built
+    return stacks.of_case(case).runnable(case, built, example)
+
+
+def to_script(case: Case, built, example, trace: bool = False):
+    """The model as TorchScript (scripted, or traced), quantized where the flow quantizes TorchScript."""
+    return stacks.of_case(case).scripted(case, built, example, trace)
+
+
+def requantized(case: Case, module, example):
+    """A packaged float module, quantized again by today's flow (the package kind's replay)."""
+    return stacks.of_case(case).requantized(case, module, example)
+
+
+def load_state(case: Case, model, state) -> None:
+    """``state`` loaded into ``model`` as the flow's users do."""
+    stacks.of_case(case).load_state(model, state)
+
+
+def exportable(case: Case, model):
+    """The quantized model as this release's torch.export takes it."""
+    return stacks.of_case(case).exportable(model)
+
+
+def output(case: Case, model, out):
+    """What a golden records of ``model``'s output ``out``."""
+    return stacks.of_case(case).output(model, out)
+
+
+def flow_problem(flow: str) -> str | None:
+    """Why this install cannot make or run ``flow``'s models (its stack says), or None when it can."""
+    return stacks.flow(flow).problem()
+
+
+def build_problem(case: Case) -> str | None:
+    """Why this process cannot build ``case`` (its flow, or a package it requires), or None."""
+    return flow_problem(case.flow) or next(filter(None, map(requirement_problem, case.requires)), None)
+
+
+def library_problem(case: Case) -> str | None:
+    """Why no file of ``case`` can be read here, where every file of its flow holds its library's
+    own tensors or operators and that library is missing; else None."""
+    flow = stacks.of_case(case)
+    return flow.problem() if flow.library_files else None
+
+
+def flow_of(model) -> str:
+    """The flow a user's quantized model came from, read off its modules (for a manifest entry)."""
+    return stacks.model_flow(model)
 
 
 #: skeletons by (case, engine): a replay loads every golden version's state_dict of a case
@@ -108,8 +92,7 @@ _uncopyable: set = set()  # (case, engine) keys whose skeleton deepcopy refuses
 
 
 def skeleton(case: Case, example):
-    """A module of the case's structure, for a golden state_dict to load into (torchao's: the
-    float module, whose parameters the checkpoint's quantized tensors replace).
+    """A module of the case's structure, for a golden state_dict to load into (the flow says which).
 
     Built once per (case, quantized engine) and process, with the qparams its calibration
     would search for left to the state_dict (compat_shortcuts.qparams_from_range), and handed out as a
@@ -117,12 +100,6 @@ def skeleton(case: Case, example):
     warnings come with every copy (notices.Remembered). A model that cannot be deep-copied
     (qnnpack cannot unpack its 3-d convolutions' weights) is built afresh each time.
     """
-    import copy
-
-    import torch
-
-    from .notices import Remembered
-
     key = (case.source, case.id, case.build, torch.backends.quantized.engine)
     if key in _uncopyable:
         return _build_skeleton(case, example)
@@ -140,46 +117,17 @@ def skeleton(case: Case, example):
 
 
 def _build_skeleton(case: Case, example):
-    from .compat_shortcuts import qparams_from_range
-
     with qparams_from_range():
-        built = build(case)
-        return runnable(case, built, example) if case.flow == "fx" else built
+        return stacks.of_case(case).skeleton(case, build(case), example)
 
 
-def load_state(case: Case, model, state) -> None:
-    """``state`` loaded into ``model`` as the flow's users do: torchao's checkpoints with
-    ``assign=True`` (a quantized tensor subclass cannot be copied into a float parameter)."""
-    if case.flow == "torchao":
-        model.load_state_dict(state, assign=True)
-    else:
-        model.load_state_dict(state)
-
-
-def exportable(case: Case, model):
-    """The quantized model as this release's torch.export takes it."""
-    if case.flow == "torchao":
-        from . import compat_torchao
-
-        return compat_torchao.exportable(model)
-    return model
-
-
-#: flows whose built model does not depend on the quantized engine and is slow to make
-#: (convert_pt2e of a QAT model takes seconds): built once per process, then copied
-_BUILT_ONCE = frozenset({"pt2e"})
+#: built models of the flows that build once per process (Flow.built_once), by case
 _built: dict = {}
 
 
 def build(case: Case):
     """``case.build()`` under the case's seed, so every engine gets the same weights."""
-    import copy
-
-    import torch
-
-    from .compat_shortcuts import remembered_histogram_searches
-
-    if case.flow in _BUILT_ONCE:
+    if stacks.of_case(case).built_once:
         key = (case.source, case.id, case.build)
         if key not in _built:
             if len(_built) >= 4:
@@ -193,22 +141,5 @@ def build(case: Case):
 
 
 def make_input(case: Case):
-    import torch
-
     torch.manual_seed(case.seed)
     return case.input.make()
-
-
-def flow_of(model) -> str:
-    """The flow a user's quantized model came from, read off its modules (for a manifest entry)."""
-    import torch
-
-    if isinstance(model, torch.jit.ScriptModule):
-        return "jit"
-    if isinstance(model, torch.fx.GraphModule):
-        return "fx"
-    names = {type(m).__module__ for m in model.modules()} if isinstance(model, torch.nn.Module) else set()
-    for flow, marker in (("dynamic", ".dynamic"), ("qat", ".qat")):
-        if any(marker in name for name in names):
-            return flow
-    return "eager"

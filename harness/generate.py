@@ -11,11 +11,11 @@ import platform
 import sys
 from dataclasses import dataclass, field
 
-from . import __version__, flows
+from . import __version__, flows, stacks
 from .artifacts import KINDS
 from .artifacts.reproducible import reproducible
 from .catalog import Case
-from .compat import build_problem, cpu_capability, has_avx512_vnni, kind_problem, torch_release
+from .compat import cpu_capability, has_avx512_vnni, kind_problem, torch_release
 from .engines import engine, supported_engines
 from .layout import HarnessLayout as Names
 from .layout import PyTorchLayout
@@ -84,8 +84,8 @@ def generate_case(case: Case, engines: list[str] | None = None, crashed: dict | 
     if parse_version(torch_release()) < parse_version(case.min_torch):
         out.entry.skipped = f"needs torch >= {case.min_torch}"
         return out
-    if build_problem(case):
-        out.entry.skipped = build_problem(case)
+    if flows.build_problem(case):
+        out.entry.skipped = flows.build_problem(case)
         return out
     first = engines[0] if engines else None
     if stage.crashed("build"):
@@ -171,7 +171,7 @@ def _make_artifacts(out: Generated, example, reference, stage: _Stages) -> None:
         if kind in CODE_CARRYING:  # the code it carries, as text a reviewer sees in a diff
             out.files[Names.sidecar_file(case, kind)] = embedded_code(kind, data).encode()
         entry.artifacts.append(kind)
-    if case.flow == "fx":
+    if stacks.of_case(case).graph_targets:
         model = flows.runnable(case, flows.build(case), example)
         # sorted: a pickled set follows the process's string-hash order, and the bytes would
         # change on every run; replay compares it as a set either way

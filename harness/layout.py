@@ -137,7 +137,8 @@ class HarnessLayout:
     # -- reading a set ------------------------------------------------------------------
     def case_problem(self, case: Case) -> tuple[str, str] | None:
         """(verdict, reason) when a case cannot be replayed from this set at all."""
-        from .compat import build_problem, torch_release
+        from .compat import torch_release
+        from .flows import build_problem
         from .versions import parse_version
 
         entry = self.golden.cases.get(case.id)

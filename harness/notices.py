@@ -123,8 +123,8 @@ def runtime_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
 
 @contextlib.contextmanager
 def silent_import() -> Iterator[None]:
-    """Import a package whose import logs to stderr (torchao reports its optional CUDA kernels'
-    load failures, which say nothing here): logging, warnings and file descriptor 2 muted."""
+    """Import a package whose import logs to stderr (a stack's library may report its optional CUDA
+    kernels' load failures, which say nothing here): logging, warnings and file descriptor 2 muted."""
     import logging
     import os
 

@@ -8,8 +8,8 @@ bytecode lists ``aten::add`` with its overload, a .pt2 program's nodes target
 the quantized, aten math and shape operators that the catalog's goldens of every committed torch
 release call (``tests/test_operators.py`` holds the catalog to it). Whatever touches files,
 processes or global state (``aten::save``, ``aten::from_file``, ``prim::Print``, the profiler) is
-named in ``FORBIDDEN`` and refused with the reason; any other operator is refused as unknown until
-it is added here, or to ``operators`` of ``[tool.bc-harness]`` in the project's pyproject.toml
+named in ``FORBIDDEN`` and refused with the reason; a stack adds the operators of its own library
+(harness.stacks); any other operator is refused as unknown until it is added here, or to ``operators`` of ``[tool.bc-harness]`` in the project's pyproject.toml
 for a project's own models (that file is the project's, not the golden directory's: the allowlist
 is not something a golden can extend).
 
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import ast
 import re
+
+from . import stacks
 
 #: every operator the catalog's goldens call, as namespace::name (regenerating the catalog stays
 #: inside it: tests/test_operators.py)
@@ -73,8 +75,6 @@ OPERATORS = frozenset({
     # quantized_decomposed
     "quantized_decomposed::dequantize_per_channel", "quantized_decomposed::dequantize_per_tensor",
     "quantized_decomposed::quantize_per_channel", "quantized_decomposed::quantize_per_tensor",
-    # torchao
-    "torchao::choose_qparams_affine", "torchao::dequantize_affine", "torchao::quantize_affine",
 })
 
 #: methods TorchScript code of the catalog calls on its modules and values
@@ -114,9 +114,9 @@ def refusal(operator: str, extra: frozenset = frozenset()) -> str | None:
     what = forbidden(operator)
     if what:
         return f"calls {operator}, which {what}"
-    if operator in OPERATORS or operator in extra:
+    if operator in OPERATORS or operator in extra or operator in stacks.operators():
         return None
-    return (f"calls {operator}, which is not on the operator allowlist (harness/operators.py; a project adds "
+    return (f"calls {operator}, which is not on the operator allowlist (harness/operators.py and the stacks'; a project adds "
             "its own models' operators to operators of [tool.bc-harness])")
 
 

@@ -51,7 +51,7 @@ def _tensor(t) -> str:
     shape = tuple(t.shape)
     flatten = getattr(type(t), "__tensor_flatten__", None)
     if flatten is not None and type(t) not in (torch.Tensor, torch.nn.Parameter):
-        # a tensor subclass (torchao's quantized weights): the plain tensors it is made of
+        # a tensor subclass (a library's quantized weights): the plain tensors it is made of
         inner = flatten(t)[0]
         return f"{type(t).__name__} {t.dtype} {shape}: " + "; ".join(
             f"{name} {_tensor(getattr(t, name))}" for name in inner)

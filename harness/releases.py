@@ -2,7 +2,7 @@
 each row's torch is installed. No torch is imported here (this runs before torch is installed).
 
 Admitting the next release: raise ``SUPPORTED`` (and pyproject's ``torch`` range, which a test
-holds equal to it), add its torchao pair to ``TORCHAO`` when it is past ``PT2E_IN_TORCHAO``,
+holds equal to it), add each stack's pair for it (its ``releases`` module, harness.stacks),
 replay every golden set on it (``BC_TORCH=X tox -e replay``), and commit its goldens
 (``regenerate-goldens --torch X``). The ``latest`` row of the nightly matrix already follows
 the registry's newest release without any of this; ``nightly`` follows PyTorch's nightly build.
@@ -27,6 +27,8 @@ from typing import Callable
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from . import stacks
+
 #: runtime torch releases the harness supports; pyproject's requirement is the same range
 SUPPORTED = SpecifierSet(">=1.13,<2.16")
 #: the oldest release with a golden set and a nightly row
@@ -35,15 +37,6 @@ OLDEST = "1.13.1"
 LOCAL = "2.13.0"
 #: the nightly matrix: row name -> torch (a release, or "latest" / "nightly", resolved at run time)
 MATRIX = {"oldest": OLDEST, "torch213": LOCAL, "latest": "latest", "nightly": "nightly"}
-#: from this torch release on, PT2E lives in torchao (torchao.quantization.pt2e), not torch.ao
-PT2E_IN_TORCHAO = "2.10"
-#: torch minor -> the torchao release that pairs with it: the one built against it (torchao's own
-#: compatibility table, torchao/__init__.py), else the newest whose binaries admit it. 0.18.0
-#: admits torch >= 2.11 and is the newest release on the registry for 2.13, 2.14 and 2.15. From
-#: PT2E_IN_TORCHAO on every install takes it (PT2E lives there); before, the torchao flow's cases
-#: do (its goldens and their replay): 0.6.1 (torch 2.4), 0.12.0 (torch 2.8).
-TORCHAO = {"2.4": "0.6.1", "2.8": "0.12.0", "2.10": "0.16.0", "2.11": "0.17.0", "2.12": "0.17.0",
-           "2.13": "0.18.0", "2.14": "0.18.0", "2.15": "0.18.0"}
 #: torch minor -> the torchvision release built against it (torchvision's compatibility table): a
 #: generation extra of the torchvision cases, installed in isolated environments only (the
 #: registry's torchvision does not import beside the README's CPU build of torch, so 2.13, the
@@ -69,13 +62,6 @@ NOT_INSTALLED = 3
 
 class ReleaseError(Exception):
     """The registry cannot be asked, or a row or version is not one the harness knows."""
-
-
-def torchao_for(version: str) -> str | None:
-    """The torchao release to install beside torch ``version`` (None: none pairs with it, or a
-    release newer than the table, which takes the newest)."""
-    v = Version(version)
-    return TORCHAO.get(f"{v.major}.{v.minor}")
 
 
 def torchvision_for(version: str) -> str | None:
@@ -134,7 +120,8 @@ def resolve(row: str, fetch: Callable[[str], dict] = _fetch_json) -> str:
 
 
 def pip_args(torch: str, index: str | None = None, extras: bool = False) -> list[str]:
-    """``pip install`` arguments for torch ``torch`` (a release or "nightly") and its torchao pair.
+    """``pip install`` arguments for torch ``torch`` (a release or "nightly") and what each registered
+    stack installs beside it (harness.stacks.packages: its libraries, pinned to their pair).
 
     ``index`` "cpu" takes CPU builds from PyTorch's index (PyPI still serves everything else;
     an ``==`` pin then prefers the ``+cpu`` build); "registry" (the default) takes pip's index.
@@ -146,10 +133,8 @@ def pip_args(torch: str, index: str | None = None, extras: bool = False) -> list
         raise ReleaseError(f"{INDEX_VARIABLE}={index!r}: choose cpu or registry")
     if torch == "nightly":  # only that index (it mirrors torch's dependencies), as PyTorch's own
         # instructions say; --upgrade: an installed release must not satisfy "torch"
-        return ["--pre", "--upgrade", "torch", "torchao", "--index-url", NIGHTLY_CPU_INDEX]
-    pair = torchao_for(torch)
-    packages = [f"torch=={torch}"] + ([f"torchao=={pair}"] if pair else
-                                       ["torchao"] if Version(torch) >= Version(PT2E_IN_TORCHAO) else [])
+        return ["--pre", "--upgrade", "torch", *stacks.packages(torch), "--index-url", NIGHTLY_CPU_INDEX]
+    packages = [f"torch=={torch}", *stacks.packages(torch)]
     if extras and torchvision_for(torch):
         packages.append(f"torchvision=={torchvision_for(torch)}")
     source = ["--index-url", CPU_INDEX, "--extra-index-url", PYPI_SIMPLE] if index == "cpu" else []

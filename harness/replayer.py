@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from . import flows, machine
+from . import flows, machine, stacks
 from .artifacts import KINDS
 from .catalog import Case
 from .compare import Diff, compare, compare_sets, compare_state
-from .compat import build_problem, kind_problem, torch_release
+from .compat import kind_problem, torch_release
 from .engines import engine, supported_engines
 from .notices import quiet, runtime_warnings
 from .results import COMPARED, KNOWABLE, Result, one_line
@@ -59,17 +59,15 @@ REFERENCE_SOURCES = ("state_dict", "package", "export", "scripted", "traced", "l
 #: kinds whose replay re-runs the case's flow on today's torch (a state_dict loads into today's
 #: conversion of an FX model; a package re-runs prepare_fx/convert_fx)
 _REBUILDS = frozenset({"state_dict", "package"})
-#: flows whose every file holds the flow library's own tensors or ops (torchao's subclasses and
-#: torch.ops.torchao): without that library no artifact of theirs can be read
-_LIBRARY_FLOWS = frozenset({"torchao"})
 
 
 def runtime_problem(case: Case, kind: str) -> str | None:
     """Why this torch cannot replay ``kind`` of ``case`` at all, or None."""
-    rebuilt = kind in _REBUILDS or case.flow in _LIBRARY_FLOWS
+    # a flow whose every file holds its library's own tensors or ops reads none of them without it
+    rebuilt = kind in _REBUILDS or stacks.of_case(case).library_files
     if rebuilt and case.build is None:  # a golden of a test's own model, replayed without its test
         return f"its model is built by its test ({case.source}): pytest replays it"
-    return kind_problem(kind) or (build_problem(case) if rebuilt else None)
+    return kind_problem(kind) or (flows.build_problem(case) if rebuilt else None)
 
 
 def owned_cases(golden: GoldenSet, known: set[str]) -> list[Case]:
@@ -83,7 +81,7 @@ def owned_cases(golden: GoldenSet, known: set[str]) -> list[Case]:
         if entry.malformed or not entry.owner or case_id in known or not entry.artifacts:
             continue
         out.append(Case(case_id, build=None, input=GivenInput(None), artifacts=tuple(entry.artifacts),
-                        flow=entry.flow or "eager", source=entry.owner, state_dict_zipfile=True,
+                        flow=entry.flow or None, source=entry.owner, state_dict_zipfile=True,
                         engine_agnostic=set(entry.backends) == {"any"}))
     return out
 
@@ -372,7 +370,7 @@ class Replayer:
         files = self._case_files(case)
         if files.problem is not None:
             return result(*files.problem)
-        unable = build_problem(case)
+        unable = flows.build_problem(case)
         if unable:
             return result("skip", f"torch {self.runtime} cannot build it: {unable}")
         if backend != "any" and backend not in self.have:

@@ -30,8 +30,8 @@ class Finding:
 
     where: str  # version/path
     problem: str
-    #: False: the file is sound and vouched for, but this install cannot load it (a torchao
-    #: checkpoint whose classes the installed torchao does not register): the replay's load-error
+    #: False: the file is sound and vouched for, but this install cannot load it (a
+    #: checkpoint naming a library's classes that the installed release does not register): the replay's load-error
     failing: bool = True
 
 

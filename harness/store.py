@@ -39,8 +39,8 @@ class CorruptGolden(GoldenError):
 
 
 class UnloadableGolden(GoldenError):
-    """A sound file that this install refuses to load safely (a checkpoint naming a torchao class
-    the installed torchao does not register): a load error of this release, not a corrupt file."""
+    """A sound file that this install refuses to load safely (a checkpoint naming a library's
+    class that the installed release of that library does not register): a load error of this release, not a corrupt file."""
 
     verdict = "load-error"
 

@@ -34,6 +34,7 @@ import pickletools
 import re
 import sys
 
+from . import stacks
 from .archives import MAX_INFLATED_BYTES, MAX_MEMBERS, Archive, is_zip
 from .operators import export_operator, refusal, torchscript_problem
 from .pickles import (TORCHSCRIPT_GLOBALS, Refused, Untrusted, check_globals, data_allowed, numel, pickle_globals,
@@ -94,27 +95,29 @@ class NotAdmitted(Refused):
     checkpoint on this install (a finding), not a hostile file."""
 
 
-#: libraries whose checkpoints name their own tensor subclasses, admitted to a data pickle when the
-#: installed release registers them as torch safe globals (weights_only loading admits exactly those)
-REGISTERING_LIBRARIES = ("torchao",)
-
-
 def _check_data_globals(names: set[str], what: str) -> None:
-    """Every global a data pickle names must be torch's weights_only built-ins, or a torch or
-    torchao class that this process's releases register as safe globals."""
+    """Every global a data pickle names must be torch's weights_only built-ins, or a class of torch
+    or of a stack's library (harness.stacks: its checkpoints name their own tensor subclasses) that
+    this process's releases register as safe globals: weights_only loading admits exactly those."""
     outside = {n for n in names if not data_allowed(n)}
     if not outside:
         return
-    foreign = {n for n in outside if n.split(".", 1)[0] not in ("torch", *REGISTERING_LIBRARIES)}
+    owners = stacks.libraries()
+    foreign = {n for n in outside if n.split(".", 1)[0] not in ("torch", *owners)}
     check_globals(foreign, lambda _n: False, what)  # refused without importing anything
-    from .compat_torchao import registered_safe_globals, version
+    for library in {n.split(".", 1)[0] for n in outside} & set(owners):
+        owners[library].library_problem(library)  # imports it where it can be: it registers its classes
+    from .compat import registered_safe_globals  # imports torch: vetting is imported by the plugin, which must not
 
     unregistered = sorted(outside - registered_safe_globals())
-    library = [n for n in unregistered if n.split(".", 1)[0] in REGISTERING_LIBRARIES]
-    if library:
-        named = library[0] + (f" (and {len(library) - 1} more)" if len(library) > 1 else "")
-        why = (f"which torchao {version()} does not register as a safe global" if version()
-               else "and torchao cannot be imported here to register it")
+    named_libraries = [n for n in unregistered if n.split(".", 1)[0] in owners]
+    if named_libraries:
+        first = named_libraries[0]
+        library = first.split(".", 1)[0]
+        version = owners[library].versions().get(library)
+        named = first + (f" (and {len(named_libraries) - 1} more)" if len(named_libraries) > 1 else "")
+        why = (f"which {library} {version} does not register as a safe global" if version
+               else f"and {library} cannot be imported here to register it")
         raise NotAdmitted(f"weights_only loading refuses {what}: it names {named}, {why}")
     check_globals(set(unregistered), lambda _n: False, what)
 

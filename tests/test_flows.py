@@ -10,7 +10,8 @@ from collections import Counter
 
 import pytest
 
-from harness.catalog import ARTIFACT_KINDS, FLOWS
+from harness import stacks
+from harness.catalog import ARTIFACT_KINDS
 from harness.replay import HarnessLayout, Options, Replayer
 from harness.store import GoldenStore
 
@@ -21,7 +22,7 @@ def test_catalog_covers_every_flow_and_artifact_kind(catalog):
     flows = Counter(c.flow for c in catalog)
     kinds = Counter(k for c in catalog for k in c.artifacts)
     assert len(catalog) >= 60
-    assert set(flows) == set(FLOWS) and all(flows[f] >= 2 for f in FLOWS), flows
+    assert set(flows) == set(stacks.flow_names()) and all(flows[f] >= 2 for f in stacks.flow_names()), flows
     assert set(kinds) == set(ARTIFACT_KINDS), kinds
     # the lite and export kinds come from their own flows' cases, not only one each
     assert {c.flow for c in catalog if "lite" in c.artifacts} == {"jit", "ondevice"}
@@ -99,13 +100,17 @@ def test_a_runtime_without_the_kind_skips_with_the_reason(generated_store, catal
     """A torch that cannot read .pt2 files: every export result is a skip that says why."""
     import harness.compat as compat
 
+    import harness.stacks.torch_ao.compat as stack_compat
+    from harness.flows import flow_problem
+
     monkeypatch.setattr(compat, "torch_release", lambda: "2.0.1")
+    monkeypatch.setattr(stack_compat, "torch_release", lambda: "2.0.1")
     golden = GoldenStore(generated_store).open(next(iter(GoldenStore(generated_store).versions()[0])))
     case = next(c for c in catalog if c.id == "pt2e-ptq-linear")
     results = list(Replayer(HarnessLayout(golden), [case], Options()).run())
     assert results and {r.verdict for r in results} == {"skip"}
     assert all("torch.export archives (.pt2) need torch >= 2.1" in r.message for r in results)
-    assert compat.flow_problem("pt2e") == "pt2e (prepare_pt2e / convert_pt2e) needs torch >= 2.1"
+    assert flow_problem("pt2e") == "pt2e (prepare_pt2e / convert_pt2e) needs torch >= 2.1"
     assert compat.kind_problem("lite") is None
 
 
@@ -127,7 +132,7 @@ print(json.dumps({{"skipped": made.entry.get("skipped"), "files": len(made.files
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    from harness.compat import PT2E_IN_TORCHAO
+    from harness.stacks.torch_ao.releases import PT2E_IN_TORCHAO
     from harness.versions import parse_version
 
     if parse_version(version) >= parse_version(PT2E_IN_TORCHAO):

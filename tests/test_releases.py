@@ -93,9 +93,11 @@ def test_pip_args_per_index_and_torchao_pair(monkeypatch):
 
 
 def test_torchao_and_torchvision_pairs():
-    assert releases.torchao_for("2.9.1") is None and releases.torchao_for("2.4.1") == "0.6.1"
-    assert releases.torchao_for("2.10.0") == "0.16.0"
-    assert all(releases.torchao_for(f"{minor}.0") for minor in releases.TORCHAO)
+    from harness.stacks.torchao.releases import TORCHAO, torchao_for
+
+    assert torchao_for("2.9.1") is None and torchao_for("2.4.1") == "0.6.1"
+    assert torchao_for("2.10.0") == "0.16.0"
+    assert all(torchao_for(f"{minor}.0") for minor in TORCHAO)
     assert releases.pip_args("2.4.1") == ["torch==2.4.1", "torchao==0.6.1"]  # replay: no torchvision
     assert releases.pip_args("2.4.1", extras=True)[-1] == "torchvision==0.19.1"  # generation: with it
     assert releases.pip_args("2.9.1", extras=True) == ["torch==2.9.1"]  # no pair known: nothing guessed

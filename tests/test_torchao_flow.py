@@ -56,7 +56,7 @@ def test_torchao_checkpoint_round_trips_through_the_store(tmp_path, catalog):
 
 def test_the_reference_names_the_tensor_subclass_it_has_no_rule_for():
     from harness import reference
-    from harness.compat_torchao import quantize
+    from harness.stacks.torchao.compat import quantize
 
     model = quantize(torch.nn.Sequential(torch.nn.Linear(32, 8)).eval(), "int8-dynamic")
     with pytest.raises(reference.Unsupported, match=r"0.weight is a \w+ \(a tensor subclass computing in torchao"):
@@ -90,7 +90,7 @@ def test_a_checkpoint_naming_an_unregistered_class_is_never_unpickled(tmp_path, 
 
 
 def test_registered_torchao_classes_pass_vetting():
-    from harness.compat_torchao import quantize, registered_safe_globals
+    from harness.stacks.torchao.compat import quantize, registered_safe_globals
     from harness.vetting import vet
 
     model = quantize(torch.nn.Sequential(torch.nn.Linear(32, 8)).eval(), "int8-weight-only")
@@ -101,7 +101,7 @@ def test_registered_torchao_classes_pass_vetting():
 
 
 def test_a_missing_requirement_is_a_skip_with_its_reason(tmp_path, catalog):
-    from harness.compat import build_problem
+    from harness.flows import build_problem
     from harness.replay import Options, replay_store
 
     base = _by_id(catalog, "linear")
@@ -115,7 +115,7 @@ def test_a_missing_requirement_is_a_skip_with_its_reason(tmp_path, catalog):
 
 
 def test_a_recipe_this_torchao_lacks_is_recorded_not_raised(monkeypatch):
-    from harness import compat_torchao
+    from harness.stacks.torchao import compat as compat_torchao
     from harness.generate import generate_case
 
     monkeypatch.setitem(compat_torchao.RECIPES, "nothing", ("NoSuchConfig", None, None))

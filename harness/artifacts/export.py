@@ -18,11 +18,9 @@ def save(case, built, example) -> bytes:
 
 def decode(case, data: bytes):
     """The archive's ExportedProgram: the engine-free part of loading."""
-    if case.flow == "torchao":  # its ops (torch.ops.torchao.*) exist once torchao is imported
-        from ..compat_torchao import problem
-
-        if problem():
-            raise RuntimeError(problem())
+    missing = flows.library_problem(case)  # its operators exist once its library is imported
+    if missing:
+        raise RuntimeError(missing)
     return export_read(data)
 
 

@@ -30,4 +30,4 @@ def load(case, data: bytes, example, trusted: bool = False):
 
     importer = torch.package.PackageImporter(io.BytesIO(data))
     module = importer.load_pickle(flows.PACKAGE_NAME, flows.PACKAGE_RESOURCE)
-    return flows.quantize(case, module, example)
+    return flows.requantized(case, module, example)

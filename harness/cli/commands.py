@@ -132,7 +132,8 @@ def catalog_markdown(cases) -> str:
     """The README's catalog section: counts per fixture file and artifact kind, then every case."""
     from collections import Counter
 
-    from ..catalog import ARTIFACT_KINDS, FLOWS
+    from .. import stacks
+    from ..catalog import ARTIFACT_KINDS
 
     files = Counter(c.source for c in cases)
     kinds = Counter(k for c in cases for k in c.artifacts)
@@ -142,7 +143,7 @@ def catalog_markdown(cases) -> str:
              + ". Per artifact kind: " + ", ".join(f"{k} {kinds[k]}" for k in used) + ".", "",
              "Cases per flow and artifact kind:", "",
              "| flow | cases | " + " | ".join(used) + " |", "|---|---:|" + "---:|" * len(used)]
-    for flow in (f for f in FLOWS if flows[f]):
+    for flow in (f for f in stacks.flow_names() if flows[f]):
         per_kind = Counter(k for c in cases if c.flow == flow for k in c.artifacts)
         lines.append(f"| {flow} | {flows[flow]} | " + " | ".join(str(per_kind[k] or "") for k in used) + " |")
     lines += ["", "| case | fixture | flow | artifacts | PyTorch test | what |", "|---|---|---|---|---|---|"]

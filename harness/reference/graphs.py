@@ -132,7 +132,7 @@ def reference_output(model, example, forward=None):
 
 
 def _refuse_tensor_subclasses(model) -> None:
-    """A module whose weights are tensor subclasses (torchao's quantized tensors) computes in the
+    """A module whose weights are tensor subclasses (a library's quantized tensors) computes in the
     subclass's own code, which the reference has no rule for: Unsupported names the class."""
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if type(tensor) not in (torch.Tensor, torch.nn.Parameter):

@@ -1,8 +1,7 @@
-"""compat's torchao half: where each torchao API lives in each torchao release.
+"""Where each torchao API lives in each torchao release.
 
 torchao is optional: the torchao flow's cases need it to be made, and its goldens need it to be
-replayed; nothing else imports it. Release facts this module encodes (each checked in an
-environment of that release):
+replayed. Release facts this module encodes (each checked in an environment of that release):
 
 - ``quantize_(model, config)`` takes a config object from 0.9 on (``Int8WeightOnlyConfig()``);
   before, a function's result (``int8_weight_only()``); ``IntxWeightOnlyConfig`` exists from 0.12.
@@ -15,8 +14,10 @@ environment of that release):
 
 from __future__ import annotations
 
+import torch
 from packaging.version import InvalidVersion, Version
 
+from ...compat import requirement_problem
 
 #: the harness's name of a torchao recipe -> (config class from 0.9, function before 0.9, kwargs)
 #: kwargs is a function of the torchao module giving the arguments, None for the defaults
@@ -25,7 +26,7 @@ RECIPES = {
     "int8-dynamic": ("Int8DynamicActivationInt8WeightConfig", "int8_dynamic_activation_int8_weight", None),
     # 4-bit weights, symmetric, per group of 32 input channels, kept unpacked in int8 (CPU)
     "int4-weight-only": ("IntxWeightOnlyConfig", None, lambda ao: {
-        "weight_dtype": __import__("torch").int4, "granularity": ao.granularity.PerGroup(32)}),
+        "weight_dtype": torch.int4, "granularity": ao.granularity.PerGroup(32)}),
 }
 CONFIGS_SINCE = "0.9"
 UNWRAP_BEFORE = "0.8"
@@ -38,8 +39,6 @@ class Unavailable(Exception):
 def problem() -> str | None:
     """Why torchao cannot be used here (not installed, or it fails to import), or None. Importing
     it registers its safe globals and its ops (torch.ops.torchao.*)."""
-    from .compat import requirement_problem
-
     return requirement_problem("torchao")
 
 
@@ -90,18 +89,9 @@ def exportable(model):
 
 
 def registered_safe_globals() -> frozenset[str]:
-    """Qualified names of what this process's torch admits to weights_only loading beyond its
-    built-ins: the safe globals torch and the installed torchao (imported here) register."""
-    import torch
+    """What this process's torch and the installed torchao (imported here) admit to weights_only
+    loading beyond torch's built-ins."""
+    from ...compat import registered_safe_globals as registered
 
     problem()  # imports torchao when it is installed, so its registrations are made
-    getter = getattr(torch.serialization, "get_safe_globals", None)
-    names = set()
-    for item in (getter() if getter else []):
-        if isinstance(item, tuple):  # (object, the name it is pickled under)
-            names.add(item[1])
-            continue
-        module, qualname = getattr(item, "__module__", None), getattr(item, "__qualname__", None)
-        if module and qualname:
-            names.add(f"{module}.{qualname}")
-    return frozenset(names)
+    return registered()

@@ -1,0 +1,221 @@
+"""Quantization stacks: each one folder (``harness/stacks/<name>/``), known to the core only through
+the ``Stack`` and ``Flow`` interfaces below and the one registry line that names it.
+
+A stack is one way users quantize and ship models: its flows (how a case's model is quantized and
+read back), the packages it needs beside torch and which of their releases pair with each torch
+release, the classes its checkpoints name and the operators its files call (the vetting admits
+them), and how its library's own version is told. Nothing outside a stack's folder names one of
+its flows or packages: a test of the house asserts it (tests/test_stacks.py).
+
+Adding a stack is a folder with a ``STACK`` object that satisfies ``Stack``, and a line in
+``REGISTRY``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+if TYPE_CHECKING:  # annotations only
+    from ..catalog import Case
+
+#: the registered stacks, by module; the first one's first flow is a case's default flow
+REGISTRY = (
+    "harness.stacks.torch_ao",
+    "harness.stacks.torchao",
+)
+
+
+class Flow:
+    """How one flow turns what a case's ``build`` returns into the model that runs, and reads a
+    state_dict back. The defaults fit a flow whose ``build`` returns the quantized module itself;
+    a stack's flows override what differs."""
+
+    #: the name cases give as ``flow=`` (unique across stacks)
+    name: str = ""
+    #: what ``build`` returns and how the quantized model is made, for the docs and errors
+    description: str = ""
+    #: every file of the flow holds its library's own tensors or operators: none of them can be
+    #: read, nor its model rebuilt, without that library
+    library_files: bool = False
+    #: the built model does not depend on the quantized engine and is slow to make: built once
+    #: per process and handed out as copies
+    built_once: bool = False
+    #: the model is a graph whose ``get_attr`` targets a package golden records (FX)
+    graph_targets: bool = False
+
+    def problem(self) -> str | None:
+        """Why this install cannot make or run the flow's models, or None."""
+        return None
+
+    def transform(self, case: Case):
+        """The quantization step ``transform(module, example)``: the case's own, or the flow's default."""
+        return case.transform
+
+    def runnable(self, case: Case, built, example):
+        """The model a golden's output comes from, made from ``case.build()``'s result under the
+        current quantized engine."""
+        return built
+
+    def scripted(self, case: Case, built, example, trace: bool):
+        """The model as TorchScript (scripted, or traced on ``example``), as the flow makes it."""
+        import torch
+
+        return torch.jit.trace(built, example) if trace else torch.jit.script(built)
+
+    def requantized(self, case: Case, module, example):
+        """A packaged float module, quantized again by today's flow (the package kind)."""
+        step = self.transform(case)
+        return module if step is None else quantized(step, module, example)
+
+    def skeleton(self, case: Case, built, example):
+        """A module of the case's structure for a golden state_dict to load into."""
+        return built
+
+    def load_state(self, model, state) -> None:
+        """``state`` loaded into ``model`` as the flow's users do."""
+        model.load_state_dict(state)
+
+    def exportable(self, model):
+        """The model as this release's torch.export takes it."""
+        return model
+
+    def output(self, model, out):
+        """What a golden records of a model's output ``out`` (a flow may add state, e.g. qparams)."""
+        return out
+
+    def model_flow(self, model) -> bool:
+        """Whether a user's quantized ``model`` (the pytest fixture's) was made by this flow."""
+        return False
+
+
+def quantized(step, module, example):
+    """``step(module, example)``: a quantization step on a float module, with HistogramObserver's
+    search done once for the same calibration under every engine, and FX tracing without
+    per-node stack traces (harness.compat_shortcuts)."""
+    from ..compat_shortcuts import fx_without_stack_traces, remembered_histogram_searches
+
+    with remembered_histogram_searches(), fx_without_stack_traces():
+        return step(module, example)
+
+
+class Stack(Protocol):
+    """What the core asks of a quantization stack."""
+
+    #: a short name, shown in reports and docs
+    name: str
+    #: one line: what the stack is
+    description: str
+    #: its flows
+    flows: Sequence[Flow]
+    #: top-level packages whose classes its checkpoints name, admitted to a weights_only load
+    #: when the installed release registers them as torch safe globals
+    libraries: Sequence[str]
+    #: operators (``namespace::name``) its files may call beyond torch's own quantized ones
+    operators: frozenset
+
+    def packages(self, torch: str) -> list[str]:
+        """pip requirements the stack needs beside torch release ``torch`` ("nightly": the
+        nightly's), pinned to the release that pairs with it where one does; [] for none."""
+
+    def versions(self) -> dict[str, str]:
+        """The installed release of each package the stack needs, by name (absent: not importable)."""
+
+    def library_problem(self, library: str) -> str | None:
+        """Why ``library`` (one of ``libraries``) cannot be imported here, or None; importing it
+        registers its safe globals."""
+
+
+_MEMBERS = ("name", "description", "flows", "libraries", "operators", "packages", "versions", "library_problem")
+
+
+# The stacks import torch and their libraries; the registry is read on first use, so that loading
+# the pytest plugin or a CLI usage error imports neither.
+@functools.cache
+def registered() -> tuple[Stack, ...]:
+    """The registered stacks, in REGISTRY order."""
+    found = []
+    for module in REGISTRY:
+        stack = importlib.import_module(module).STACK
+        lacking = [a for a in _MEMBERS if not hasattr(type(stack), a) and not hasattr(stack, a)]
+        if lacking:  # asked of the class: a lazily imported member (flows) is not loaded to check it
+            raise TypeError(f"{module}.STACK does not satisfy harness.stacks.Stack: it has no {', '.join(lacking)}")
+        found.append(stack)
+    return tuple(found)
+
+
+@functools.cache
+def _flows() -> dict[str, tuple[Stack, Flow]]:
+    out: dict[str, tuple[Stack, Flow]] = {}
+    for stack in registered():
+        for flow in stack.flows:
+            if flow.name in out:
+                raise ValueError(f"flow {flow.name!r} is declared by stacks {out[flow.name][0].name} and {stack.name}")
+            out[flow.name] = (stack, flow)
+    return out
+
+
+def flow_names() -> tuple[str, ...]:
+    """Every registered flow's name, stack by stack."""
+    return tuple(_flows())
+
+
+def default_flow() -> str:
+    """The flow of a case that names none: the first registered stack's first flow."""
+    return registered()[0].flows[0].name
+
+
+def flow(name: str) -> Flow:
+    """The registered flow called ``name``; ValueError where none is."""
+    try:
+        return _flows()[name][1]
+    except KeyError:
+        raise ValueError(f"flow {name!r} is not one of {', '.join(flow_names())}") from None
+
+
+def stack_of(flow_name: str) -> Stack:
+    """The stack a registered flow belongs to."""
+    flow(flow_name)
+    return _flows()[flow_name][0]
+
+
+def of_case(case: Any) -> Flow:
+    """The flow of ``case``."""
+    return flow(case.flow)
+
+
+def model_flow(model) -> str:
+    """The flow a user's quantized model came from, as the stacks read it off the model; the
+    default flow where none claims it."""
+    return next((f.name for _, f in _flows().values() if f.model_flow(model)), default_flow())
+
+
+def libraries() -> dict[str, Stack]:
+    """Each registered stack's libraries (whose checkpoints name their own classes), with the stack."""
+    return {library: stack for stack in registered() for library in stack.libraries}
+
+
+def operators() -> frozenset:
+    """The operators the registered stacks' files may call beyond torch's own quantized ones."""
+    return frozenset().union(*(stack.operators for stack in registered()))
+
+
+def packages(torch: str) -> list[str]:
+    """pip requirements every registered stack needs beside torch ``torch``, each package once
+    (a pinned requirement wins over an unpinned one of the same package)."""
+    chosen: dict[str, str] = {}
+    for stack in registered():
+        for requirement in stack.packages(torch):
+            name = requirement.split("=", 1)[0].split("<", 1)[0].split(">", 1)[0]
+            if name not in chosen or "==" in requirement:
+                chosen[name] = requirement
+    return list(chosen.values())
+
+
+def versions() -> dict[str, str]:
+    """The installed releases of every registered stack's packages, by package name."""
+    out: dict[str, str] = {}
+    for stack in registered():
+        out.update(stack.versions())
+    return out

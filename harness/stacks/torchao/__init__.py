@@ -1,0 +1,41 @@
+"""The torchao stack: ``quantize_`` configs on float modules, tensor-subclass state_dicts and
+``.pt2`` programs. Its release axis is the (torch, torchao) pair (harness.stacks.torchao.releases).
+
+Importing this package imports neither torch nor torchao (the release axis is read before torch is
+installed); its flows and compat import them when first asked for."""
+
+from __future__ import annotations
+
+from . import releases
+
+
+class TorchAOStack:
+    name = "torchao"
+    description = "torchao's quantize_ configs: tensor-subclass checkpoints and torch.export programs"
+    #: its checkpoints name torchao's tensor subclasses, registered as safe globals by torchao itself
+    libraries = ("torchao",)
+    operators = frozenset({"torchao::choose_qparams_affine", "torchao::dequantize_affine",
+                           "torchao::quantize_affine"})
+
+    @property
+    def flows(self):
+        from .flows import FLOWS  # imports torch: deferred so the release axis can be read without it
+
+        return FLOWS
+
+    def packages(self, torch: str) -> list[str]:
+        return releases.packages(torch)
+
+    def versions(self) -> dict[str, str]:
+        from .compat import version
+
+        found = version()
+        return {"torchao": found} if found else {}
+
+    def library_problem(self, library: str) -> str | None:
+        from .compat import problem
+
+        return problem() if library == "torchao" else f"the torchao stack has no library {library!r}"
+
+
+STACK = TorchAOStack()

@@ -1,0 +1,33 @@
+"""The torchao stack's release axis: which torchao release pairs with each torch release. Imports
+no torch (read before torch is installed).
+
+torchao before 0.17 pairs with exactly one torch release (its C++ kernels are built against it and
+silently skipped on any other); 0.17 and later admit torch >= 2.11.
+"""
+
+from __future__ import annotations
+
+from packaging.version import Version
+
+#: torch minor -> the torchao release that pairs with it: the one built against it (torchao's own
+#: compatibility table, torchao/__init__.py), else the newest whose binaries admit it. 0.18.0
+#: admits torch >= 2.11 and is the newest release on the registry for 2.13, 2.14 and 2.15. Before
+#: 2.10 (where PT2E moved into torchao) only the torchao flow's cases install it (its goldens and
+#: their replay): 0.6.1 (torch 2.4), 0.12.0 (torch 2.8).
+TORCHAO = {"2.4": "0.6.1", "2.8": "0.12.0", "2.10": "0.16.0", "2.11": "0.17.0", "2.12": "0.17.0",
+           "2.13": "0.18.0", "2.14": "0.18.0", "2.15": "0.18.0"}
+
+
+def torchao_for(version: str) -> str | None:
+    """The torchao release to install beside torch ``version`` (None: none pairs with it, or a
+    version that is no release)."""
+    v = Version(version)
+    return TORCHAO.get(f"{v.major}.{v.minor}")
+
+
+def packages(torch: str) -> list[str]:
+    """torchao pinned to the release that pairs with torch ``torch``; the nightly's for "nightly"."""
+    if torch == "nightly":
+        return ["torchao"]
+    pair = torchao_for(torch)
+    return [f"torchao=={pair}"] if pair else []
