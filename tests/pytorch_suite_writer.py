@@ -16,6 +16,7 @@ import torch.nn as nn
 import harness.compat as compat
 from harness.engines import engine
 from harness.notices import quiet
+from harness.stacks.torch_ao.compat import linear_relu_functional
 
 nnq, nnqd, nniq = compat.nn_quantized()
 q = compat.ao()
@@ -143,5 +144,5 @@ def write(directory: Path) -> Path:
         wrapped.train()
         _obs(directory, "test_default_qat_qconfig", q.prepare_qat(wrapped), [5, 5])
         _package(directory, "test_linear_relu_package_quantization_transforms",
-                 compat.linear_relu_functional()(4).eval(), (1, 1, 4, 4))
+                 linear_relu_functional()(4).eval(), (1, 1, 4, 4))
     return directory
