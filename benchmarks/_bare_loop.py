@@ -17,13 +17,13 @@ import sys
 import warnings
 from pathlib import Path
 
-from harness.artifacts import KINDS
-from harness.layout import file_name
+from harness.making.artifacts import KINDS
+from harness.goldens.layout import file_name
 from harness.catalog import load_catalog
 from harness.engines import engine
-from harness.known import expected_crash
-from harness.known import load as load_known
-from harness.safeload import load_weights
+from harness.goldens.known import expected_crash
+from harness.goldens.known import load as load_known
+from harness.goldens.safeload import load_weights
 
 
 def main(golden_set: Path, fixtures: Path) -> int:

@@ -13,7 +13,7 @@ Each figure is the median of --runs whole-process runs, alternating the contesta
   that has a golden, through the harness's own loaders (benchmarks/_bare_loop.py): no
   checksums, no expected outputs, no comparison, no reference kernels, no report.
 * **replay -j 1** and, at the largest scale, **replay -j 2**: ``bc-harness replay -q``.
-* **start-up**: ``python -c 'import torch, harness.cli, harness.replay'``, taken off both
+* **start-up**: ``python -c 'import torch, harness.cli, harness.replaying.schedule'``, taken off both
   before comparing growth.
 
 Peak memory is ru_maxrss of the child process; with -j 2 that is the largest single process
@@ -96,7 +96,7 @@ def main() -> int:
           f"medians of {args.runs} whole-process runs", flush=True)
 
     startup = statistics.median(
-        timed([python, "-c", "import torch, harness.cli, harness.replay"])[0] for _ in range(args.runs))
+        timed([python, "-c", "import torch, harness.cli, harness.replaying.schedule"])[0] for _ in range(args.runs))
     rows = []
     with tempfile.TemporaryDirectory(prefix="bc-bench-") as tmp:
         for scale in scales:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import stacks
+from harness import stacks
 
 #: Artifact kinds a case may ask for, in the order results are reported.
 #: export: a torch.export archive (.pt2); lite: a lite-interpreter file (.ptl).
@@ -70,7 +70,7 @@ class GivenInput:
 
 
 #: The default rounding bound for float outputs, in ulps of each output tensor's largest
-#: magnitude (harness.compare explains the choice and the figures behind it).
+#: magnitude (harness.replaying.compare explains the choice and the figures behind it).
 ROUNDING_ULPS = 16
 
 
@@ -104,7 +104,7 @@ class PyTorchTest:
 
     @property
     def stem(self) -> str:
-        """The test's full name as PyTorch's get_filenames spells it (harness.layout makes file
+        """The test's full name as PyTorch's get_filenames spells it (harness.goldens.layout makes file
         names of it)."""
         name = f"TestSerialization.{self.method}"
         return f"{name}_{self.sub}" if self.sub else name

@@ -1,6 +1,6 @@
 """Where each torch API lives in each torch version: the one place version differences are handled.
 
-Nothing else here: safe loading is harness.safeload, warnings harness.notices, engines
+Nothing else here: safe loading is harness.goldens.safeload, warnings harness.notices, engines
 harness.engines.
 """
 
@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 from packaging.version import Version
 
-from .notices import silent_import
+from harness.notices import silent_import
 
 
 def release(version: str) -> str:

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import torch
 
-from .compat import ao
+from harness.compat import ao
 
 
 def _observed_range(observer):

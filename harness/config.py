@@ -47,13 +47,13 @@ def configured(start: Path, key: str) -> Path | None:
 
 def operators(start: Path) -> frozenset:
     """``operators`` of the nearest [tool.bc-harness] table: the project's additions to the operator
-    allowlist (harness.operators), as ``namespace::name`` or, for TorchScript methods, bare names.
+    allowlist (harness.goldens.operators), as ``namespace::name`` or, for TorchScript methods, bare names.
     The project's configuration, not the golden directory's: a golden cannot extend it."""
     found = _project_config(start)
     value = found[1].get("operators", []) if found else []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError("operators of [tool.bc-harness] must be a list of strings")
-    from .operators import forbidden
+    from harness.goldens.operators import forbidden
 
     refused = [v for v in value if forbidden(v)]
     if refused:

@@ -64,7 +64,7 @@ def current() -> dict:
     """This process's fingerprint (ATEN_CPU_CAPABILITY is read by torch at start-up, so it is fixed)."""
     import torch
 
-    from .compat import cpu_capability
+    from harness.compat import cpu_capability
 
     info = _cpuinfo()
     flags = sorted(f for f in info.get("flags", "").split() if _ISA.match(f))
@@ -74,7 +74,7 @@ def current() -> dict:
 
 
 def of_manifest(manifest) -> dict:
-    """The fingerprint a manifest (harness.manifest.Manifest, or None) records; a partial one for
+    """The fingerprint a manifest (harness.goldens.manifest.Manifest, or None) records; a partial one for
     manifests that predate fingerprints, or whose fingerprint is malformed."""
     if manifest is None:
         return {"cpu_capability": None}

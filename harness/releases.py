@@ -27,7 +27,7 @@ from typing import Callable
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import stacks
+from harness import stacks
 
 #: runtime torch releases the harness supports; pyproject's requirement is the same range
 SUPPORTED = SpecifierSet(">=1.13,<2.16")

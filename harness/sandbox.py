@@ -38,7 +38,7 @@ if sys.platform != "win32":
 
 #: modules the fork server imports once, so that every child starts with them: ``harness`` first,
 #: whose warning filter must precede torch's import
-PRELOAD = ["harness", "torch", "harness.replay", "harness.generate", "harness.reference"]
+PRELOAD = ["harness", "torch", "harness.replaying.schedule", "harness.making.generate", "harness.reference"]
 
 #: seconds a child may stay silent (on one key, or between two) before it counts as hung
 DEFAULT_TIMEOUT = 600.0

@@ -54,8 +54,8 @@ def catalog():
 def generated_store(tmp_path_factory, catalog):
     """Goldens for SLICE, generated once in-process with the installed torch."""
     from harness.compat import torch_release
-    from harness.generate import generate_case, generation_info
-    from harness.store import GoldenStore
+    from harness.making.generate import generate_case, generation_info
+    from harness.goldens.store import GoldenStore
 
     root = tmp_path_factory.mktemp("store") / "serialized"
     by_id = {c.id: c for c in catalog}
@@ -121,8 +121,8 @@ def torch_warmed(generated_store, catalog):
     submodule first imported inside such a test would be dropped and, imported again later,
     would register its operators twice (torch refuses). Warming imports them all up front.
     """
-    from harness.replay import Options, replay_store
-    from harness.store import GoldenStore
+    from harness.replaying.schedule import Options, replay_store
+    from harness.goldens.store import GoldenStore
 
     by_id = {c.id: c for c in catalog}
     list(replay_store(GoldenStore(generated_store), [by_id[i] for i in SLICE], Options()))

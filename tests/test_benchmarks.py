@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from harness.catalog import load_catalog
-from harness.sealing import verify
+from harness.goldens.sealing import verify
 
 from .conftest import FIXTURES, REPO
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.bisect import Answer, Probe, between, search
+from harness.reporting.bisect import Answer, Probe, between, search
 
 from .conftest import run_cli
 

@@ -136,7 +136,7 @@ def test_selection_by_substring_and_glob(catalog):
 
 
 def test_eager_ptq_native_and_reference_share_float_weights(catalog):
-    from harness import flows
+    from harness.making import flows
 
     by_id = {c.id: c for c in catalog}
     for name in ("linear", "conv2d", "conv_transpose3d"):

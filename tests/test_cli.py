@@ -49,8 +49,8 @@ def test_regeneration_refuses_to_overwrite_and_force_reports_changes(tmp_path, v
     # Make the old fbgemm golden of conv2d_relu differ by 2 steps in one element.
     import torch
 
-    from harness.safeload import save_bytes
-    from harness.store import sha256
+    from harness.goldens.safeload import save_bytes
+    from harness.goldens.store import sha256
 
     name = "conv2d_relu/expected.fbgemm.pt"
     old = torch.load(golden / version / name, weights_only=True)
@@ -92,8 +92,8 @@ def test_replay_reports_failures_with_exit_1_and_no_traceback(tmp_path, store, v
 def test_verbose_prints_the_traceback_of_a_load_error(store, version):
     import json as _json
 
-    from harness.safeload import save_bytes
-    from harness.store import sha256
+    from harness.goldens.safeload import save_bytes
+    from harness.goldens.store import sha256
 
     data = save_bytes({"not_a_key_of_the_model": 1})  # a clean torch.save file that load_state_dict refuses
     (store / version / "linear/state_dict.pt").write_bytes(data)

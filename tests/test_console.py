@@ -1,8 +1,8 @@
 """What ``bc-harness replay`` prints: an overview a person reads, failures first, known ones folded."""
 
-from harness.console import attention, overview, render
-from harness.report import Report, _row
-from harness.results import Result
+from harness.reporting.console import attention, overview, render
+from harness.reporting.report import Report, _row
+from harness.replaying.results import Result
 
 
 def _results(known_copies: int = 1, drifts: int = 0) -> list[Result]:

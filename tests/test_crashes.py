@@ -14,9 +14,9 @@ import textwrap
 
 import pytest
 
-from harness.replay import Options, replay_store
+from harness.replaying.schedule import Options, replay_store
 from harness.sandbox import Crashed, Sandbox
-from harness.store import GoldenStore
+from harness.goldens.store import GoldenStore
 
 from .conftest import run_cli
 from .native import NativeCrash, native
@@ -127,7 +127,7 @@ def test_the_command_reports_a_crash_exits_1_and_writes_it_to_json(fragile_store
 
 def test_a_known_crash_names_its_cpus_and_covers_only_machines_like_them(fragile_store, armed):
     from harness import machine
-    from harness.known import load
+    from harness.goldens.known import load
 
     fixtures, store = fragile_store
     armed("crash", "qnnpack")
@@ -159,7 +159,7 @@ def test_a_known_crash_names_its_cpus_and_covers_only_machines_like_them(fragile
 
 
 def test_a_known_crash_without_the_cpus_it_was_seen_on_is_refused(tmp_path):
-    from harness.known import KnownDriftError, load
+    from harness.goldens.known import KnownDriftError, load
 
     (tmp_path / "known-drifts.toml").write_text('[[crash]]\ngolden = "*"\ncase = "x"\nmessage = "SIGSEGV"\n'
                                                 'reason = "r"\n')

@@ -12,8 +12,8 @@ import pytest
 
 from harness import stacks
 from harness.catalog import ARTIFACT_KINDS
-from harness.replay import HarnessLayout, Options, Replayer
-from harness.store import GoldenStore
+from harness.replaying.schedule import HarnessLayout, Options, Replayer
+from harness.goldens.store import GoldenStore
 
 from .conftest import REPO
 
@@ -65,8 +65,8 @@ def test_committed_2_13_goldens_hold_every_case_on_every_backend(catalog):
 
 def test_ondevice_golden_is_quantized_forward_and_forward_refuses(generated_store, catalog, version):
     """As PyTorch's on-device test says: after quantize_forward, only quantized_forward runs."""
-    from harness.artifacts import KINDS
-    from harness.safeload import load_weights
+    from harness.making.artifacts import KINDS
+    from harness.goldens.safeload import load_weights
 
     root = generated_store / version
     case = next(c for c in catalog if c.id == "ondevice-linear")
@@ -83,8 +83,8 @@ def test_ondevice_golden_is_quantized_forward_and_forward_refuses(generated_stor
 def test_bundled_input_travels_in_the_lite_file(tmp_path, catalog):
     import torch
 
-    from harness import flows
-    from harness.artifacts import KINDS
+    from harness.making import flows
+    from harness.making.artifacts import KINDS
     from harness.notices import quiet
 
     case = next(c for c in catalog if c.id == "ondevice-conv_linear-bundled")
@@ -101,7 +101,7 @@ def test_a_runtime_without_the_kind_skips_with_the_reason(generated_store, catal
     import harness.compat as compat
 
     import harness.stacks.torch_ao.compat as stack_compat
-    from harness.flows import flow_problem
+    from harness.making.flows import flow_problem
 
     monkeypatch.setattr(compat, "torch_release", lambda: "2.0.1")
     monkeypatch.setattr(stack_compat, "torch_release", lambda: "2.0.1")
@@ -121,9 +121,9 @@ def test_without_torchao_pt2e_is_skipped_with_the_reason_and_still_replays(gener
 import sys, json
 sys.modules["torchao"] = None  # as if not installed
 from harness.catalog import load_catalog
-from harness.generate import generate_case
-from harness.replay import Options, replay_store
-from harness.store import GoldenStore
+from harness.making.generate import generate_case
+from harness.replaying.schedule import Options, replay_store
+from harness.goldens.store import GoldenStore
 case = next(c for c in load_catalog({str(REPO / 'fixtures')!r}) if c.id == "pt2e-ptq-linear")
 made = generate_case(case)
 results = list(replay_store(GoldenStore({str(generated_store)!r}), [case], Options(patterns=[case.id])))

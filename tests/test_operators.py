@@ -1,4 +1,4 @@
-"""The operator allowlist (harness.operators): what the catalog emits stays inside it, what touches
+"""The operator allowlist (harness.goldens.operators): what the catalog emits stays inside it, what touches
 files, processes or global state is outside it by name, and a project extends it in its own
 pyproject.toml, never from a golden directory."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.layout import HarnessLayout
-from harness.operators import FORBIDDEN, OPERATORS, forbidden, refusal, torchscript_problem
-from harness.vetting import CODE_CARRYING, vet
+from harness.goldens.layout import HarnessLayout
+from harness.goldens.operators import FORBIDDEN, OPERATORS, forbidden, refusal, torchscript_problem
+from harness.goldens.vetting import CODE_CARRYING, vet
 
 from .conftest import REPO
 
@@ -80,8 +80,8 @@ def test_a_project_extends_the_allowlist_in_its_pyproject_never_with_a_forbidden
 def test_the_committed_store_calls_only_allowed_operators():
     """Every code-carrying golden of every committed release, vetted with no waiver (the torchao
     checkpoints this install does not register are a load error, not an operator refusal)."""
-    from harness.pickles import Refused
-    from harness.vetting import NotAdmitted
+    from harness.goldens.pickles import Refused
+    from harness.goldens.vetting import NotAdmitted
 
     refused = []
     for kind, path in _code_files(REPO / "serialized"):

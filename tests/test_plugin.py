@@ -151,8 +151,8 @@ def test_failure_shows_numeric_diagnostics_and_saves_obtained(pytester, catalog_
     store = full_store
     import torch
 
-    from harness.safeload import save_bytes
-    from harness.store import sha256
+    from harness.goldens.safeload import save_bytes
+    from harness.goldens.store import sha256
 
     name = "linear_dynamic-qint8/expected.fbgemm.pt"
     golden = torch.load(store / version / name, weights_only=True)
@@ -173,7 +173,7 @@ def test_failure_shows_numeric_diagnostics_and_saves_obtained(pytester, catalog_
 
 def test_get_attr_target_changes_show_added_and_removed(pytester, catalog_args, full_store, version):
     store = full_store
-    from harness.safeload import save_bytes
+    from harness.goldens.safeload import save_bytes
 
     name = "linear_relu_package_quantization_transforms/get_attr_targets.pt"
     _vouch(store, version, name, save_bytes(["child_packed_weight_0", "gone_attr"]))
@@ -198,7 +198,7 @@ def _manifest_at(store, version):
 
 
 def _vouch(store, version, name, data):
-    from harness.store import sha256
+    from harness.goldens.store import sha256
 
     (store / version / name).write_bytes(data)
     manifest = _manifest_at(store, version)
@@ -375,7 +375,7 @@ def test_xdist_writes_from_workers_are_safe_and_outcomes_match_serial(project, t
     wrote = project.runpytest_subprocess("-n", "2", "--golden-update-new-only", "-p", "no:cacheprovider")
     wrote.assert_outcomes(skipped=7)
     assert set(_manifest(project)["cases"]) == {"my-linear", *(f"many-{i}" for i in range(6))}
-    from harness.sealing import verify
+    from harness.goldens.sealing import verify
 
     verified, findings = verify(project.path / "goldens")  # no write interleaved with another
     assert not findings and verified == len(_manifest(project)["files"])
@@ -467,7 +467,7 @@ def test_golden_marker_is_registered_and_applies(project):
 def test_known_drift_is_an_xfail_with_its_reason(pytester, catalog_args, full_store, version):
     import torch
 
-    from harness.safeload import save_bytes
+    from harness.goldens.safeload import save_bytes
 
     name = "linear_dynamic-qint8/expected.fbgemm.pt"
     golden = torch.load(full_store / version / name, weights_only=True)
@@ -514,8 +514,8 @@ def test_float_rounding_passes_shown_in_the_summary_and_golden_exact_fails_it(py
                                                                                  version, tmp_path):
     import torch
 
-    from harness.compare import ulp_of_largest
-    from harness.safeload import save_bytes
+    from harness.replaying.compare import ulp_of_largest
+    from harness.goldens.safeload import save_bytes
 
     name = "linear_dynamic-qint8/expected.fbgemm.pt"
     golden = torch.load(full_store / version / name, weights_only=True)

@@ -295,8 +295,8 @@ def test_the_package_imports_and_locks_without_fcntl(tmp_path):
         import sys, warnings
         sys.modules["fcntl"] = None  # as on Windows: importing it fails
         warnings.simplefilter("ignore")
-        import harness.store, harness.writing, harness.pytest_plugin, harness.cli, harness.replay
-        with harness.store.GoldenStore({str(tmp_path)!r}).lock():
+        import harness.goldens.store, harness.goldens.writing, harness.pytest_plugin, harness.cli, harness.replaying.schedule
+        with harness.goldens.store.GoldenStore({str(tmp_path)!r}).lock():
             print("locked")
     ''')
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

@@ -48,7 +48,7 @@ def test_readme_catalog_is_generated_from_the_catalog(catalog):
 def test_readme_reference_table_covers_the_catalog_and_its_rows_are_measured(catalog):
     """Every case has one row of `bc-harness diff-backends --markdown`; rows the CPU cannot change
     (static cases, the cases without a reference) are measured again here and must be the same."""
-    from harness.diffbackends import markdown
+    from harness.making.diffbackends import markdown
 
     text = (REPO / "README.md").read_text()
     section = text[text.index("### Reference distance, case by case"):text.index("## Benchmarks")]

@@ -376,8 +376,8 @@ print(refused, len(calls))
 
 
 def test_replay_measures_each_result_against_the_reference(generated_store, catalog):
-    from harness.replay import Options, replay_store
-    from harness.store import GoldenStore
+    from harness.replaying.schedule import Options, replay_store
+    from harness.goldens.store import GoldenStore
 
     from .conftest import SLICE
 
@@ -439,7 +439,7 @@ def test_dynamic_lstm_is_exact_with_fbgemm(seed, steps, batch, size, hidden, lay
 def test_a_dequantized_output_is_measured_in_steps_of_its_scale(catalog):
     """ptq-linear's output is dequantized: qnnpack's one-step difference (its Q31 requantization)
     reads as ±1 st, not as a bare |Δ|; the README's table says per case what it measured."""
-    from harness.diffbackends import case_row, markdown
+    from harness.making.diffbackends import case_row, markdown
 
     by_id = {c.id: c for c in catalog}
     cells, why = case_row(by_id["ptq-linear"], ["fbgemm", "qnnpack"])

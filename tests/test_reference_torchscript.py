@@ -13,9 +13,9 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from harness import flows
+from harness.making import flows
 from harness import reference as R
-from harness.compare import compare
+from harness.replaying.compare import compare
 from harness.compat import ao, lite_load, lite_save
 from harness.engines import engine, supported_engines
 from harness.notices import quiet

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from harness.engines import supported_engines
-from harness.safeload import save_bytes
-from harness.replay import Options, replay_store
-from harness.store import GoldenStore, sha256
+from harness.goldens.safeload import save_bytes
+from harness.replaying.schedule import Options, replay_store
+from harness.goldens.store import GoldenStore, sha256
 
 from .conftest import REPO, SLICE
 
@@ -251,8 +251,8 @@ def _lstm_out_moved(by):
 
 
 def test_float_rounding_is_shown_not_failing_and_exact_fails_it(store, catalog, version, tmp_path):
-    from harness.compare import ulp_of_largest
-    from harness.results import summary
+    from harness.replaying.compare import ulp_of_largest
+    from harness.replaying.results import summary
 
     from .conftest import run_cli
 
@@ -305,8 +305,8 @@ def test_mutated_goldens_still_fail_the_run(store, catalog, version, case, name,
 
 
 def test_known_drift_keeps_its_verdict_and_figures_but_does_not_fail(store, catalog, version):
-    from harness.known import KnownDriftError, load
-    from harness.results import summary
+    from harness.goldens.known import KnownDriftError, load
+    from harness.replaying.results import summary
 
     name = "linear/expected.fbgemm.pt"
     golden = torch.load(store / version / name, weights_only=True)

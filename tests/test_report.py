@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from harness.report import Report
+from harness.reporting.report import Report
 
 from .conftest import run_cli
 
@@ -45,7 +45,7 @@ def runs(tmp_path):
 def test_the_heatmap_has_a_reference_column_per_case(runs):
     """Per golden row and backend, the largest distance to the reference over the row's runtimes:
     exact, within one step, further (conv drifted 3 steps from the reference on 2.13.0), or none."""
-    from harness.heatmap import heatmap
+    from harness.reporting.heatmap import heatmap
 
     report = Report.load(runs)
     linear, conv, lstm = (heatmap(report, case) for case in ("linear", "conv", "lstm"))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.shard import Unit, assign, estimate, load_costs, parse_shard, pick
+from harness.replaying.shard import Unit, assign, estimate, load_costs, parse_shard, pick
 
 from .conftest import FIXTURES, REPO, SLICE, records, run_cli
 
@@ -105,8 +105,8 @@ def test_cli_shards_cover_every_result_once_and_merge_to_the_serial_report(store
 
 
 def test_parallel_replay_gives_the_serial_results(store, catalog):
-    from harness.replay import Options, replay_store
-    from harness.store import GoldenStore
+    from harness.replaying.schedule import Options, replay_store
+    from harness.goldens.store import GoldenStore
 
     cases = [c for c in catalog if c.id in SLICE]
     serial = [asdict(r) for r in replay_store(GoldenStore(store), cases, Options(), jobs=1)]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from harness import store as store_mod
-from harness.store import CorruptGolden, GoldenExists, GoldenSet, GoldenStore, MissingGolden, sha256
+from harness.goldens import store as store_mod
+from harness.goldens.store import CorruptGolden, GoldenExists, GoldenSet, GoldenStore, MissingGolden, sha256
 
 #: what a writer records of the torch that made a set (the manifest must name its directory's)
 INFO = {"torch": "2.13.0"}
@@ -85,7 +85,7 @@ def test_manifest_problems_are_reported_not_raised(tmp_path):
 
 
 def test_unpinned_directory_allows_data_but_not_code(tmp_path):
-    from harness.safeload import save_bytes
+    from harness.goldens.safeload import save_bytes
 
     data = save_bytes({"w": 1}, zipfile=False)  # torch.save data; not the zip a TorchScript file is
     (tmp_path / "x.pt").write_bytes(data)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from harness.catalog import Case, FloatInput
-from harness.store import GoldenStore
+from harness.goldens.store import GoldenStore
 
 pytest.importorskip("torchao")  # in the test extra; the flow's cases need it
 
@@ -23,7 +23,7 @@ def _by_id(catalog, case_id):
 
 def _store_with(tmp_path, cases):
     from harness.compat import torch_release
-    from harness.generate import generate_case, generation_info
+    from harness.making.generate import generate_case, generation_info
 
     made = [generate_case(c) for c in cases]
     root = tmp_path / "serialized"
@@ -42,7 +42,7 @@ def test_catalog_lists_the_new_cases(catalog):
 
 
 def test_torchao_checkpoint_round_trips_through_the_store(tmp_path, catalog):
-    from harness.replay import Options, replay_store
+    from harness.replaying.schedule import Options, replay_store
 
     case = _by_id(catalog, "torchao-mlp-int8-dynamic")
     root, (made,) = _store_with(tmp_path, [case])
@@ -80,7 +80,7 @@ def _pickle_naming(module: str, name: str) -> bytes:
     ("os", "system", "corrupt", "not on the allowlist"),
 ])
 def test_a_checkpoint_naming_an_unregistered_class_is_never_unpickled(tmp_path, module, name, verdict, says):
-    from harness.store import GoldenError
+    from harness.goldens.store import GoldenError
 
     GoldenStore(tmp_path).write("2.13.0", {"c": {}}, {"c/state_dict.pt": _pickle_naming(module, name)},
                                 {"torch": "2.13.0"})
@@ -91,7 +91,7 @@ def test_a_checkpoint_naming_an_unregistered_class_is_never_unpickled(tmp_path, 
 
 def test_registered_torchao_classes_pass_vetting():
     from harness.stacks.torchao.compat import quantize, registered_safe_globals
-    from harness.vetting import vet
+    from harness.goldens.vetting import vet
 
     model = quantize(torch.nn.Sequential(torch.nn.Linear(32, 8)).eval(), "int8-weight-only")
     buffer = io.BytesIO()
@@ -101,8 +101,8 @@ def test_registered_torchao_classes_pass_vetting():
 
 
 def test_a_missing_requirement_is_a_skip_with_its_reason(tmp_path, catalog):
-    from harness.flows import build_problem
-    from harness.replay import Options, replay_store
+    from harness.making.flows import build_problem
+    from harness.replaying.schedule import Options, replay_store
 
     base = _by_id(catalog, "linear")
     needy = replace(base, requires=("no_such_package_for_bc_harness",))
@@ -116,7 +116,7 @@ def test_a_missing_requirement_is_a_skip_with_its_reason(tmp_path, catalog):
 
 def test_a_recipe_this_torchao_lacks_is_recorded_not_raised(monkeypatch):
     from harness.stacks.torchao import compat as compat_torchao
-    from harness.generate import generate_case
+    from harness.making.generate import generate_case
 
     monkeypatch.setitem(compat_torchao.RECIPES, "nothing", ("NoSuchConfig", None, None))
     case = Case("torchao-nothing", torch.nn.Linear.__call__, FloatInput((2, 32)), ("state_dict",), flow="torchao",

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import argparse
 
-from ..engines import ENGINE_ORDER
-from ..layout import LAYOUTS
-from . import commands
-from .commands import catalog_markdown
-from .bisect import bisect
-from .common import Parser, common_flags, rounding_flags, run, trust_flag
-from .regenerate import regenerate
-from .replay import replay
+from harness.engines import ENGINE_ORDER
+from harness.goldens.layout import LAYOUTS
+from harness.cli import commands
+from harness.cli.commands import catalog_markdown
+from harness.cli.bisect import bisect
+from harness.cli.common import Parser, common_flags, rounding_flags, run, trust_flag
+from harness.cli.regenerate import regenerate
+from harness.cli.replay import replay
 
 __all__ = ["build_parser", "catalog_markdown", "main", "regenerate_main", "regenerate_parser"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from packaging.version import InvalidVersion, Version
 
-from .common import UsageError, backends, catalog
+from harness.cli.common import UsageError, backends, catalog
 
 
 def _version(flag: str, text: str | None) -> str | None:
@@ -17,10 +17,10 @@ def _version(flag: str, text: str | None) -> str | None:
 
 
 def bisect(args) -> int:
-    from ..bisect import Probe, Replays, between, search
-    from ..compat import torch_release
-    from ..generate import command_line
-    from ..releases import ReleaseError, registry_releases
+    from harness.reporting.bisect import Probe, Replays, between, search
+    from harness.compat import torch_release
+    from harness.making.generate import command_line
+    from harness.releases import ReleaseError, registry_releases
 
     chosen = backends(args)
     golden, good, bad = (_version(f, v) for f, v in (("--golden", args.golden), ("--good", args.good),
@@ -74,7 +74,7 @@ def bisect(args) -> int:
 
 def _changed_golden(records: list[dict], bad: str) -> str | None:
     """The newest golden version older than ``bad`` with a changed result among ``records``."""
-    from ..bisect import CHANGED
+    from harness.reporting.bisect import CHANGED
 
     versions = {r["golden_version"] for r in records if r["verdict"] in CHANGED and not r.get("forward")}
     older = sorted((v for v in versions if Version(v) < Version(bad)), key=Version)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import UsageError, backends, catalog, readable_dir
+from harness.cli.common import UsageError, backends, catalog, readable_dir
 
 def _store_root(goldens, fixtures) -> Path:
     """The golden store a command works on (DIR, --goldens or the configured one), with the
     catalog loaded first: a torch.package golden's interned source is vetted against the
     fixture modules the catalog imports."""
-    from ..catalog import CatalogError, load_catalog
-    from ..config import ConfigError, resolve
+    from harness.catalog import CatalogError, load_catalog
+    from harness.config import ConfigError, resolve
 
     try:
         root = resolve(goldens=goldens, fixtures=fixtures or ".").goldens
@@ -27,7 +27,7 @@ def _store_root(goldens, fixtures) -> Path:
 
 def _operators() -> frozenset:
     """The project's additions to the operator allowlist ([tool.bc-harness] operators)."""
-    from ..config import ConfigError, operators
+    from harness.config import ConfigError, operators
 
     try:
         return operators(Path.cwd())
@@ -36,7 +36,7 @@ def _operators() -> frozenset:
 
 
 def verify(args) -> int:
-    from ..sealing import verify
+    from harness.goldens.sealing import verify
 
     root = _store_root(args.directory or args.goldens, args.fixtures)
     verified, findings = verify(readable_dir(root), trusted=args.trust_goldens, operators=_operators())
@@ -58,8 +58,8 @@ def verify(args) -> int:
 def pin(args) -> int:
     directory = readable_dir(Path(args.directory))
     _store_root(None, args.fixtures)
-    from ..generate import command_line
-    from ..sealing import Refusal, pin
+    from harness.making.generate import command_line
+    from harness.goldens.sealing import Refusal, pin
 
     info = {"command": command_line()}
     if args.torch:
@@ -79,8 +79,8 @@ def pin(args) -> int:
 
 
 def seal(args) -> int:
-    from ..sealing import Refusal, seal
-    from ..store import GoldenError, GoldenStore
+    from harness.goldens.sealing import Refusal, seal
+    from harness.goldens.store import GoldenError, GoldenStore
 
     root = readable_dir(_store_root(args.goldens, args.fixtures), "golden directory")
     versions = args.versions or GoldenStore(root).versions()[0]
@@ -97,7 +97,7 @@ def seal(args) -> int:
 
 
 def report(args) -> int:
-    from ..report import Report
+    from harness.reporting.report import Report
 
     paths = [found for p in map(Path, args.results)
              for found in (sorted([*p.glob("replay-*.json"), *p.glob("install-*.json")]) if p.is_dir() else [p])]
@@ -132,8 +132,8 @@ def catalog_markdown(cases) -> str:
     """The README's catalog section: counts per fixture file and artifact kind, then every case."""
     from collections import Counter
 
-    from .. import stacks
-    from ..catalog import ARTIFACT_KINDS
+    from harness import stacks
+    from harness.catalog import ARTIFACT_KINDS
 
     files = Counter(c.source for c in cases)
     kinds = Counter(k for c in cases for k in c.artifacts)
@@ -154,7 +154,7 @@ def catalog_markdown(cases) -> str:
 
 
 def diff_backends(args) -> int:
-    from ..diffbackends import markdown, matrix
+    from harness.making.diffbackends import markdown, matrix
 
     paths, cases = catalog(args)
     print((markdown if args.markdown else matrix)(cases, backends(args), paths.fixtures),

@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..catalog import ROUNDING_ULPS
-from ..engines import ENGINE_ORDER
+from harness.catalog import ROUNDING_ULPS
+from harness.engines import ENGINE_ORDER
 
 USAGE_ERROR = 2
 
@@ -76,15 +76,15 @@ def rounding_ulps(args) -> int | None:
 def catalog(args, optional: bool = False):
     """(paths, the selected cases). ``optional``: a golden store of pytest tests' own goldens needs
     no catalog, so where none is configured the cases are none and ``paths.fixtures`` is None."""
-    from ..catalog import CatalogError, load_catalog, select
-    from ..config import ConfigError, Paths, resolve
+    from harness.catalog import CatalogError, load_catalog, select
+    from harness.config import ConfigError, Paths, resolve
 
     try:
         paths = resolve(args.goldens, args.fixtures)
         cases = load_catalog(paths.fixtures)
     except (ConfigError, CatalogError) as exc:
         if optional and not args.fixtures and "fixtures" in str(exc):
-            from ..config import configured
+            from harness.config import configured
 
             goldens = Path(args.goldens) if args.goldens else configured(Path.cwd(), "goldens")
             if goldens is not None:

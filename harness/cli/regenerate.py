@@ -1,5 +1,5 @@
 """``regenerate-goldens``: goldens of the installed torch (or, with --torch, of another, in its own
-environment), written through harness.writing."""
+environment), written through harness.goldens.writing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from .common import UsageError, catalog, readable_dir
+from harness.cli.common import UsageError, catalog, readable_dir
 
 def regenerate(args) -> int:
     paths, cases = catalog(args, optional=True)
@@ -16,10 +16,10 @@ def regenerate(args) -> int:
     if args.torch:
         return _regenerate_elsewhere(args)
 
-    from ..compat import torch_release
-    from ..generate import command_line, generate_isolated
-    from ..store import GoldenError, GoldenExists, GoldenStore
-    from ..writing import write_goldens
+    from harness.compat import torch_release
+    from harness.making.generate import command_line, generate_isolated
+    from harness.goldens.store import GoldenError, GoldenExists, GoldenStore
+    from harness.goldens.writing import write_goldens
 
     if paths.goldens.exists():
         readable_dir(paths.goldens, "golden directory")
@@ -49,7 +49,7 @@ def regenerate(args) -> int:
 
 def _refusal(store, version: str, cases, force: bool) -> str | None:
     """Why regeneration must not start: an unusable golden set, or goldens it would overwrite."""
-    from ..layout import case_dir
+    from harness.goldens.layout import case_dir
 
     directory = store.root / version
     current = store.open(version, unsealed_ok=True) if directory.is_dir() else None
@@ -77,9 +77,9 @@ def _regenerate_elsewhere(args) -> int:
     """regenerate-goldens --torch VERSION: the same command, run in that version's environment."""
     from packaging.version import InvalidVersion, Version
 
-    from ..config import ConfigError, resolve
-    from ..generate import command_line
-    from ..isolated import ensure_env, run_harness
+    from harness.config import ConfigError, resolve
+    from harness.making.generate import command_line
+    from harness.making.isolated import ensure_env, run_harness
 
     try:
         version = Version(args.torch).public
@@ -110,8 +110,8 @@ def _regenerate_tests(args, goldens) -> int:
     import os
     from pathlib import Path
 
-    from ..catalog import select
-    from ..store import GoldenStore
+    from harness.catalog import select
+    from harness.goldens.store import GoldenStore
 
     store = GoldenStore(readable_dir(goldens, "golden directory"))
     owners = {}
@@ -126,7 +126,7 @@ def _regenerate_tests(args, goldens) -> int:
     python, env = Path(sys.executable), dict(os.environ)
     plugin = []
     if args.torch:
-        from ..isolated import ensure_env
+        from harness.making.isolated import ensure_env
 
         say = lambda line: print(f"[torch {args.torch}] {line}", flush=True)
         try:
@@ -150,7 +150,7 @@ def _regenerate_tests(args, goldens) -> int:
 
 
 def _CI_VARIABLES():
-    from ..pytest_plugin.options import CI_VARIABLES
+    from harness.pytest_plugin.options import CI_VARIABLES
 
     return CI_VARIABLES
 

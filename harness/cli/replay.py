@@ -1,4 +1,4 @@
-"""``bc-harness replay``: its flags' checks, the replay through harness.replay, and what it prints."""
+"""``bc-harness replay``: its flags' checks, the replay through harness.replaying.schedule, and what it prints."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..layout import LAYOUTS
-from .common import UsageError, backends, catalog, readable_dir, rounding_ulps
+from harness.goldens.layout import LAYOUTS
+from harness.cli.common import UsageError, backends, catalog, readable_dir, rounding_ulps
 
 def check_flags(args) -> tuple[int, int] | None:
     """Usage errors of ``replay``'s flags, before anything is loaded; returns the shard."""
@@ -38,7 +38,7 @@ def check_flags(args) -> tuple[int, int] | None:
         args.goldens = args.directory
     if not args.shard:
         return None
-    from ..shard import parse_shard
+    from harness.replaying.shard import parse_shard
 
     try:
         return parse_shard(args.shard)
@@ -52,13 +52,13 @@ def replay(args) -> int:
     bound = rounding_ulps(args)
     paths, cases = catalog(args, optional=not LAYOUTS[args.layout].single_set)
 
-    from ..known import KnownDriftError
-    from ..known import load as load_known
-    from ..replay import Options, replay_pytorch_dir, replay_store
-    from ..store import GoldenStore
+    from harness.goldens.known import KnownDriftError
+    from harness.goldens.known import load as load_known
+    from harness.replaying.schedule import Options, replay_pytorch_dir, replay_store
+    from harness.goldens.store import GoldenStore
 
-    from ..config import ConfigError
-    from ..config import operators as project_operators
+    from harness.config import ConfigError
+    from harness.config import operators as project_operators
 
     layout = LAYOUTS[args.layout]
     try:
@@ -91,16 +91,16 @@ def replay(args) -> int:
         except ValueError as exc:  # an unreadable replay-costs.json
             raise UsageError(str(exc)) from exc
         if args.record_costs:
-            from ..shard import write_costs
+            from harness.replaying.shard import write_costs
 
             print(f"recorded {len(timings)} costs in {write_costs(paths.goldens, timings)}", file=sys.stderr)
     return _print(found, args, time.perf_counter() - started)
 
 
 def _print(found, args, elapsed: float) -> int:
-    """The overview and what needs attention (harness.console); -v every row and reason."""
-    from .. import results as R
-    from ..console import render
+    """The overview and what needs attention (harness.reporting.console); -v every row and reason."""
+    from harness.replaying import results as R
+    from harness.reporting.console import render
 
     if args.json:
         try:

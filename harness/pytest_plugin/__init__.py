@@ -9,12 +9,12 @@ Importing it imports neither torch nor the rest of the harness: they are importe
 golden test runs, so installing the harness costs unrelated runs nothing.
 """
 
-from .failures import GoldenFailure
-from .collect import pytest_collection_modifyitems, pytest_ignore_collect, pytest_runtest_makereport
-from .finish import pytest_sessionfinish, pytest_terminal_summary
-from .fixture import GoldenChecker, golden
-from .options import CI_VARIABLES, ci_environment, pytest_addoption, pytest_configure
-from .session import SESSION, GoldenSession
+from harness.pytest_plugin.failures import GoldenFailure
+from harness.pytest_plugin.collect import pytest_collection_modifyitems, pytest_ignore_collect, pytest_runtest_makereport
+from harness.pytest_plugin.finish import pytest_sessionfinish, pytest_terminal_summary
+from harness.pytest_plugin.fixture import GoldenChecker, golden
+from harness.pytest_plugin.options import CI_VARIABLES, ci_environment, pytest_addoption, pytest_configure
+from harness.pytest_plugin.session import SESSION, GoldenSession
 
 __all__ = ["CI_VARIABLES", "SESSION", "GoldenChecker", "GoldenFailure", "GoldenSession", "ci_environment", "golden",
            "pytest_addoption", "pytest_collection_modifyitems", "pytest_configure", "pytest_ignore_collect",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ..engines import ENGINE_ORDER
-from .failures import GoldenFailure, failure_text
-from .session import SESSION, GoldenSession, runtime
+from harness.engines import ENGINE_ORDER
+from harness.pytest_plugin.failures import GoldenFailure, failure_text
+from harness.pytest_plugin.session import SESSION, GoldenSession, runtime
 
 #: the node id of the catalog's collector, and so the prefix of every catalog item's
 CATALOG_NODE = "golden-catalog"
@@ -16,7 +16,7 @@ class GoldenCatalog(pytest.Collector):
 
     def collect(self):
         state: GoldenSession = self.config.stash[SESSION]
-        from ..engines import supported_engines
+        from harness.engines import supported_engines
 
         versions, stray = state.versions()
         cases = [c for c in state.cases() if state.layout_class.covers(c)]
@@ -24,8 +24,8 @@ class GoldenCatalog(pytest.Collector):
             yield StrayGoldenDirectory.from_parent(self, name=f"stray-directory[{name}]",
                                                    directory=state.golden_dir / name)
         if not state.layout_class.single_set:
-            from ..replay import intruder_results
-            from ..store import GoldenStore
+            from harness.replaying.schedule import intruder_results
+            from harness.goldens.store import GoldenStore
 
             for result in intruder_results(GoldenStore(state.golden_dir)):
                 yield StoreIntruder.from_parent(self, name=f"intruder[{result.message.split(': ', 1)[0]}]",
@@ -62,7 +62,7 @@ class StrayGoldenDirectory(_GoldenNode):
         self.directory = directory
 
     def runtest(self):
-        from ..store import stray_problem
+        from harness.goldens.store import stray_problem
 
         raise GoldenFailure(stray_problem(self.directory))
 
@@ -109,9 +109,9 @@ class GoldenItem(_GoldenNode):
 
 
 def _write_catalog_case(state: GoldenSession, case, *, rewrite: bool, nodeid: str) -> None:
-    """Generate one catalog case's goldens for the running torch and write them (harness.writing)."""
-    from ..store import GoldenExists, GoldenStore
-    from ..writing import write_goldens
+    """Generate one catalog case's goldens for the running torch and write them (harness.goldens.writing)."""
+    from harness.goldens.store import GoldenExists, GoldenStore
+    from harness.goldens.writing import write_goldens
 
     version = runtime()
     try:
@@ -130,7 +130,7 @@ def pytest_collection_modifyitems(session, config, items):
     if state.catalog:
         from _pytest.reports import CollectReport
 
-        from ..catalog import CatalogError
+        from harness.catalog import CatalogError
 
         collector = GoldenCatalog.from_parent(session, name=CATALOG_NODE, path=config.rootpath,
                                               nodeid=CATALOG_NODE)
@@ -169,7 +169,7 @@ class Sharder:
 
     A catalog item's unit is its (golden version, case), so a case's results stay together; a
     misnamed golden directory is its own unit, and so is every other test (by node id). The
-    split is harness.shard.assign: the same items and costs file always give the same shards.
+    split is harness.replaying.shard.assign: the same items and costs file always give the same shards.
     """
 
     def __init__(self, state: GoldenSession):
@@ -177,7 +177,7 @@ class Sharder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session, config, items):
-        from ..shard import Unit, load_costs, pick
+        from harness.replaying.shard import Unit, load_costs, pick
 
         def unit(item):
             if isinstance(item, GoldenItem):
@@ -275,8 +275,8 @@ def pytest_ignore_collect(collection_path, config):
 
 
 def _looks_like_a_store(directory) -> bool:
-    from ..store import GoldenStore
-    from ..versions import parse_version
+    from harness.goldens.store import GoldenStore
+    from harness.versions import parse_version
 
     if (directory / GoldenStore.MARKER).exists():
         return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .session import GoldenSession
+from harness.pytest_plugin.session import GoldenSession
 
 
 class GoldenFailure(AssertionError):
@@ -20,9 +20,9 @@ def failure_text(state: GoldenSession, evaluations, tolerance, nodeid: str) -> s
     Results that fail the same way (one drift on four backends) are one paragraph naming
     their backends, with the diagnostics of the first: the reader sees each finding once.
     """
-    from ..diagnostics import describe
-    from ..notices import quiet
-    from .session import runtime
+    from harness.reporting.diagnostics import describe
+    from harness.notices import quiet
+    from harness.pytest_plugin.session import runtime
 
     groups: dict[tuple, list] = {}
     for ev in evaluations:
@@ -71,9 +71,9 @@ def _how_to_accept(state: GoldenSession, evaluations, nodeid: str, version: str)
 def _save_obtained(state: GoldenSession, nodeid: str, ev) -> Path | None:
     import re
 
-    from ..notices import quiet
-    from ..safeload import save_bytes
-    from ..store import atomic_write
+    from harness.notices import quiet
+    from harness.goldens.safeload import save_bytes
+    from harness.goldens.store import atomic_write
 
     r = ev.result
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]

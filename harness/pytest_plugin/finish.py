@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .session import SESSION, GoldenSession
+from harness.pytest_plugin.session import SESSION, GoldenSession
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
@@ -39,7 +39,7 @@ def _release_claims(state: GoldenSession) -> None:
 
 def _prune(state: GoldenSession) -> None:
     """--golden-prune: remove what _unused found, through the store, recording why."""
-    from ..store import GoldenError, GoldenStore
+    from harness.goldens.store import GoldenError, GoldenStore
 
     store = GoldenStore(state.golden_dir)
     for version in sorted({d[0] for d in state.dropped_kinds}):
@@ -88,7 +88,7 @@ def _unused(state: GoldenSession) -> list[tuple[str, str, str, str | None]]:
     unused when its case left the catalog. Goldens of deselected, skipped or failed tests
     are never called unused.
     """
-    from ..store import GoldenStore
+    from harness.goldens.store import GoldenStore
 
     store = GoldenStore(state.golden_dir)
     found = []
@@ -123,7 +123,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr = terminalreporter
     tr.section("golden summary")
     if state.results:
-        from ..results import rounding_summary
+        from harness.replaying.results import rounding_summary
 
         tr.write_line(_counts_table(state.results))
         rounding = rounding_summary(state.results)
@@ -138,7 +138,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for line in state.writes:
         tr.write_line(line)
     if state.not_current:
-        from .session import runtime
+        from harness.pytest_plugin.session import runtime
 
         tr.write_line(f"{len(state.not_current)} golden test(s) have no golden for torch {runtime()} yet; their "
                       f"older goldens were replayed (create them: {state.command(None, '--golden-update-new-only')}; "
@@ -189,7 +189,7 @@ def _counts_table(results: list[dict]) -> str:
 
     from tabulate import tabulate
 
-    from ..results import VERDICTS
+    from harness.replaying.results import VERDICTS
 
     counts = Counter((r["golden_version"], r["backend"], r["verdict"]) for r in results)
     keys = sorted({(v, b) for v, b, _ in counts})

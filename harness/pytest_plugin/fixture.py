@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ..engines import ENGINE_ORDER
-from .failures import GoldenFailure, failure_text
-from .session import SESSION, GoldenSession, runtime
+from harness.engines import ENGINE_ORDER
+from harness.pytest_plugin.failures import GoldenFailure, failure_text
+from harness.pytest_plugin.session import SESSION, GoldenSession, runtime
 
 
 class GoldenChecker:
@@ -36,8 +36,8 @@ class GoldenChecker:
             raise GoldenFailure(f"golden id {name!r} is used by two tests in this run: {other} and {nodeid}; each "
                                 f"test needs an id of its own (nothing was written or compared for {nodeid})")
         case, backends = self._case(name, model, example_inputs, artifacts, backends, tolerance)
-        from ..store import GoldenStore
-        from ..versions import parse_version
+        from harness.goldens.store import GoldenStore
+        from harness.versions import parse_version
 
         store = GoldenStore(self.state.golden_dir)
         versions = [v for v in store.versions()[0] if parse_version(v) <= parse_version(runtime())]
@@ -78,8 +78,8 @@ class GoldenChecker:
     def _case(self, name, model, example_inputs, artifacts, backends, tolerance):
         """The Case a check stands for, and its backends (the call's, the marker's or the session's)."""
         __tracebackhide__ = True
-        from ..catalog import Case, GivenInput, Tolerance
-        from ..versions import parse_version
+        from harness.catalog import Case, GivenInput, Tolerance
+        from harness.versions import parse_version
 
         marker = self.request.node.get_closest_marker("golden")
         options = dict(marker.kwargs) if marker else {}
@@ -121,8 +121,8 @@ class GoldenChecker:
         return evaluations + self._replay(store, version, case, backends)
 
     def _missing(self, case, backends, version: str, has_older: bool):
-        from ..replayer import Evaluation
-        from ..results import Result
+        from harness.replaying.replayer import Evaluation
+        from harness.replaying.results import Result
 
         why = " (--golden-require-current: older releases' goldens do not stand in)" if has_older else ""
         return Evaluation(Result(
@@ -130,9 +130,9 @@ class GoldenChecker:
             f"no golden {case.id!r} for torch {version}{why}"))
 
     def _replay(self, store, version, case, backends):
-        from ..layout import HarnessLayout
-        from ..replayer import Evaluation, open_replayer
-        from ..results import Result
+        from harness.goldens.layout import HarnessLayout
+        from harness.replaying.replayer import Evaluation, open_replayer
+        from harness.replaying.results import Result
 
         options = self.state.options(backends=backends, onednn_threads=self.state.onednn_threads())
         replayer = open_replayer(HarnessLayout, store.root, version, [case], options)
@@ -147,11 +147,11 @@ class GoldenChecker:
         return found + [replayer.evaluate_model(case, backend, example) for backend in replayer.backends_for(case)]
 
     def _write(self, store, case, backends, *, rewrite: bool):
-        from ..flows import flow_of
-        from ..generate import generate_fresh
-        from ..notices import quiet
-        from ..store import GoldenError, GoldenExists
-        from ..writing import write_goldens
+        from harness.making.flows import flow_of
+        from harness.making.generate import generate_fresh
+        from harness.notices import quiet
+        from harness.goldens.store import GoldenError, GoldenExists
+        from harness.goldens.writing import write_goldens
 
         nodeid = self.request.node.nodeid
         generated = generate_fresh(case, backends)
@@ -173,7 +173,7 @@ class GoldenChecker:
 
 
 def _version_key(version: str):
-    from ..versions import parse_version
+    from harness.versions import parse_version
 
     return parse_version(version)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ..engines import ENGINE_ORDER
-from ..layout import LAYOUTS
-from .session import SESSION, GoldenSession
+from harness.engines import ENGINE_ORDER
+from harness.goldens.layout import LAYOUTS
+from harness.pytest_plugin.session import SESSION, GoldenSession
 
 CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "TRAVIS", "JENKINS_URL",
                 "TF_BUILD", "TEAMCITY_VERSION", "BITBUCKET_BUILD_NUMBER", "APPVEYOR", "CODEBUILD_BUILD_ID",
@@ -96,7 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     report = config.getoption("golden_report")
     shard = config.getoption("golden_shard")
     if shard:
-        from ..shard import parse_shard
+        from harness.replaying.shard import parse_shard
 
         try:
             shard = parse_shard(shard)
@@ -117,7 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(), "bc-harness-xdist")
     if shard:
-        from .collect import Sharder
+        from harness.pytest_plugin.collect import Sharder
 
         config.pluginmanager.register(Sharder(config.stash[SESSION]), "bc-harness-shard")
 
@@ -158,7 +158,7 @@ class _XdistController:
         worker. Every other test is its own unit, as under ``load``. Another --dist is kept."""
         if config.getvalue("dist") != "load" or not config.stash[SESSION].catalog:
             return None
-        from .collect import case_scheduling
+        from harness.pytest_plugin.collect import case_scheduling
 
         return case_scheduling(config, log)
 

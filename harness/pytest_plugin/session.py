@@ -96,7 +96,7 @@ class GoldenSession:
         return self._golden_dir
 
     def _place(self, option: str, key: str) -> Path:
-        from ..config import DEFAULTS, configured
+        from harness.config import DEFAULTS, configured
 
         config = self.config
         flag = config.getoption(option)
@@ -121,14 +121,14 @@ class GoldenSession:
     # -- catalog ----------------------------------------------------------------------
     @property
     def layout_class(self):
-        """The harness.layout class of --golden-layout."""
-        from ..layout import LAYOUTS
+        """The harness.goldens.layout class of --golden-layout."""
+        from harness.goldens.layout import LAYOUTS
 
         return LAYOUTS[self.layout]
 
     def cases(self):
         if self._cases is None:
-            from ..catalog import load_catalog
+            from harness.catalog import load_catalog
 
             self._cases = load_catalog(self.fixtures_dir)
         return self._cases
@@ -137,24 +137,24 @@ class GoldenSession:
         """One catalog item's Evaluation, judged in this process's crash-safe child
         (harness.sandbox): a result whose loading or running kills the child is a ``crash``, and
         the session goes on with a new child."""
-        from ..replayer import Evaluation
-        from ..results import Result
-        from ..sandbox import run_to_end, shared
+        from harness.replaying.replayer import Evaluation
+        from harness.replaying.results import Result
+        from harness.sandbox import run_to_end, shared
 
         options = self.options()
         request = {"context": f"{id(self)}-{self._epoch}", "layout": self.layout, "root": str(self.golden_dir),
                    "fixtures": str(self.fixtures_dir), "options": options, "version": version, "case": case.id,
                    "kind": kind, "backend": backend, "share": self._share()}
         found = []
-        given_up = run_to_end(shared(), "harness.replayer:evaluate_in_child", request, found.append)
+        given_up = run_to_end(shared(), "harness.replaying.replayer:evaluate_in_child", request, found.append)
         if given_up:
             return Evaluation(Result(case.id, kind, backend, version, runtime(), "crash",
                                      f"the replay worker gave up on it: {given_up}"))
         return found[0]
 
     def options(self, **given):
-        """The replay options of this session's checks (harness.replayer.Options)."""
-        from ..replayer import Options
+        """The replay options of this session's checks (harness.replaying.replayer.Options)."""
+        from harness.replaying.replayer import Options
 
         return Options(**{"backends": self.backends, "trust_unverified": self.trust_unverified,
                           "trust_goldens": self.trust_goldens, "known": self.known(),
@@ -162,7 +162,7 @@ class GoldenSession:
 
     def operators(self) -> tuple:
         """The project's additions to the operator allowlist ([tool.bc-harness] operators)."""
-        from ..config import ConfigError, operators
+        from harness.config import ConfigError, operators
 
         try:
             return tuple(sorted(operators(self.config.rootpath)))
@@ -171,7 +171,7 @@ class GoldenSession:
 
     def generate(self, case):
         """One catalog case's goldens for the running torch, made in the crash-safe child."""
-        from ..generate import generate_isolated
+        from harness.making.generate import generate_isolated
 
         return generate_isolated(self.fixtures_dir, case, self.backends)
 
@@ -180,7 +180,7 @@ class GoldenSession:
         """In an xdist worker, torch threads for a catalog item: the worker's share of the cores."""
         if not self.worker:
             return None
-        from ..shard import cores
+        from harness.replaying.shard import cores
 
         return max(1, cores() // int(self.config.workerinput.get("workercount", 1)))
 
@@ -189,7 +189,7 @@ class GoldenSession:
         if self._threads is None:
             import torch
 
-            from ..shard import cores
+            from harness.replaying.shard import cores
 
             workers = int(self.config.workerinput.get("workercount", 1))
             self._threads = (max(1, cores() // workers), torch.get_num_threads())
@@ -197,7 +197,7 @@ class GoldenSession:
 
     def onednn_threads(self) -> int | None:
         """In an xdist worker, onednn replays at torch's own thread count, as a serial run
-        would: its dynamic linear rounds differently with another count (harness.replayer)."""
+        would: its dynamic linear rounds differently with another count (harness.replaying.replayer)."""
         return self._thread_counts()[1] if self.worker else None
 
     @contextmanager
@@ -220,9 +220,9 @@ class GoldenSession:
 
     def versions(self) -> tuple[list[str], list[str]]:
         """(golden versions not newer than this torch, directories named like no version)."""
-        from ..compat import torch_release
-        from ..store import GoldenStore
-        from ..versions import parse_version
+        from harness.compat import torch_release
+        from harness.goldens.store import GoldenStore
+        from harness.versions import parse_version
 
         if self.layout_class.single_set:
             return [self.layout_class.single_set], []
@@ -234,7 +234,7 @@ class GoldenSession:
         if not self.layout_class.known_drifts:
             return []
         if self._known is None:  # read once per session, not per check
-            from ..known import load
+            from harness.goldens.known import load
 
             self._known = load(self.golden_dir)
         return self._known
@@ -312,6 +312,6 @@ class GoldenSession:
 
 def runtime() -> str:
     """The running torch's release."""
-    from ..compat import torch_release
+    from harness.compat import torch_release
 
     return torch_release()

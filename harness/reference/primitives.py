@@ -15,7 +15,7 @@ import math
 import torch
 
 try:
-    from .. import _kernels
+    from harness import _kernels
 except ImportError as exc:  # pragma: no cover - a checkout used without `pip install -e .`
     _kernels = None
     _IMPORT_ERROR = exc

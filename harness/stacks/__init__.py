@@ -18,7 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 if TYPE_CHECKING:  # annotations only
-    from ..catalog import Case
+    from harness.catalog import Case
 
 #: the registered stacks, by module; the first one's first flow is a case's default flow
 REGISTRY = (
@@ -94,7 +94,7 @@ def quantized(step, module, example):
     """``step(module, example)``: a quantization step on a float module, with HistogramObserver's
     search done once for the same calibration under every engine, and FX tracing without
     per-node stack traces (harness.compat_shortcuts)."""
-    from ..compat_shortcuts import fx_without_stack_traces, remembered_histogram_searches
+    from harness.compat_shortcuts import fx_without_stack_traces, remembered_histogram_searches
 
     with remembered_histogram_searches(), fx_without_stack_traces():
         return step(module, example)

@@ -20,12 +20,12 @@ import textwrap
 import pytest
 import torch
 
-from harness.layout import file_name, sidecar_name
-from harness.replay import Options, replay_store
-from harness.safeload import save_bytes
-from harness.sealing import verify
-from harness.store import GoldenStore, sha256
-from harness.vetting import MAX_TENSOR_BYTES, embedded_code
+from harness.goldens.layout import file_name, sidecar_name
+from harness.replaying.schedule import Options, replay_store
+from harness.goldens.safeload import save_bytes
+from harness.goldens.sealing import verify
+from harness.goldens.store import GoldenStore, sha256
+from harness.goldens.vetting import MAX_TENSOR_BYTES, embedded_code
 
 from ..conftest import FIXTURES, REPO, SLICE
 from .test_payloads import rezip
@@ -268,7 +268,7 @@ MEMORY = {"input": ("linear", "input.pt"), "state_dict": ("linear", "state_dict.
 
 @pytest.mark.parametrize("kind", sorted(MEMORY))
 def test_a_golden_that_would_need_twice_the_memory_bound_is_refused_before_loading(kind, store, catalog, version):
-    from harness.vetting import vet
+    from harness.goldens.vetting import vet
 
     case, file = MEMORY[kind]
     name = f"{case}/{file}"
@@ -287,7 +287,7 @@ def test_a_golden_that_would_need_twice_the_memory_bound_is_refused_before_loadi
 MEMO_BOMB = """
 import os, sys
 sys.path.insert(0, {repo!r})
-from harness.pickles import Refused, pickle_globals
+from harness.goldens.pickles import Refused, pickle_globals
 stream = b"\\x80\\x04N" + b"\\x94" * 16_000_000 + b"."
 try:
     pickle_globals(stream, "data.pkl")
@@ -427,8 +427,8 @@ def _member_added(data: bytes, name: str, body: bytes, first: bool = False) -> b
 
 def test_a_member_named_like_another_but_for_case_is_one_name_to_torch_and_refused(store, version):
     """torch's zip reader ignores case: archive/CODE/... shadows archive/code/... for it."""
-    from harness.pickles import Refused
-    from harness.vetting import vet
+    from harness.goldens.pickles import Refused
+    from harness.goldens.vetting import vet
 
     data = (store / version / "conv2d_graph" / "scripted.pt").read_bytes()
     member = _code_member(data, "def forward")
@@ -444,8 +444,8 @@ def test_every_member_of_a_pt2_is_read_as_torch_export_reads_it(store, version):
     torch never reads may not cancel the one it does."""
     import pickle
 
-    from harness.pickles import Refused
-    from harness.vetting import vet
+    from harness.goldens.pickles import Refused
+    from harness.goldens.vetting import vet
 
     from .test_payloads import _Exec
 
@@ -488,7 +488,7 @@ def test_every_member_of_a_pt2_is_read_as_torch_export_reads_it(store, version):
 
 
 def test_torchscript_cannot_reach_an_operator_through_getattr_or_a_name_bound_elsewhere():
-    from harness.operators import torchscript_problem
+    from harness.goldens.operators import torchscript_problem
 
     assert "computed call" in torchscript_problem(
         {"m.py": "def f(x):\n  return getattr(torch, 'set_grad_enabled')(False)\n"})
@@ -502,8 +502,8 @@ def test_torchscript_cannot_reach_an_operator_through_getattr_or_a_name_bound_el
 def test_what_a_tensor_needs_is_measured_however_its_size_is_written(tensor):
     import io
 
-    from harness.pickles import Refused
-    from harness.vetting import vet
+    from harness.goldens.pickles import Refused
+    from harness.goldens.vetting import vet
 
     if tensor == "size-object":  # a quantized tensor whose size is a torch.Size of 1.5 GiB
         value = torch._empty_affine_quantized([1], scale=0.5, zero_point=0, dtype=torch.quint8).expand(3 << 29)
@@ -526,7 +526,7 @@ def test_vetting_imports_nothing_a_golden_names(monkeypatch):
     command line; now only torch's own modules may be imported to decide, any other must be loaded already."""
     import sys as _sys
 
-    from harness.vetting import _module_class_allowed
+    from harness.goldens.vetting import _module_class_allowed
 
     monkeypatch.delitem(_sys.modules, "harness.cli.__main__", raising=False)
     assert not _module_class_allowed("harness.cli.__main__.Anything", set())

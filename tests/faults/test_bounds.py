@@ -1,6 +1,6 @@
 """A golden cannot make the process take more than the stated memory bound: sizes are checked
 before reading, zip inflation is bounded by the members' declared sizes, and each member is read
-no further than its header declares (harness.vetting)."""
+no further than its header declares (harness.goldens.vetting)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import zipfile
 
 import pytest
 
-from harness.pickles import Refused, pickle_globals
-from harness.store import CorruptGolden, GoldenSet, sha256
-from harness.vetting import MAX_FILE_BYTES, MAX_INFLATED_BYTES, Archive
+from harness.goldens.pickles import Refused, pickle_globals
+from harness.goldens.store import CorruptGolden, GoldenSet, sha256
+from harness.goldens.vetting import MAX_FILE_BYTES, MAX_INFLATED_BYTES, Archive
 
 from ..conftest import REPO
 
@@ -81,7 +81,7 @@ SCRIPT = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from harness.store import CorruptGolden, GoldenSet
+from harness.goldens.store import CorruptGolden, GoldenSet
 golden = GoldenSet.open(Path(sys.argv[2]), "2.13.0")
 try:
     golden.read(sys.argv[3], kind="state_dict")

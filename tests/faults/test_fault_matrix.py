@@ -17,10 +17,10 @@ import zipfile
 
 import pytest
 
-from harness.layout import file_name
-from harness.safeload import save_bytes
-from harness.replay import Options, replay_store
-from harness.store import GoldenStore, sha256
+from harness.goldens.layout import file_name
+from harness.goldens.safeload import save_bytes
+from harness.replaying.schedule import Options, replay_store
+from harness.goldens.store import GoldenStore, sha256
 
 from ..conftest import SLICE
 

@@ -7,8 +7,8 @@ golden keeps its verdict, and nothing raises.
 
 import json
 
-from harness.replay import Options, replay_store
-from harness.store import GoldenStore
+from harness.replaying.schedule import Options, replay_store
+from harness.goldens.store import GoldenStore
 
 from ..conftest import SLICE, run_cli
 

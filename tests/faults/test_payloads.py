@@ -16,11 +16,11 @@ import zipfile
 
 import pytest
 
-from harness.layout import sidecar_name
-from harness.replay import Options, replay_store
-from harness.sealing import Refusal, pin, verify
-from harness.store import GoldenStore, sha256
-from harness.vetting import embedded_code
+from harness.goldens.layout import sidecar_name
+from harness.replaying.schedule import Options, replay_store
+from harness.goldens.sealing import Refusal, pin, verify
+from harness.goldens.store import GoldenStore, sha256
+from harness.goldens.vetting import embedded_code
 
 from ..conftest import SLICE, run_cli
 
@@ -99,7 +99,7 @@ PAYLOADS = {
 
 def plant(store, version, case, kind, how, marker, *, vouched: bool) -> str:
     """Plant the payload; where ``vouched``, the manifest (and the sidecar) vouch for it too."""
-    from harness.layout import file_name
+    from harness.goldens.layout import file_name
 
     name = f"{case}/{file_name(kind)}"
     path = store / version / name

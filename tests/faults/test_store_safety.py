@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-import harness.store as store_mod
-from harness.sealing import verify
-from harness.store import GoldenStore
+import harness.goldens.store as store_mod
+from harness.goldens.sealing import verify
+from harness.goldens.store import GoldenStore
 
 from ..conftest import REPO
 
@@ -42,7 +42,7 @@ WRITER = f"""
 import sys
 sys.path.insert(0, {str(REPO)!r})
 from pathlib import Path
-from harness.store import GoldenStore
+from harness.goldens.store import GoldenStore
 import random
 root, tags = Path(sys.argv[1]), sys.argv[2].split(",")
 def make(tag):

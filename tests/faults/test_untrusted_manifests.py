@@ -9,10 +9,10 @@ import shutil
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.manifest import Manifest, ManifestError
-from harness.replay import Options, replay_store
-from harness.sealing import verify
-from harness.store import GoldenError, GoldenStore, sha256
+from harness.goldens.manifest import Manifest, ManifestError
+from harness.replaying.schedule import Options, replay_store
+from harness.goldens.sealing import verify
+from harness.goldens.store import GoldenError, GoldenStore, sha256
 
 from ..conftest import SLICE, run_cli
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import textwrap
 
-from harness.generate import generate_case
-from harness.sealing import verify
-from harness.store import GoldenStore, sha256
-from harness.writing import write_goldens
+from harness.making.generate import generate_case
+from harness.goldens.sealing import verify
+from harness.goldens.store import GoldenStore, sha256
+from harness.goldens.writing import write_goldens
 
 
 def _manifest(store, version):
@@ -51,9 +51,9 @@ RACE = textwrap.dedent('''
     """Plays the other xdist worker: it writes the same golden between this test's check and write."""
     from pathlib import Path
 
-    import harness.generate
+    import harness.making.generate
 
-    real = harness.generate.generate_fresh
+    real = harness.making.generate.generate_fresh
     raced = []
 
     def racing(case, engines=None):
@@ -61,14 +61,14 @@ RACE = textwrap.dedent('''
         if not raced:
             raced.append(case.id)
             from harness.compat import torch_release
-            from harness.store import GoldenStore
-            from harness.writing import write_goldens
+            from harness.goldens.store import GoldenStore
+            from harness.goldens.writing import write_goldens
 
             write_goldens(GoldenStore(Path(__file__).parent / "goldens"), torch_release(), [real(case, engines)],
                           "the other worker", owner="test_user.py::test_linear")
         return made
 
-    harness.generate.generate_fresh = racing
+    harness.making.generate.generate_fresh = racing
 ''')
 
 
@@ -86,7 +86,7 @@ def test_a_write_that_loses_the_race_replays_against_the_winner(outside_ci, pyte
 def test_pin_on_a_full_disk_says_so_and_leaves_no_manifest(store, version, tmp_path, monkeypatch, capsys):
     import errno
 
-    import harness.sealing
+    import harness.goldens.sealing
     from harness.cli import main
 
     foreign = tmp_path / "foreign"
@@ -96,7 +96,7 @@ def test_pin_on_a_full_disk_says_so_and_leaves_no_manifest(store, version, tmp_p
     def full_disk(path, data, **kw):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(harness.sealing, "atomic_write", full_disk)
+    monkeypatch.setattr(harness.goldens.sealing, "atomic_write", full_disk)
     assert main(["pin", str(foreign)]) == 1
     assert "No space left on device" in capsys.readouterr().err
     assert not (foreign / "manifest.json").exists()

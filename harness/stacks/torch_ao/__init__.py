@@ -8,7 +8,7 @@ its flows import it when first asked for."""
 
 from __future__ import annotations
 
-from . import releases
+from harness.stacks.torch_ao import releases
 
 
 class TorchAO:
@@ -19,7 +19,7 @@ class TorchAO:
 
     @property
     def flows(self):
-        from .flows import FLOWS  # imports torch: deferred so the release axis can be read without it
+        from harness.stacks.torch_ao.flows import FLOWS  # imports torch: deferred so the release axis can be read without it
 
         return FLOWS
 

@@ -13,9 +13,9 @@ import functools
 import torch
 from packaging.version import Version
 
-from ...compat import torch_release
-from ...notices import silent_import
-from .releases import PT2E_IN_TORCHAO
+from harness.compat import torch_release
+from harness.notices import silent_import
+from harness.stacks.torch_ao.releases import PT2E_IN_TORCHAO
 #: first torch release with PT2E (prepare_pt2e / convert_pt2e)
 PT2E_SINCE = "2.1"
 

@@ -3,9 +3,9 @@ dynamic PTQ, PT2E with the x86 quantizer, and observers."""
 
 from __future__ import annotations
 
-from ...compat import ao, quantize_fx
-from .. import Flow, quantized
-from .compat import ondevice_dynamic_jit, pt2e_problem
+from harness.compat import ao, quantize_fx
+from harness.stacks import Flow, quantized
+from harness.stacks.torch_ao.compat import ondevice_dynamic_jit, pt2e_problem
 
 
 def quantize_jit(script_module, example):

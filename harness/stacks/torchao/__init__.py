@@ -6,7 +6,7 @@ installed); its flows and compat import them when first asked for."""
 
 from __future__ import annotations
 
-from . import releases
+from harness.stacks.torchao import releases
 
 
 class TorchAOStack:
@@ -19,7 +19,7 @@ class TorchAOStack:
 
     @property
     def flows(self):
-        from .flows import FLOWS  # imports torch: deferred so the release axis can be read without it
+        from harness.stacks.torchao.flows import FLOWS  # imports torch: deferred so the release axis can be read without it
 
         return FLOWS
 
@@ -27,13 +27,13 @@ class TorchAOStack:
         return releases.packages(torch)
 
     def versions(self) -> dict[str, str]:
-        from .compat import version
+        from harness.stacks.torchao.compat import version
 
         found = version()
         return {"torchao": found} if found else {}
 
     def library_problem(self, library: str) -> str | None:
-        from .compat import problem
+        from harness.stacks.torchao.compat import problem
 
         return problem() if library == "torchao" else f"the torchao stack has no library {library!r}"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from packaging.version import InvalidVersion, Version
 
-from ...compat import requirement_problem
+from harness.compat import requirement_problem
 
 #: the harness's name of a torchao recipe -> (config class from 0.9, function before 0.9, kwargs)
 #: kwargs is a function of the torchao module giving the arguments, None for the defaults
@@ -91,7 +91,7 @@ def exportable(model):
 def registered_safe_globals() -> frozenset[str]:
     """What this process's torch and the installed torchao (imported here) admit to weights_only
     loading beyond torch's built-ins."""
-    from ...compat import registered_safe_globals as registered
+    from harness.compat import registered_safe_globals as registered
 
     problem()  # imports torchao when it is installed, so its registrations are made
     return registered()

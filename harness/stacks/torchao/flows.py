@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .. import Flow, quantized
-from . import compat
+from harness.stacks import Flow, quantized
+from harness.stacks.torchao import compat
 
 
 class Quantize(Flow):

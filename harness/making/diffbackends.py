@@ -1,0 +1,195 @@
+"""The backend x case matrix: each native backend's distance to the reference kernels.
+
+For every case whose output is checked, the model is built under each backend (the same seeded
+weights), run on the case's input, and compared with the reference kernels' output for the same
+weights (computed once, from the model built under fbgemm). A quantized output is measured in
+quantization steps; a float output that is the dequantized result of the model's last quantized
+tensor in steps of that tensor's scale; any other float output in |Δ| (float rounding when within
+the case's bound).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from harness.making import flows
+from harness.catalog import Case
+from harness.replaying.compare import compare
+from harness.engines import engine, supported_engines
+from harness.notices import quiet
+
+#: how a (case, backend) pair stands against the reference, in the order a summary lists them
+GRADES = ("exact", "one step", "rounding", "beyond")
+
+
+@dataclass
+class Cell:
+    text: str  # "=" exact, "±N st", "|Δ|x", "differs", "n/a"
+    grade: str | None  # one of GRADES; None: not compared
+    reason: str = ""
+
+    @property
+    def exact(self) -> bool | None:
+        return None if self.grade is None else self.grade == "exact"
+
+
+def _distance(reference, obtained, step: float | None) -> Cell:
+    """``step``: the scale of the quantized tensor a float ``obtained`` was dequantized from."""
+    diff = compare(reference, obtained)
+    if diff.ok:
+        return Cell("=", "exact")
+    steps = diff.max_step_diff
+    if steps is None and step and diff.max_abs_diff is not None and diff.verdict == "drift":
+        steps = round(diff.max_abs_diff / step, 3)  # dequantized values: whole steps, up to float rounding
+    if steps is not None:
+        return Cell(f"±{steps:g} st", "one step" if steps <= 1 else "beyond", diff.message)
+    if diff.verdict == "rounding":
+        return Cell(f"|Δ|{diff.max_abs_diff:.2g}", "rounding", diff.message)
+    if diff.max_abs_diff is not None:
+        return Cell(f"|Δ|{diff.max_abs_diff:.2g}", "beyond", diff.message)
+    return Cell("differs", "beyond", diff.message)
+
+
+def _run_native(case: Case, model, example):
+    """The model's output, and the scale its float output was dequantized from (None when the
+    output is not the result of a per-tensor dequantize)."""
+    import torch
+
+    from harness.compat import dispatch_mode
+
+    class LastDequantize(dispatch_mode()):
+        def __init__(self):
+            super().__init__()
+            self.out, self.scale = None, None
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten.dequantize.self and args[0].qscheme() == torch.per_tensor_affine:
+                self.out, self.scale = out, args[0].q_scale()
+            return out
+
+    watch = LastDequantize()
+    with watch:
+        out = case.forward(model, example)
+    return out, (watch.scale if out is watch.out else None)
+
+
+def case_row(case: Case, engines: list[str], crashed: dict | None = None, at=None) -> tuple[dict[str, Cell], str]:
+    """{backend: Cell} and, when the reference cannot run the case, the reason. In a crash-safe
+    child, ``at`` hears each step's key and ``crashed`` holds the steps that killed one."""
+    from harness import reference
+
+    crashed = crashed or {}
+    if not case.check_numerics:
+        return {}, "it checks loading only: no output to compare"
+    unable = flows.build_problem(case)
+    if unable:
+        return {}, f"not built here: {unable}"
+    if ("reference",) in crashed:
+        return {}, f"building it and running the reference crashed the process: {crashed[('reference',)]}"
+    if at is not None:
+        at(("reference",))
+    try:
+        with quiet(), engine("fbgemm" if "fbgemm" in engines else engines[0]):
+            example = flows.make_input(case)
+            model = flows.runnable(case, flows.build(case), example)
+            expected = reference.reference_output(model, example, case.forward)
+    except reference.Unsupported as exc:
+        return {}, str(exc)
+    cells = {}
+    for backend in engines:
+        if ("backend", backend) in crashed:
+            cells[backend] = Cell("crash", None, f"{backend} crashed the process: {crashed[('backend', backend)]}")
+            continue
+        if at is not None:
+            at(("backend", backend))
+        with quiet(), engine(backend):
+            try:
+                model = flows.runnable(case, flows.build(case), example)
+                cells[backend] = _distance(expected, *_run_native(case, model, example))
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                cells[backend] = Cell("n/a", None, f"{backend} cannot run it: {first[:120]}")
+    return cells, ""
+
+
+@dataclass
+class Matrix:
+    engines: list[str]
+    rows: list[tuple[Case, dict[str, Cell], str]]  # (case, cells, why not compared)
+
+    @property
+    def compared(self) -> list[tuple[Case, dict[str, Cell]]]:
+        return [(case, cells) for case, cells, why in self.rows if not why]
+
+    def tally(self, backend: str) -> Counter:
+        return Counter(cells[backend].grade for _, cells in self.compared if cells[backend].grade)
+
+
+def measure(cases: list[Case], engines: list[str] | None = None, fixtures=None) -> Matrix:
+    """Every case's row; in a crash-safe child (harness.sandbox) where the catalog's ``fixtures``
+    directory is given, so that a backend that crashes on a case is a cell, not the end."""
+    engines = engines or supported_engines()
+    if fixtures is None:
+        return Matrix(engines, [(case, *case_row(case, engines)) for case in cases])
+    from harness.sandbox import Sandbox, run_to_end
+
+    rows, box = [], Sandbox()
+    try:
+        for case in cases:
+            found = []
+            given_up = run_to_end(box, "harness.making.diffbackends:_row_in_child",
+                                  {"fixtures": str(fixtures), "case": case.id, "engines": engines}, found.append)
+            rows.append((case, *(found[0] if found else ({}, f"its worker gave up: {given_up}"))))
+    finally:
+        box.close()
+    return Matrix(engines, rows)
+
+
+def _row_in_child(request: dict, at):
+    from pathlib import Path
+
+    from harness.catalog import load_catalog
+
+    case = next(c for c in load_catalog(Path(request["fixtures"])) if c.id == request["case"])
+    yield case_row(case, request["engines"], request["crashed"], at)
+
+
+def summary(m: Matrix) -> list[str]:
+    """Per backend: how many cases are exact, within one step, float rounding, beyond."""
+    lines = [f"{len(m.compared)} of {len(m.rows)} cases compared with the reference; per backend:"]
+    for backend in m.engines:
+        tally = m.tally(backend)
+        crashed = sum(1 for _, cells in m.compared if cells[backend].text == "crash")
+        lines.append(f"  {backend:8} " + ", ".join(f"{tally[g]} {g}" for g in GRADES)
+                     + f" (of {sum(tally.values())} it runs)" + (f"; {crashed} crashed" if crashed else ""))
+    return lines
+
+
+def matrix(cases: list[Case], engines: list[str] | None = None, fixtures=None) -> str:
+    from tabulate import tabulate
+
+    m = measure(cases, engines, fixtures)
+    table = [[case.id, *(cells[b].text for b in m.engines)] for case, cells in m.compared]
+    lines = [tabulate(table, headers=["case", *m.engines]), "", *summary(m)]
+    lines += [f"  not exact: {case.id} on {b}: {cells[b].text} ({cells[b].grade})"
+              for case, cells in m.compared for b in m.engines if cells[b].grade not in (None, "exact")]
+    lines += [f"  crashed: {case.id} on {b}: {cells[b].reason}"
+              for case, cells in m.compared for b in m.engines if cells[b].text == "crash"]
+    skipped = [(case, why) for case, _, why in m.rows if why]
+    if skipped:
+        lines += [f"{len(skipped)} cases without a reference:"] + [f"  {case.id}: {why}" for case, why in skipped]
+    return "\n".join(lines)
+
+
+def markdown(cases: list[Case], engines: list[str] | None = None, fixtures=None) -> str:
+    """The README's per-case table: each backend's distance, or why there is none."""
+    m = measure(cases, engines, fixtures)
+    lines = ["| case | " + " | ".join(m.engines) + " |", "|---|" + "---|" * len(m.engines)]
+    for case, cells, why in m.rows:
+        texts = ([f"not computable: {why}"] + [""] * (len(m.engines) - 1) if why
+                 else [(cells[b].text if cells[b].grade or cells[b].text == "crash" else "cannot run")
+                       for b in m.engines])
+        lines.append(f"| `{case.id}` | " + " | ".join(t.replace("|", "\\|") for t in texts) + " |")
+    return "\n".join(lines + ["", *summary(m)]) + "\n"

@@ -1,0 +1,89 @@
+"""Isolated environments: running the harness under another torch version, in a cached venv."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+
+from harness.releases import HARNESS_DEPS, INDEX_VARIABLE, pip_args, wrong_torch
+
+READY = ".bc-harness-ready"
+
+
+def env_dir(version: str) -> Path:
+    """Where the environment for ``torch==version`` lives (cached across runs)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bc-harness" / "envs"
+    py = ".".join(platform.python_version_tuple()[:2])
+    return base / f"torch-{version}-py{py}"
+
+
+def _python(directory: Path) -> Path:
+    return directory / "bin" / "python"
+
+
+def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bool = False) -> Path:
+    """The Python of a venv holding ``torch==version`` from the package registry; made if needed.
+
+    The harness itself is not installed there: it runs from this checkout (PYTHONPATH), so
+    the goldens of every version are made by the same harness code.
+    """
+    directory = env_dir(version)
+    python = _python(directory)
+    packages = pip_args(version, extras=True)  # BC_TORCH_INDEX=cpu: PyTorch's CPU builds, not CUDA ones
+    bare = pip_args(version)
+    if test_runner:  # a project's own golden tests run there (regenerate-goldens on a plugin store)
+        packages, bare = packages + ["pytest>=8"], bare + ["pytest>=8"]
+    ready = directory / READY
+    if ready.is_file() and python.exists() and ready.read_text().splitlines()[1:2] in ([" ".join(packages)],
+                                                                                          [" ".join(bare)]):
+        say(f"using cached environment {directory}")
+        return python
+    started = time.perf_counter()
+    if not python.exists():
+        say(f"creating environment {directory}")
+        subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
+    source = ("PyTorch's CPU index" if os.environ.get(INDEX_VARIABLE) == "cpu"
+              else "the package registry, a release brings CUDA packages: several GB, a few minutes")
+    say(f"installing {' '.join(p for p in packages if not p.startswith(('-', 'http')))} (from {source})")
+    try:
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages, *HARNESS_DEPS], check=True)
+    except subprocess.CalledProcessError:
+        if packages == bare:
+            raise
+        # a generation extra with no build for this Python (torchvision 0.14.1 has none for 3.11): the
+        # environment goes on without it, and the cases that need it are recorded as not makeable
+        extras = " ".join(p for p in packages if p not in bare)
+        say(f"{extras} cannot be installed here; going on without it (its cases are recorded as not makeable)")
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *bare, *HARNESS_DEPS], check=True)
+        packages = bare
+    wanted = " ".join(packages)
+    found = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    wrong = wrong_torch(version, found)
+    if wrong:
+        raise RuntimeError(wrong)
+    ready.write_text(f"{found}\n{wanted}\n")  # what it holds: a changed pairing installs again
+    say(f"environment ready: torch {found} ({time.perf_counter() - started:.0f} s)")
+    return python
+
+
+def run_harness(python: Path, entry: str, args: list[str], command: str, capture: bool = False):
+    """Run a harness entry point (``regenerate_main`` / ``main``) under another environment's Python.
+
+    Output streams through, so its progress shows as it happens, and the exit status is
+    returned; with ``capture`` the CompletedProcess is, its output kept. ``command`` is what the
+    user typed, recorded in the manifest instead of the inner invocation.
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")])),
+           "BC_HARNESS_COMMAND": command}
+    code = f"import sys; from harness.cli import {entry}; sys.exit({entry}(sys.argv[1:]))"
+    done = subprocess.run([str(python), "-c", code, *args], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=capture, text=capture)
+    return done if capture else done.returncode
