@@ -70,7 +70,7 @@ class GivenInput:
 
 
 #: The default rounding bound for float outputs, in ulps of each output tensor's largest
-#: magnitude (harness.replaying.compare explains the choice and the figures behind it).
+#: magnitude (harness.compare explains the choice and the figures behind it).
 ROUNDING_ULPS = 16
 
 

@@ -165,3 +165,25 @@ class Remembered:
         if self.error is not None:
             raise self.error
         return self.value
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of a result's reason: its type and its telling line.
+
+    torch.load's refusal under weights_only opens with several lines of advice; the line that
+    says what was refused ("WeightsUnpickler error: Unsupported global: ...") is the finding.
+    """
+    text = _ANSI.sub("", str(exc)).strip()
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text:
+        first = text.splitlines()[0][:200] if text else ""
+        return f"{type(exc).__name__}: out of memory: the replay worker's memory bound was reached" + \
+            (f" ({first})" if first else "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    telling = next((line for line in lines if line.startswith("WeightsUnpickler error:")), None)
+    if telling:
+        first = telling.split(". ")[0].rstrip(".")
+        return f"{type(exc).__name__}: weights_only load refused: {first.split(': ', 1)[1]}"[:300]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.catalog import Tolerance
-from harness.replaying.compare import compare, compare_sets, pytorch_verdict
+from harness.compare import compare, compare_sets, pytorch_verdict
 
 
 def q(values, scale=0.5, zp=3, dtype=torch.quint8):
@@ -118,7 +118,7 @@ def test_step_figures_match_integer_representation(ints, shifts, scale):
 
 def _moved(values, index, ulps):
     """``values`` with one element moved by ``ulps`` ulps of the tensor's largest magnitude."""
-    from harness.replaying.compare import ulp_of_largest
+    from harness.compare import ulp_of_largest
 
     out = values.clone()
     out.view(-1)[index] += ulps * ulp_of_largest(values)

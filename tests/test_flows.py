@@ -101,7 +101,7 @@ def test_a_runtime_without_the_kind_skips_with_the_reason(generated_store, catal
     import harness.compat as compat
 
     import harness.stacks.torch_ao.compat as stack_compat
-    from harness.making.flows import flow_problem
+    from harness.stacks import flow_problem
 
     monkeypatch.setattr(compat, "torch_release", lambda: "2.0.1")
     monkeypatch.setattr(stack_compat, "torch_release", lambda: "2.0.1")

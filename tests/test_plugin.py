@@ -514,7 +514,7 @@ def test_float_rounding_passes_shown_in_the_summary_and_golden_exact_fails_it(py
                                                                                  version, tmp_path):
     import torch
 
-    from harness.replaying.compare import ulp_of_largest
+    from harness.compare import ulp_of_largest
     from harness.goldens.safeload import save_bytes
 
     name = "linear_dynamic-qint8/expected.fbgemm.pt"

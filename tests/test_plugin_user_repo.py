@@ -295,7 +295,7 @@ def test_the_package_imports_and_locks_without_fcntl(tmp_path):
         import sys, warnings
         sys.modules["fcntl"] = None  # as on Windows: importing it fails
         warnings.simplefilter("ignore")
-        import harness.goldens.store, harness.goldens.writing, harness.pytest_plugin, harness.cli, harness.replaying.schedule
+        import harness.goldens.store, harness.making.writing, harness.pytest_plugin, harness.cli, harness.replaying.schedule
         with harness.goldens.store.GoldenStore({str(tmp_path)!r}).lock():
             print("locked")
     ''')

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from harness.making import flows
 from harness import reference as R
-from harness.replaying.compare import compare
+from harness.compare import compare
 from harness.engines import engine, supported_engines
 from harness.notices import quiet
 from harness.reference import calls, graphs

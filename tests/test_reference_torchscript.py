@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from harness.making import flows
 from harness import reference as R
-from harness.replaying.compare import compare
+from harness.compare import compare
 from harness.compat import ao, lite_load, lite_save
 from harness.engines import engine, supported_engines
 from harness.notices import quiet

@@ -251,7 +251,7 @@ def _lstm_out_moved(by):
 
 
 def test_float_rounding_is_shown_not_failing_and_exact_fails_it(store, catalog, version, tmp_path):
-    from harness.replaying.compare import ulp_of_largest
+    from harness.compare import ulp_of_largest
     from harness.replaying.results import summary
 
     from .conftest import run_cli

@@ -101,7 +101,7 @@ def test_registered_torchao_classes_pass_vetting():
 
 
 def test_a_missing_requirement_is_a_skip_with_its_reason(tmp_path, catalog):
-    from harness.making.flows import build_problem
+    from harness.stacks import build_problem
     from harness.replaying.schedule import Options, replay_store
 
     base = _by_id(catalog, "linear")

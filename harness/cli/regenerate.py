@@ -1,5 +1,5 @@
 """``regenerate-goldens``: goldens of the installed torch (or, with --torch, of another, in its own
-environment), written through harness.goldens.writing."""
+environment), written through harness.making.writing."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def regenerate(args) -> int:
     from harness.compat import torch_release
     from harness.making.generate import command_line, generate_isolated
     from harness.goldens.store import GoldenError, GoldenExists, GoldenStore
-    from harness.goldens.writing import write_goldens
+    from harness.making.writing import write_goldens
 
     if paths.goldens.exists():
         readable_dir(paths.goldens, "golden directory")

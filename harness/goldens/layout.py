@@ -76,7 +76,7 @@ class HarnessLayout:
     known_drifts = True
     #: the reference kernels run on the golden state_dicts
     reference = True
-    #: judged by harness.replaying.compare's policy, so a run's rounding bound (--exact, --rounding-ulps) applies
+    #: judged by harness.compare's policy, so a run's rounding bound (--exact, --rounding-ulps) applies
     policy = True
 
     def __init__(self, golden):
@@ -138,7 +138,7 @@ class HarnessLayout:
     def case_problem(self, case: Case) -> tuple[str, str] | None:
         """(verdict, reason) when a case cannot be replayed from this set at all."""
         from harness.compat import torch_release
-        from harness.making.flows import build_problem
+        from harness.stacks import build_problem
         from harness.versions import parse_version
 
         entry = self.golden.cases.get(case.id)
@@ -272,7 +272,7 @@ class PyTorchLayout:
 
     def judge(self, case: Case, golden, obtained, diff) -> tuple[str, str]:
         """What PyTorch's test concludes: assertEqual or allclose, and the get_attr set."""
-        from harness.replaying.compare import pytorch_verdict
+        from harness.compare import pytorch_verdict
 
         if diff.reasons and diff.reasons[0].startswith("get_attr targets"):
             return "drift", diff.reasons[0]

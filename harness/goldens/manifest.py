@@ -187,7 +187,7 @@ class Manifest(_JsonView):
         """A manifest from its JSON; ManifestError when it cannot be used at all."""
         from harness.catalog import valid_case_id
         from harness.goldens.layout import valid_file_name
-        from harness.replaying.results import one_line
+        from harness.notices import one_line
 
         try:
             raw = json.loads(text)

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from harness import stacks
 from harness.making import flows
 from harness.catalog import Case
-from harness.replaying.compare import compare
+from harness.compare import compare
 from harness.engines import engine, supported_engines
 from harness.notices import quiet
 
@@ -83,7 +84,7 @@ def case_row(case: Case, engines: list[str], crashed: dict | None = None, at=Non
     crashed = crashed or {}
     if not case.check_numerics:
         return {}, "it checks loading only: no output to compare"
-    unable = flows.build_problem(case)
+    unable = stacks.build_problem(case)
     if unable:
         return {}, f"not built here: {unable}"
     if ("reference",) in crashed:

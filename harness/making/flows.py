@@ -9,7 +9,6 @@ import torch
 
 from harness import stacks
 from harness.catalog import Case
-from harness.compat import requirement_problem
 from harness.compat_shortcuts import qparams_from_range, remembered_histogram_searches
 from harness.notices import Remembered
 
@@ -60,16 +59,6 @@ def exportable(case: Case, model):
 def output(case: Case, model, out):
     """What a golden records of ``model``'s output ``out``."""
     return stacks.of_case(case).output(model, out)
-
-
-def flow_problem(flow: str) -> str | None:
-    """Why this install cannot make or run ``flow``'s models (its stack says), or None when it can."""
-    return stacks.flow(flow).problem()
-
-
-def build_problem(case: Case) -> str | None:
-    """Why this process cannot build ``case`` (its flow, or a package it requires), or None."""
-    return flow_problem(case.flow) or next(filter(None, map(requirement_problem, case.requires)), None)
 
 
 def library_problem(case: Case) -> str | None:

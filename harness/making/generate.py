@@ -1,7 +1,7 @@
 """Generating goldens: every artifact of a case, and its expected output under each backend.
 
 Nothing here writes to disk: a Generated holds the files (named by harness.goldens.layout) and the
-manifest entry; harness.goldens.writing puts them in the store.
+manifest entry; harness.making.writing puts them in the store.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from harness.goldens.layout import HarnessLayout as Names
 from harness.goldens.layout import PyTorchLayout
 from harness.goldens.manifest import CaseEntry
 from harness.notices import quiet, runtime_warnings
-from harness.replaying.results import one_line
+from harness.notices import one_line
 from harness.goldens.safeload import save_bytes
 from harness.versions import parse_version
 from harness.goldens.vetting import CODE_CARRYING, embedded_code
@@ -85,8 +85,8 @@ def generate_case(case: Case, engines: list[str] | None = None, crashed: dict | 
     if parse_version(torch_release()) < parse_version(case.min_torch):
         out.entry.skipped = f"needs torch >= {case.min_torch}"
         return out
-    if flows.build_problem(case):
-        out.entry.skipped = flows.build_problem(case)
+    if stacks.build_problem(case):
+        out.entry.skipped = stacks.build_problem(case)
         return out
     first = engines[0] if engines else None
     if stage.crashed("build"):
@@ -181,7 +181,7 @@ def _make_artifacts(out: Generated, example, reference, stage: _Stages) -> None:
 
 def _make_expected(out: Generated, backend: str, example, stage: _Stages) -> None:
     """The backend's expected output, from a fresh build, if the backend runs it reproducibly."""
-    from harness.replaying.compare import compare
+    from harness.compare import compare
 
     case, entry = out.case, out.entry
     if stage.crashed("expected", backend):
@@ -238,7 +238,7 @@ def _round_trip_problem(case: Case, kind: str, data: bytes, example, reference) 
     is recorded as skipped with the reason instead (a legacy-format state_dict of a
     dynamic LSTM, for one, reloads with wrong weights).
     """
-    from harness.replaying.compare import compare
+    from harness.compare import compare
 
     try:
         # our own bytes, made a moment ago: loaded without the weights_only restrictions, which

@@ -109,9 +109,9 @@ class GoldenItem(_GoldenNode):
 
 
 def _write_catalog_case(state: GoldenSession, case, *, rewrite: bool, nodeid: str) -> None:
-    """Generate one catalog case's goldens for the running torch and write them (harness.goldens.writing)."""
+    """Generate one catalog case's goldens for the running torch and write them (harness.making.writing)."""
     from harness.goldens.store import GoldenExists, GoldenStore
-    from harness.goldens.writing import write_goldens
+    from harness.making.writing import write_goldens
 
     version = runtime()
     try:

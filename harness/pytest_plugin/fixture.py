@@ -151,7 +151,7 @@ class GoldenChecker:
         from harness.making.generate import generate_fresh
         from harness.notices import quiet
         from harness.goldens.store import GoldenError, GoldenExists
-        from harness.goldens.writing import write_goldens
+        from harness.making.writing import write_goldens
 
         nodeid = self.request.node.nodeid
         generated = generate_fresh(case, backends)

@@ -17,11 +17,12 @@ from harness import machine, stacks
 from harness.making import flows
 from harness.making.artifacts import KINDS
 from harness.catalog import Case
-from harness.replaying.compare import Diff, compare, compare_sets, compare_state
+from harness.compare import Diff, compare, compare_sets, compare_state
 from harness.compat import kind_problem, torch_release
 from harness.engines import engine, supported_engines
 from harness.notices import quiet, runtime_warnings
-from harness.replaying.results import COMPARED, KNOWABLE, Result, one_line
+from harness.replaying.results import COMPARED, KNOWABLE, Result
+from harness.notices import one_line
 from harness.goldens.safeload import CannotLoadSafely, load_weights
 from harness.goldens.store import GoldenError, GoldenSet
 
@@ -41,7 +42,7 @@ class Options:
     #: rounds float32 differently with another count (ondevice-conv_linear: 250 of 250
     #: elements by up to 1.2e-07).
     onednn_threads: int | None = None
-    #: the float rounding bound of every case, in ulps (harness.replaying.compare); None: each case's own.
+    #: the float rounding bound of every case, in ulps (harness.compare); None: each case's own.
     #: 0 is --exact: any float difference is a drift
     rounding_ulps: int | None = None
     #: --golden: only these golden versions (None: every one in the store)
@@ -68,7 +69,7 @@ def runtime_problem(case: Case, kind: str) -> str | None:
     rebuilt = kind in _REBUILDS or stacks.of_case(case).library_files
     if rebuilt and case.build is None:  # a golden of a test's own model, replayed without its test
         return f"its model is built by its test ({case.source}): pytest replays it"
-    return kind_problem(kind) or (flows.build_problem(case) if rebuilt else None)
+    return kind_problem(kind) or (stacks.build_problem(case) if rebuilt else None)
 
 
 def owned_cases(golden: GoldenSet, known: set[str]) -> list[Case]:
@@ -371,7 +372,7 @@ class Replayer:
         files = self._case_files(case)
         if files.problem is not None:
             return result(*files.problem)
-        unable = flows.build_problem(case)
+        unable = stacks.build_problem(case)
         if unable:
             return result("skip", f"torch {self.runtime} cannot build it: {unable}")
         if backend != "any" and backend not in self.have:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.compare import ulps_text
 from harness.versions import version_key
 
-#: ``rounding``: a float output within the rounding bound of its golden (harness.replaying.compare); it
+#: ``rounding``: a float output within the rounding bound of its golden (harness.compare); it
 #: is shown everywhere and fails a run only under --exact, where it is judged a drift instead
 #: ``crash``: the process replaying the result died (a signal, or no answer in time: harness.sandbox);
 #: the run goes on with the other results
@@ -35,7 +35,7 @@ class Result:
     max_step_diff: float | None = None
     mismatched: int | None = None
     total: int | None = None
-    #: the largest float difference in ulps of its tensor's largest magnitude (harness.replaying.compare)
+    #: the largest float difference in ulps of its tensor's largest magnitude (harness.compare)
     max_ulp_diff: float | None = None
     #: the same figures against the fbgemm golden: the cross-backend question
     vs_fbgemm_max_abs_diff: float | None = None
@@ -67,31 +67,6 @@ class Result:
         return self.verdict in FAILING and not self.forward and not self.known
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line of a result's reason: its type and its telling line.
-
-    torch.load's refusal under weights_only opens with several lines of advice; the line that
-    says what was refused ("WeightsUnpickler error: Unsupported global: ...") is the finding.
-    """
-    text = _ANSI.sub("", str(exc)).strip()
-    if isinstance(exc, MemoryError) or "can't allocate memory" in text:
-        first = text.splitlines()[0][:200] if text else ""
-        return f"{type(exc).__name__}: out of memory: the replay worker's memory bound was reached" + \
-            (f" ({first})" if first else "")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    telling = next((line for line in lines if line.startswith("WeightsUnpickler error:")), None)
-    if telling:
-        first = telling.split(". ")[0].rstrip(".")
-        return f"{type(exc).__name__}: weights_only load refused: {first.split(': ', 1)[1]}"[:300]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
-
-
-def ulps_text(value: float) -> str:
-    """A float difference in ulps, as a person reads it: '1 ulp', '4 ulps', '0.5 ulps'."""
-    return f"{value:.3g} {'ulp' if value == 1 else 'ulps'}"
 
 
 def summary(results: list[Result]) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from harness.replaying.results import VERDICTS, Result, details, rounding_summary, summary, table, ulps_text
+from harness.replaying.results import VERDICTS, Result, details, rounding_summary, summary, table
+from harness.compare import ulps_text
 from harness.versions import version_key
 
 #: the longest a known entry's reason is shown in the folded view (``-v`` shows it whole)

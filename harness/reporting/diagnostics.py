@@ -26,7 +26,7 @@ def describe(golden, obtained, tolerance: Tolerance = Tolerance(), targets: tupl
 
 
 def _differing_leaves(golden, obtained, tolerance, where):
-    from harness.replaying.compare import compare
+    from harness.compare import compare
 
     if isinstance(golden, (tuple, list)) and isinstance(obtained, (tuple, list)) and len(golden) == len(obtained):
         for i, (g, o) in enumerate(zip(golden, obtained)):
@@ -39,7 +39,7 @@ def _differing_leaves(golden, obtained, tolerance, where):
 def _leaf(where: str, golden, obtained, tolerance: Tolerance) -> str:
     import torch
 
-    from harness.replaying.compare import compare, elements, qparams
+    from harness.compare import compare, elements, qparams
 
     if not (isinstance(golden, torch.Tensor) and isinstance(obtained, torch.Tensor)):
         return f"{where}: golden {_short(golden)}, obtained {_short(obtained)}"

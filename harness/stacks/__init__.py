@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
-if TYPE_CHECKING:  # annotations only
-    from harness.catalog import Case
+#: a harness.catalog.Case (the catalog imports this registry, so the name is not imported here)
+Case = Any
 
 #: the registered stacks, by module; the first one's first flow is a case's default flow
 REGISTRY = (
@@ -189,6 +189,18 @@ def model_flow(model) -> str:
     """The flow a user's quantized model came from, as the stacks read it off the model; the
     default flow where none claims it."""
     return next((f.name for _, f in _flows().values() if f.model_flow(model)), default_flow())
+
+
+def flow_problem(flow_name: str) -> str | None:
+    """Why this install cannot make or run ``flow_name``'s models (its flow says), or None."""
+    return flow(flow_name).problem()
+
+
+def build_problem(case: Any) -> str | None:
+    """Why this process cannot build ``case``: its flow, or a package the case requires; or None."""
+    from harness.compat import requirement_problem  # imports torch, which the registry itself does not
+
+    return flow_problem(case.flow) or next(filter(None, map(requirement_problem, case.requires)), None)
 
 
 def libraries() -> dict[str, Stack]:

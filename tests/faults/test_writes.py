@@ -10,7 +10,7 @@ import textwrap
 from harness.making.generate import generate_case
 from harness.goldens.sealing import verify
 from harness.goldens.store import GoldenStore, sha256
-from harness.goldens.writing import write_goldens
+from harness.making.writing import write_goldens
 
 
 def _manifest(store, version):
@@ -62,7 +62,7 @@ RACE = textwrap.dedent('''
             raced.append(case.id)
             from harness.compat import torch_release
             from harness.goldens.store import GoldenStore
-            from harness.goldens.writing import write_goldens
+            from harness.making.writing import write_goldens
 
             write_goldens(GoldenStore(Path(__file__).parent / "goldens"), torch_release(), [real(case, engines)],
                           "the other worker", owner="test_user.py::test_linear")

@@ -17,7 +17,7 @@ from harness.goldens.layout import HarnessLayout as Names
 from harness.goldens.layout import case_dir, is_sidecar
 from harness.goldens.manifest import Manifest
 from harness.notices import quiet
-from harness.replaying.results import one_line
+from harness.notices import one_line
 from harness.goldens.safeload import load_weights
 
 
@@ -133,7 +133,7 @@ def keep_unchanged(old, generated: list[Generated]) -> int:
     that carry code are compared as bytes only: their content is not safe to load here.
     """
     from harness.making.artifacts import CODE_CARRYING
-    from harness.replaying.compare import compare
+    from harness.compare import compare
     from harness.goldens.store import GoldenError
 
     kept = 0
@@ -196,7 +196,7 @@ def _change_rows(old, g: Generated) -> list[list[str]]:
 
 def _changed(before: bytes, new: bytes, g: Generated) -> list[str]:
     """(change, detail) between an old and a new expected output."""
-    from harness.replaying.compare import compare
+    from harness.compare import compare
 
     if before == new:
         return ["identical", ""]

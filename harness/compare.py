@@ -32,7 +32,6 @@ import math
 from dataclasses import dataclass, field
 
 from harness.catalog import Tolerance
-from harness.replaying.results import ulps_text
 
 @dataclass
 class Diff:
@@ -336,3 +335,8 @@ def pytorch_verdict(golden, obtained, mode: str) -> str | None:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         return "assertEqual failed: " + "; ".join(lines[:3])
     return None
+
+
+def ulps_text(value: float) -> str:
+    """A float difference in ulps, as a person reads it: '1 ulp', '4 ulps', '0.5 ulps'."""
+    return f"{value:.3g} {'ulp' if value == 1 else 'ulps'}"
