@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="replay goldens with the installed torch and judge them")
     common_flags(replay)
     replay.add_argument("directory", nargs="?", metavar="DIR",
-                        help="with --layout pytorch: the flat directory of PyTorch's files")
+                        help="the golden store (default: the configured one; a plugin's golden directory too); "
+                             "with --layout pytorch: the flat directory of PyTorch's files")
     replay.add_argument("--layout", choices=tuple(LAYOUTS), default="harness")
     replay.add_argument("--backend", dest="backends", action="append", metavar="NAME",
                         help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--backend", dest="backends", action="append", metavar="NAME",
                       help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
     diff.add_argument("--markdown", action="store_true",
-                      help="print the per-case table the README carries (each backend's distance, or why none)")
+                      help="print the per-case table docs/reference.md carries (each backend's distance, or why none)")
 
     verify = sub.add_parser("verify", help="check every golden file against its manifest; list unknown files")
     verify.add_argument("directory", nargs="?", metavar="DIR", help="the golden store (default: the configured one)")
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     cases = sub.add_parser("cases", help="list the case catalog")
     common_flags(cases)
     cases.add_argument("--markdown", action="store_true",
-                       help="print the catalog as the Markdown block the README carries")
+                       help="print the catalog as the Markdown block docs/catalog.md carries")
     return parser
 
 

@@ -129,7 +129,7 @@ def report(args) -> int:
 
 
 def catalog_markdown(cases) -> str:
-    """The README's catalog section: counts per fixture file and artifact kind, then every case."""
+    """The catalog page's block (docs/catalog.md): counts per fixture file and artifact kind, then every case."""
     from collections import Counter
 
     from harness import stacks

@@ -185,7 +185,7 @@ def matrix(cases: list[Case], engines: list[str] | None = None, fixtures=None) -
 
 
 def markdown(cases: list[Case], engines: list[str] | None = None, fixtures=None) -> str:
-    """The README's per-case table: each backend's distance, or why there is none."""
+    """The per-case table of docs/reference.md: each backend's distance, or why there is none."""
     m = measure(cases, engines, fixtures)
     lines = ["| case | " + " | ".join(m.engines) + " |", "|---|" + "---|" * len(m.engines)]
     for case, cells, why in m.rows:

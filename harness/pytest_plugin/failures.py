@@ -36,7 +36,7 @@ def failure_text(state: GoldenSession, evaluations, tolerance, nodeid: str) -> s
             head += f" — {message}"
         if verdict == "crash" and ev.result.runtime_machine:
             head += f"\non {ev.result.runtime_machine}; to record it as known: a [[crash]] entry in " \
-                    f"{state.golden_dir / 'known-drifts.toml'} with the CPUs it was seen on (README: Known drifts)"
+                    f"{state.golden_dir / 'known-drifts.toml'} with the CPUs it was seen on (docs/versions.md, Known drifts)"
         if ev.obtained is None or detailed >= 3:
             parts.append(head)
             continue
@@ -64,7 +64,7 @@ def _how_to_accept(state: GoldenSession, evaluations, nodeid: str, version: str)
     if older:
         lines.append(f"a drift against the goldens of torch {', '.join(older)} is a change across torch releases: "
                      f"to accept it, record it in {state.golden_dir / 'known-drifts.toml'} with its figures and "
-                     "reason (README: Known drifts)")
+                     "reason (docs/versions.md, Known drifts)")
     return lines
 
 
