@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 
 from harness.catalog import Tolerance
+from harness.verdicts import Verdict
 
 @dataclass
 class Diff:
@@ -56,8 +57,8 @@ class Diff:
     def verdict(self) -> str:
         """pass, rounding or drift: the one place a comparison becomes a verdict."""
         if self.reasons:
-            return "drift"
-        return "rounding" if self.rounding else "pass"
+            return Verdict.DRIFT
+        return Verdict.ROUNDING if self.rounding else Verdict.PASS
 
     @property
     def ok(self) -> bool:

@@ -121,7 +121,8 @@ def torch_warmed(generated_store, catalog):
     submodule first imported inside such a test would be dropped and, imported again later,
     would register its operators twice (torch refuses). Warming imports them all up front.
     """
-    from harness.replaying.schedule import Options, replay_store
+    from harness.replaying.request import Options
+    from harness.replaying.schedule import replay_store
     from harness.goldens.store import GoldenStore
 
     by_id = {c.id: c for c in catalog}

@@ -109,7 +109,7 @@ def test_verbose_prints_the_traceback_of_a_load_error(store, version):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["replay", "--backend", "tpu"], "unknown backend 'tpu'"),
+    (["replay", "--backend", "tpu"], "--backend 'tpu' is not one of"),
     (["replay", "-k", "no-such-case"], "no case matches"),
     (["replay", "--layout", "pytorch"], "needs the directory"),
     (["replay", "--goldens", "/nonexistent/goldens"], "does not exist"),

@@ -14,7 +14,8 @@ import textwrap
 
 import pytest
 
-from harness.replaying.schedule import Options, replay_store
+from harness.replaying.request import Options
+from harness.replaying.schedule import replay_store
 from harness.sandbox import Crashed, Sandbox
 from harness.goldens.store import GoldenStore
 

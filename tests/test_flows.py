@@ -122,7 +122,8 @@ import sys, json
 sys.modules["torchao"] = None  # as if not installed
 from harness.catalog import load_catalog
 from harness.making.generate import generate_case
-from harness.replaying.schedule import Options, replay_store
+from harness.replaying.request import Options
+from harness.replaying.schedule import replay_store
 from harness.goldens.store import GoldenStore
 case = next(c for c in load_catalog({str(REPO / 'fixtures')!r}) if c.id == "pt2e-ptq-linear")
 made = generate_case(case)

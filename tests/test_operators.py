@@ -81,7 +81,7 @@ def test_the_committed_store_calls_only_allowed_operators():
     """Every code-carrying golden of every committed release, vetted with no waiver (the torchao
     checkpoints this install does not register are a load error, not an operator refusal)."""
     from harness.goldens.pickles import Refused
-    from harness.goldens.vetting import NotAdmitted
+    from harness.goldens.streams import NotAdmitted
 
     refused = []
     for kind, path in _code_files(REPO / "serialized"):

@@ -533,3 +533,29 @@ def test_float_rounding_passes_shown_in_the_summary_and_golden_exact_fails_it(py
     exact.stdout.fnmatch_lines(["*beyond the rounding bound of 0*"])
     bad = pytester.runpytest(*catalog_args, *select, "--golden-exact", "--golden-rounding-ulps=4")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_a_kind_dropped_from_a_case_is_missing_in_the_plugin_as_in_the_cli(pytester, catalog_args, full_store,
+                                                                            version, tmp_path):
+    """The golden count guard is one rule both doors call: a manifest that promises an artifact kind
+    the catalog's case no longer has gives the same missing result, message included."""
+    from .conftest import run_cli
+
+    path = full_store / version / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["cases"]["linear_dynamic-qint8"]["artifacts"].append("export")
+    path.write_text(json.dumps(manifest))
+    report = tmp_path / "plugin.json"
+    result = pytester.runpytest(*catalog_args, "--golden-backend", "fbgemm", "-k", "linear_dynamic-qint8",
+                                f"--golden-report={report}")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines([f"*linear_dynamic-qint8?export-fbgemm-from-{version}?*",
+                                 "*promises this result, but case 'linear_dynamic-qint8' no longer has the export "
+                                 "artifact*"])
+    cli = tmp_path / "cli.json"
+    run_cli("bc-harness", "replay", "--goldens", full_store, "--fixtures", FIXTURES, "--backend", "fbgemm",
+            "-k", "linear_dynamic-qint8", "--json", cli, check=1)
+    key = ("case", "artifact", "backend", "golden_version", "verdict", "message")
+    plugin_records = sorted(tuple(r[k] for k in key) for r in json.loads(report.read_text()))
+    cli_records = sorted(tuple(r[k] for k in key) for r in json.loads(cli.read_text()))
+    assert plugin_records == cli_records and ("linear_dynamic-qint8", "export", "fbgemm") in [r[:3] for r in cli_records]

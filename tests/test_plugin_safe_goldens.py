@@ -198,6 +198,23 @@ def test_the_store_carries_its_gitignore_so_git_sees_only_goldens(repo):
     assert f"goldens/{_version()}/mine/state_dict.pt" in status
 
 
+def _differing_members(a: bytes, b: bytes | None) -> list:
+    """The members of two zip archives that differ, with both versions' first bytes where they differ."""
+    import io
+    import zipfile
+
+    if b is None or not (a.startswith(b"PK") and b.startswith(b"PK")):
+        return ["(not two archives)"]
+    za, zb = zipfile.ZipFile(io.BytesIO(a)), zipfile.ZipFile(io.BytesIO(b))
+    out = [("order", za.namelist(), zb.namelist())] if za.namelist() != zb.namelist() else []
+    for name in za.namelist():
+        x, y = za.read(name), zb.read(name) if name in zb.namelist() else None
+        if x != y:
+            at = next((i for i, (p, q) in enumerate(zip(x, y or b"")) if p != q), 0)
+            out.append((name, x[max(0, at - 60):at + 60], (y or b"")[max(0, at - 60):at + 60]))
+    return out
+
+
 def test_goldens_are_byte_reproducible_in_any_order_and_from_any_path(repo, tmp_path):
     """TorchScript numbers the types it compiles per process, and its archives recorded the absolute
     paths and line numbers of the code they were compiled from: two tests scripting the same class
@@ -217,7 +234,8 @@ def test_goldens_are_byte_reproducible_in_any_order_and_from_any_path(repo, tmp_
                                capture_output=True, text=True)
     assert reordered.returncode == 0, reordered.stdout[-2000:]
     first, second = _golden_files(repo.path / "goldens"), _golden_files(elsewhere / "goldens")
-    assert first.keys() == second.keys() and first == second, [n for n in first if first[n] != second.get(n)]
+    assert first.keys() == second.keys() and first == second, {n: _differing_members(first[n], second.get(n))
+                                                                for n in first if first[n] != second.get(n)}
     assert not [n for n in first if b"another/checkout" in first[n] or str(repo.path).encode() in first[n]]
     manifests = [json.loads((root / "goldens" / _version() / "manifest.json").read_text())
                  for root in (repo.path, elsewhere)]

@@ -129,7 +129,8 @@ def test_a_machine_dependent_skip_covers_a_load_error_too(pytorch_dir, catalog, 
     """PyTorch skips test_lstm on AVX512-VNNI CPUs: there, the old state_dict's refusal by
     weights_only is information on a skipped result (a real finding), not a failure."""
     import harness.compat
-    from harness.replaying.schedule import Options, replay_pytorch_dir
+    from harness.replaying.request import Options
+    from harness.replaying.schedule import replay_pytorch_dir
     from harness.goldens.sealing import pin
 
     _as_an_older_torch_wrote_it(pytorch_dir / "TestSerialization.test_lstm.state_dict.pt")

@@ -376,7 +376,8 @@ print(refused, len(calls))
 
 
 def test_replay_measures_each_result_against_the_reference(generated_store, catalog):
-    from harness.replaying.schedule import Options, replay_store
+    from harness.replaying.request import Options
+    from harness.replaying.schedule import replay_store
     from harness.goldens.store import GoldenStore
 
     from .conftest import SLICE

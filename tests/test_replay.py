@@ -7,7 +7,8 @@ import torch
 
 from harness.engines import supported_engines
 from harness.goldens.safeload import save_bytes
-from harness.replaying.schedule import Options, replay_store
+from harness.replaying.request import Options
+from harness.replaying.schedule import replay_store
 from harness.goldens.store import GoldenStore, sha256
 
 from .conftest import REPO, SLICE

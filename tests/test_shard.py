@@ -105,7 +105,8 @@ def test_cli_shards_cover_every_result_once_and_merge_to_the_serial_report(store
 
 
 def test_parallel_replay_gives_the_serial_results(store, catalog):
-    from harness.replaying.schedule import Options, replay_store
+    from harness.replaying.request import Options
+    from harness.replaying.schedule import replay_store
     from harness.goldens.store import GoldenStore
 
     cases = [c for c in catalog if c.id in SLICE]

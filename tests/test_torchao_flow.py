@@ -42,7 +42,8 @@ def test_catalog_lists_the_new_cases(catalog):
 
 
 def test_torchao_checkpoint_round_trips_through_the_store(tmp_path, catalog):
-    from harness.replaying.schedule import Options, replay_store
+    from harness.replaying.request import Options
+    from harness.replaying.schedule import replay_store
 
     case = _by_id(catalog, "torchao-mlp-int8-dynamic")
     root, (made,) = _store_with(tmp_path, [case])
@@ -102,7 +103,8 @@ def test_registered_torchao_classes_pass_vetting():
 
 def test_a_missing_requirement_is_a_skip_with_its_reason(tmp_path, catalog):
     from harness.stacks import build_problem
-    from harness.replaying.schedule import Options, replay_store
+    from harness.replaying.request import Options
+    from harness.replaying.schedule import replay_store
 
     base = _by_id(catalog, "linear")
     needy = replace(base, requires=("no_such_package_for_bc_harness",))

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from harness.catalog import ROUNDING_ULPS
-from harness.engines import ENGINE_ORDER
 
 USAGE_ERROR = 2
 
@@ -64,15 +63,6 @@ def rounding_flags(parser: argparse.ArgumentParser) -> None:
                              f"(default: each case's own, {ROUNDING_ULPS} unless it says otherwise)")
 
 
-def rounding_ulps(args) -> int | None:
-    """The run's rounding bound: None (each case's), 0 for --exact, or --rounding-ulps N."""
-    if args.exact and args.rounding_ulps is not None:
-        raise UsageError("--exact and --rounding-ulps conflict: --exact is a bound of 0")
-    if args.rounding_ulps is not None and args.rounding_ulps < 0:
-        raise UsageError(f"--rounding-ulps {args.rounding_ulps}: the bound must be 0 or more")
-    return 0 if args.exact else args.rounding_ulps
-
-
 def catalog(args, optional: bool = False):
     """(paths, the selected cases). ``optional``: a golden store of pytest tests' own goldens needs
     no catalog, so where none is configured the cases are none and ``paths.fixtures`` is None."""
@@ -97,12 +87,13 @@ def catalog(args, optional: bool = False):
 
 
 def backends(args) -> list[str] | None:
-    if not args.backends:
-        return None
-    unknown = [b for b in args.backends if b not in ENGINE_ORDER]
-    if unknown:
-        raise UsageError(f"unknown backend {unknown[0]!r}; choose from {', '.join(ENGINE_ORDER)}")
-    return list(dict.fromkeys(args.backends))
+    """The backends a command was given (each once), checked as every replay's are."""
+    from harness.replaying.request import CLI, RequestError, RunRequest
+
+    try:
+        return RunRequest(CLI, backends=args.backends).check().backends
+    except RequestError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def run(prog: str, command, args) -> int:

@@ -1,4 +1,5 @@
-"""``bc-harness replay``: its flags' checks, the replay through harness.replaying.schedule, and what it prints."""
+"""``bc-harness replay``: its arguments as a run request (harness.replaying.request), the replay
+through harness.replaying.schedule, and what it prints."""
 
 from __future__ import annotations
 
@@ -6,73 +7,47 @@ import sys
 import time
 from pathlib import Path
 
+from harness.cli.common import UsageError, catalog, readable_dir
 from harness.goldens.layout import LAYOUTS
-from harness.cli.common import UsageError, backends, catalog, readable_dir, rounding_ulps
+from harness.replaying.request import CLI, RequestError, RunRequest
 
-def check_flags(args) -> tuple[int, int] | None:
-    """Usage errors of ``replay``'s flags, before anything is loaded; returns the shard."""
+
+def request(args) -> RunRequest:
+    """The run request of ``replay``'s arguments, checked before anything is loaded."""
+    asked = RunRequest(CLI, layout=args.layout, backends=args.backends, directory=bool(args.directory),
+                       exact=args.exact, rounding_ulps=args.rounding_ulps, shard=args.shard,
+                       trust_unverified=args.trust_unverified, trust_goldens=args.trust_goldens,
+                       forward=not args.no_forward, versions=args.versions, patterns=args.patterns,
+                       result_timeout=args.result_timeout, jobs=args.jobs, verbose=args.verbose)
+    try:
+        checked = asked.check()
+    except RequestError as exc:
+        raise UsageError(str(exc)) from None
     layout, named = LAYOUTS[args.layout], f"--layout {args.layout}"
-    if layout.single_set and not args.directory:
-        raise UsageError(f"{named} needs the directory of PyTorch's files")
+    # what only this door has: a store named twice, and --record-costs
     if layout.single_set and args.goldens:
         raise UsageError(f"--goldens and {named} conflict: the PyTorch directory is DIR")
-    if layout.single_set and args.no_forward:
-        raise UsageError(f"--no-forward and {named} conflict: a PyTorch directory is one golden set")
-    for flag, given in (("--shard", args.shard), ("--record-costs", args.record_costs)):
-        if layout.single_set and given:
-            raise UsageError(f"{flag} and {named} conflict: it splits and times a golden store")
-    for flag, given in (("--exact", args.exact), ("--rounding-ulps", args.rounding_ulps is not None)):
-        if not layout.policy and given:
-            raise UsageError(f"{flag} and {named} conflict: PyTorch's files are judged as its tests judge")
-    if layout.single_set and args.versions:
-        raise UsageError(f"--golden and {named} conflict: a PyTorch directory is one golden set")
-    if args.shard and args.record_costs:
-        raise UsageError("--shard and --record-costs conflict: record costs from a whole replay")
-    if args.result_timeout < 0:
-        raise UsageError(f"--result-timeout {args.result_timeout:g}: the limit must be 0 (none) or more seconds")
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"-j {args.jobs}: the number of worker processes must be at least 1")
+    if args.record_costs and (layout.single_set or args.shard):
+        flag = named if layout.single_set else "--shard"
+        raise UsageError(f"--record-costs and {flag} conflict: record costs from a whole replay of a golden store")
     if not layout.single_set and args.directory:
         if args.goldens:
             raise UsageError("give the golden directory once: either DIR or --goldens")
         args.goldens = args.directory
-    if not args.shard:
-        return None
-    from harness.replaying.shard import parse_shard
-
-    try:
-        return parse_shard(args.shard)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    return checked
 
 
 def replay(args) -> int:
-    chosen_backends = backends(args)
-    shard = check_flags(args)
-    bound = rounding_ulps(args)
-    paths, cases = catalog(args, optional=not LAYOUTS[args.layout].single_set)
+    asked = request(args)
+    layout = LAYOUTS[asked.layout]
+    paths, cases = catalog(args, optional=not layout.single_set)
+    from harness.goldens.store import GoldenStore  # imports torch: after the usage errors
+    from harness.replaying.schedule import replay_pytorch_dir, replay_store
 
-    from harness.goldens.known import KnownDriftError
-    from harness.goldens.known import load as load_known
-    from harness.replaying.schedule import Options, replay_pytorch_dir, replay_store
-    from harness.goldens.store import GoldenStore
-
-    from harness.config import ConfigError
-    from harness.config import operators as project_operators
-
-    layout = LAYOUTS[args.layout]
     try:
-        extra = tuple(sorted(project_operators(Path.cwd())))
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from exc
-    options = Options(operators=extra, backends=chosen_backends, verbose=args.verbose, trust_unverified=args.trust_unverified,
-                      trust_goldens=args.trust_goldens, forward=not args.no_forward, patterns=args.patterns, rounding_ulps=bound,
-                      versions=args.versions, result_timeout=args.result_timeout or None)
-    if layout.known_drifts:
-        try:
-            options.known = load_known(paths.goldens)
-        except KnownDriftError as exc:
-            raise UsageError(str(exc)) from exc
+        options = asked.options(Path.cwd(), None if layout.single_set else paths.goldens)
+    except RequestError as exc:
+        raise UsageError(str(exc)) from None
     started = time.perf_counter()
     if layout.single_set:
         found = list(replay_pytorch_dir(readable_dir(Path(args.directory)), cases, options, paths.fixtures))
@@ -86,7 +61,7 @@ def replay(args) -> int:
                              f"(it has {', '.join(store.versions()[0])})")
         timings = {}
         try:
-            found = list(replay_store(store, cases, options, jobs=args.jobs, shard=shard,
+            found = list(replay_store(store, cases, options, jobs=asked.jobs, shard=asked.shard,
                                       fixtures=paths.fixtures, timings=timings, isolated=True))
         except ValueError as exc:  # an unreadable replay-costs.json
             raise UsageError(str(exc)) from exc

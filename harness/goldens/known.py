@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import fnmatch
 import tomllib
+
+from harness.verdicts import Verdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +50,7 @@ class KnownDrift:
     incomparable: bool = False
     #: "drift"; "load-error" for an examined failure to load, or "crash" for a replay that
     #: kills its process, both matched by ``message``
-    verdict: str = "drift"
+    verdict: str = Verdict.DRIFT
     message: str | None = None
     #: crash entries: the CPUs it was seen on, and the CPU flags a machine needs for the entry to cover it
     seen_on: tuple[str, ...] = ()
@@ -57,7 +59,7 @@ class KnownDrift:
     def covers(self, result) -> bool:
         if result.verdict != self.verdict:
             return False
-        if self.verdict in ("load-error", "crash"):
+        if self.verdict in (Verdict.LOAD_ERROR, Verdict.CRASH):
             return (self.message or "\0") in result.message and self._matches(result) and self._on_this_cpu()
         return self._matches(result) and self._within_bounds(result)
 
@@ -106,15 +108,15 @@ def load(root: Path) -> list[KnownDrift]:
         raise KnownDriftError(f"{path}: {exc}") from exc
     try:
         data = tomllib.loads(text)
-        entries = [_entry(verdict, e) for verdict in ("drift", "load-error", "crash") for e in data.get(verdict, [])]
+        entries = [_entry(verdict, e) for verdict in (Verdict.DRIFT, Verdict.LOAD_ERROR, Verdict.CRASH) for e in data.get(verdict, [])]
     except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError, ValueError, RecursionError) as exc:
         raise KnownDriftError(f"{path}: {type(exc).__name__}: {exc}"[:300]) from exc
-    if any(e.verdict == "drift" and e.max_abs_diff is None and e.max_step_diff is None and not e.incomparable
+    if any(e.verdict == Verdict.DRIFT and e.max_abs_diff is None and e.max_step_diff is None and not e.incomparable
            for e in entries):
         raise KnownDriftError(f"{path}: every known drift needs max_abs_diff, max_step_diff or incomparable = true")
-    if any(e.verdict in ("load-error", "crash") and not e.message for e in entries):
+    if any(e.verdict in (Verdict.LOAD_ERROR, Verdict.CRASH) and not e.message for e in entries):
         raise KnownDriftError(f"{path}: every known load-error and crash needs the message it matches")
-    if any(e.verdict == "crash" and not e.seen_on for e in entries):
+    if any(e.verdict == Verdict.CRASH and not e.seen_on for e in entries):
         raise KnownDriftError(f"{path}: every known crash needs seen_on, the CPUs it was seen on")
     broad = [e for e in entries if not e.case.strip("*?[]") or len(e.message or "xxxxxx") < 6]
     if broad:  # an entry that excuses everything excuses nothing: it names a case and what it matches
@@ -142,7 +144,7 @@ def expected_crash(known: list[KnownDrift], golden: str, case: str, artifact: st
     from types import SimpleNamespace
 
     where = SimpleNamespace(golden_version=golden, case=case, artifact=artifact, backend=backend)
-    return next((e for e in known if e.verdict == "crash" and e._matches(where) and e._on_this_cpu()), None)
+    return next((e for e in known if e.verdict == Verdict.CRASH and e._matches(where) and e._on_this_cpu()), None)
 
 
 def _globs(value) -> tuple[str, ...]:

@@ -6,14 +6,17 @@
   files made once under fbgemm, judged as PyTorch's own tests judge.
 
 Nothing else builds a golden file name or asks which layout is in use: a layout says what it
-supports (``writable``, ``known_drifts``, ``reference``). Imports no torch.
+supports (``writable``, ``known_drifts``, ``reference``, ``policy``, ``single_set``), as the
+``Layout`` protocol declares. Imports no torch.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from harness.verdicts import Verdict
 
 if TYPE_CHECKING:  # annotations only: importing the plugin (which names the layouts) stays light
     from harness.catalog import Case
@@ -64,6 +67,62 @@ def case_dir(case_id: str) -> str:
 def case_of(name: str) -> str:
     """The case a file of our layout belongs to: the first component of its path in the set."""
     return name.split("/", 1)[0]
+
+
+class Layout(Protocol):
+    """What a replay, the plugin and the store ask of a layout; each layout is a class whose
+    instances read one golden set (``golden``, a harness.goldens.store.GoldenSet)."""
+
+    name: ClassVar[str]
+    #: goldens can be written in it (update, regenerate)
+    writable: ClassVar[bool]
+    #: known-drifts.toml entries apply to its sets
+    known_drifts: ClassVar[bool]
+    #: results are also measured against the reference kernels
+    reference: ClassVar[bool]
+    #: the harness's comparison policy judges it (else the layout's own ``judge`` alone)
+    policy: ClassVar[bool]
+    #: None for a store of sets, one per torch release; else the name of its one set
+    single_set: ClassVar[str | None]
+    #: a set without a manifest is refused (until ``bc-harness pin`` records one)
+    manifest_required: ClassVar[bool]
+
+    def __init__(self, golden) -> None: ...
+
+    # where a case's files are, in a set
+    @classmethod
+    def input_file(cls, case: Case) -> str: ...
+    @classmethod
+    def artifact_file(cls, case: Case, kind: str) -> str: ...
+    @classmethod
+    def expected_file(cls, case: Case, backend: str) -> str: ...
+    @classmethod
+    def get_attr_file(cls, case: Case) -> str: ...
+    @classmethod
+    def sidecar_file(cls, case: Case, kind: str) -> str: ...
+    @staticmethod
+    def kind_of(name: str) -> str | None: ...
+    @staticmethod
+    def set_dir(root: Path, version: str) -> Path: ...
+    @staticmethod
+    def covers(case: Case) -> bool: ...
+
+    # how a set is read and judged
+    def case_problem(self, case: Case) -> tuple[str, str] | None: ...
+    def artifacts(self, case: Case) -> list[tuple[str, str | None]]: ...
+    def backend_problem(self, case: Case, backend: str, kind: str | None = None) -> str | None: ...
+    def judge(self, case: Case, golden, obtained, diff) -> tuple[str, str]: ...
+    @staticmethod
+    def run(case: Case, model, example): ...
+    @staticmethod
+    def pytorch_test(case: Case) -> str | None: ...
+    def machine_skip(self, case: Case) -> str | None: ...
+
+
+#: the members every layout has (tests/test_layouts.py holds both layouts to them)
+LAYOUT_MEMBERS = tuple(sorted({*Layout.__annotations__,
+                               *(n for n, v in vars(Layout).items() if not n.startswith("_")
+                                 and (callable(v) or isinstance(v, (staticmethod, classmethod))))}))
 
 
 class HarnessLayout:
@@ -145,16 +204,16 @@ class HarnessLayout:
         version = self.golden.version
         if entry is None:
             if parse_version(version) < parse_version(case.min_torch):
-                return "skip", f"needs torch >= {case.min_torch}; goldens are from {version}"
+                return Verdict.SKIP, f"needs torch >= {case.min_torch}; goldens are from {version}"
             if version == torch_release():
                 unable = build_problem(case)  # a golden this install cannot make is not asked for
-                return ("skip", f"no golden for this case, and torch {version} here cannot make one: {unable}") \
-                    if unable else ("missing", f"no golden for this case; run: regenerate-goldens -k {case.id}")
-            return "skip", f"torch {version}'s golden set holds no golden of this case (it predates the case, or was made for others)"
+                return (Verdict.SKIP, f"no golden for this case, and torch {version} here cannot make one: {unable}") \
+                    if unable else (Verdict.MISSING, f"no golden for this case; run: regenerate-goldens -k {case.id}")
+            return Verdict.SKIP, f"torch {version}'s golden set holds no golden of this case (it predates the case, or was made for others)"
         if entry.malformed:
-            return "corrupt", f"the manifest's entry for {case.id} is malformed: {entry.malformed}"
+            return Verdict.CORRUPT, f"the manifest's entry for {case.id} is malformed: {entry.malformed}"
         if entry.skipped:
-            return "skip", f"torch {version} could not make it: {entry.skipped}"
+            return Verdict.SKIP, f"torch {version} could not make it: {entry.skipped}"
         return None
 
     def artifacts(self, case: Case) -> list[tuple[str, str | None]]:
@@ -176,14 +235,14 @@ class HarnessLayout:
     def judge(self, case: Case, golden, obtained, diff) -> tuple[str, str]:
         """The verdict and message of an obtained output: the comparison policy's. A drift with
         figures names how the golden's machine differs from this one: a likely cause."""
-        if diff.verdict != "drift" or diff.max_abs_diff is None:  # a shape or type change is no machine's doing
+        if diff.verdict != Verdict.DRIFT or diff.max_abs_diff is None:  # a shape or type change is no machine's doing
             return diff.verdict, diff.message
         from harness import machine
 
         golden_machine = machine.of_case(self.golden.manifest, self.golden.cases.get(case.id))
         changed = machine.differences(golden_machine, machine.current())
         shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
-        return "drift", diff.message + (f" (golden made on another machine: {shown})" if changed else "")
+        return Verdict.DRIFT, diff.message + (f" (golden made on another machine: {shown})" if changed else "")
 
     @staticmethod
     def run(case: Case, model, example):
@@ -259,7 +318,7 @@ class PyTorchLayout:
     # -- reading the set ----------------------------------------------------------------
     def case_problem(self, case: Case) -> tuple[str, str] | None:
         if not self.golden.exists(self.input_file(case)):
-            return "missing", f"{self.input_file(case)} is not in the directory"
+            return Verdict.MISSING, f"{self.input_file(case)} is not in the directory"
         return None
 
     def artifacts(self, case: Case) -> list[tuple[str, str | None]]:
@@ -275,9 +334,9 @@ class PyTorchLayout:
         from harness.compare import pytorch_verdict
 
         if diff.reasons and diff.reasons[0].startswith("get_attr targets"):
-            return "drift", diff.reasons[0]
+            return Verdict.DRIFT, diff.reasons[0]
         failure = pytorch_verdict(golden, obtained, case.pytorch.compare)
-        return ("pass", "") if failure is None else ("drift", failure + (f" — {diff.message}" if diff.message else ""))
+        return (Verdict.PASS, "") if failure is None else (Verdict.DRIFT, failure + (f" — {diff.message}" if diff.message else ""))
 
     @staticmethod
     def run(case: Case, model, example):
@@ -296,4 +355,4 @@ class PyTorchLayout:
         return None
 
 
-LAYOUTS = {layout.name: layout for layout in (HarnessLayout, PyTorchLayout)}
+LAYOUTS: dict[str, type[Layout]] = {layout.name: layout for layout in (HarnessLayout, PyTorchLayout)}

@@ -27,7 +27,8 @@ class CannotLoadSafely(UnsafeGolden):
 
 def _torchbind_classes(data: bytes) -> set[str]:
     """Names of the torchbind classes a torch.save file would construct."""
-    from harness.goldens.vetting import Refused, torch_save_streams
+    from harness.goldens.pickles import Refused
+    from harness.goldens.streams import torch_save_streams
 
     names = set()
     try:

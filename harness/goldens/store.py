@@ -22,27 +22,28 @@ from harness.goldens.layout import case_dir, sidecar_name
 from harness.goldens.manifest import NAME as MANIFEST
 from harness.versions import parse_version
 from harness.goldens.manifest import Manifest, ManifestError, file_problem
+from harness.verdicts import Verdict
 
 
 class GoldenError(Exception):
     """A golden file cannot be used; ``verdict`` says how the result is to be reported."""
 
-    verdict = "corrupt"
+    verdict = Verdict.CORRUPT
 
 
 class MissingGolden(GoldenError):
-    verdict = "missing"
+    verdict = Verdict.MISSING
 
 
 class CorruptGolden(GoldenError):
-    verdict = "corrupt"
+    verdict = Verdict.CORRUPT
 
 
 class UnloadableGolden(GoldenError):
     """A sound file that this install refuses to load safely (a checkpoint naming a library's
     class that the installed release of that library does not register): a load error of this release, not a corrupt file."""
 
-    verdict = "load-error"
+    verdict = Verdict.LOAD_ERROR
 
 
 class GoldenExists(Exception):
@@ -135,7 +136,8 @@ class GoldenSet:
         """The verified, vetted bytes of ``name``, holding an artifact of ``kind`` ("data": an
         input, an expected output; "text": a sidecar, not vetted). A code-carrying artifact must
         also match its sidecar. Raises MissingGolden or CorruptGolden."""
-        from harness.goldens.vetting import CODE_CARRYING, MAX_FILE_BYTES, NotAdmitted, Refused, Untrusted, vet
+        from harness.goldens.streams import NotAdmitted
+        from harness.goldens.vetting import CODE_CARRYING, MAX_FILE_BYTES, Refused, Untrusted, vet
 
         code = kind in CODE_CARRYING
         entry = self.files.get(name)

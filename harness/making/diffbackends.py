@@ -19,6 +19,7 @@ from harness.catalog import Case
 from harness.compare import compare
 from harness.engines import engine, supported_engines
 from harness.notices import quiet
+from harness.verdicts import Verdict
 
 #: how a (case, backend) pair stands against the reference, in the order a summary lists them
 GRADES = ("exact", "one step", "rounding", "beyond")
@@ -41,11 +42,11 @@ def _distance(reference, obtained, step: float | None) -> Cell:
     if diff.ok:
         return Cell("=", "exact")
     steps = diff.max_step_diff
-    if steps is None and step and diff.max_abs_diff is not None and diff.verdict == "drift":
+    if steps is None and step and diff.max_abs_diff is not None and diff.verdict == Verdict.DRIFT:
         steps = round(diff.max_abs_diff / step, 3)  # dequantized values: whole steps, up to float rounding
     if steps is not None:
         return Cell(f"±{steps:g} st", "one step" if steps <= 1 else "beyond", diff.message)
-    if diff.verdict == "rounding":
+    if diff.verdict == Verdict.ROUNDING:
         return Cell(f"|Δ|{diff.max_abs_diff:.2g}", "rounding", diff.message)
     if diff.max_abs_diff is not None:
         return Cell(f"|Δ|{diff.max_abs_diff:.2g}", "beyond", diff.message)

@@ -19,6 +19,7 @@ from harness.goldens.manifest import Manifest
 from harness.notices import quiet
 from harness.notices import one_line
 from harness.goldens.safeload import load_weights
+from harness.verdicts import Verdict
 
 
 @dataclass
@@ -205,7 +206,7 @@ def _changed(before: bytes, new: bytes, g: Generated) -> list[str]:
     if diff.ok:
         return ["same values", "bytes differ, outputs equal"]
     # the detail is the comparison's own message, so its element counts are the ones a failure shows
-    if diff.verdict == "rounding":
+    if diff.verdict == Verdict.ROUNDING:
         return [f"ROUNDING {diff.max_ulp_diff:.3g} ulps", diff.message]
     if diff.max_step_diff is not None:  # a quantized output: its change in quantization steps
         return [f"CHANGED {diff.max_step_diff:g} steps", diff.message]

@@ -7,6 +7,7 @@ import pytest
 from harness.engines import ENGINE_ORDER
 from harness.pytest_plugin.failures import GoldenFailure, failure_text
 from harness.pytest_plugin.session import SESSION, GoldenSession, runtime
+from harness.verdicts import Verdict
 
 #: the node id of the catalog's collector, and so the prefix of every catalog item's
 CATALOG_NODE = "golden-catalog"
@@ -34,11 +35,16 @@ class GoldenCatalog(pytest.Collector):
         backends = state.backends or supported_engines() or list(ENGINE_ORDER)
         for version in versions:
             for case in cases:
+                produced = set()
                 for kind in case.artifacts:
                     for backend in ["any"] if case.engine_agnostic else backends:
+                        produced.add((case.id, kind, backend))
                         name = f"{case.id}[{kind}-{backend}-from-{version}]"
                         yield GoldenItem.from_parent(self, name=name, case=case, kind=kind,
                                                      backend=backend, version=version)
+                for result in _unkept(state, version, case.id, produced):
+                    yield UnkeptPromise.from_parent(self, name=f"{case.id}[{result.artifact}-{result.backend}-from-"
+                                                    f"{version}]", result=result)
 
 
 class _GoldenNode(pytest.Item):
@@ -78,6 +84,32 @@ class StoreIntruder(_GoldenNode):
         raise GoldenFailure(self.problem)
 
 
+def _unkept(state: GoldenSession, version: str, case_id: str, produced: set):
+    """What ``version``'s manifest promises of a catalog case that no item of it replays (an
+    artifact kind the case dropped): the CLI's rule (harness.replaying.recording.unkept_promises)."""
+    if state.layout_class.single_set:
+        return []
+    golden = state.golden(version)
+    if golden is None:
+        return []
+    from harness.replaying.recording import unkept_promises
+
+    return list(unkept_promises(golden, case_id, state.catalog_ids, state.backends, produced))
+
+
+class UnkeptPromise(_GoldenNode):
+    """A result a golden set's manifest promises for a catalog case that nothing replays any more:
+    ``missing``, as ``bc-harness replay`` judges it."""
+
+    def __init__(self, *, result, **kwargs):
+        super().__init__(**kwargs)
+        self.result = result
+
+    def runtest(self):
+        self.config.stash[SESSION].record(self.result, self.nodeid)
+        raise GoldenFailure(f"{self.result.verdict}: {self.result.message}")
+
+
 class GoldenItem(_GoldenNode):
     def __init__(self, *, case, kind, backend, version, **kwargs):
         super().__init__(**kwargs)
@@ -87,22 +119,22 @@ class GoldenItem(_GoldenNode):
         state: GoldenSession = self.config.stash[SESSION]
         evaluation = state.evaluate(self.version, self.case, self.kind, self.backend)
         result = evaluation.result
-        if result.verdict in ("missing", "drift") and state.update and state.layout_class.writable \
-                and self.version == runtime() and (result.verdict == "missing" or state.update == "all"):
-            _write_catalog_case(state, self.case, rewrite=result.verdict == "drift", nodeid=self.nodeid)
+        if result.verdict in (Verdict.MISSING, Verdict.DRIFT) and state.update and state.layout_class.writable \
+                and self.version == runtime() and (result.verdict == Verdict.MISSING or state.update == "all"):
+            _write_catalog_case(state, self.case, rewrite=result.verdict == Verdict.DRIFT, nodeid=self.nodeid)
             evaluation = state.evaluate(self.version, self.case, self.kind, self.backend)
             result = evaluation.result
         state.record(result, self.nodeid)
-        if result.verdict == "rounding":  # passes; the figures go to the summary and junit-xml
+        if result.verdict == Verdict.ROUNDING:  # passes; the figures go to the summary and junit-xml
             self.user_properties.append(("golden-rounding", result.message))
-        if result.verdict in ("pass", "rounding"):
+        if result.verdict in (Verdict.PASS, Verdict.ROUNDING):
             return
         if result.known:
             pytest.xfail(f"known {result.verdict}: {result.known} ({result.message})")
-        if result.verdict == "skip":
+        if result.verdict == Verdict.SKIP:
             pytest.skip(result.message)
         hint = ""
-        if result.verdict == "missing" and self.version == runtime():
+        if result.verdict == Verdict.MISSING and self.version == runtime():
             hint = (f"\nto create it: regenerate-goldens -k {self.case.id}   "
                     f"(or: {state.command(None, '--golden', '--golden-update-new-only', '-k', self.case.id)})")
         raise GoldenFailure(failure_text(state, [evaluation], self.case.tolerance, self.nodeid) + hint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.pytest_plugin.session import GoldenSession
+from harness.verdicts import Verdict
 
 
 class GoldenFailure(AssertionError):
@@ -34,7 +35,7 @@ def failure_text(state: GoldenSession, evaluations, tolerance, nodeid: str) -> s
         head = f"golden {version} · {case} · {artifact} · {', '.join(e.result.backend for e in members)}: {verdict}"
         if message:
             head += f" — {message}"
-        if verdict == "crash" and ev.result.runtime_machine:
+        if verdict == Verdict.CRASH and ev.result.runtime_machine:
             head += f"\non {ev.result.runtime_machine}; to record it as known: a [[crash]] entry in " \
                     f"{state.golden_dir / 'known-drifts.toml'} with the CPUs it was seen on (docs/versions.md, Known drifts)"
         if ev.obtained is None or detailed >= 3:
@@ -53,12 +54,12 @@ def failure_text(state: GoldenSession, evaluations, tolerance, nodeid: str) -> s
 def _how_to_accept(state: GoldenSession, evaluations, nodeid: str, version: str) -> list[str]:
     """What a person does about it: the command that accepts a change of this torch's golden, and
     for an older torch's golden (a backward-compatibility finding) the file that records it."""
-    drifts = {e.result.golden_version for e in evaluations if e.result.verdict == "drift"}
+    drifts = {e.result.golden_version for e in evaluations if e.result.verdict == Verdict.DRIFT}
     lines = []
     if version in drifts:
         lines.append(f"to accept this change (rewrites the torch {version} golden and prints what changed): "
                      f"{state.command(nodeid, '--golden-update')}")
-    if any(e.result.verdict == "missing" and e.result.golden_version == version for e in evaluations):
+    if any(e.result.verdict == Verdict.MISSING and e.result.golden_version == version for e in evaluations):
         lines.append(f"to write it (what exists stays as it is): {state.command(nodeid, '--golden-update-new-only')}")
     older = sorted(drifts - {version})
     if older:

@@ -7,6 +7,7 @@ import pytest
 from harness.engines import ENGINE_ORDER
 from harness.pytest_plugin.failures import GoldenFailure, failure_text
 from harness.pytest_plugin.session import SESSION, GoldenSession, runtime
+from harness.verdicts import Verdict
 
 
 class GoldenChecker:
@@ -103,8 +104,8 @@ class GoldenChecker:
         missing for this torch, and --golden-require-current makes it a failure instead."""
         version = runtime()
         own = [e for e in evaluations if e.result.golden_version == version]
-        rewrite = (self.state.update == "all" and any(e.result.verdict == "drift" for e in own)) or \
-            (self.state.update is not None and any(e.result.verdict == "missing" for e in own))  # deleted by hand
+        rewrite = (self.state.update == "all" and any(e.result.verdict == Verdict.DRIFT for e in own)) or \
+            (self.state.update is not None and any(e.result.verdict == Verdict.MISSING for e in own))  # deleted by hand
         if own and not rewrite:
             return evaluations
         if own:
@@ -126,7 +127,7 @@ class GoldenChecker:
 
         why = " (--golden-require-current: older releases' goldens do not stand in)" if has_older else ""
         return Evaluation(Result(
-            case.id, ",".join(case.artifacts), ",".join(backends or ["all"]), version, version, "missing",
+            case.id, ",".join(case.artifacts), ",".join(backends or ["all"]), version, version, Verdict.MISSING,
             f"no golden {case.id!r} for torch {version}{why}"))
 
     def _replay(self, store, version, case, backends):
@@ -138,7 +139,7 @@ class GoldenChecker:
         replayer = open_replayer(HarnessLayout, store.root, version, [case], options)
         golden = replayer.layout.golden
         if golden.manifest_error:
-            return [Evaluation(Result(case.id, "*", "*", version, runtime(), "corrupt", golden.manifest_error))]
+            return [Evaluation(Result(case.id, "*", "*", version, runtime(), Verdict.CORRUPT, golden.manifest_error))]
         if case.id not in golden.cases:
             return []
         found = [replayer.evaluate(case, kind, backend)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from harness.engines import ENGINE_ORDER
 from harness.goldens.layout import LAYOUTS
 from harness.pytest_plugin.session import SESSION, GoldenSession
+from harness.replaying.request import PLUGIN, RequestError, RunRequest
 
 CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "TRAVIS", "JENKINS_URL",
                 "TF_BUILD", "TEAMCITY_VERSION", "BITBUCKET_BUILD_NUMBER", "APPVEYOR", "CODEBUILD_BUILD_ID",
@@ -85,38 +87,28 @@ def pytest_configure(config: pytest.Config) -> None:
             f"{flag} is refused in CI mode ({ci} is set): goldens are never written in CI. "
             "Update them on a developer machine and commit them."
         )
-    backends = config.getoption("golden_backend")
-    unknown = [b for b in backends or () if b not in ENGINE_ORDER]
-    if unknown:
-        raise pytest.UsageError(f"--golden-backend {unknown[0]!r} is not one of {', '.join(ENGINE_ORDER)}")
     layout = config.getoption("golden_layout")
+    request = RunRequest(PLUGIN, layout=layout, backends=config.getoption("golden_backend"),
+                         directory=bool(config.getoption("golden_dir")), exact=config.getoption("golden_exact"),
+                         rounding_ulps=config.getoption("golden_rounding_ulps"), shard=config.getoption("golden_shard"),
+                         trust_unverified=config.getoption("golden_trust_unverified"),
+                         trust_goldens=config.getoption("golden_trust"))
+    try:
+        request = request.check()
+    except RequestError as exc:
+        raise pytest.UsageError(str(exc)) from None
     catalog = config.getoption("golden") or config.getini("golden_catalog")
-    if LAYOUTS[layout].single_set and not config.getoption("golden_dir"):
-        raise pytest.UsageError(f"--golden-layout {layout} needs --golden-dir, the directory of PyTorch's files")
     report = config.getoption("golden_report")
-    shard = config.getoption("golden_shard")
-    if shard:
-        from harness.replaying.shard import parse_shard
-
-        try:
-            shard = parse_shard(shard)
-        except ValueError as exc:
-            raise pytest.UsageError(f"--golden-shard: {exc}") from None
-    import uuid
-
     config.stash[SESSION] = GoldenSession(
-        config=config, ci=ci, update=update, catalog=bool(catalog), layout=layout,
-        backends=list(dict.fromkeys(backends)) if backends else None,
-        report=Path(report).resolve() if report else None, prune=prune,
-        trust_unverified=config.getoption("golden_trust_unverified"), trust_goldens=config.getoption("golden_trust"),
-        worker=hasattr(config, "workerinput"), shard=shard, rounding_ulps=_rounding_ulps(config, layout),
+        config=config, ci=ci, update=update, catalog=bool(catalog), request=request,
+        report=Path(report).resolve() if report else None, prune=prune, worker=hasattr(config, "workerinput"),
         require_current=config.getoption("golden_require_current"),
         run_id=getattr(config, "workerinput", {}).get("bc_harness_run") or uuid.uuid4().hex,
     )
     _check_catalog(config.stash[SESSION])
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistController(), "bc-harness-xdist")
-    if shard:
+    if request.shard:
         from harness.pytest_plugin.collect import Sharder
 
         config.pluginmanager.register(Sharder(config.stash[SESSION]), "bc-harness-shard")
@@ -131,19 +123,6 @@ def _check_catalog(state: GoldenSession) -> None:
 def catalog_missing(where) -> str:
     return (f"--golden collects a case catalog, and there is none at {where}: pass --golden-fixtures=DIR, or "
             "set fixtures in [tool.bc-harness] of pyproject.toml. Tests using the golden fixture need no flag.")
-
-
-def _rounding_ulps(config: pytest.Config, layout: str) -> int | None:
-    """--golden-exact (a bound of 0) or --golden-rounding-ulps N; None: each case's own bound."""
-    exact, ulps = config.getoption("golden_exact"), config.getoption("golden_rounding_ulps")
-    if exact and ulps is not None:
-        raise pytest.UsageError("--golden-exact and --golden-rounding-ulps conflict: --golden-exact is a bound of 0")
-    if ulps is not None and ulps < 0:
-        raise pytest.UsageError(f"--golden-rounding-ulps {ulps}: the bound must be 0 or more")
-    if (exact or ulps is not None) and not LAYOUTS[layout].policy:
-        raise pytest.UsageError(f"--golden-exact and --golden-rounding-ulps do not apply to --golden-layout {layout}: "
-                                "PyTorch's files are judged as its tests judge")
-    return 0 if exact else ulps
 
 
 class _XdistController:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+
+from harness.replaying.request import Options, RequestError, RunRequest
+from harness.verdicts import Verdict
 
 SESSION = pytest.StashKey["GoldenSession"]()
 
@@ -19,15 +22,11 @@ class GoldenSession:
     ci: str | None
     update: str | None  # None, "all" or "new"
     catalog: bool
-    layout: str
-    backends: list[str] | None
+    #: what to replay and how (backends, layout, bound, trust, shard): checked as the CLI's is
+    request: RunRequest
     report: Path | None
     prune: bool
-    trust_unverified: bool
-    trust_goldens: bool
     worker: bool
-    shard: tuple[int, int] | None = None  # (K, N) of --golden-shard
-    rounding_ulps: int | None = None  # the run's float rounding bound (--golden-exact: 0), else each case's
     results: list[dict] = field(default_factory=list)
     used: set = field(default_factory=set)  # (golden version, case id)
     used_backends: set = field(default_factory=set)  # (golden version, case id, backend)
@@ -51,7 +50,7 @@ class GoldenSession:
     _epoch: int = field(default=0, repr=False)
     _golden_dir: Path | None = field(default=None, repr=False)  # raised when goldens are written: the sandbox's replayers are stale
     _cases: list | None = field(default=None, repr=False)
-    _known: list | None = field(default=None, repr=False)
+    _options: Options | None = field(default=None, repr=False)
     _threads: tuple | None = field(default=None, repr=False)  # xdist worker: (its share, torch's own count)
 
     def write_command(self, nodeid: str) -> str:
@@ -148,26 +147,27 @@ class GoldenSession:
         found = []
         given_up = run_to_end(shared(), "harness.replaying.replayer:evaluate_in_child", request, found.append)
         if given_up:
-            return Evaluation(Result(case.id, kind, backend, version, runtime(), "crash",
+            return Evaluation(Result(case.id, kind, backend, version, runtime(), Verdict.CRASH,
                                      f"the replay worker gave up on it: {given_up}"))
         return found[0]
 
-    def options(self, **given):
-        """The replay options of this session's checks (harness.replaying.replayer.Options)."""
-        from harness.replaying.replayer import Options
+    # the request's parts the plugin reads
+    layout = property(lambda self: self.request.layout)
+    backends = property(lambda self: self.request.backends)
+    shard = property(lambda self: self.request.shard)
+    rounding_ulps = property(lambda self: self.request.bound)
+    trust_unverified = property(lambda self: self.request.trust_unverified)
+    trust_goldens = property(lambda self: self.request.trust_goldens)
 
-        return Options(**{"backends": self.backends, "trust_unverified": self.trust_unverified,
-                          "trust_goldens": self.trust_goldens, "known": self.known(),
-                          "rounding_ulps": self.rounding_ulps, "operators": self.operators(), **given})
-
-    def operators(self) -> tuple:
-        """The project's additions to the operator allowlist ([tool.bc-harness] operators)."""
-        from harness.config import ConfigError, operators
-
-        try:
-            return tuple(sorted(operators(self.config.rootpath)))
-        except ConfigError as exc:
-            raise pytest.UsageError(str(exc)) from None
+    def options(self, **given) -> Options:
+        """The replay options of this session's checks, made from its request once (the project's
+        operators and the golden directory's known drifts are read once per session)."""
+        if self._options is None:
+            try:
+                self._options = self.request.options(self.config.rootpath, self.golden_dir)
+            except RequestError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        return replace(self._options, **given)
 
     def generate(self, case):
         """One catalog case's goldens for the running torch, made in the crash-safe child."""
@@ -229,15 +229,13 @@ class GoldenSession:
         found, stray = GoldenStore(self.golden_dir).versions()
         return [v for v in found if parse_version(v) <= parse_version(torch_release())], stray
 
-    def known(self) -> list:
-        """The golden directory's known drifts (none where the layout has no such file)."""
-        if not self.layout_class.known_drifts:
-            return []
-        if self._known is None:  # read once per session, not per check
-            from harness.goldens.known import load
+    def golden(self, version: str):
+        """The golden set ``version`` of this session's store as its manifest vouches for it
+        (harness.goldens.store.GoldenSet), or None where the manifest is unreadable (its items say so)."""
+        from harness.replaying.replayer import open_golden
 
-            self._known = load(self.golden_dir)
-        return self._known
+        golden = open_golden(self.layout_class, self.golden_dir, version, self.options())
+        return None if golden.manifest_error else golden
 
     def note_write(self, rewrite: bool, directory: Path, nodeid: str, changes: str = "") -> None:
         """One line per golden written: the absolute directory, so nobody wonders which store it was."""

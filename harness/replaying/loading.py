@@ -13,6 +13,7 @@ from harness.goldens.safeload import load_weights
 from harness.goldens.store import GoldenError
 from harness.making.artifacts import KINDS
 from harness.notices import Remembered, one_line, quiet
+from harness.verdicts import Verdict
 
 #: where the reference's model comes from, in order of preference: the kinds whose model is a
 #: module tree or a graph the reference rewrites, then the TorchScript kinds it runs as they are
@@ -72,7 +73,7 @@ class Reader:
         files = self._files[case.id] = CaseFiles()
         golden = self.layout.golden
         if golden.manifest_error:  # nothing in a set its manifest cannot vouch for is read
-            files.problem = ("corrupt", golden.manifest_error)
+            files.problem = (Verdict.CORRUPT, golden.manifest_error)
             return files
         files.problem = self.layout.case_problem(case)
         if files.problem is None:
@@ -82,7 +83,7 @@ class Reader:
             except GoldenError as exc:
                 files.problem = (exc.verdict, f"input: {exc}")
             except Exception as exc:
-                files.problem = ("load-error", error_text(exc, self.verbose, "input: "))
+                files.problem = (Verdict.LOAD_ERROR, error_text(exc, self.verbose, "input: "))
         return files
 
     def artifact(self, case: Case, kind: str, files: CaseFiles):
@@ -90,7 +91,7 @@ class Reader:
         if kind not in files.artifacts:
             skipped = dict(self.layout.artifacts(case)).get(kind)
             if skipped:
-                files.artifacts[kind] = ("skip", skipped)
+                files.artifacts[kind] = (Verdict.SKIP, skipped)
             else:
                 try:
                     files.artifacts[kind] = self.layout.golden.read(self.layout.artifact_file(case, kind), kind=kind)

@@ -1,13 +1,17 @@
 """Recording: every Result of a replay is made here, with what the layout and the run add to it
-(a machine-dependent skip, the machines behind a compared output, a known-drift entry)."""
+(a machine-dependent skip, the machines behind a compared output, a known-drift entry), and the
+results a golden set promises that nothing produced (both doors call ``unkept_promises``)."""
 
 from __future__ import annotations
 
 from harness import machine
 from harness.catalog import Case
+from typing import Iterator
+
 from harness.compat import torch_release
 from harness.goldens.known import mark
-from harness.replaying.results import COMPARED, KNOWABLE, Result
+from harness.replaying.results import Result
+from harness.verdicts import COMPARED, KNOWABLE, Verdict
 
 
 class Recorder:
@@ -20,12 +24,12 @@ class Recorder:
 
     def __call__(self, case: Case, artifact: str, backend: str, verdict: str, message: str = "", **figures) -> Result:
         skip = self.layout.machine_skip(case)
-        if skip and verdict in (*COMPARED, "load-error"):
+        if skip and verdict in (*COMPARED, Verdict.LOAD_ERROR):
             # the replay's own finding stays in the message, as information
-            verdict, message = "skip", f"{skip}; replayed anyway: {verdict}{': ' + message if message else ''}"
+            verdict, message = Verdict.SKIP, f"{skip}; replayed anyway: {verdict}{': ' + message if message else ''}"
         if verdict in COMPARED and self._machine_pair(case):
             figures["golden_machine"], figures["runtime_machine"] = self._machine_pair(case)
-        if verdict == "crash":  # which CPU crashed is half the finding
+        if verdict == Verdict.CRASH:  # which CPU crashed is half the finding
             figures.setdefault("runtime_machine", machine.describe(machine.current()))
         result = Result(case.id, artifact, backend, self.layout.golden.version, self.runtime, verdict, message,
                         layout=self.layout.name, pytorch_test=self.layout.pytorch_test(case), **figures)
@@ -35,7 +39,7 @@ class Recorder:
 
     def crash(self, case: Case, kind: str, backend: str, cause: str) -> Result:
         """The verdict of a result whose loading and running killed the process replaying it."""
-        return self(case, kind, backend, "crash", f"the process replaying it died: {cause}; it crashes loading or "
+        return self(case, kind, backend, Verdict.CRASH, f"the process replaying it died: {cause}; it crashes loading or "
                                                   f"running the {kind} artifact under {backend}")
 
     def _machine_pair(self, case: Case) -> tuple | None:
@@ -44,3 +48,32 @@ class Recorder:
             self._machines[case.id] = machine.pair(machine.of_case(golden.manifest, golden.cases.get(case.id)),
                                                    machine.current())
         return self._machines[case.id]
+
+
+def unkept_promises(golden, case_id: str, catalog: set[str], backends: list[str] | None,
+                    produced: set) -> Iterator[Result]:
+    """The golden count guard: every result a manifest promises must be there.
+
+    A golden set that quietly shrinks (a case dropped from the catalog, an artifact kind or a
+    backend dropped from a case) is how a BC suite stops testing anything; each promised
+    (case, artifact, backend) of ``golden`` (a harness.goldens.store.GoldenSet) that is not in
+    ``produced`` becomes a ``missing`` result. ``catalog``: the catalog's case ids; ``backends``:
+    the run's (None: every one).
+    """
+    entry = golden.cases.get(case_id)
+    if entry is not None and entry.malformed and case_id not in catalog:  # a catalog case says so itself
+        yield Result(case_id, "*", "*", golden.version, torch_release(), Verdict.CORRUPT,
+                     f"the manifest's entry for {case_id} is malformed: {entry.malformed}")
+    if entry is None or entry.malformed or entry.skipped:
+        return
+    for kind in entry.artifacts:
+        for backend, status in entry.backends.items():
+            if status != "ok" or (backends and backend != "any" and backend not in backends):
+                continue
+            if (case_id, kind, backend) in produced:
+                continue
+            why = (f"the catalog no longer has case {case_id!r}" if case_id not in catalog
+                   else f"case {case_id!r} no longer has the {kind} artifact")
+            yield Result(case_id, kind, backend, golden.version, torch_release(), Verdict.MISSING,
+                         f"torch {golden.version}'s manifest promises this result, but {why}; "
+                         "a golden set must not shrink quietly")

@@ -10,7 +10,7 @@ is harness.replaying.schedule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -27,35 +27,10 @@ from harness.making import flows
 from harness.replaying.judging import judge, state_diff, tolerance
 from harness.replaying.loading import Reader, runtime_problem
 from harness.replaying.recording import Recorder
+from harness.replaying.request import Options
 from harness.replaying.results import Result
 from harness.replaying.running import Failed, reference_output, run_artifact, run_today
-
-
-@dataclass
-class Options:
-    backends: list[str] | None = None  # None: every engine this torch supports
-    verbose: bool = False
-    trust_unverified: bool = False
-    #: --trust-goldens: vetting's allowlists waived (harness.goldens.vetting), for goldens the user trusts
-    trust_goldens: bool = False
-    known: list = field(default_factory=list)  # harness.goldens.known.KnownDrift entries
-    forward: bool = True  # also replay goldens of newer torch versions, as information
-    patterns: list | None = None  # the -k selection, to tell a deselected golden from a lost one
-    #: intra-op threads while replaying on onednn (None: leave torch's). A parallel worker runs
-    #: torch single-threaded but sets this to the serial run's count: onednn's dynamic linear
-    #: rounds float32 differently with another count (ondevice-conv_linear: 250 of 250
-    #: elements by up to 1.2e-07).
-    onednn_threads: int | None = None
-    #: the float rounding bound of every case, in ulps (harness.compare); None: each case's own.
-    #: 0 is --exact: any float difference is a drift
-    rounding_ulps: int | None = None
-    #: --golden: only these golden versions (None: every one in the store)
-    versions: list | None = None
-    #: the project's own additions to the operator allowlist ([tool.bc-harness] operators)
-    operators: tuple = ()
-    #: seconds a worker may spend on one result before it counts as hung and is stopped (a
-    #: ``crash``); None: no limit (harness.sandbox)
-    result_timeout: float | None = 600.0
+from harness.verdicts import Verdict
 
 
 def owned_cases(golden: GoldenSet, known: set[str]) -> list[Case]:
@@ -138,20 +113,20 @@ class Replayer:
             return result(*files.problem)
         unable = runtime_problem(case, kind)
         if unable:
-            return result("skip", f"torch {self.runtime} cannot replay it: {unable}")
+            return result(Verdict.SKIP, f"torch {self.runtime} cannot replay it: {unable}")
         data = self.reader.artifact(case, kind, files)
         if isinstance(data, tuple):
             return result(*data)
         problem = self._unrunnable(case, backend, kind)
         if problem:
-            return result("skip", problem)
+            return result(Verdict.SKIP, problem)
         golden = None
         try:
             if case.check_numerics:
                 golden = self.reader.expected(case, backend, files)
             model, obtained, noted = run_artifact(self.layout, case, kind, data, backend, files, self.options)
             if obtained is None:
-                return result("pass", "loaded; the case checks loading only")
+                return result(Verdict.PASS, "loaded; the case checks loading only")
             diff = compare(golden, obtained, tolerance(case, self.options.rounding_ulps))
             targets = None
             if kind == "package":  # PyTorch's package test compares the graph's get_attr targets too
@@ -187,13 +162,13 @@ class Replayer:
             return result(*files.problem)
         unable = stacks.build_problem(case)
         if unable:
-            return result("skip", f"torch {self.runtime} cannot build it: {unable}")
+            return result(Verdict.SKIP, f"torch {self.runtime} cannot build it: {unable}")
         problem = self._unrunnable(case, backend)
         if problem:
-            return result("skip", problem)
+            return result(Verdict.SKIP, problem)
         stale = compare(files.example, example, where="input")
         if not stale.ok:
-            return result("drift", f"the example input is not the one the golden was made with ({stale.message}): "
+            return result(Verdict.DRIFT, f"the example input is not the one the golden was made with ({stale.message}): "
                                    "make it the same on every run (torch.manual_seed before drawing it, or fixed "
                                    "values); the stored artifacts were replayed on the golden's own input")
         try:

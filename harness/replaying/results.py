@@ -8,18 +8,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.compare import ulps_text
+from harness.verdicts import COMPARED, FAILING, Verdict
 from harness.versions import version_key
 
-#: ``rounding``: a float output within the rounding bound of its golden (harness.compare); it
-#: is shown everywhere and fails a run only under --exact, where it is judged a drift instead
-#: ``crash``: the process replaying the result died (a signal, or no answer in time: harness.sandbox);
-#: the run goes on with the other results
-VERDICTS = ("pass", "rounding", "drift", "load-error", "crash", "missing", "corrupt", "skip")
-FAILING = frozenset({"drift", "load-error", "crash", "missing", "corrupt"})
-#: verdicts an entry of known-drifts.toml can cover (harness.goldens.known)
-KNOWABLE = ("drift", "load-error", "crash")
-#: verdicts of an output that was obtained and compared
-COMPARED = ("pass", "rounding", "drift")
+#: every verdict, in the order summaries show them (their meanings: harness.verdicts)
+VERDICTS = tuple(Verdict)
 
 
 @dataclass
@@ -29,7 +22,7 @@ class Result:
     backend: str
     golden_version: str
     runtime_version: str
-    verdict: str
+    verdict: Verdict
     message: str = ""
     max_abs_diff: float | None = None
     max_step_diff: float | None = None
@@ -61,6 +54,7 @@ class Result:
     def __post_init__(self):
         if self.verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {self.verdict!r}")
+        self.verdict = Verdict(self.verdict)
 
     @property
     def failed(self) -> bool:
@@ -72,9 +66,9 @@ class Result:
 def summary(results: list[Result]) -> str:
     counts = Counter(r.verdict for r in results)
     known = Counter(r.verdict for r in results if r.known)
-    ulps = max((r.max_ulp_diff or 0.0 for r in results if r.verdict == "rounding"), default=0.0)
+    ulps = max((r.max_ulp_diff or 0.0 for r in results if r.verdict == Verdict.ROUNDING), default=0.0)
     notes = {v: f" ({known[v]} known)" for v in known}
-    notes["rounding"] = f" (at most {ulps_text(ulps)})"
+    notes[Verdict.ROUNDING] = f" (at most {ulps_text(ulps)})"
     parts = [f"{counts[v]} {v}" + (notes.get(v, "")) for v in VERDICTS if counts[v]]
     status = "FAILED" if any(r.failed for r in results) else "OK"
     return f"{status}: {len(results)} results: " + (", ".join(parts) if parts else "none")
@@ -95,9 +89,9 @@ def _steps(value) -> str:
 def _cell(r: Result) -> str:
     """One backend's cell: the verdict, its step figure, and the distance to fbgemm."""
     text = f"known {r.verdict}" if r.known else r.verdict
-    if r.verdict == "rounding" and r.max_ulp_diff is not None:
+    if r.verdict == Verdict.ROUNDING and r.max_ulp_diff is not None:
         text += f" {r.max_ulp_diff:.2g}ulp"
-    if r.verdict == "drift":
+    if r.verdict == Verdict.DRIFT:
         text += f" {_steps(r.max_step_diff)}st" if r.max_step_diff is not None else (
             f" |Δ|{r.max_abs_diff:.2g}" if r.max_abs_diff is not None else "")
     if r.backend != "fbgemm" and r.verdict in COMPARED and r.vs_fbgemm_mismatched:
@@ -135,10 +129,10 @@ def details(results: list[Result], limit: int = 40) -> str:
     """
     groups: dict[tuple, list[Result]] = {}
     for r in results:
-        if r.verdict not in ("pass", "rounding") and r.message:
+        if r.verdict not in (Verdict.PASS, Verdict.ROUNDING) and r.message:
             message = r.message + (f" [known: {r.known}]" if r.known else "")
             groups.setdefault((r.verdict, r.golden_version, r.case, message), []).append(r)
-    order = sorted(groups, key=lambda k: (k[0] == "skip", VERDICTS.index(k[0])))
+    order = sorted(groups, key=lambda k: (k[0] == Verdict.SKIP, VERDICTS.index(k[0])))
     lines = []
     for verdict, golden, case, message in order:
         members = groups[(verdict, golden, case, message)]
@@ -157,7 +151,7 @@ def rounding_groups(records) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for r in records:
         r = asdict(r) if isinstance(r, Result) else r
-        if r["verdict"] != "rounding":
+        if r["verdict"] != Verdict.ROUNDING:
             continue
         key = (r.get("golden_machine"), r.get("runtime_machine"))
         g = groups.setdefault(key, {"golden_machine": key[0], "runtime_machine": key[1], "goldens": set(),

@@ -15,6 +15,7 @@ from harness.making import flows
 from harness.notices import one_line, quiet, runtime_warnings
 from harness.replaying.loading import REFERENCE_SOURCES, CaseFiles, Reader, error_text, load, runtime_problem
 from harness.goldens.vetting import TORCHSCRIPT_KINDS
+from harness.verdicts import Verdict
 
 
 class Failed(Exception):
@@ -46,15 +47,15 @@ def run_artifact(layout, case: Case, kind: str, data: bytes, backend: str, files
         try:
             model = load(case, kind, data, files)
         except CannotLoadSafely as exc:
-            raise Failed("skip", str(exc)) from None
+            raise Failed(Verdict.SKIP, str(exc)) from None
         except Exception as exc:
-            raise Failed("load-error", error_text(exc, options.verbose)) from None
+            raise Failed(Verdict.LOAD_ERROR, error_text(exc, options.verbose)) from None
         if not case.check_numerics:
             return model, None, []
         try:
             obtained = layout.run(case, model, files.example)
         except Exception as exc:
-            raise Failed("load-error", error_text(exc, options.verbose, "forward failed: ")) from None
+            raise Failed(Verdict.LOAD_ERROR, error_text(exc, options.verbose, "forward failed: ")) from None
     return model, obtained, runtime_warnings(caught)
 
 
@@ -64,7 +65,7 @@ def run_today(case: Case, backend: str, example, options):
         try:
             obtained = case.forward(flows.runnable(case, flows.build(case), example), example)
         except Exception as exc:
-            raise Failed("load-error", error_text(exc, options.verbose, "building or running the model failed: ")) \
+            raise Failed(Verdict.LOAD_ERROR, error_text(exc, options.verbose, "building or running the model failed: ")) \
                 from None
     return obtained, runtime_warnings(caught)
 

@@ -20,12 +20,15 @@ from typing import Iterator
 from harness.catalog import Case
 from harness.compat import torch_release
 from harness.goldens.layout import HarnessLayout, PyTorchLayout
-from harness.replaying.replayer import Options, Replayer, open_golden, open_replayer, owned_cases
+from harness.replaying.replayer import Replayer, open_golden, open_replayer, owned_cases
+from harness.replaying.recording import unkept_promises
+from harness.replaying.request import Options
 from harness.replaying.results import Result
 from harness.sandbox import Sandbox, run_to_end
 from harness.replaying.shard import Unit
 from harness.goldens.store import GoldenSet, GoldenStore, stray_problem
 from harness.versions import parse_version
+from harness.verdicts import Verdict
 
 def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, jobs: int | None = 1,
                  shard: tuple[int, int] | None = None, fixtures: Path | None = None,
@@ -66,7 +69,7 @@ def intruder_results(store: GoldenStore) -> list[Result]:
     """A corrupt result for each thing that must not be in a golden store (GoldenStore.intruders)."""
     versions = set(store.versions()[0])
     return [Result("*", "*", "*", where.split("/", 1)[0] if where.split("/", 1)[0] in versions else "store",
-                   torch_release(), "corrupt", f"{store.root / where}: {why}") for where, why in store.intruders()]
+                   torch_release(), Verdict.CORRUPT, f"{store.root / where}: {why}") for where, why in store.intruders()]
 
 
 def by_case(units: list[Unit]) -> list[list[Unit]]:
@@ -160,19 +163,19 @@ class _UnitRunner:
         """The unit's results (see Replayer.replay_case for ``skip``, ``crashed`` and ``at``)."""
         version = parse_version(unit.version)
         if version is None:
-            return [Result("*", "*", "*", unit.version, torch_release(), "corrupt",
+            return [Result("*", "*", "*", unit.version, torch_release(), Verdict.CORRUPT,
                            stray_problem(self.store.root / unit.version))]
         forward = version > self.runtime
         golden = self._golden(unit.version)
         if golden.manifest_error:
-            found = [Result("*", "*", "*", unit.version, torch_release(), "corrupt", golden.manifest_error)]
+            found = [Result("*", "*", "*", unit.version, torch_release(), Verdict.CORRUPT, golden.manifest_error)]
         else:
             replayer = self._replayer(unit.version)
             case = self.by_id.get(unit.case) or next((c for c in replayer.cases if c.id == unit.case), None)
             found = list(replayer.replay_case(case, skip, crashed, at)) if case is not None else []
             produced = {(r.case, r.artifact, r.backend) for r in found}
             produced |= {(c, k, b) for v, c, k, b in skip if v == unit.version}
-            found += _unkept_promises(golden, unit.case, self.by_id, self.options, produced)
+            found += unkept_promises(golden, unit.case, set(self.by_id), self.options.backends, produced)
         for result in found:
             result.forward = forward
         return found
@@ -181,34 +184,6 @@ class _UnitRunner:
         from harness.catalog import select
 
         return not self.options.patterns or bool(select([_Named(case_id)], self.options.patterns))
-
-
-def _unkept_promises(golden: GoldenSet, case_id: str, by_id: dict, options: Options,
-                     produced: set) -> Iterator[Result]:
-    """The golden count guard: every result a manifest promises must be there.
-
-    A golden set that quietly shrinks (a case dropped from the catalog, an artifact kind
-    dropped from a case) is how a BC suite stops testing anything; each promised
-    (case, artifact, backend) that produced no result becomes a ``missing`` result.
-    """
-    entry = golden.cases.get(case_id)
-    if entry is not None and entry.malformed and case_id not in by_id:  # a catalog case says so itself
-        yield Result(case_id, "*", "*", golden.version, torch_release(), "corrupt",
-                     f"the manifest's entry for {case_id} is malformed: {entry.malformed}")
-    if entry is None or entry.malformed or entry.skipped:
-        return
-    wanted = options.backends
-    for kind in entry.artifacts:
-        for backend, status in entry.backends.items():
-            if status != "ok" or (wanted and backend != "any" and backend not in wanted):
-                continue
-            if (case_id, kind, backend) in produced:
-                continue
-            why = (f"the catalog no longer has case {case_id!r}" if case_id not in by_id
-                   else f"case {case_id!r} no longer has the {kind} artifact")
-            yield Result(case_id, kind, backend, golden.version, torch_release(), "missing",
-                         f"torch {golden.version}'s manifest promises this result, but {why}; "
-                         "a golden set must not shrink quietly")
 
 
 # --- crash-safe replay: worker processes, each with its own torch and catalog ---------------------
@@ -277,7 +252,7 @@ def _give_up(group: list[Unit], found: dict, cause: str) -> None:
     unit not replayed to its end."""
     for index, unit in enumerate(group):
         if not found[index]:
-            found[index].append(Result(unit.case, "*", "*", unit.version, torch_release(), "crash",
+            found[index].append(Result(unit.case, "*", "*", unit.version, torch_release(), Verdict.CRASH,
                                        f"the replay worker gave up on the unit: {cause}; its results were not "
                                        "replayed"))
 
@@ -344,7 +319,7 @@ def replay_pytorch_dir(directory, cases: list[Case], options: Options, fixtures:
     finally:
         box.close()
     if given_up:
-        found.append(Result("*", "*", "*", PyTorchLayout.single_set, torch_release(), "crash",
+        found.append(Result("*", "*", "*", PyTorchLayout.single_set, torch_release(), Verdict.CRASH,
                             f"the replay worker gave up: {given_up}",
                             layout=PyTorchLayout.name))
     yield from found
@@ -362,7 +337,7 @@ def _pytorch_dir_results(request: dict, at) -> Iterator[Result]:
                              request["options"])
     golden = replayer.layout.golden
     if golden.manifest_error:
-        yield Result("*", "*", "*", golden.version, torch_release(), "corrupt", golden.manifest_error,
+        yield Result("*", "*", "*", golden.version, torch_release(), Verdict.CORRUPT, golden.manifest_error,
                      layout=PyTorchLayout.name)
         return
     if golden.manifest is not None and golden.manifest.torch:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+
+from harness.verdicts import Verdict
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +22,8 @@ from typing import Callable
 from packaging.version import Version
 
 #: a crash is a change like any other: the release where loading or running the golden kills the process
-CHANGED = ("drift", "load-error", "crash", "corrupt", "missing")
-SAME = ("pass", "rounding")
+CHANGED = (Verdict.DRIFT, Verdict.LOAD_ERROR, Verdict.CRASH, Verdict.CORRUPT, Verdict.MISSING)
+SAME = (Verdict.PASS, Verdict.ROUNDING)
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Probe:
 
     @property
     def state(self) -> str:
-        judged = [r for r in self.records if r["verdict"] != "skip"]
+        judged = [r for r in self.records if r["verdict"] != Verdict.SKIP]
         if not judged:
             return "same" if self.note.startswith("assumed") else "unjudged"
         return "changed" if any(r["verdict"] in CHANGED for r in judged) else "same"
@@ -56,10 +58,10 @@ def _outcome(r: dict) -> str:
         parts.append(f"{r['max_step_diff']:.3g} steps")
     if r.get("max_abs_diff"):
         parts.append(f"max |Δ| {r['max_abs_diff']:.3g}")
-    if r.get("mismatched") is not None and r.get("total") and r["verdict"] != "pass":
+    if r.get("mismatched") is not None and r.get("total") and r["verdict"] != Verdict.PASS:
         parts.append(f"{r['mismatched']} of {r['total']} elements")
-    unmeasured = r["verdict"] == "drift" and not r.get("max_abs_diff")  # e.g. another shape
-    if (unmeasured or r["verdict"] in ("load-error", "crash", "corrupt", "missing", "skip")) and r.get("message"):
+    unmeasured = r["verdict"] == Verdict.DRIFT and not r.get("max_abs_diff")  # e.g. another shape
+    if (unmeasured or r["verdict"] in (Verdict.LOAD_ERROR, Verdict.CRASH, Verdict.CORRUPT, Verdict.MISSING, Verdict.SKIP)) and r.get("message"):
         parts.append(f"({r['message'][:120]})")
     return " ".join(parts)
 

@@ -13,6 +13,7 @@ from collections import Counter
 from harness.replaying.results import VERDICTS, Result, details, rounding_summary, summary, table
 from harness.compare import ulps_text
 from harness.versions import version_key
+from harness.verdicts import Verdict
 
 #: the longest a known entry's reason is shown in the folded view (``-v`` shows it whole)
 REASON_CHARS = 110
@@ -86,11 +87,11 @@ def _span(versions: list[str]) -> str:
 def one_liners(results: list[Result]) -> list[str]:
     """Skips, float rounding and warnings, a line each: counted, never failing; -v has them all."""
     lines = []
-    skips = [r for r in results if r.verdict == "skip"]
+    skips = [r for r in results if r.verdict == Verdict.SKIP]
     if skips:
         reasons = len({r.message for r in skips})
         lines.append(f"Skipped: {len(skips)} results that cannot be judged here, for {reasons} reasons (-v lists them)")
-    rounding = [r for r in results if r.verdict == "rounding"]
+    rounding = [r for r in results if r.verdict == Verdict.ROUNDING]
     if rounding:
         worst = max(r.max_ulp_diff or 0.0 for r in rounding)
         lines.append(f"Float rounding: {len(rounding)} results within the bound, at most {ulps_text(worst)} "

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from harness.engines import ordered
 from harness.reporting.heatmap import heatmaps
-from harness.replaying.results import FAILING, KNOWABLE, rounding_groups
+from harness.replaying.results import rounding_groups
+from harness.verdicts import FAILING, KNOWABLE
 from harness.versions import version_key as _vkey
 
 #: worst first: what a cell shows when its artifacts disagree

@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from harness.goldens.layout import file_name, sidecar_name
-from harness.replaying.schedule import Options, replay_store
+from harness.replaying.request import Options
+from harness.replaying.schedule import replay_store
 from harness.goldens.safeload import save_bytes
 from harness.goldens.sealing import verify
 from harness.goldens.store import GoldenStore, sha256

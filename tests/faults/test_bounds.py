@@ -14,7 +14,8 @@ import pytest
 
 from harness.goldens.pickles import Refused, pickle_globals
 from harness.goldens.store import CorruptGolden, GoldenSet, sha256
-from harness.goldens.vetting import MAX_FILE_BYTES, MAX_INFLATED_BYTES, Archive
+from harness.goldens.archives import MAX_INFLATED_BYTES, Archive
+from harness.goldens.vetting import MAX_FILE_BYTES
 
 from ..conftest import REPO
 

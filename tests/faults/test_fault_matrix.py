@@ -19,7 +19,8 @@ import pytest
 
 from harness.goldens.layout import file_name
 from harness.goldens.safeload import save_bytes
-from harness.replaying.schedule import Options, replay_store
+from harness.replaying.request import Options
+from harness.replaying.schedule import replay_store
 from harness.goldens.store import GoldenStore, sha256
 
 from ..conftest import SLICE

@@ -7,7 +7,8 @@ golden keeps its verdict, and nothing raises.
 
 import json
 
-from harness.replaying.schedule import Options, replay_store
+from harness.replaying.request import Options
+from harness.replaying.schedule import replay_store
 from harness.goldens.store import GoldenStore
 
 from ..conftest import SLICE, run_cli

@@ -17,7 +17,8 @@ import zipfile
 import pytest
 
 from harness.goldens.layout import sidecar_name
-from harness.replaying.schedule import Options, replay_store
+from harness.replaying.request import Options
+from harness.replaying.schedule import replay_store
 from harness.goldens.sealing import Refusal, pin, verify
 from harness.goldens.store import GoldenStore, sha256
 from harness.goldens.vetting import embedded_code

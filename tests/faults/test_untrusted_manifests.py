@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.goldens.manifest import Manifest, ManifestError
-from harness.replaying.schedule import Options, replay_store
+from harness.replaying.request import Options
+from harness.replaying.schedule import replay_store
 from harness.goldens.sealing import verify
 from harness.goldens.store import GoldenError, GoldenStore, sha256
 
