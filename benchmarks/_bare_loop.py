@@ -20,7 +20,7 @@ from pathlib import Path
 from harness.making.artifacts import KINDS
 from harness.goldens.layout import file_name
 from harness.catalog import load_catalog
-from harness.engines import engine
+from harness.backends import using
 from harness.goldens.known import expected_crash
 from harness.goldens.known import load as load_known
 from harness.goldens.safeload import load_weights
@@ -41,7 +41,7 @@ def main(golden_set: Path, fixtures: Path) -> int:
             for backend, status in entry["backends"].items():
                 if status != "ok" or expected_crash(known, golden_set.name, case.id, kind, backend):
                     continue
-                with engine(backend):
+                with using(backend):
                     model = KINDS[kind].load(case, data, example, trusted=True)
                     if case.check_numerics:
                         case.forward(model, example)

@@ -84,7 +84,7 @@ def main(directory: Path, fixtures: Path) -> int:
     for engine in [e for e in ("fbgemm", "x86", "qnnpack", "onednn") if e in torch.backends.quantized.supported_engines]:
         torch.backends.quantized.engine = engine
         for case in tests:
-            if (case.pytorch.fbgemm_only and engine != "fbgemm") or (case.engine_agnostic and engine != "fbgemm"):
+            if (case.pytorch.fbgemm_only and engine != "fbgemm") or (case.backend_agnostic and engine != "fbgemm"):
                 continue
             if case.pytorch.skip_on_avx512_vnni and has_avx512_vnni():  # unittest.skipIf(IS_AVX512_VNNI_SUPPORTED)
                 continue

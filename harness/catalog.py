@@ -122,9 +122,9 @@ class Case:
     flow: str | None = None
     seed: int = 0
     tolerance: Tolerance = field(default_factory=Tolerance)
-    #: the output does not depend on the quantized engine (observers, QAT state):
+    #: the output does not depend on the quantized backend (observers, QAT state):
     #: recorded and replayed once, under backend "any".
-    engine_agnostic: bool = False
+    backend_agnostic: bool = False
     #: False: the golden proves loading only (PyTorch's QAT qconfig test).
     check_numerics: bool = True
     #: state_dict written in the zipfile format (True) or the legacy one (False).

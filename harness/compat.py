@@ -1,7 +1,7 @@
 """Where each torch API lives in each torch version: the one place version differences are handled.
 
-Nothing else here: safe loading is harness.goldens.safeload, warnings harness.notices, engines
-harness.engines.
+Nothing else here: safe loading is harness.goldens.safeload, warnings harness.notices, backends
+harness.backends.
 """
 
 from __future__ import annotations

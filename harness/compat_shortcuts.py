@@ -83,7 +83,7 @@ _SEARCHES = 512
 def remembered_histogram_searches() -> Iterator[None]:
     """While active, HistogramObserver's search over its histogram is done once per distinct
     observer state: the same model calibrated on the same input and converted under each
-    quantized engine (a package's replay, a model's check, generation) searches once, not
+    quantized backend (a package's replay, a model's check, generation) searches once, not
     four times, for the same min and max.
 
     The search is a pure function of the observer: the key is its every buffer (bytes, dtype,

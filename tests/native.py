@@ -3,7 +3,7 @@
 Random geometries reach native kernels in corners that can crash the process (oneDNN's AVX512
 convolution does, README: Findings). Called in the test's own process, such a crash kills the
 pytest worker; called here, it fails the test as NativeCrash, naming the call, and hypothesis
-reports the example. A crash that is a known torch defect (KNOWN_CRASHES: the op, the engines,
+reports the example. A crash that is a known torch defect (KNOWN_CRASHES: the op, the backends,
 the geometry and the CPUs) lets a test step over that example instead, and say so.
 """
 
@@ -37,7 +37,7 @@ def _brief(args) -> str:
 
 
 def _onednn_avx512_thin_conv(op: str, backend: str, case) -> bool:
-    """oneDNN's AVX512 convolution (the x86 and onednn engines) writes through a null pointer
+    """oneDNN's AVX512 convolution (the x86 and onednn backends) writes through a null pointer
     when the last spatial dimension is one wide, with kernel 1, stride 2, dilation 2 and
     padding 1 (torch 2.13.0; whether a call crashes also depends on the primitives the process
     made before, so the same call may pass in a process that has run others)."""

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 import harness.compat as compat
-from harness.engines import engine
+from harness.backends import using
 from harness.notices import quiet
 from harness.stacks.torch_ao.compat import linear_relu_functional
 
@@ -112,7 +112,7 @@ class QatModel(nn.Module):
 def write(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(1234)
-    with quiet(), engine("fbgemm"):
+    with quiet(), using("fbgemm"):
         _op(directory, "test_linear", _seed_weights(nnq.Linear(3, 1, bias_=True, dtype=torch.qint8), (1, 3)), [1, 3])
         _op(directory, "test_linear_relu",
             _seed_weights(nniq.LinearReLU(3, 1, bias=True, dtype=torch.qint8), (1, 3)), [1, 3])

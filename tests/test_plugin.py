@@ -132,7 +132,7 @@ def test_catalog_items_have_readable_ids_and_k_works(pytester, catalog_args, ver
     assert f"golden-catalog::linear[scripted-fbgemm-from-{version}]" in out
     assert f"golden-catalog::per_tensor_observer[state_dict-any-from-{version}]" in out
     result = pytester.runpytest(*catalog_args, "-k", "linear_dynamic and traced")
-    result.assert_outcomes(passed=6, skipped=2)  # qint8 on 4 engines, fp16 on fbgemm and x86
+    result.assert_outcomes(passed=6, skipped=2)  # qint8 on 4 backends, fp16 on fbgemm and x86
 
 
 def test_unsupported_combinations_skip_with_the_reason(pytester, catalog_args):

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from harness.compat import has_avx512_vnni
-from harness.engines import supported_engines
+from harness.backends import supported_backends
 
 from . import pytorch_suite_writer
 from .conftest import by_key, records, run_cli
@@ -66,8 +66,8 @@ def test_pinned_directory_replays_as_pytorchs_tests_would(pytorch_dir, tmp_path)
     assert {r["pytorch_test"] for r in fbgemm} >= {"test_linear_dynamic", "test_lstm", "test_default_qat_qconfig",
                                                    "test_linear_relu_package_quantization_transforms"}
     assert by[("linear_dynamic-qint8", "scripted", "fbgemm")]["pytorch_test"] == "test_linear_dynamic"
-    engines = supported_engines()
-    if "qnnpack" in engines:
+    backends = supported_backends()
+    if "qnnpack" in backends:
         # qnnpack ignores reduce_range: against PyTorch's only (fbgemm) expected output that is a drift.
         r = by[("linear_dynamic-qint8", "state_dict", "qnnpack")]
         assert r["verdict"] == "drift" and "assertEqual failed" in r["message"]
@@ -77,7 +77,7 @@ def test_pinned_directory_replays_as_pytorchs_tests_would(pytorch_dir, tmp_path)
             skip = by[(case, "scripted", "qnnpack")]
             assert skip["verdict"] == "skip" and "qengine_is_fbgemm" in skip["message"]
         assert proc.returncode == 1
-    if "x86" in engines:
+    if "x86" in backends:
         assert by[("linear_dynamic-qint8", "state_dict", "x86")]["verdict"] == "pass"
 
 

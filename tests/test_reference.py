@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from harness import reference as R
-from harness.engines import engine, supported_engines
+from harness.backends import using, supported_backends
 from harness.notices import quiet
 
 from .native import native
@@ -79,13 +79,13 @@ def _native_linear(backend, x, w, bias, scale, zp, relu):
 
 
 def _native_linear_here(backend, x, w, bias, scale, zp, relu):
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         packed = torch.ops.quantized.linear_prepack(w, bias)
         op = torch.ops.quantized.linear_relu if relu else torch.ops.quantized.linear
         return op(x, packed, scale, zp).int_repr()
 
 
-@pytest.mark.parametrize("backend", [b for b in ("fbgemm", "x86") if b in supported_engines()])
+@pytest.mark.parametrize("backend", [b for b in ("fbgemm", "x86") if b in supported_backends()])
 @EXACT
 @given(seed=st.integers(0, 2**31), m=st.integers(1, 16), k=st.integers(1, 64), n=st.integers(1, 16),
        per_channel=st.booleans(), relu=st.booleans())
@@ -146,12 +146,12 @@ def _native_conv(backend, case, x, w, bias, transposed):
 
 
 def _native_conv_here(backend, case, x, w, bias, transposed):
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         op, packed = _packed_conv(case, w, bias, transposed)
         return op(x, packed, 0.05, 64).int_repr()
 
 
-@pytest.mark.skipif("fbgemm" not in supported_engines(), reason="this torch has no fbgemm")
+@pytest.mark.skipif("fbgemm" not in supported_backends(), reason="this torch has no fbgemm")
 @EXACT
 @given(case=conv_cases(transposed=False))
 def test_conv_1d_2d_3d_is_bit_exact_with_fbgemm(case):
@@ -161,7 +161,7 @@ def test_conv_1d_2d_3d_is_bit_exact_with_fbgemm(case):
     assert torch.equal(ours, _native_conv("fbgemm", case, x, w, bias, False))
 
 
-@pytest.mark.skipif("fbgemm" not in supported_engines(), reason="this torch has no fbgemm")
+@pytest.mark.skipif("fbgemm" not in supported_backends(), reason="this torch has no fbgemm")
 @EXACT
 @given(case=conv_cases(transposed=True))
 def test_conv_transpose_is_bit_exact_with_fbgemm(case):
@@ -171,7 +171,7 @@ def test_conv_transpose_is_bit_exact_with_fbgemm(case):
     assert torch.equal(ours, _native_conv("fbgemm", case, x, w, bias, True))
 
 
-@pytest.mark.skipif("qnnpack" not in supported_engines(), reason="this torch has no qnnpack")
+@pytest.mark.skipif("qnnpack" not in supported_backends(), reason="this torch has no qnnpack")
 @SOME
 @given(seed=st.integers(0, 2**31), m=st.integers(1, 16), k=st.integers(1, 64), n=st.integers(1, 16), relu=st.booleans())
 def test_qnnpack_linear_matches_the_float_requantization_rule(seed, m, k, n, relu):
@@ -220,11 +220,11 @@ def _native_dynamic(backend, x, w, bias, reduce_range):
 
 
 def _native_dynamic_here(backend, x, w, bias, reduce_range):
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         return torch.ops.quantized.linear_dynamic(x, torch.ops.quantized.linear_prepack(w, bias), reduce_range)
 
 
-@pytest.mark.parametrize("backend", [b for b in ("fbgemm", "x86") if b in supported_engines()])
+@pytest.mark.parametrize("backend", [b for b in ("fbgemm", "x86") if b in supported_backends()])
 @EXACT
 @given(seed=st.integers(0, 2**31), m=st.integers(1, 12), k=st.integers(1, 48), n=st.integers(1, 12),
        reduce_range=st.booleans())
@@ -234,7 +234,7 @@ def test_dynamic_linear_is_exact_with_fbgemm_and_x86(backend, seed, m, k, n, red
     assert torch.equal(ours, _native_dynamic(backend, x, w, bias, reduce_range))
 
 
-@pytest.mark.parametrize("backend", [b for b in ("fbgemm", "x86") if b in supported_engines()])
+@pytest.mark.parametrize("backend", [b for b in ("fbgemm", "x86") if b in supported_backends()])
 def test_fbgemm_saturates_int16_pairs_exactly_when_the_cpu_lacks_avx512_vnni(backend):
     """Two products of 255 x -128 sum to -65280 in int32 (vpdpbusd, AVX512-VNNI) but saturate to
     -32768 in int16 (vpmaddubsw, AVX2): the native kernel gives the one this CPU predicts."""
@@ -247,7 +247,7 @@ def test_fbgemm_saturates_int16_pairs_exactly_when_the_cpu_lacks_avx512_vnni(bac
     assert torch.equal(native, saturated if SATURATES else exact), (native, SATURATES)
 
 
-@pytest.mark.skipif("qnnpack" not in supported_engines(), reason="this torch has no qnnpack")
+@pytest.mark.skipif("qnnpack" not in supported_backends(), reason="this torch has no qnnpack")
 @SOME
 @given(seed=st.integers(0, 2**31), m=st.integers(1, 12), k=st.integers(1, 48), n=st.integers(1, 12))
 def test_qnnpack_dynamic_linear_is_the_named_variant_that_ignores_reduce_range(seed, m, k, n):
@@ -269,7 +269,7 @@ def test_fp16_rounding_matches_torch_half(seed, spread):
 def test_fp16_dynamic_linear_matches_fbgemm():
     g = torch.Generator().manual_seed(0)
     x, w, bias = torch.randn(3, 7, generator=g), torch.randn(5, 7, generator=g) * 10, torch.randn(5, generator=g)
-    with quiet(), engine("fbgemm"):
+    with quiet(), using("fbgemm"):
         native = torch.ops.quantized.linear_dynamic_fp16(x, torch.ops.quantized.linear_prepack_fp16(w, bias))
     assert (R.dynamic_linear_fp16(x, w, bias) - native).abs().max() < 1e-5
 
@@ -416,7 +416,7 @@ def test_diff_backends_prints_the_matrix_and_says_what_it_cannot_compare():
     assert "jit-conv_bn-fold: it makes no quantized call: a float model is its own reference" in out
 
 
-@pytest.mark.skipif("fbgemm" not in supported_engines(), reason="this torch has no fbgemm")
+@pytest.mark.skipif("fbgemm" not in supported_backends(), reason="this torch has no fbgemm")
 @SOME
 @given(seed=st.integers(0, 2**31), steps=st.integers(1, 6), batch=st.integers(1, 3), size=st.integers(1, 5),
        hidden=st.integers(1, 6), layers=st.integers(1, 2), bidirectional=st.booleans())
@@ -428,7 +428,7 @@ def test_dynamic_lstm_is_exact_with_fbgemm(seed, steps, batch, size, hidden, lay
     torch.manual_seed(seed % 2**31)
     float_lstm = torch.nn.LSTM(size, hidden, num_layers=layers, bidirectional=bidirectional)
     x = torch.randn(steps, batch, size, generator=torch.Generator().manual_seed(seed))
-    with quiet(), engine("fbgemm"):
+    with quiet(), using("fbgemm"):
         model = ao().quantize_dynamic(torch.nn.Sequential(float_lstm).eval(), {torch.nn.LSTM})
         native = model(x)
         ours = R.reference_output(model, x)
@@ -436,7 +436,7 @@ def test_dynamic_lstm_is_exact_with_fbgemm(seed, steps, batch, size, hidden, lay
     assert torch.equal(ours[1][0], native[1][0]) and torch.equal(ours[1][1], native[1][1])
 
 
-@pytest.mark.skipif("qnnpack" not in supported_engines(), reason="this torch has no qnnpack")
+@pytest.mark.skipif("qnnpack" not in supported_backends(), reason="this torch has no qnnpack")
 def test_a_dequantized_output_is_measured_in_steps_of_its_scale(catalog):
     """ptq-linear's output is dequantized: qnnpack's one-step difference (its Q31 requantization)
     reads as ±1 st, not as a bare |Δ|; the README's table says per case what it measured."""

@@ -10,17 +10,17 @@ from hypothesis import strategies as st
 from harness.making import flows
 from harness import reference as R
 from harness.compare import compare
-from harness.engines import engine, supported_engines
+from harness.backends import using, supported_backends
 from harness.notices import quiet
 from harness.reference import calls, graphs
 
 SOME = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
-ENGINES = supported_engines()
+ENGINES = supported_backends()
 
 
 def _built(catalog, case_id, backend):
     case = next(c for c in catalog if c.id == case_id)
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         example = flows.make_input(case)
         return case, flows.runnable(case, flows.build(case), example), example
 
@@ -35,7 +35,7 @@ def test_graphs_and_reference_modules_match_every_backend_exactly(catalog, case_
     FX model and PT2E programs: quantize, requantize and dequantize are specified, so every
     engine is bit-exact."""
     case, model, example = _built(catalog, case_id, backend)
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         native = case.forward(model, example)
         ours = R.reference_output(model, example)
     diff = compare(ours, native)
@@ -52,7 +52,7 @@ def test_the_graph_quantizes_and_dequantizes_with_the_reference_kernels(catalog,
     backend = "x86" if "x86" in ENGINES else ENGINES[0]
     _, model, example = _built(catalog, case_id, backend)
     assert isinstance(model, torch.fx.GraphModule)
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         R.reference_output(model, example)
     assert seen.count("q") >= pairs and seen.count("dq") >= pairs  # the graph's quantize/dequantize pairs
 
@@ -93,7 +93,7 @@ def test_quantized_add_is_within_one_step_on_every_backend(backend, op, seed, n,
     assume(not (backend == "qnnpack" and op == "add_relu" and zps[2] == 255))
     g = torch.Generator().manual_seed(seed)
     a, b = torch.randn(n, generator=g) * 3, torch.randn(n, generator=g) * 3
-    with engine(backend):
+    with using(backend):
         qa = torch.quantize_per_tensor(a, a_scale, zps[0], torch.quint8)
         qb = torch.quantize_per_tensor(b, b_scale, zps[1], torch.quint8)
         native = getattr(torch.ops.quantized, op)(qa, qb, out_scale, zps[2])
@@ -112,7 +112,7 @@ def test_functional_quantized_linear_matches_the_module_rule(backend, seed, m, k
     one step of every backend's native op."""
     g = torch.Generator().manual_seed(seed)
     x, w, bias = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g) * 0.3, torch.randn(n, generator=g)
-    with engine(backend):
+    with using(backend):
         qx = torch.quantize_per_tensor(x, 0.05, 128, torch.quint8)
         qw = torch.quantize_per_tensor(w, 0.01, 0, torch.qint8)
         packed = torch.ops.quantized.linear_prepack(qw, bias)

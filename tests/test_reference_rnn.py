@@ -8,19 +8,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import reference as R
-from harness.engines import engine, supported_engines
+from harness.backends import using, supported_backends
 from harness.notices import quiet
 
 SOME = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 #: fbgemm and x86 share fbgemm's dynamic linear: exact. qnnpack ignores reduce_range (steps apart),
 #: onednn rounds float32 differently (ulps apart): their figures are measured, not asserted.
-EXACT_ENGINES = [b for b in ("fbgemm", "x86") if b in supported_engines()]
+EXACT_ENGINES = [b for b in ("fbgemm", "x86") if b in supported_backends()]
 
 
 def _dynamic(module, backend, dtype=torch.qint8):
     from harness.compat import ao
 
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         return ao().quantize_dynamic(torch.nn.Sequential(module).eval(), {type(module)}, dtype=dtype)
 
 
@@ -34,7 +34,7 @@ def test_dynamic_gru_is_exact_with_fbgemm_and_x86(backend, seed, steps, batch, s
     torch.manual_seed(seed % 2**31)
     model = _dynamic(torch.nn.GRU(size, hidden, num_layers=layers, bidirectional=bidirectional), backend)
     x = torch.randn(steps, batch, size, generator=torch.Generator().manual_seed(seed))
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         native, ours = model(x), R.reference_output(model, x)
     assert torch.equal(ours[0], native[0]) and torch.equal(ours[1], native[1])
 
@@ -58,7 +58,7 @@ def test_dynamic_cells_are_exact_with_fbgemm_and_x86(backend, cell, seed, batch,
     if with_state:
         h = torch.randn(*state_shape, generator=g)
         state = (h, torch.randn(*state_shape, generator=g)) if name == "LSTMCell" else h
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         native = model[0](x, state)
         ours = R.reference_output(model[0], (x, state))
     native, ours = (native, ours) if name == "LSTMCell" else ((native,), (ours,))
@@ -88,7 +88,7 @@ def _embedding_bag(rows, dim, bits, mode, last, seed):
         return ao().quantize_dynamic(torch.nn.Sequential(float_bag).eval(), {torch.nn.EmbeddingBag: qconfig})[0]
 
 
-@pytest.mark.parametrize("backend", supported_engines())
+@pytest.mark.parametrize("backend", supported_backends())
 @SOME
 @given(seed=st.integers(0, 2**31), rows=st.integers(1, 12), dim=st.sampled_from([2, 4, 8, 12, 16]),
        bits=st.sampled_from([8, 4]), last=st.booleans(), bags=st.integers(1, 5), per_sample=st.booleans())
@@ -104,13 +104,13 @@ def test_quantized_embedding_bag_module_is_exact(backend, seed, rows, dim, bits,
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
     offsets = offsets if last else offsets[:-1]
     weights = torch.rand(indices.numel(), generator=g) if per_sample and mode == "sum" else None
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         native = model(indices, offsets, per_sample_weights=weights)
         ours = R.reference_output(model, (indices, offsets, weights))
     assert torch.equal(ours, native)
 
 
-@pytest.mark.parametrize("backend", supported_engines())
+@pytest.mark.parametrize("backend", supported_backends())
 @SOME
 @given(seed=st.integers(0, 2**31), rows=st.integers(1, 12), dim=st.sampled_from([2, 4, 8, 12, 16]),
        shape=st.sampled_from([(5,), (2, 3), (1,)]))
@@ -124,7 +124,7 @@ def test_quantized_8bit_embedding_module_is_exact(backend, seed, rows, dim, shap
     with quiet():
         model = ao().quantize_dynamic(torch.nn.Sequential(emb).eval(), {torch.nn.Embedding: qconfig})[0]
     indices = torch.randint(0, rows, shape, generator=torch.Generator().manual_seed(seed))
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         native, ours = model(indices), R.reference_output(model, indices)
     assert torch.equal(ours, native)
 

@@ -17,13 +17,13 @@ from harness.making import flows
 from harness import reference as R
 from harness.compare import compare
 from harness.compat import ao, lite_load, lite_save
-from harness.engines import engine, supported_engines
+from harness.backends import using, supported_backends
 from harness.notices import quiet
 
 from .native import NativeCrash, onednn_transposed_conv_misreads, step_over_known
 from .test_reference import SATURATES, _conv_inputs, _dynamic_case, _native_conv, _packed_conv, conv_cases
 
-ENGINES = supported_engines()
+ENGINES = supported_backends()
 FBGEMM_LIKE = [b for b in ("fbgemm", "x86") if b in ENGINES]
 SOME = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
@@ -36,7 +36,7 @@ DYNAMIC = ["jit-mlp-dynamic", "jit-mlp-dynamic-per_channel", "ondevice-linear", 
 
 def _script(catalog, case_id, backend):
     case = next(c for c in catalog if c.id == case_id)
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         example = flows.make_input(case)
         return case, flows.runnable(case, flows.build(case), example), example
 
@@ -44,7 +44,7 @@ def _script(catalog, case_id, backend):
 def _native_and_reference(catalog, case_id, backend):
     case, model, example = _script(catalog, case_id, backend)
     assert isinstance(model, torch.jit.ScriptModule)
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         return case.forward(model, example), R.reference_output(model, example, case.forward)
 
 
@@ -67,7 +67,7 @@ def test_the_lite_interpreter_runs_under_the_mode_too(catalog, case_id):
     """The lite interpreter calls ops through the dispatcher as well: a .ptl module gets the
     same reference output as the scripted module it was saved from, and the mode did the calls."""
     case, model, example = _script(catalog, case_id, "fbgemm")
-    with quiet(), engine("fbgemm"):
+    with quiet(), using("fbgemm"):
         lite = lite_load(lite_save(model))
         from_lite = R.reference_output(lite, example, case.forward)
         mode = R.ReferenceMode()
@@ -86,14 +86,14 @@ def test_the_mode_does_the_calls_with_the_reference_kernels(catalog, monkeypatch
     monkeypatch.setattr(calls, "quantize", lambda *a, **k: seen.append("quantize") or real_q(*a, **k))
     monkeypatch.setattr(calls, "conv_nd", lambda *a, **k: seen.append("conv") or real_conv(*a, **k))
     case, model, example = _script(catalog, "conv2d_graph", "fbgemm")
-    with quiet(), engine("fbgemm"):
+    with quiet(), using("fbgemm"):
         R.reference_output(model, example, case.forward)
     assert seen == ["quantize", "conv"]
 
 
 def _conv_geometry_through_the_mode(backend, case, transposed):
     x, w, bias = _conv_inputs(case, transposed)
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         op, packed = _packed_conv(case, w, bias, transposed)
         with R.ReferenceMode():
             ours = op(x, packed, 0.05, 64)
@@ -150,7 +150,7 @@ def test_qnnpack_conv_calls_are_within_one_step(case):
     """qnnpack requantizes with a Q31 fixed-point multiplier where the reference (fbgemm's rule)
     uses a float one: at most one step apart. It cannot unpack a 3-d conv's weight: said so."""
     if case[0] == 3:
-        with pytest.raises(R.Unsupported, match="a 3-d conv weight the engine cannot unpack: QNNPACK only"):
+        with pytest.raises(R.Unsupported, match="a 3-d conv weight the backend cannot unpack: QNNPACK only"):
             _conv_geometry_through_the_mode("qnnpack", case, False)
         return
     ours, native = _conv_geometry_through_the_mode("qnnpack", case, False)
@@ -170,7 +170,7 @@ def test_dynamic_linear_calls_through_the_mode_are_exact_with_fbgemm_and_x86(bac
         reduce_range = True
     x, w, bias = _dynamic_case(seed, m, k, n)
     op = torch.ops.quantized.linear_relu_dynamic if relu else torch.ops.quantized.linear_dynamic
-    with quiet(), engine(backend):
+    with quiet(), using(backend):
         packed = torch.ops.quantized.linear_prepack(w, bias)
         native = op(x, packed, reduce_range)
         with R.ReferenceMode() as mode:

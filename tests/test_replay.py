@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from harness.engines import supported_engines
+from harness.backends import supported_backends
 from harness.goldens.safeload import save_bytes
 from harness.replaying.request import Options
 from harness.replaying.schedule import replay_store
@@ -27,20 +27,20 @@ def test_round_trip_passes_every_case_artifact_and_backend(store, catalog, versi
     assert results and all(r.golden_version == version == r.runtime_version for r in results)
     assert {r.verdict for r in results} <= {"pass", "skip"}
     by = keyed(results)
-    engines = supported_engines()
-    for backend in engines:
+    backends = supported_backends()
+    for backend in backends:
         assert by[("linear", "scripted", backend)].verdict == "pass"
     assert by[("per_tensor_observer", "state_dict", "any")].verdict == "pass"
     assert by[("linear_relu_package_quantization_transforms", "package", "fbgemm")].verdict == "pass"
     assert by[("lstm", "state_dict", "fbgemm")].total == 4 * 4 * 7 + 2 * 4 * 7
     # fp16 dynamic linear has no qnnpack kernel: a skip with the reason, never silence
-    if "qnnpack" in engines:
+    if "qnnpack" in backends:
         skipped = by[("linear_dynamic-float16", "traced", "qnnpack")]
         assert skipped.verdict == "skip" and "not supported by QNNPACK" in skipped.message
 
 
 def test_cross_backend_difference_is_measured_not_hidden(store, catalog):
-    if "qnnpack" not in supported_engines():
+    if "qnnpack" not in supported_backends():
         pytest.skip("this torch has no qnnpack")
     by = keyed(replay(store, catalog))
     r = by[("linear_dynamic-qint8", "state_dict", "qnnpack")]
@@ -137,7 +137,7 @@ def test_damaged_input_or_expected_output(store, catalog, version):
     (store / version / "linear_dynamic-qint8/expected.x86.pt").unlink()
     by = keyed(replay(store, [c for c in catalog if c.id in ("linear", "linear_dynamic-qint8")]))
     assert all(r.verdict == "corrupt" and r.message.startswith("input:") for k, r in by.items() if k[0] == "linear")
-    if "x86" in supported_engines():
+    if "x86" in supported_backends():
         assert by[("linear_dynamic-qint8", "scripted", "x86")].verdict == "missing"
         assert by[("linear_dynamic-qint8", "scripted", "fbgemm")].verdict == "pass"
 
@@ -337,7 +337,7 @@ def test_golden_count_guard_reports_what_the_manifest_promised(store, catalog, v
     by = keyed(replay(store, without_linear))
     lost = by[("linear", "scripted", "fbgemm")]
     assert lost.verdict == "missing" and "no longer has case 'linear'" in lost.message and lost.failed
-    assert len([r for r in by.values() if r.case == "linear"]) == 3 * len(supported_engines())
+    assert len([r for r in by.values() if r.case == "linear"]) == 3 * len(supported_backends())
     # -k that deselects it is not a loss
     assert not [r for r in replay(store, without_linear, patterns=["lstm"]) if r.case == "linear"]
     # an artifact kind dropped from a case

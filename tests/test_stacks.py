@@ -174,7 +174,7 @@ from harness.catalog import Case, FloatInput
 
 CASES = [Case("toy-mlp", lambda: torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4)),
               FloatInput((3, 16), "randn"), ("state_dict", "export", "traced"), flow="toy-weight-only",
-              engine_agnostic=True, min_torch="2.1", description="a toy-quantized MLP")]
+              backend_agnostic=True, min_torch="2.1", description="a toy-quantized MLP")]
 '''
 
 

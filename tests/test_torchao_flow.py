@@ -122,7 +122,7 @@ def test_a_recipe_this_torchao_lacks_is_recorded_not_raised(monkeypatch):
 
     monkeypatch.setitem(compat_torchao.RECIPES, "nothing", ("NoSuchConfig", None, None))
     case = Case("torchao-nothing", torch.nn.Linear.__call__, FloatInput((2, 32)), ("state_dict",), flow="torchao",
-                engine_agnostic=True, transform=lambda m, x: compat_torchao.quantize(m, "nothing"))
+                backend_agnostic=True, transform=lambda m, x: compat_torchao.quantize(m, "nothing"))
     case = replace(case, build=lambda: torch.nn.Linear(32, 4))
     made = generate_case(case)
     assert "has no NoSuchConfig" in made.entry.skipped and not made.files

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.engines import ENGINE_ORDER
+from harness.backends import BACKENDS
 from harness.goldens.layout import LAYOUTS
 from harness.cli import commands
 from harness.cli.commands import catalog_markdown
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "with --layout pytorch: the flat directory of PyTorch's files")
     replay.add_argument("--layout", choices=tuple(LAYOUTS), default="harness")
     replay.add_argument("--backend", dest="backends", action="append", metavar="NAME",
-                        help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
+                        help=f"only this backend ({', '.join(BACKENDS)}); repeatable")
     replay.add_argument("--json", metavar="FILE", help="write one JSON record per result")
     replay.add_argument("--trust-unverified", action="store_true",
                         help="load code-carrying files that no manifest vouches for (unsafe)")
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     bis.add_argument("--verify-good", action="store_true",
                      help="replay on the golden's own release too, rather than assume it holds there")
     bis.add_argument("--backend", dest="backends", action="append", metavar="NAME",
-                     help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
+                     help=f"only this backend ({', '.join(BACKENDS)}); repeatable")
     bis.add_argument("--artifact", dest="artifacts", action="append", metavar="KIND",
                      help="only this artifact kind (state_dict, scripted, ...); repeatable")
     bis.add_argument("--goldens", metavar="DIR", help="golden directory (default: the configured one)")
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="each backend's distance to the reference kernels, case by case")
     common_flags(diff)
     diff.add_argument("--backend", dest="backends", action="append", metavar="NAME",
-                      help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
+                      help=f"only this backend ({', '.join(BACKENDS)}); repeatable")
     diff.add_argument("--markdown", action="store_true",
                       help="print the per-case table docs/reference.md carries (each backend's distance, or why none)")
 

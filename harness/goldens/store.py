@@ -389,9 +389,9 @@ class GoldenStore:
             current = GoldenSet.open(target, version, unsealed_ok=True)
             if current.manifest_error:
                 raise GoldenError(current.manifest_error)
-            from harness.engines import ENGINE_ORDER
+            from harness.backends import BACKENDS
 
-            chosen = {c: [b for b in bs if b in ENGINE_ORDER and current.cases[c].made(b)] for c, bs in backends.items()
+            chosen = {c: [b for b in bs if b in BACKENDS and current.cases[c].made(b)] for c, bs in backends.items()
                       if c in current.cases and valid_case_id(c)}
             chosen = {c: bs for c, bs in chosen.items() if bs}
             atomic_write(target / MANIFEST, current.manifest.without_backends(chosen, why).dump())

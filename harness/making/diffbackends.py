@@ -17,7 +17,7 @@ from harness import stacks
 from harness.making import flows
 from harness.catalog import Case
 from harness.compare import compare
-from harness.engines import engine, supported_engines
+from harness.backends import using, supported_backends
 from harness.notices import quiet
 from harness.verdicts import Verdict
 
@@ -77,7 +77,7 @@ def _run_native(case: Case, model, example):
     return out, (watch.scale if out is watch.out else None)
 
 
-def case_row(case: Case, engines: list[str], crashed: dict | None = None, at=None) -> tuple[dict[str, Cell], str]:
+def case_row(case: Case, backends: list[str], crashed: dict | None = None, at=None) -> tuple[dict[str, Cell], str]:
     """{backend: Cell} and, when the reference cannot run the case, the reason. In a crash-safe
     child, ``at`` hears each step's key and ``crashed`` holds the steps that killed one."""
     from harness import reference
@@ -93,20 +93,20 @@ def case_row(case: Case, engines: list[str], crashed: dict | None = None, at=Non
     if at is not None:
         at(("reference",))
     try:
-        with quiet(), engine("fbgemm" if "fbgemm" in engines else engines[0]):
+        with quiet(), using("fbgemm" if "fbgemm" in backends else backends[0]):
             example = flows.make_input(case)
             model = flows.runnable(case, flows.build(case), example)
             expected = reference.reference_output(model, example, case.forward)
     except reference.Unsupported as exc:
         return {}, str(exc)
     cells = {}
-    for backend in engines:
+    for backend in backends:
         if ("backend", backend) in crashed:
             cells[backend] = Cell("crash", None, f"{backend} crashed the process: {crashed[('backend', backend)]}")
             continue
         if at is not None:
             at(("backend", backend))
-        with quiet(), engine(backend):
+        with quiet(), using(backend):
             try:
                 model = flows.runnable(case, flows.build(case), example)
                 cells[backend] = _distance(expected, *_run_native(case, model, example))
@@ -118,7 +118,7 @@ def case_row(case: Case, engines: list[str], crashed: dict | None = None, at=Non
 
 @dataclass
 class Matrix:
-    engines: list[str]
+    backends: list[str]
     rows: list[tuple[Case, dict[str, Cell], str]]  # (case, cells, why not compared)
 
     @property
@@ -129,12 +129,12 @@ class Matrix:
         return Counter(cells[backend].grade for _, cells in self.compared if cells[backend].grade)
 
 
-def measure(cases: list[Case], engines: list[str] | None = None, fixtures=None) -> Matrix:
+def measure(cases: list[Case], backends: list[str] | None = None, fixtures=None) -> Matrix:
     """Every case's row; in a crash-safe child (harness.sandbox) where the catalog's ``fixtures``
     directory is given, so that a backend that crashes on a case is a cell, not the end."""
-    engines = engines or supported_engines()
+    backends = backends or supported_backends()
     if fixtures is None:
-        return Matrix(engines, [(case, *case_row(case, engines)) for case in cases])
+        return Matrix(backends, [(case, *case_row(case, backends)) for case in cases])
     from harness.sandbox import Sandbox, run_to_end
 
     rows, box = [], Sandbox()
@@ -142,11 +142,11 @@ def measure(cases: list[Case], engines: list[str] | None = None, fixtures=None) 
         for case in cases:
             found = []
             given_up = run_to_end(box, "harness.making.diffbackends:_row_in_child",
-                                  {"fixtures": str(fixtures), "case": case.id, "engines": engines}, found.append)
+                                  {"fixtures": str(fixtures), "case": case.id, "backends": backends}, found.append)
             rows.append((case, *(found[0] if found else ({}, f"its worker gave up: {given_up}"))))
     finally:
         box.close()
-    return Matrix(engines, rows)
+    return Matrix(backends, rows)
 
 
 def _row_in_child(request: dict, at):
@@ -155,13 +155,13 @@ def _row_in_child(request: dict, at):
     from harness.catalog import load_catalog
 
     case = next(c for c in load_catalog(Path(request["fixtures"])) if c.id == request["case"])
-    yield case_row(case, request["engines"], request["crashed"], at)
+    yield case_row(case, request["backends"], request["crashed"], at)
 
 
 def summary(m: Matrix) -> list[str]:
     """Per backend: how many cases are exact, within one step, float rounding, beyond."""
     lines = [f"{len(m.compared)} of {len(m.rows)} cases compared with the reference; per backend:"]
-    for backend in m.engines:
+    for backend in m.backends:
         tally = m.tally(backend)
         crashed = sum(1 for _, cells in m.compared if cells[backend].text == "crash")
         lines.append(f"  {backend:8} " + ", ".join(f"{tally[g]} {g}" for g in GRADES)
@@ -169,29 +169,29 @@ def summary(m: Matrix) -> list[str]:
     return lines
 
 
-def matrix(cases: list[Case], engines: list[str] | None = None, fixtures=None) -> str:
+def matrix(cases: list[Case], backends: list[str] | None = None, fixtures=None) -> str:
     from tabulate import tabulate
 
-    m = measure(cases, engines, fixtures)
-    table = [[case.id, *(cells[b].text for b in m.engines)] for case, cells in m.compared]
-    lines = [tabulate(table, headers=["case", *m.engines]), "", *summary(m)]
+    m = measure(cases, backends, fixtures)
+    table = [[case.id, *(cells[b].text for b in m.backends)] for case, cells in m.compared]
+    lines = [tabulate(table, headers=["case", *m.backends]), "", *summary(m)]
     lines += [f"  not exact: {case.id} on {b}: {cells[b].text} ({cells[b].grade})"
-              for case, cells in m.compared for b in m.engines if cells[b].grade not in (None, "exact")]
+              for case, cells in m.compared for b in m.backends if cells[b].grade not in (None, "exact")]
     lines += [f"  crashed: {case.id} on {b}: {cells[b].reason}"
-              for case, cells in m.compared for b in m.engines if cells[b].text == "crash"]
+              for case, cells in m.compared for b in m.backends if cells[b].text == "crash"]
     skipped = [(case, why) for case, _, why in m.rows if why]
     if skipped:
         lines += [f"{len(skipped)} cases without a reference:"] + [f"  {case.id}: {why}" for case, why in skipped]
     return "\n".join(lines)
 
 
-def markdown(cases: list[Case], engines: list[str] | None = None, fixtures=None) -> str:
+def markdown(cases: list[Case], backends: list[str] | None = None, fixtures=None) -> str:
     """The per-case table of docs/reference.md: each backend's distance, or why there is none."""
-    m = measure(cases, engines, fixtures)
-    lines = ["| case | " + " | ".join(m.engines) + " |", "|---|" + "---|" * len(m.engines)]
+    m = measure(cases, backends, fixtures)
+    lines = ["| case | " + " | ".join(m.backends) + " |", "|---|" + "---|" * len(m.backends)]
     for case, cells, why in m.rows:
-        texts = ([f"not computable: {why}"] + [""] * (len(m.engines) - 1) if why
+        texts = ([f"not computable: {why}"] + [""] * (len(m.backends) - 1) if why
                  else [(cells[b].text if cells[b].grade or cells[b].text == "crash" else "cannot run")
-                       for b in m.engines])
+                       for b in m.backends])
         lines.append(f"| `{case.id}` | " + " | ".join(t.replace("|", "\\|") for t in texts) + " |")
     return "\n".join(lines + ["", *summary(m)]) + "\n"

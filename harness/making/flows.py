@@ -30,7 +30,7 @@ def transform(case: Case):
 def runnable(case: Case, built, example):
     """The model a golden's expected output comes from, made from ``case.build()``'s result.
 
-    Runs under whatever quantized engine is current, so calling it once per engine gives
+    Runs under whatever quantized backend is current, so calling it once per backend gives
     each backend's golden.
     """
     return stacks.of_case(case).runnable(case, built, example)
@@ -73,17 +73,17 @@ def flow_of(model) -> str:
     return stacks.model_flow(model)
 
 
-#: skeletons by (case, engine): a replay loads every golden version's state_dict of a case
+#: skeletons by (case, backend): a replay loads every golden version's state_dict of a case
 #: into a copy of one, instead of building and calibrating the model again for each
 _skeletons: dict = {}
 _SKELETONS = 16
-_uncopyable: set = set()  # (case, engine) keys whose skeleton deepcopy refuses
+_uncopyable: set = set()  # (case, backend) keys whose skeleton deepcopy refuses
 
 
 def skeleton(case: Case, example):
     """A module of the case's structure, for a golden state_dict to load into (the flow says which).
 
-    Built once per (case, quantized engine) and process, with the qparams its calibration
+    Built once per (case, quantized backend) and process, with the qparams its calibration
     would search for left to the state_dict (compat_shortcuts.qparams_from_range), and handed out as a
     deep copy, so loading into it or running it leaves the next one untouched; the build's
     warnings come with every copy (notices.Remembered). A model that cannot be deep-copied
@@ -115,7 +115,7 @@ _built: dict = {}
 
 
 def build(case: Case):
-    """``case.build()`` under the case's seed, so every engine gets the same weights."""
+    """``case.build()`` under the case's seed, so every backend gets the same weights."""
     if stacks.of_case(case).built_once:
         key = (case.source, case.id, case.build)
         if key not in _built:

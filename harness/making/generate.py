@@ -17,7 +17,7 @@ from harness.making.artifacts import KINDS
 from harness.making.artifacts.reproducible import reproducible
 from harness.catalog import Case
 from harness.compat import cpu_capability, has_avx512_vnni, kind_problem, torch_release
-from harness.engines import engine, supported_engines
+from harness.backends import using, supported_backends
 from harness.goldens.layout import HarnessLayout as Names
 from harness.goldens.layout import PyTorchLayout
 from harness.goldens.manifest import CaseEntry
@@ -62,11 +62,11 @@ def generation_info(command: str) -> dict:
     }
 
 
-def generate_case(case: Case, engines: list[str] | None = None, crashed: dict | None = None, at=None) -> Generated:
+def generate_case(case: Case, backends: list[str] | None = None, crashed: dict | None = None, at=None) -> Generated:
     """Make every golden file of ``case`` with the installed torch.
 
-    Artifacts are made once under fbgemm (or the first engine this build has), as PyTorch's
-    suite does; the expected output is made under each engine from a fresh build with the
+    Artifacts are made once under fbgemm (or the first backend this build has), as PyTorch's
+    suite does; the expected output is made under each backend from a fresh build with the
     same seed, so each backend has its own golden. What cannot be made is recorded with
     the reason instead of failing the whole run.
 
@@ -77,7 +77,7 @@ def generate_case(case: Case, engines: list[str] | None = None, crashed: dict | 
     """
     from harness import machine
 
-    engines = engines if engines is not None else supported_engines()
+    backends = backends if backends is not None else supported_backends()
     stage = _Stages(crashed or {}, at)
     out = Generated(case, entry=CaseEntry(description=case.description, flow=case.flow, source=case.source,
                                           pytorch_test=PyTorchLayout.stem(case) if case.pytorch else None,
@@ -88,11 +88,11 @@ def generate_case(case: Case, engines: list[str] | None = None, crashed: dict | 
     if stacks.build_problem(case):
         out.entry.skipped = stacks.build_problem(case)
         return out
-    first = engines[0] if engines else None
+    first = backends[0] if backends else None
     if stage.crashed("build"):
         out.entry.skipped = f"torch {torch_release()} crashes building and running it under {first}: {stage.cause}"
         return out
-    with quiet(), engine(first):
+    with quiet(), using(first):
         example = flows.make_input(case)
         out.files[Names.input_file(case)] = save_bytes(example)
         try:
@@ -102,7 +102,7 @@ def generate_case(case: Case, engines: list[str] | None = None, crashed: dict | 
             out.entry.skipped = f"torch {torch_release()} cannot build and run it: {one_line(exc)}"
             return out
         _make_artifacts(out, example, reference, stage)
-    for backend in ["any"] if case.engine_agnostic else engines:
+    for backend in ["any"] if case.backend_agnostic else backends:
         _make_expected(out, backend, example, stage)
     out.files[Names.values_file(case)] = _values_text(out)
     return out
@@ -150,7 +150,7 @@ def _values_text(out: Generated) -> bytes:
 
 
 def _make_artifacts(out: Generated, example, reference, stage: _Stages) -> None:
-    """Each artifact kind of the case, saved under the current engine and checked by reloading it."""
+    """Each artifact kind of the case, saved under the current backend and checked by reloading it."""
     case, entry = out.case, out.entry
     for kind in case.artifacts:
         if kind_problem(kind):
@@ -187,7 +187,7 @@ def _make_expected(out: Generated, backend: str, example, stage: _Stages) -> Non
     if stage.crashed("expected", backend):
         entry.backends[backend] = f"{backend} crashed running it on the machine that made the golden: {stage.cause}"
         return
-    with quiet() as caught, engine(backend):
+    with quiet() as caught, using(backend):
         try:
             model = flows.runnable(case, flows.build(case), example)
             result = case.forward(model, example)
@@ -213,7 +213,7 @@ def _make_expected(out: Generated, backend: str, example, stage: _Stages) -> Non
 
 
 def _check_artifacts_run(out: Generated, backend: str, example, stage: _Stages) -> None:
-    """Each artifact file, made under the first engine, loaded and run under ``backend``: what a
+    """Each artifact file, made under the first backend, loaded and run under ``backend``: what a
     backend cannot run is recorded (a skip with its reason), not written as a golden that fails."""
     case, entry = out.case, out.entry
     if backend == "any":
@@ -223,7 +223,7 @@ def _check_artifacts_run(out: Generated, backend: str, example, stage: _Stages) 
             entry.unrunnable.setdefault(kind, {})[backend] = (f"{backend} crashed running the {kind} file on "
                                                               f"the machine that made the golden: {stage.cause}")
             continue
-        with quiet(), engine(backend):
+        with quiet(), using(backend):
             try:
                 case.forward(KINDS[kind].load(case, out.files[Names.artifact_file(case, kind)], example,
                                               trusted=True), example)
@@ -253,7 +253,7 @@ def _round_trip_problem(case: Case, kind: str, data: bytes, example, reference) 
     return None
 
 
-def generate_isolated(fixtures, case: Case, engines: list[str] | None = None) -> Generated:
+def generate_isolated(fixtures, case: Case, backends: list[str] | None = None) -> Generated:
     """``generate_case`` in a child of its own (harness.sandbox) that loads the catalog from
     ``fixtures``. Crash-safe: a stage that kills the child is recorded with its cause and a new
     child makes the rest; a child that keeps dying outside any stage leaves the case skipped. Of
@@ -267,7 +267,7 @@ def generate_isolated(fixtures, case: Case, engines: list[str] | None = None) ->
     def take(made):
         out.entry, out.files = made
 
-    payload = {"fixtures": str(fixtures), "case": case.id, "engines": engines}
+    payload = {"fixtures": str(fixtures), "case": case.id, "backends": backends}
     box = Sandbox()
     try:
         given_up = run_to_end(box, "harness.making.generate:_generate_in_child", payload, take)
@@ -286,7 +286,7 @@ def _generate_in_child(request: dict, at):
     from harness.catalog import load_catalog
 
     case = next(c for c in load_catalog(Path(request["fixtures"])) if c.id == request["case"])
-    made = generate_case(case, request["engines"], request["crashed"], at)
+    made = generate_case(case, request["backends"], request["crashed"], at)
     yield made.entry, made.files
 
 
@@ -300,7 +300,7 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in [os.path.basename(sys.argv[0]), *sys.argv[1:]])
 
 
-def generate_fresh(case: Case, engines: list[str] | None = None) -> Generated:
+def generate_fresh(case: Case, backends: list[str] | None = None) -> Generated:
     """``generate_case`` of a case whose model comes from the caller's code (the plugin's golden
     fixture), in a child of its own, so that what TorchScript numbers per process
     (``___torch_mangle_N``) does not depend on the tests that ran before: the model is built here
@@ -316,10 +316,10 @@ def generate_fresh(case: Case, engines: list[str] | None = None) -> Generated:
     try:
         handed = pickle.dumps((dataclasses.replace(case, build=None), built))
     except Exception:
-        return generate_case(case, engines)
+        return generate_case(case, backends)
     box = Sandbox()
     try:
-        entry, files = box.call(_generate_handed, handed, engines)
+        entry, files = box.call(_generate_handed, handed, backends)
     except Crashed as exc:
         out = Generated(case, entry=CaseEntry(description=case.description, flow=case.flow, source=case.source))
         out.entry.skipped = f"torch {torch_release()} crashes generating it: {exc.cause}"
@@ -329,12 +329,12 @@ def generate_fresh(case: Case, engines: list[str] | None = None) -> Generated:
     return Generated(case, files, entry)
 
 
-def _generate_handed(handed: bytes, engines):
+def _generate_handed(handed: bytes, backends):
     """In a fresh child: the goldens of a case whose built model came pickled."""
     import copy
     import dataclasses
     import pickle
 
     case, built = pickle.loads(handed)
-    made = generate_case(dataclasses.replace(case, build=lambda: copy.deepcopy(built)), engines)
+    made = generate_case(dataclasses.replace(case, build=lambda: copy.deepcopy(built)), backends)
     return made.entry, made.files

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engines import ENGINE_ORDER
+from harness.backends import BACKENDS
 from harness.pytest_plugin.failures import GoldenFailure, failure_text
 from harness.pytest_plugin.session import SESSION, GoldenSession, runtime
 from harness.verdicts import Verdict
@@ -17,7 +17,7 @@ class GoldenCatalog(pytest.Collector):
 
     def collect(self):
         state: GoldenSession = self.config.stash[SESSION]
-        from harness.engines import supported_engines
+        from harness.backends import supported_backends
 
         versions, stray = state.versions()
         cases = [c for c in state.cases() if state.layout_class.covers(c)]
@@ -32,12 +32,12 @@ class GoldenCatalog(pytest.Collector):
                 yield StoreIntruder.from_parent(self, name=f"intruder[{result.message.split(': ', 1)[0]}]",
                                                 problem=result.message)
         state.catalog_ids = {c.id for c in state.cases()}
-        backends = state.backends or supported_engines() or list(ENGINE_ORDER)
+        backends = state.backends or supported_backends() or list(BACKENDS)
         for version in versions:
             for case in cases:
                 produced = set()
                 for kind in case.artifacts:
-                    for backend in ["any"] if case.engine_agnostic else backends:
+                    for backend in ["any"] if case.backend_agnostic else backends:
                         produced.add((case.id, kind, backend))
                         name = f"{case.id}[{kind}-{backend}-from-{version}]"
                         yield GoldenItem.from_parent(self, name=name, case=case, kind=kind,

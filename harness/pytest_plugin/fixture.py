@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engines import ENGINE_ORDER
+from harness.backends import BACKENDS
 from harness.pytest_plugin.failures import GoldenFailure, failure_text
 from harness.pytest_plugin.session import SESSION, GoldenSession, runtime
 from harness.verdicts import Verdict
@@ -88,9 +88,9 @@ class GoldenChecker:
         if min_torch and parse_version(runtime()) < parse_version(str(min_torch)):
             pytest.skip(f"golden {name} needs torch >= {min_torch}")
         backends = backends or options.get("backends") or self.state.backends
-        unknown = [b for b in backends or () if b not in ENGINE_ORDER]
+        unknown = [b for b in backends or () if b not in BACKENDS]
         if unknown:
-            raise ValueError(f"backend {unknown[0]!r} is not one of {', '.join(ENGINE_ORDER)}")
+            raise ValueError(f"backend {unknown[0]!r} is not one of {', '.join(BACKENDS)}")
         case = Case(name, build=_builder(model), input=GivenInput(example_inputs), artifacts=tuple(artifacts),
                     tolerance=tolerance or Tolerance(), state_dict_zipfile=True, source=self.request.node.nodeid)
         return case, backends

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.engines import ENGINE_ORDER
+from harness.backends import BACKENDS
 from harness.goldens.layout import LAYOUTS
 from harness.pytest_plugin.session import SESSION, GoldenSession
 from harness.replaying.request import PLUGIN, RequestError, RunRequest
@@ -36,7 +36,7 @@ def pytest_addoption(parser):
                     help="golden directory (default: ini golden_dir, [tool.bc-harness] goldens, or serialized/)")
     group.addoption("--golden-fixtures", metavar="DIR", help="case catalog directory for --golden")
     group.addoption("--golden-backend", action="append", metavar="NAME", default=None,
-                    help=f"only this backend ({', '.join(ENGINE_ORDER)}); repeatable")
+                    help=f"only this backend ({', '.join(BACKENDS)}); repeatable")
     group.addoption("--golden-layout", choices=tuple(LAYOUTS), default="harness",
                     help="with --golden: read --golden-dir in PyTorch's flat layout")
     group.addoption("--golden-update", action="store_true",

@@ -107,7 +107,7 @@ def _conv(dims, relu=False, transposed=False):
         try:
             weight, bias = packed.unpack()
         except RuntimeError as exc:  # qnnpack packs 3-d convs it cannot unpack
-            raise Unsupported(f"a {dims}-d conv weight the engine cannot unpack: {str(exc).splitlines()[0]}") from None
+            raise Unsupported(f"a {dims}-d conv weight the backend cannot unpack: {str(exc).splitlines()[0]}") from None
         geometry = dict(stride=list(packed.stride()), padding=list(packed.padding()),
                         dilation=list(packed.dilation()), groups=int(packed.groups()), relu=relu,
                         transposed=bool(packed.transpose()))

@@ -9,7 +9,7 @@ from dataclasses import replace
 from harness.catalog import Case
 from harness.compare import Diff, compare, compare_state
 from harness.goldens.store import GoldenError
-from harness.engines import engine
+from harness.backends import using
 from harness.notices import one_line, quiet
 from harness.replaying.loading import CaseFiles, Reader
 from harness.replaying.running import today_state
@@ -55,13 +55,13 @@ def versus_fbgemm(reader: Reader, case: Case, backend: str, obtained, files: Cas
     return compare(fbgemm, obtained)
 
 
-def state_diff(reader: Reader, case: Case, example, engine_name: str | None, bound):
+def state_diff(reader: Reader, case: Case, example, backend_name: str | None, bound):
     """Today's model's state_dict against the golden one (where the case keeps one), so a changed
     weight, scale or zero point is caught even where it does not reach the output: a Diff, None
     where there is none to compare, a GoldenError where the golden's cannot be read. Both are made
-    under ``engine_name`` (packed weights unpack with that engine's float types)."""
+    under ``backend_name`` (packed weights unpack with that backend's float types)."""
     try:
-        with quiet(), engine(engine_name):
+        with quiet(), using(backend_name):
             golden = reader.golden_state(case)
             if golden is None:
                 return None

@@ -1,5 +1,5 @@
 """Loading: what a golden set holds for a case, read once and vetted by the store (its input,
-artifacts and expected outputs), and an artifact loaded as a model under the current engine."""
+artifacts and expected outputs), and an artifact loaded as a model under the current backend."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class CaseFiles:
     problem: tuple[str, str] | None = None  # (verdict, reason) for every result of the case
     example: object = None
     artifacts: dict = field(default_factory=dict)  # kind -> bytes, or (verdict, reason)
-    #: kind -> notices.Remembered of the engine-free part of loading it (the kinds that have one)
+    #: kind -> notices.Remembered of the backend-free part of loading it (the kinds that have one)
     decoded: dict = field(default_factory=dict)
     expected: dict = field(default_factory=dict)
     reference: object = None  # the reference kernels' output, or the reason there is none (str)
@@ -135,7 +135,7 @@ class Reader:
 
 
 def load(case: Case, kind: str, data: bytes, files: CaseFiles):
-    """The artifact loaded under the current engine. A kind whose loading has an engine-free part
+    """The artifact loaded under the current backend. A kind whose loading has a backend-free part
     (``decode``: reading a .pt2 archive) does that part once per golden, for every backend; its
     warnings and errors come with each (notices.Remembered)."""
     loader = KINDS[kind]

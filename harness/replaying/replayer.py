@@ -3,7 +3,7 @@
 A Replayer reads a golden set through its layout (harness.goldens.layout), so the same code replays
 our store and PyTorch's flat directory; ``open_replayer`` is the one way to make one, for the CLI
 and the plugin alike. Its four jobs are a module each: loading (reading and vetting the files, an
-artifact loaded under an engine), running (under a backend, and the reference kernels), judging
+artifact loaded under a backend), running (under a backend, and the reference kernels), judging
 (verdict and figures) and recording (the Result). Scheduling many sets over processes and shards
 is harness.replaying.schedule.
 """
@@ -20,7 +20,7 @@ from harness import stacks
 from harness.catalog import Case, GivenInput, load_catalog
 from harness.compare import Diff, compare, compare_sets
 from harness.compat import torch_release
-from harness.engines import supported_engines
+from harness.backends import supported_backends
 from harness.goldens.layout import LAYOUTS
 from harness.goldens.store import GoldenError, GoldenSet
 from harness.making import flows
@@ -43,7 +43,7 @@ def owned_cases(golden: GoldenSet, known: set[str]) -> list[Case]:
             continue
         out.append(Case(case_id, build=None, input=GivenInput(None), artifacts=tuple(entry.artifacts),
                         flow=entry.flow or None, source=entry.owner, state_dict_zipfile=True,
-                        engine_agnostic=set(entry.backends) == {"any"}))
+                        backend_agnostic=set(entry.backends) == {"any"}))
     return out
 
 
@@ -63,12 +63,12 @@ class Replayer:
         self.cases = cases
         self.options = options
         self.runtime = torch_release()
-        self.have = supported_engines()
+        self.have = supported_backends()
         self.reader = Reader(layout, options.verbose)
         self.record = Recorder(layout, options.known)
 
     def backends_for(self, case: Case) -> list[str]:
-        if case.engine_agnostic:
+        if case.backend_agnostic:
             return ["any"]
         return list(self.options.backends or self.have)
 
@@ -100,7 +100,7 @@ class Replayer:
     def _unrunnable(self, case: Case, backend: str, kind: str | None = None) -> str | None:
         """Why ``backend`` cannot run this golden of the case here, or None."""
         if backend != "any" and backend not in self.have:
-            return f"torch {self.runtime} has no {backend} engine"
+            return f"torch {self.runtime} has no {backend} backend"
         return self.layout.backend_problem(case, backend, kind) if kind else self.layout.backend_problem(case, backend)
 
     def evaluate(self, case: Case, kind: str, backend: str) -> Evaluation:
@@ -180,7 +180,7 @@ class Replayer:
             return result(exc.verdict, str(exc))
         bound = tolerance(case, self.options.rounding_ulps)
         diff = compare(golden, obtained, bound)
-        if "state" not in files.decoded:  # once per case, under the engine the golden state_dict was made with
+        if "state" not in files.decoded:  # once per case, under the backend the golden state_dict was made with
             files.decoded["state"] = state_diff(self.reader, case, files.example, self.have[0] if self.have else None,
                                                 bound)
         state = files.decoded["state"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.config import ConfigError, operators as project_operators
-from harness.engines import ENGINE_ORDER
+from harness.backends import BACKENDS
 from harness.goldens.layout import LAYOUTS
 
 
@@ -52,7 +52,7 @@ class Options:
     """What a replay runs with: the checked request, with what the project adds (its operators,
     its known drifts). One per run, handed to every worker."""
 
-    backends: list[str] | None = None  # None: every engine this torch supports
+    backends: list[str] | None = None  # None: every backend this torch supports
     verbose: bool = False
     trust_unverified: bool = False
     #: --trust-goldens: vetting's allowlists waived (harness.goldens.vetting), for goldens the user trusts
@@ -102,9 +102,9 @@ class RunRequest:
         """The request with its rules applied (backends once each, the shard parsed), or
         RequestError naming the first rule it breaks."""
         f, layout = self.flags, LAYOUTS[self.layout]
-        unknown = [b for b in self.backends or () if b not in ENGINE_ORDER]
+        unknown = [b for b in self.backends or () if b not in BACKENDS]
         if unknown:
-            raise RequestError(f"{f.backend} {unknown[0]!r} is not one of {', '.join(ENGINE_ORDER)}")
+            raise RequestError(f"{f.backend} {unknown[0]!r} is not one of {', '.join(BACKENDS)}")
         named = f"{f.layout} {self.layout}"
         if layout.single_set and not self.directory:
             raise RequestError(f"{named} needs the directory of PyTorch's files ({f.directory})")

@@ -110,7 +110,7 @@ def table(results: list[Result]) -> str:
     """A row per (golden version, case, artifact), a column per backend."""
     from tabulate import tabulate
 
-    from harness.engines import ordered
+    from harness.backends import ordered
 
     backends = ordered(r.backend for r in results)
     rows: dict[tuple, dict[str, str]] = {}

@@ -9,7 +9,7 @@ import torch
 
 from harness import reference
 from harness.catalog import Case
-from harness.engines import engine
+from harness.backends import using
 from harness.goldens.safeload import CannotLoadSafely
 from harness.making import flows
 from harness.notices import one_line, quiet, runtime_warnings
@@ -43,7 +43,7 @@ def threads_for(backend: str, onednn_threads: int | None):
 def run_artifact(layout, case: Case, kind: str, data: bytes, backend: str, files: CaseFiles, options):
     """(model, output or None where the case checks loading only, warnings): the artifact loaded
     and run under ``backend``; raises Failed."""
-    with quiet() as caught, engine(backend), threads_for(backend, options.onednn_threads):
+    with quiet() as caught, using(backend), threads_for(backend, options.onednn_threads):
         try:
             model = load(case, kind, data, files)
         except CannotLoadSafely as exc:
@@ -61,7 +61,7 @@ def run_artifact(layout, case: Case, kind: str, data: bytes, backend: str, files
 
 def run_today(case: Case, backend: str, example, options):
     """(output, warnings) of the model as ``case.build`` makes it today, under ``backend``; raises Failed."""
-    with quiet() as caught, engine(backend), threads_for(backend, options.onednn_threads):
+    with quiet() as caught, using(backend), threads_for(backend, options.onednn_threads):
         try:
             obtained = case.forward(flows.runnable(case, flows.build(case), example), example)
         except Exception as exc:
@@ -71,7 +71,7 @@ def run_today(case: Case, backend: str, example, options):
 
 
 def today_state(case: Case, example) -> dict:
-    """Today's model's state_dict, built under the current engine."""
+    """Today's model's state_dict, built under the current backend."""
     return dict(flows.runnable(case, flows.build(case), example).state_dict())
 
 
@@ -94,10 +94,10 @@ def reference_output(layout, reader: Reader, case: Case, files: CaseFiles, have:
             if files.reference is None:
                 files.reference = f"{source}: {unable or data[1]}"
             continue
-        engine_name = "fbgemm" if "fbgemm" in have else None
+        backend_name = "fbgemm" if "fbgemm" in have else None
         try:
-            with quiet(), engine(engine_name):
-                model = _reusable(source, engine_name, loaded) or load(case, source, data, files)
+            with quiet(), using(backend_name):
+                model = _reusable(source, backend_name, loaded) or load(case, source, data, files)
                 files.reference = reference.reference_output(model, files.example, case.forward)
         except reference.Unsupported as exc:
             files.reference = str(exc)
@@ -107,11 +107,11 @@ def reference_output(layout, reader: Reader, case: Case, files: CaseFiles, have:
     return files.reference
 
 
-def _reusable(source: str, engine_name, loaded):
+def _reusable(source: str, backend_name, loaded):
     """The model this result just loaded and ran, where it is what the reference would load: a
     TorchScript file (run as it is, under a dispatch mode that leaves it unchanged) loaded under
-    the reference's engine. A module tree is not reused: the reference rewrites it."""
+    the reference's backend. A module tree is not reused: the reference rewrites it."""
     if loaded is None or source not in TORCHSCRIPT_KINDS:
         return None
     kind, backend, model = loaded
-    return model if (kind, backend) == (source, engine_name) else None
+    return model if (kind, backend) == (source, backend_name) else None

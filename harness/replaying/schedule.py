@@ -76,7 +76,7 @@ def by_case(units: list[Unit]) -> list[list[Unit]]:
     """The units grouped by case, in order of first appearance, each group oldest version first.
 
     Units run a case at a time: one case's golden versions share what a process builds for the
-    case (flows.skeleton, per engine), which a run in the serial order (version by version)
+    case (flows.skeleton, per backend), which a run in the serial order (version by version)
     would build again for each version, or hold for every case at once.
     """
     groups: dict[str, list[Unit]] = {}

@@ -23,7 +23,7 @@ def overview(results: list[Result]) -> str:
     """Verdict counts per (golden version, backend); a known drift or load-error says so."""
     from tabulate import tabulate
 
-    from harness.engines import ordered
+    from harness.backends import ordered
 
     counts = Counter((r.golden_version, r.backend, r.verdict) for r in results)
     known = Counter((r.golden_version, r.backend, r.verdict) for r in results if r.known)

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.engines import ordered
+from harness.backends import ordered
 from harness.reporting.heatmap import heatmaps
 from harness.replaying.results import rounding_groups
 from harness.verdicts import FAILING, KNOWABLE

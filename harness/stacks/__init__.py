@@ -39,7 +39,7 @@ class Flow:
     #: every file of the flow holds its library's own tensors or operators: none of them can be
     #: read, nor its model rebuilt, without that library
     library_files: bool = False
-    #: the built model does not depend on the quantized engine and is slow to make: built once
+    #: the built model does not depend on the quantized backend and is slow to make: built once
     #: per process and handed out as copies
     built_once: bool = False
     #: the model is a graph whose ``get_attr`` targets a package golden records (FX)
@@ -55,7 +55,7 @@ class Flow:
 
     def runnable(self, case: Case, built, example):
         """The model a golden's output comes from, made from ``case.build()``'s result under the
-        current quantized engine."""
+        current quantized backend."""
         return built
 
     def scripted(self, case: Case, built, example, trace: bool):
@@ -92,7 +92,7 @@ class Flow:
 
 def quantized(step, module, example):
     """``step(module, example)``: a quantization step on a float module, with HistogramObserver's
-    search done once for the same calibration under every engine, and FX tracing without
+    search done once for the same calibration under every backend, and FX tracing without
     per-node stack traces (harness.compat_shortcuts)."""
     from harness.compat_shortcuts import fx_without_stack_traces, remembered_histogram_searches
 

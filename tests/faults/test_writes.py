@@ -56,15 +56,15 @@ RACE = textwrap.dedent('''
     real = harness.making.generate.generate_fresh
     raced = []
 
-    def racing(case, engines=None):
-        made = real(case, engines)
+    def racing(case, backends=None):
+        made = real(case, backends)
         if not raced:
             raced.append(case.id)
             from harness.compat import torch_release
             from harness.goldens.store import GoldenStore
             from harness.making.writing import write_goldens
 
-            write_goldens(GoldenStore(Path(__file__).parent / "goldens"), torch_release(), [real(case, engines)],
+            write_goldens(GoldenStore(Path(__file__).parent / "goldens"), torch_release(), [real(case, backends)],
                           "the other worker", owner="test_user.py::test_linear")
         return made
 

@@ -1,6 +1,6 @@
 """export artifact: the quantized model as a torch.export archive (.pt2), read with torch.export.load.
 
-Reading an archive does not depend on the quantized engine (a program holds no packed
+Reading an archive does not depend on the quantized backend (a program holds no packed
 weights), so a replay reads it once per golden (``decode``) and makes each backend's module
 from that program (``from_decoded``).
 """
@@ -17,7 +17,7 @@ def save(case, built, example) -> bytes:
 
 
 def decode(case, data: bytes):
-    """The archive's ExportedProgram: the engine-free part of loading."""
+    """The archive's ExportedProgram: the backend-free part of loading."""
     missing = flows.library_problem(case)  # its operators exist once its library is imported
     if missing:
         raise RuntimeError(missing)

@@ -131,7 +131,7 @@ class OnDevice(_OnScript):
 class PT2E(Flow):
     name = "pt2e"
     description = "PT2E: build returns the converted (convert_pt2e) graph module"
-    # convert_pt2e of a QAT model takes seconds, and the result does not depend on the engine
+    # convert_pt2e of a QAT model takes seconds, and the result does not depend on the backend
     built_once = True
 
     def problem(self):
