@@ -6,7 +6,8 @@ import fnmatch
 import importlib.util
 import re
 import sys
-from dataclasses import dataclass, field
+import types
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -195,8 +196,6 @@ def load_catalog(fixtures_dir: Path) -> list[Case]:
 
 
 def _load_fixture_file(path: Path) -> list[Case]:
-    import types
-
     sys.modules.setdefault(_FIXTURE_PACKAGE, types.ModuleType(_FIXTURE_PACKAGE))
     name = f"{_FIXTURE_PACKAGE}.{path.stem}"
     stat = path.stat()
@@ -224,8 +223,6 @@ def _load_fixture_file(path: Path) -> list[Case]:
 
 
 def _with_source(case: Case, source: str) -> Case:
-    from dataclasses import replace
-
     return replace(case, source=source)
 
 

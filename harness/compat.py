@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
+import importlib.util
 import io
+import logging
 import re
 from typing import Iterator
 
@@ -93,9 +96,6 @@ KIND_SINCE = {
 @functools.cache
 def requirement_problem(package: str) -> str | None:
     """Why ``package`` cannot be imported here (not installed, or built for another torch), or None."""
-    import importlib
-    import importlib.util
-
     if importlib.util.find_spec(package) is None:
         return f"needs {package}, which is not installed"
     try:
@@ -144,8 +144,6 @@ def export_save(model, args) -> bytes:
 
 def export_read(data: bytes):
     """A .pt2 archive's ExportedProgram (its deserializer logs a failure as warnings)."""
-    import logging
-
     register_decomposed_ops()
     log = logging.getLogger("torch.export")
     level = log.level

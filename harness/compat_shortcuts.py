@@ -6,6 +6,7 @@ the work it replaces; where a torch release lacks what a shortcut relies on, it 
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Iterator
 
 import torch
@@ -60,8 +61,6 @@ def assert_close(actual, expected) -> None:
     can exist. torch 2.13's assert_close imports it on every first call to unwrap DTensors
     (1.1 s, a fifth of a replay of PyTorch's layout); an object cannot be a DTensor while the
     module that defines the class is not imported, so the check is skipped exactly then."""
-    import sys
-
     comparison = sys.modules.get("torch.testing._comparison")
     if comparison is None or not getattr(comparison, "_HAS_DTENSOR", False) \
             or "torch.distributed.tensor" in sys.modules:

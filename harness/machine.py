@@ -16,6 +16,7 @@ they read as a partial fingerprint whose machine is "not recorded" (so does a ma
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import re
 
@@ -46,8 +47,6 @@ def _cpuinfo() -> dict:
 def _libraries(config: str) -> dict:
     """BLAS and oneDNN as torch.__config__.show() reports them; a cap on the instructions oneDNN
     may use (ONEDNN_MAX_CPU_ISA, DNNL_MAX_CPU_ISA) chooses other kernels, so it is part of it."""
-    import os
-
     blas = re.search(r"BLAS_INFO=(\w+)", config)
     mkl = re.search(r"Math Kernel Library Version ([\d.]+)", config)
     onednn = re.search(r"(?:MKL-DNN|oneDNN) v([\d.]+)", config)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import logging
+import os
 import re
+import sys
+import tempfile
 import warnings
 from typing import Iterator
 
@@ -23,8 +28,6 @@ def quiet() -> Iterator[list[warnings.WarningMessage]]:
 def _every_time() -> Iterator[None]:
     """torch's once-per-process warnings (TORCH_WARN_ONCE, TypedStorage's) raised every time:
     a result's warnings then do not depend on which results ran before it in its process."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is None or not hasattr(torch, "set_warn_always"):
         yield
@@ -55,10 +58,6 @@ def _native_warnings() -> Iterator[list[str]]:
     """What C++ code writes to file descriptor 2 meanwhile: its warning lines are returned, any
     other output is written back to the real stderr unchanged. Only the outermost of nested
     calls redirects; one temporary file per process serves them all."""
-    import os
-    import sys
-    import tempfile
-
     found: list[str] = []
     if _sink["depth"]:
         yield found
@@ -70,8 +69,6 @@ def _native_warnings() -> Iterator[list[str]]:
         yield found
         return
     if _sink["file"] is None:
-        import atexit
-
         _sink["file"] = tempfile.TemporaryFile()
         atexit.register(_sink["file"].close)
     sink = _sink["file"]
@@ -125,9 +122,6 @@ def runtime_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
 def silent_import() -> Iterator[None]:
     """Import a package whose import logs to stderr (a stack's library may report its optional CUDA
     kernels' load failures, which say nothing here): logging, warnings and file descriptor 2 muted."""
-    import logging
-    import os
-
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 from harness.cli.common import UsageError, backends, catalog, readable_dir
@@ -130,8 +131,6 @@ def report(args) -> int:
 
 def catalog_markdown(cases) -> str:
     """The catalog page's block (docs/catalog.md): counts per fixture file and artifact kind, then every case."""
-    from collections import Counter
-
     from harness import stacks
     from harness.catalog import ARTIFACT_KINDS
 

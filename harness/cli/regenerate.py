@@ -3,9 +3,11 @@ environment), written through harness.making.writing."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from harness.cli.common import UsageError, catalog, readable_dir
 
@@ -107,9 +109,6 @@ def _regenerate_tests(args, goldens) -> int:
     pytest, which writes the missing goldens (every one with --force) of the running torch, or,
     with --torch, of that release in its own environment (this checkout's harness, the project on
     the path). Run it from the directory pytest runs from, so that the node ids resolve."""
-    import os
-    from pathlib import Path
-
     from harness.catalog import select
     from harness.goldens.store import GoldenStore
 

@@ -29,6 +29,7 @@ import tomllib
 from harness.verdicts import Verdict
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 FILE = "known-drifts.toml"
 
@@ -141,8 +142,6 @@ def _entry(verdict: str, e: dict) -> KnownDrift:
 def expected_crash(known: list[KnownDrift], golden: str, case: str, artifact: str, backend: str) -> KnownDrift | None:
     """The [[crash]] entry that says (golden, case, artifact, backend) crashes on this CPU, if any:
     what a loop that runs artifacts in its own process (a benchmark's) must leave out."""
-    from types import SimpleNamespace
-
     where = SimpleNamespace(golden_version=golden, case=case, artifact=artifact, backend=backend)
     return next((e for e in known if e.verdict == Verdict.CRASH and e._matches(where) and e._on_this_cpu()), None)
 

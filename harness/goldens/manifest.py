@@ -21,6 +21,8 @@ it was found. Keys this harness does not know are kept, in entries and in the he
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -125,8 +127,6 @@ class CaseEntry(_JsonView):
 
 def file_entry(data: bytes) -> dict:
     """A file's manifest entry: its sha256 and size."""
-    import hashlib
-
     return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
@@ -267,7 +267,6 @@ class Manifest(_JsonView):
         entries = {k: v for k, v in self.cases.items() if k not in cases}
         made_by = of_manifest(self) if self.info else None
         if made_by and made_by.get("cpu_capability"):  # the header is the new writer's: each case keeps its machine
-            import dataclasses
 
             entries = {k: dataclasses.replace(v, machine=made_by) if v.malformed is None and v.machine is None else v
                        for k, v in entries.items()}
@@ -289,8 +288,6 @@ class Manifest(_JsonView):
     def without_backends(self, backends: Mapping[str, list[str]], why: str) -> "Manifest":
         """This manifest without some backends' expected outputs (case -> backends); each such
         backend is recorded as removed, with ``why``, so its replay is a skip that says so."""
-        import dataclasses
-
         from harness.goldens.layout import HarnessLayout
 
         cases, gone = dict(self.cases), set()
@@ -307,8 +304,6 @@ class Manifest(_JsonView):
     def without_artifacts(self, kinds: Mapping[str, list[str]], why: str) -> "Manifest":
         """This manifest without some artifact kinds of cases (case -> kinds) and their files (the
         kind's file and its sidecar); each is recorded as removed, with ``why``."""
-        import dataclasses
-
         from harness.goldens.layout import case_dir, file_name, sidecar_name
 
         cases, gone = dict(self.cases), set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,8 +286,6 @@ class GoldenStore:
         old directory and manifest or the new ones, whole. A stage left by a killed run is
         swept by the next writer.
         """
-        import shutil
-
         target = self.root / version
         current = GoldenSet.open(target, version, required=False, unsealed_ok=True)
         if current.manifest_error:
@@ -316,8 +315,6 @@ class GoldenStore:
 
     def _sweep(self, version: str) -> None:
         """Remove stages of earlier, killed writes of this version (the caller holds the lock)."""
-        import shutil
-
         for leftover in self.root.glob(f"{self.STAGE}{version}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
 

@@ -28,6 +28,7 @@ allowlist), and picklescan reports a stream it cannot parse as clean.
 
 from __future__ import annotations
 
+import importlib
 import pickletools
 import re
 import sys
@@ -123,8 +124,6 @@ def _module_class_allowed(name: str, interned: set[str]) -> bool:
     # command line)
     module = sys.modules.get(module_name)
     if module is None and module_name.startswith("torch."):
-        import importlib
-
         try:
             module = importlib.import_module(module_name)
         except ImportError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness import stacks
 from harness.making import flows
@@ -150,8 +151,6 @@ def measure(cases: list[Case], backends: list[str] | None = None, fixtures=None)
 
 
 def _row_in_child(request: dict, at):
-    from pathlib import Path
-
     from harness.catalog import load_catalog
 
     case = next(c for c in load_catalog(Path(request["fixtures"])) if c.id == request["case"])

@@ -6,10 +6,16 @@ manifest entry; harness.making.writing puts them in the store.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as _dt
+import os
+import pickle
 import platform
+import shlex
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness import __version__, stacks
 from harness.making import flows
@@ -281,8 +287,6 @@ def generate_isolated(fixtures, case: Case, backends: list[str] | None = None) -
 
 def _generate_in_child(request: dict, at):
     """In a harness.sandbox child: one case's (manifest entry, files)."""
-    from pathlib import Path
-
     from harness.catalog import load_catalog
 
     case = next(c for c in load_catalog(Path(request["fixtures"])) if c.id == request["case"])
@@ -292,9 +296,6 @@ def _generate_in_child(request: dict, at):
 
 def command_line() -> str:
     """The command as the user typed it (an isolated environment's run is handed it)."""
-    import os
-    import shlex
-
     if os.environ.get("BC_HARNESS_COMMAND"):
         return os.environ["BC_HARNESS_COMMAND"]
     return " ".join(shlex.quote(a) for a in [os.path.basename(sys.argv[0]), *sys.argv[1:]])
@@ -306,9 +307,6 @@ def generate_fresh(case: Case, backends: list[str] | None = None) -> Generated:
     (``___torch_mangle_N``) does not depend on the tests that ran before: the model is built here
     and handed over pickled. A model that does not pickle (a class defined inside a function) is
     made here, in this process."""
-    import dataclasses
-    import pickle
-
     from harness.sandbox import Crashed, Sandbox
 
     with quiet():  # what building the model warns is recorded with its goldens, not printed
@@ -331,10 +329,6 @@ def generate_fresh(case: Case, backends: list[str] | None = None) -> Generated:
 
 def _generate_handed(handed: bytes, backends):
     """In a fresh child: the goldens of a case whose built model came pickled."""
-    import copy
-    import dataclasses
-    import pickle
-
     case, built = pickle.loads(handed)
     made = generate_case(dataclasses.replace(case, build=lambda: copy.deepcopy(built)), backends)
     return made.entry, made.files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 import pytest
 
 from harness.backends import BACKENDS
@@ -182,8 +183,6 @@ def pytest_collection_modifyitems(session, config, items):
 def _named_by_node_id(config) -> set[str]:
     """The files the command line named by node id (``test_x.py::test_a``): only part of each was
     collected, so a golden whose owner is not among it may well still exist."""
-    from pathlib import Path
-
     found = set()
     for arg in config.args:
         if "::" not in str(arg):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from harness.pytest_plugin.session import GoldenSession
@@ -70,8 +71,6 @@ def _how_to_accept(state: GoldenSession, evaluations, nodeid: str, version: str)
 
 
 def _save_obtained(state: GoldenSession, nodeid: str, ev) -> Path | None:
-    import re
-
     from harness.notices import quiet
     from harness.goldens.safeload import save_bytes
     from harness.goldens.store import atomic_write

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections import Counter
 import pytest
 
 from harness.pytest_plugin.session import SESSION, GoldenSession
@@ -15,8 +18,6 @@ def pytest_sessionfinish(session, exitstatus):
         config.workeroutput["bc_harness"] = state.export()
         return
     if state.results and state.report is not None:
-        import json
-
         state.report.parent.mkdir(parents=True, exist_ok=True)
         state.report.write_text(json.dumps(state.results, indent=1) + "\n", encoding="utf-8")
     _release_claims(state)
@@ -32,8 +33,6 @@ def pytest_sessionfinish(session, exitstatus):
 
 def _release_claims(state: GoldenSession) -> None:
     """The run's golden id claims go with it."""
-    import shutil
-
     shutil.rmtree(state.claims_dir(), ignore_errors=True)
 
 
@@ -171,8 +170,6 @@ def _unused_lines(tr, state: GoldenSession, verbose: bool) -> None:
 def _warning_lines(results: list[dict], shown: int = 8) -> list[str]:
     """The distinct warnings golden models raised while they were checked, most frequent first:
     for a compatibility check an API being deprecated is a finding, so it is shown, not swallowed."""
-    from collections import Counter
-
     counts = Counter(w for r in results for w in r.get("warnings") or ())
     if not counts:
         return []
@@ -185,8 +182,6 @@ def _warning_lines(results: list[dict], shown: int = 8) -> list[str]:
 
 
 def _counts_table(results: list[dict]) -> str:
-    from collections import Counter
-
     from tabulate import tabulate
 
     from harness.replaying.results import VERDICTS

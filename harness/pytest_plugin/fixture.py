@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pytest
 
 from harness.backends import BACKENDS
@@ -183,7 +184,6 @@ def _builder(model):
     """A function that builds a fresh copy of the model (state_dict replay needs a new module)."""
     if isinstance(model, type) or (callable(model) and not hasattr(model, "state_dict")):
         return model  # a function or a class: calling it builds a fresh model
-    import copy
 
     return lambda: copy.deepcopy(model)
 

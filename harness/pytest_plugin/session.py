@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shlex
+import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -61,8 +66,6 @@ class GoldenSession:
         """A pytest command line to suggest: ``target`` (a node id, or None for the whole suite),
         ``flags``, and the user's own flags that decide where goldens are (--golden-dir,
         --golden-fixtures, --golden-backend, --golden-layout), as they gave them."""
-        import shlex
-
         own = []
         for option, flag in (("golden_dir", "--golden-dir"), ("golden_fixtures", "--golden-fixtures")):
             if self.config.getoption(option):
@@ -113,7 +116,6 @@ class GoldenSession:
         cache = getattr(self.config, "cache", None)
         if cache is not None:
             return Path(cache.mkdir("golden-obtained"))
-        import tempfile
 
         return Path(tempfile.gettempdir()) / "golden-obtained"
 
@@ -248,16 +250,12 @@ class GoldenSession:
         self._epoch += 1
 
     def record(self, result, nodeid: str) -> None:
-        from dataclasses import asdict
-
         self.results.append({**asdict(result), "test": nodeid})
         self.used.add((result.golden_version, result.case))
         self.used_backends.add((result.golden_version, result.case, result.backend))
 
     # -- xdist ------------------------------------------------------------------------
     def export(self) -> str:
-        import json
-
         return json.dumps({
             "results": self.results, "used": sorted(self.used), "used_backends": sorted(self.used_backends),
             "passed": sorted(self.passed),
@@ -267,8 +265,6 @@ class GoldenSession:
         })
 
     def merge(self, payload: str) -> None:
-        import json
-
         data = json.loads(payload)
         self.results.extend(data["results"])
         self.used.update(tuple(u) for u in data["used"])
@@ -285,16 +281,11 @@ class GoldenSession:
     # -- golden ids -----------------------------------------------------------------------
     def claims_dir(self) -> Path:
         """Where this run's golden ids are claimed (shared by its xdist workers, removed at its end)."""
-        import tempfile
-
         return Path(tempfile.gettempdir()) / "bc-harness-claims" / self.run_id
 
     def claim(self, golden_id: str, nodeid: str) -> str | None:
         """Claim ``golden_id`` for test ``nodeid`` in this run; the node id of another test that
         claimed it first (in any worker), or None. A file per id, created exclusively."""
-        import hashlib
-        import os
-
         directory = self.claims_dir()
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / hashlib.sha256(golden_id.encode()).hexdigest()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import types
 import torch
 
 from harness.reference.ops import conv_nd, dynamic_cell, dynamic_linear, dynamic_linear_fp16, dynamic_rnn, linear, rowwise_table
@@ -155,9 +157,6 @@ def reference_model(model: torch.nn.Module) -> torch.nn.Module:
     Raises Unsupported naming the first quantized module type the reference cannot run
     (embeddings and the like).
     """
-    import copy
-    import types
-
     if isinstance(model, torch.jit.ScriptModule) or not isinstance(model, torch.nn.Module):  # graphs.py runs those
         raise Unsupported("the reference runs eager module trees and FX graph modules, not TorchScript")
     table = _substitutions()

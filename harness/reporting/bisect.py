@@ -14,6 +14,8 @@ import json
 import tempfile
 
 from harness.verdicts import Verdict
+import subprocess
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,9 +146,6 @@ class Replays:
 
     def records(self, release: str, golden: str | None) -> tuple[list[dict], str]:
         """The JSON records of this case (on ``golden`` alone, or every set), and a note when none."""
-        import subprocess
-        import sys
-
         from harness.making.isolated import ensure_env, run_harness
 
         try:
