@@ -13,7 +13,7 @@ import re
 from harness.goldens.archives import Archive, is_zip
 from harness.goldens.operators import export_operator, refusal
 from harness.goldens.pickles import Refused, Untrusted, numel
-from harness.goldens.streams import check_data_globals, torch_save_streams, vet_stream
+from harness.goldens.streams import LEGACY_MAGIC, check_data_globals, torch_save_streams, vet_stream
 
 
 #: .pt2 members that hold a version or a format's name: text nothing loads as data
@@ -100,23 +100,21 @@ def export_targets(text: bytes, what: str) -> set[str]:
 
 
 def _pickles_in(member: bytes, what: str) -> list[bytes]:
-    """The pickle streams a member holds for torch to load: a torch.save zip's, or the consecutive
-    pickles from its start (a legacy torch.save's four, or one). A member that is neither is refused."""
+    """The pickle streams a member holds for torch to load (torch.load, which falls back to
+    ``weights_only=False`` here): a torch.save zip's; a legacy torch.save's (its first pickle the
+    magic number: every pickle its reader loads, or refused); else the one pickle at its start,
+    which torch loads before it finds no magic number and stops. A member that is none of these
+    is refused."""
     if is_zip(member):
         return torch_save_streams(member, what)
-    buffer, streams = io.BytesIO(member), []
-    while len(streams) < 4 and buffer.tell() < len(member):
-        start = buffer.tell()
-        try:
-            for _op in pickletools.genops(buffer):
-                pass
-        except Exception:
-            buffer.seek(start)
-            break
-        streams.append(member[start:buffer.tell()])
-    if not streams:
-        raise Refused(f"{what} is neither raw tensor data its payload config names nor a pickle")
-    return streams
+    buffer = io.BytesIO(member)
+    try:
+        first = [arg for _op, arg, _pos in pickletools.genops(buffer)]
+    except Exception:
+        raise Refused(f"{what} is neither raw tensor data its payload config names nor a pickle") from None
+    if LEGACY_MAGIC in first:
+        return torch_save_streams(member, what)
+    return [member[:buffer.tell()]]
 
 
 def vet_export(data: bytes, what: str, trusted: bool, operators: frozenset) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -37,6 +38,22 @@ class ManifestError(ValueError):
 
 def _is_str_map(value, of=str) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, of) for k, v in value.items())
+
+
+#: what an artifact kind or a backend may be called in an entry: a short lowercase word (every
+#: kind and backend the harness writes is one), so that a forged entry cannot name thousands of
+#: them (each a promised result, a pytest item) or put control characters on a terminal
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+#: the most artifact kinds, and backends, an entry may name
+_MOST_NAMES = 32
+
+
+#: the fields whose keys or items name artifact kinds or backends
+_NAMED = ("artifacts", "skipped_artifacts", "backends", "unrunnable", "warnings")
+
+
+def _are_names(values) -> bool:
+    return len(values) <= _MOST_NAMES and all(isinstance(v, str) and _NAME.fullmatch(v) for v in values)
 
 
 class _JsonView(Mapping):
@@ -60,14 +77,15 @@ _CHECKS = {
     "description": lambda v: isinstance(v, str),
     "flow": lambda v: isinstance(v, str),
     "source": lambda v: isinstance(v, str),
-    "artifacts": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-    "skipped_artifacts": _is_str_map,
-    "backends": _is_str_map,
-    "warnings": lambda v: isinstance(v, dict) and all(isinstance(x, list) for x in v.values()),
+    "artifacts": lambda v: isinstance(v, list) and _are_names(v),
+    "skipped_artifacts": lambda v: _is_str_map(v) and _are_names(v),
+    "backends": lambda v: _is_str_map(v) and _are_names(v),
+    "warnings": lambda v: isinstance(v, dict) and _are_names(v) and all(isinstance(x, list) for x in v.values()),
     "pytorch_test": lambda v: v is None or isinstance(v, str),
     "skipped": lambda v: v is None or isinstance(v, str),
     "owner": lambda v: v is None or isinstance(v, str),
-    "unrunnable": lambda v: isinstance(v, dict) and all(_is_str_map(x) for x in v.values()),
+    "unrunnable": lambda v: isinstance(v, dict) and _are_names(v) and all(_is_str_map(x) and _are_names(x)
+                                                                          for x in v.values()),
     "machine": lambda v: v is None or isinstance(v, dict),
 }
 
@@ -113,7 +131,9 @@ class CaseEntry(_JsonView):
             return cls(malformed=f"it is a {type(raw).__name__}, not a table", raw=raw)
         bad = [key for key, check in _CHECKS.items() if key in raw and not check(raw[key])]
         if bad:
-            return cls(malformed=f"its {bad[0]!r} has the wrong type", raw=raw)
+            names = (f", or names more than {_MOST_NAMES} artifact kinds or backends or one that is not a short "
+                     "lowercase word") if bad[0] in _NAMED else ""
+            return cls(malformed=f"its {bad[0]!r} has the wrong type{names}", raw=raw)
         known = {k: raw[k] for k in _CHECKS if k in raw}
         return cls(**known, extra={k: v for k, v in raw.items() if k not in _CHECKS})
 

@@ -56,6 +56,7 @@ class GoldenSession:
     _golden_dir: Path | None = field(default=None, repr=False)  # raised when goldens are written: the sandbox's replayers are stale
     _cases: list | None = field(default=None, repr=False)
     _options: Options | None = field(default=None, repr=False)
+    _goldens: dict = field(default_factory=dict, repr=False)  # version -> GoldenSet read at collection
     _threads: tuple | None = field(default=None, repr=False)  # xdist worker: (its share, torch's own count)
 
     def write_command(self, nodeid: str) -> str:
@@ -236,7 +237,9 @@ class GoldenSession:
         (harness.goldens.store.GoldenSet), or None where the manifest is unreadable (its items say so)."""
         from harness.replaying.replayer import open_golden
 
-        golden = open_golden(self.layout_class, self.golden_dir, version, self.options())
+        if version not in self._goldens:  # read once per version, not once per case: a manifest may be 16 MiB
+            self._goldens[version] = open_golden(self.layout_class, self.golden_dir, version, self.options())
+        golden = self._goldens[version]
         return None if golden.manifest_error else golden
 
     def note_write(self, rewrite: bool, directory: Path, nodeid: str, changes: str = "") -> None:
@@ -248,6 +251,7 @@ class GoldenSession:
     def forget(self, version: str) -> None:
         """Drop what was read of the goldens after some were written."""
         self._epoch += 1
+        self._goldens.pop(version, None)
 
     def record(self, result, nodeid: str) -> None:
         self.results.append({**asdict(result), "test": nodeid})

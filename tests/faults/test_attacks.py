@@ -462,11 +462,17 @@ def test_every_member_of_a_pt2_is_read_as_torch_export_reads_it(store, version):
         return change
 
     protocol0 = pickle.dumps(_Exec("x = 1"), protocol=0)
-    legacy = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2) + \
-        pickle.dumps({}, protocol=2) + pickle.dumps(_Exec("x = 1"), protocol=2)
-    for weight in (protocol0, legacy):
+    header = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2) + \
+        pickle.dumps({}, protocol=2)
+    legacy = header + pickle.dumps(_Exec("x = 1"), protocol=2) + pickle.dumps([], protocol=2)
+    # torch's legacy reader loads a fifth pickle, the storage keys: a reviewer ran code through it
+    # when only four were vetted
+    fifth = header + pickle.dumps([], protocol=2) + pickle.dumps(_Exec("x = 1"), protocol=2)
+    for weight in (protocol0, legacy, fifth):
         with pytest.raises(Refused, match="names builtins.exec, which is not on the allowlist"):
             vet("export", rezip(data, config_and_weight(weight)), "export.pt2")
+    with pytest.raises(Refused, match="not a readable torch.save file"):  # a legacy file torch reads past its end
+        vet("export", rezip(data, config_and_weight(header + pickle.dumps([], protocol=2))), "export.pt2")
 
     def program(change):
         def edit(name, body):

@@ -49,3 +49,27 @@ def test_a_malformed_entry_of_a_case_gone_from_the_catalog_is_reported(store, ca
     _edit(store, version, lambda m: m["cases"].__setitem__("retired", ["not", "a", "table"]))
     retired = [r for r in _replay(store, catalog).values() if r.case == "retired"]
     assert [r.verdict for r in retired] == ["corrupt"] and "it is a list, not a table" in retired[0].message
+
+
+def test_an_entry_naming_too_many_kinds_or_backends_or_odd_names_is_malformed(version):
+    """A forged entry naming 3000 artifact kinds and 3000 backends made the plugin collect 9M items
+    (9.5 GB) and the CLI promise millions of results; a name with control characters reached the
+    terminal. Kinds and backends are short lowercase words, at most 32 of each."""
+    import copy
+
+    from harness.goldens.manifest import Manifest
+
+    from ..conftest import REPO
+
+    base = json.loads((REPO / "serialized" / version / "manifest.json").read_text())
+    changes = (lambda e: e["artifacts"].extend(f"x{i}" for i in range(3000)),
+               lambda e: e["backends"].update({f"b{i}": "ok" for i in range(40)}),
+               lambda e: e["artifacts"].append("\x1b[2J"),
+               lambda e: e["skipped_artifacts"].update({"a\nb": "why"}),
+               lambda e: e.update(unrunnable={"scripted": {"q" * 100: "why"}}))
+    for change in changes:
+        manifest = copy.deepcopy(base)
+        change(manifest["cases"]["linear"])
+        parsed = Manifest.parse(json.dumps(manifest))
+        assert "names more than 32 artifact kinds or backends" in parsed.cases["linear"].malformed
+        assert parsed.cases["lstm"].malformed is None
