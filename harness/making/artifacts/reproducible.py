@@ -7,12 +7,14 @@ its line numbers (a harness upgrade, an edit above a test's model). A torch.expo
 carry ``stack_trace``, the same kind of record. Goldens written with them change when a checkout
 moves or a line is added elsewhere; so they are dropped (torch loads and runs the archives without
 them: they are debug information only), and the archive is written again member by member, in
-torch's order, with fixed timestamps. What TorchScript numbers per process (``___torch_mangle_N``)
+torch's order, with fixed timestamps and a serialization id drawn from its members (torch's own
+mixes in a number drawn per process). What TorchScript numbers per process (``___torch_mangle_N``)
 is made reproducible by writing each golden in a process of its own (harness.making.generate).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -48,12 +50,26 @@ def _without_stack_traces(name: str, body: bytes) -> bytes:
     return json.dumps(program).encode()
 
 
+#: torch's record of which writer made an archive: half a checksum of the records (the debug
+#: records this module drops included), half a number drawn per process; seen differing between
+#: two processes writing the same model
+_SERIALIZATION_ID = ".data/serialization_id"
+
+
 def _rewrite(data: bytes, change) -> bytes:
-    """The archive again, each member through ``change(name, bytes)`` (None: left out)."""
+    """The archive again, each member through ``change(name, bytes)`` (None: left out), its
+    serialization id drawn from what it keeps (40 digits, as torch writes one)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        members = [(info.filename, change(info.filename, source.read(info.filename))) for info in source.infolist()]
+    kept = [(name, body) for name, body in members if body is not None]
+    digest = hashlib.sha256()
+    for name, body in kept:
+        if not name.endswith(_SERIALIZATION_ID):
+            digest.update(len(name).to_bytes(8, "little") + name.encode() + len(body).to_bytes(8, "little") + body)
+    made_here = str(int.from_bytes(digest.digest()[:17], "big") % 10 ** 40).zfill(40).encode()
     out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
-        for info in source.infolist():
-            body = change(info.filename, source.read(info.filename))
-            if body is not None:
-                target.writestr(zipfile.ZipInfo(info.filename, date_time=_EPOCH), body)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
+        for name, body in kept:
+            body = made_here if name.endswith(_SERIALIZATION_ID) else body
+            target.writestr(zipfile.ZipInfo(name, date_time=_EPOCH), body)
     return out.getvalue()
