@@ -29,7 +29,7 @@ def request(args) -> RunRequest:
         raise UsageError(f"--goldens and {named} conflict: the PyTorch directory is DIR")
     if args.record_costs and (layout.single_set or args.shard):
         flag = named if layout.single_set else "--shard"
-        raise UsageError(f"--record-costs and {flag} conflict: record costs from a whole replay of a golden store")
+        raise UsageError(f"{flag} and --record-costs conflict: record costs from a whole replay of a golden store")
     if not layout.single_set and args.directory:
         if args.goldens:
             raise UsageError("give the golden directory once: either DIR or --goldens")

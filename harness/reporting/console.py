@@ -52,7 +52,7 @@ def attention(results: list[Result], limit: int = 25) -> list[str]:
     lines = []
     if failing:
         reasons = details(failing, limit=limit).splitlines()
-        lines += [f"Needs attention: {len(failing)} results fail the run ({len(reasons)} reasons):",
+        lines += [f"Needs attention: {len(failing)} results fail the run ({len(reasons)} reason{'s' if len(reasons) != 1 else ''}):",
                   *(f"  {line}" for line in reasons)]
     else:
         lines.append("Needs attention: nothing unexplained.")
@@ -90,7 +90,7 @@ def one_liners(results: list[Result]) -> list[str]:
     skips = [r for r in results if r.verdict == Verdict.SKIP]
     if skips:
         reasons = len({r.message for r in skips})
-        lines.append(f"Skipped: {len(skips)} results that cannot be judged here, for {reasons} reasons (-v lists them)")
+        lines.append(f"Skipped: {len(skips)} results that cannot be judged here, for {reasons} reason{'s' if reasons != 1 else ''} (-v lists them)")
     rounding = [r for r in results if r.verdict == Verdict.ROUNDING]
     if rounding:
         worst = max(r.max_ulp_diff or 0.0 for r in rounding)
