@@ -134,13 +134,13 @@ class GoldenChecker:
     def _replay(self, store, version, case, backends):
         from harness.goldens.layout import HarnessLayout
         from harness.replaying.replayer import Evaluation, open_replayer
-        from harness.replaying.results import Result
+        from harness.replaying.results import whole
 
         options = self.state.options(backends=backends, onednn_threads=self.state.onednn_threads())
         replayer = open_replayer(HarnessLayout, store.root, version, [case], options)
         golden = replayer.layout.golden
         if golden.manifest_error:
-            return [Evaluation(Result(case.id, "*", "*", version, runtime(), Verdict.CORRUPT, golden.manifest_error))]
+            return [Evaluation(whole(version, runtime(), golden.manifest_error, case=case.id))]
         if case.id not in golden.cases:
             return []
         found = [replayer.evaluate(case, kind, backend)

@@ -10,7 +10,7 @@ from typing import Iterator
 
 from harness.compat import torch_release
 from harness.goldens.known import mark
-from harness.replaying.results import Result
+from harness.replaying.results import Result, whole
 from harness.verdicts import COMPARED, KNOWABLE, Verdict
 
 
@@ -62,8 +62,8 @@ def unkept_promises(golden, case_id: str, catalog: set[str], backends: list[str]
     """
     entry = golden.cases.get(case_id)
     if entry is not None and entry.malformed and case_id not in catalog:  # a catalog case says so itself
-        yield Result(case_id, "*", "*", golden.version, torch_release(), Verdict.CORRUPT,
-                     f"the manifest's entry for {case_id} is malformed: {entry.malformed}")
+        yield whole(golden.version, torch_release(), f"the manifest's entry for {case_id} is malformed: {entry.malformed}",
+                    case=case_id)
     if entry is None or entry.malformed or entry.skipped:
         return
     for kind in entry.artifacts:

@@ -63,6 +63,13 @@ class Result:
 
 
 
+def whole(version: str, runtime: str, message: str, *, case: str = "*", verdict: Verdict = Verdict.CORRUPT,
+          **fields) -> Result:
+    """A result about a whole golden set, or a whole case of it (an unusable manifest, a misnamed
+    directory, a malformed entry): no one artifact or backend, so both are ``*``."""
+    return Result(case, "*", "*", version, runtime, verdict, message, **fields)
+
+
 def summary(results: list[Result]) -> str:
     counts = Counter(r.verdict for r in results)
     known = Counter(r.verdict for r in results if r.known)

@@ -23,7 +23,7 @@ from harness.goldens.layout import HarnessLayout, PyTorchLayout
 from harness.replaying.replayer import Replayer, open_golden, open_replayer, owned_cases
 from harness.replaying.recording import unkept_promises
 from harness.replaying.request import Options
-from harness.replaying.results import Result
+from harness.replaying.results import Result, whole
 from harness.sandbox import Sandbox, run_to_end
 from harness.replaying.shard import Unit
 from harness.goldens.store import GoldenSet, GoldenStore, stray_problem
@@ -68,8 +68,8 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
 def intruder_results(store: GoldenStore) -> list[Result]:
     """A corrupt result for each thing that must not be in a golden store (GoldenStore.intruders)."""
     versions = set(store.versions()[0])
-    return [Result("*", "*", "*", where.split("/", 1)[0] if where.split("/", 1)[0] in versions else "store",
-                   torch_release(), Verdict.CORRUPT, f"{store.root / where}: {why}") for where, why in store.intruders()]
+    return [whole(where.split("/", 1)[0] if where.split("/", 1)[0] in versions else "store", torch_release(),
+                  f"{store.root / where}: {why}") for where, why in store.intruders()]
 
 
 def by_case(units: list[Unit]) -> list[list[Unit]]:
@@ -163,12 +163,11 @@ class _UnitRunner:
         """The unit's results (see Replayer.replay_case for ``skip``, ``crashed`` and ``at``)."""
         version = parse_version(unit.version)
         if version is None:
-            return [Result("*", "*", "*", unit.version, torch_release(), Verdict.CORRUPT,
-                           stray_problem(self.store.root / unit.version))]
+            return [whole(unit.version, torch_release(), stray_problem(self.store.root / unit.version))]
         forward = version > self.runtime
         golden = self._golden(unit.version)
         if golden.manifest_error:
-            found = [Result("*", "*", "*", unit.version, torch_release(), Verdict.CORRUPT, golden.manifest_error)]
+            found = [whole(unit.version, torch_release(), golden.manifest_error)]
         else:
             replayer = self._replayer(unit.version)
             case = self.by_id.get(unit.case) or next((c for c in replayer.cases if c.id == unit.case), None)
@@ -337,8 +336,7 @@ def _pytorch_dir_results(request: dict, at) -> Iterator[Result]:
                              request["options"])
     golden = replayer.layout.golden
     if golden.manifest_error:
-        yield Result("*", "*", "*", golden.version, torch_release(), Verdict.CORRUPT, golden.manifest_error,
-                     layout=PyTorchLayout.name)
+        yield whole(golden.version, torch_release(), golden.manifest_error, layout=PyTorchLayout.name)
         return
     if golden.manifest is not None and golden.manifest.torch:
         golden.version = f"{golden.version}@{golden.manifest.torch}"  # the torch that made them, as pinned
