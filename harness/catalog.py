@@ -60,6 +60,19 @@ class FloatInput:
         return getattr(torch, self.dist)(*self.shape).float()
 
 
+@dataclass(frozen=True)
+class TokenInput:
+    """Token ids drawn with torch.randint below ``vocab`` (an embedding's input)."""
+
+    shape: tuple[int, ...]
+    vocab: int
+
+    def make(self):
+        import torch
+
+        return torch.randint(0, self.vocab, self.shape)
+
+
 @dataclass(frozen=True, eq=False)
 class GivenInput:
     """An input a user's test passes in: a tensor, or a tuple of positional arguments."""
@@ -117,7 +130,7 @@ class Case:
 
     id: str
     build: Callable[[], Any]
-    input: QuantizedInput | FloatInput | GivenInput
+    input: QuantizedInput | FloatInput | TokenInput | GivenInput
     artifacts: tuple[str, ...]
     #: a registered flow (harness.stacks); None: the first registered stack's first flow
     flow: str | None = None

@@ -163,6 +163,9 @@ class Toy:
     def library_problem(self, library):
         return "no library"
 
+    def set_label(self, torch):
+        return None
+
 
 STACK = Toy()
 '''

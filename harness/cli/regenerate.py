@@ -18,14 +18,15 @@ def regenerate(args) -> int:
     if args.torch:
         return _regenerate_elsewhere(args)
 
-    from harness.compat import torch_release
     from harness.making.generate import command_line, generate_isolated
     from harness.goldens.store import GoldenError, GoldenExists, GoldenStore
     from harness.making.writing import write_goldens
 
     if paths.goldens.exists():
         readable_dir(paths.goldens, "golden directory")
-    store, version = GoldenStore(paths.goldens), torch_release()
+    from harness.stacks import own_set
+
+    store, version = GoldenStore(paths.goldens), own_set()
     refused = _refusal(store, version, cases, args.force)
     if refused:
         print(f"regenerate-goldens: {refused}", file=sys.stderr)

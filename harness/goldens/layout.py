@@ -196,8 +196,7 @@ class HarnessLayout:
     # -- reading a set ------------------------------------------------------------------
     def case_problem(self, case: Case) -> tuple[str, str] | None:
         """(verdict, reason) when a case cannot be replayed from this set at all."""
-        from harness.compat import torch_release
-        from harness.stacks import build_problem
+        from harness.stacks import build_problem, own_set
         from harness.versions import parse_version
 
         entry = self.golden.cases.get(case.id)
@@ -205,7 +204,7 @@ class HarnessLayout:
         if entry is None:
             if parse_version(version) < parse_version(case.min_torch):
                 return Verdict.SKIP, f"needs torch >= {case.min_torch}; goldens are from {version}"
-            if version == torch_release():
+            if version == own_set():
                 unable = build_problem(case)  # a golden this install cannot make is not asked for
                 return (Verdict.SKIP, f"no golden for this case, and torch {version} here cannot make one: {unable}") \
                     if unable else (Verdict.MISSING, f"no golden for this case; run: regenerate-goldens -k {case.id}")

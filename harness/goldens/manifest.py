@@ -87,6 +87,7 @@ _CHECKS = {
     "unrunnable": lambda v: isinstance(v, dict) and _are_names(v) and all(_is_str_map(x) and _are_names(x)
                                                                           for x in v.values()),
     "machine": lambda v: v is None or isinstance(v, dict),
+    "made_with": lambda v: v is None or (_is_str_map(v) and len(v) <= _MOST_NAMES),
 }
 
 
@@ -116,6 +117,9 @@ class CaseEntry(_JsonView):
     #: the fingerprint of the machine that made the case (harness.machine); the set's own where
     #: absent (cases made before entries recorded it). A set grows case by case, on many machines
     machine: dict | None = None
+    #: what the case's flow records of the libraries that made it (harness.stacks Flow.record):
+    #: a library's release, the config it was quantized with, whether its compiled kernels loaded
+    made_with: dict[str, str] | None = None
     #: keys this harness does not know, kept as they are
     extra: dict = field(default_factory=dict)
     #: why the entry on disk is unusable; ``raw`` then holds it as found, and it is written back so
@@ -183,6 +187,12 @@ class Manifest(_JsonView):
         return self._text("torch")
 
     @property
+    def set_name(self) -> str | None:
+        """The set the manifest is of: its torch release, with its label (harness.versions) if any."""
+        label = self._text("label")
+        return self.torch + "+" + label if self.torch is not None and label else self.torch
+
+    @property
     def cpu_capability(self) -> str | None:
         return self._text("cpu_capability")
 
@@ -241,8 +251,8 @@ class Manifest(_JsonView):
         pinned foreign directory). ``unsealed_ok``: a set without a golden count is accepted
         (the writer and ``bc-harness seal`` record it).
         """
-        if version is not None and self.torch != version:  # pinned or not: a manifest cannot switch it off
-            return (f"it says torch {self.torch} made the set, but it is the manifest of directory "
+        if version is not None and self.set_name != version:  # pinned or not: a manifest cannot switch it off
+            return (f"it says torch {self.set_name} made the set, but it is the manifest of directory "
                     f"{version}: a set moved or swapped by hand replays against the wrong release")
         if self.golden_files is None:
             return None if unsealed_ok else (

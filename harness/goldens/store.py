@@ -21,7 +21,7 @@ from harness.goldens.files import Unreadable, read_inside
 from harness.catalog import valid_case_id
 from harness.goldens.layout import case_dir, sidecar_name
 from harness.goldens.manifest import NAME as MANIFEST
-from harness.versions import parse_version
+from harness.versions import parse_version, version_key
 from harness.goldens.manifest import Manifest, ManifestError, file_problem
 from harness.verdicts import Verdict
 
@@ -225,7 +225,7 @@ class GoldenStore:
             if not child.is_dir() or child.name.startswith("."):
                 continue
             (good if parse_version(child.name) is not None else stray).append(child.name)
-        return sorted(good, key=parse_version), sorted(stray)
+        return sorted(good, key=version_key), sorted(stray)
 
     #: marks a directory as a golden store: pytest never collects it (harness.pytest_plugin)
     MARKER = ".bc-harness-store"

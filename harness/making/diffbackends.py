@@ -97,7 +97,7 @@ def case_row(case: Case, backends: list[str], crashed: dict | None = None, at=No
         with quiet(), using("fbgemm" if "fbgemm" in backends else backends[0]):
             example = flows.make_input(case)
             model = flows.runnable(case, flows.build(case), example)
-            expected = reference.reference_output(model, example, case.forward)
+            expected = reference.reference_output(stacks.of_case(case).reference_model(model), example, case.forward)
     except reference.Unsupported as exc:
         return {}, str(exc)
     cells = {}

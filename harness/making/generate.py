@@ -30,7 +30,7 @@ from harness.goldens.manifest import CaseEntry
 from harness.notices import quiet, runtime_warnings
 from harness.notices import one_line
 from harness.goldens.safeload import save_bytes
-from harness.versions import parse_version
+from harness.versions import parse_version, set_label
 from harness.goldens.vetting import CODE_CARRYING, embedded_code
 
 
@@ -53,9 +53,12 @@ def generation_info(command: str) -> dict:
 
     from harness import machine
 
+    label = set_label(stacks.own_set())
     return {
         "torch": torch_release(),
+        **({"label": label} if label else {}),
         "torch_full_version": torch.__version__,
+        "libraries": stacks.versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -87,7 +90,8 @@ def generate_case(case: Case, backends: list[str] | None = None, crashed: dict |
     stage = _Stages(crashed or {}, at)
     out = Generated(case, entry=CaseEntry(description=case.description, flow=case.flow, source=case.source,
                                           pytorch_test=PyTorchLayout.stem(case) if case.pytorch else None,
-                                          machine=machine.current()))
+                                          machine=machine.current(),
+                                          made_with=stacks.of_case(case).record(case) or None))
     if parse_version(torch_release()) < parse_version(case.min_torch):
         out.entry.skipped = f"needs torch >= {case.min_torch}"
         return out

@@ -4,7 +4,7 @@ results a golden set promises that nothing produced (both doors call ``unkept_pr
 
 from __future__ import annotations
 
-from harness import machine
+from harness import machine, stacks
 from harness.catalog import Case
 from typing import Iterator
 
@@ -21,6 +21,7 @@ class Recorder:
         self.layout, self.known = layout, known
         self.runtime = torch_release()
         self._machines: dict[str, tuple | None] = {}  # case id -> (golden machine, this machine) where they differ
+        self._notes: dict[str, str | None] = {}  # flow -> what a replay of its cases says of this install
 
     def __call__(self, case: Case, artifact: str, backend: str, verdict: str, message: str = "", **figures) -> Result:
         skip = self.layout.machine_skip(case)
@@ -29,6 +30,9 @@ class Recorder:
             verdict, message = Verdict.SKIP, f"{skip}; replayed anyway: {verdict}{': ' + message if message else ''}"
         if verdict in COMPARED and self._machine_pair(case):
             figures["golden_machine"], figures["runtime_machine"] = self._machine_pair(case)
+        note = self._note(case)
+        if note and verdict in (*COMPARED, Verdict.LOAD_ERROR):  # next to the verdict: it may be why it moved
+            message = f"{message} ({note})" if message else note
         if verdict == Verdict.CRASH:  # which CPU crashed is half the finding
             figures.setdefault("runtime_machine", machine.describe(machine.current()))
         result = Result(case.id, artifact, backend, self.layout.golden.version, self.runtime, verdict, message,
@@ -42,12 +46,28 @@ class Recorder:
         return self(case, kind, backend, Verdict.CRASH, f"the process replaying it died: {cause}; it crashes loading or "
                                                   f"running the {kind} artifact under {backend}")
 
+    def _note(self, case: Case) -> str | None:
+        if case.flow not in self._notes:
+            self._notes[case.flow] = stacks.flow(case.flow).replay_note(case)
+        return self._notes[case.flow]
+
     def _machine_pair(self, case: Case) -> tuple | None:
         if case.id not in self._machines:
             golden = self.layout.golden
             self._machines[case.id] = machine.pair(machine.of_case(golden.manifest, golden.cases.get(case.id)),
                                                    machine.current())
         return self._machines[case.id]
+
+
+def absent(golden, case_id: str) -> bool:
+    """Whether ``case_id`` is absent from ``golden`` (a harness.goldens.store.GoldenSet): its
+    manifest, readable, names no such case, and the set is not the one this process makes (where
+    it is missing). Absent is no result: a set that predates a case, or was made for some cases
+    (one library release's, say), is not a skip of every case it never held. Both doors ask it."""
+    from harness.stacks import own_set
+
+    return (golden is not None and not golden.manifest_error and golden.manifest is not None
+            and case_id not in golden.cases and golden.version != own_set())
 
 
 def unkept_promises(golden, case_id: str, catalog: set[str], backends: list[str] | None,

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
-from harness import reference
+from harness import reference, stacks
 from harness.catalog import Case
 from harness.backends import using
 from harness.goldens.safeload import CannotLoadSafely
@@ -98,7 +98,8 @@ def reference_output(layout, reader: Reader, case: Case, files: CaseFiles, have:
         try:
             with quiet(), using(backend_name):
                 model = _reusable(source, backend_name, loaded) or load(case, source, data, files)
-                files.reference = reference.reference_output(model, files.example, case.forward)
+                files.reference = reference.reference_output(stacks.of_case(case).reference_model(model),
+                                                             files.example, case.forward)
         except reference.Unsupported as exc:
             files.reference = str(exc)
         except Exception as exc:

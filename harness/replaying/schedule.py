@@ -21,7 +21,7 @@ from harness.catalog import Case
 from harness.compat import torch_release
 from harness.goldens.layout import HarnessLayout, PyTorchLayout
 from harness.replaying.replayer import Replayer, open_golden, open_replayer, owned_cases
-from harness.replaying.recording import unkept_promises
+from harness.replaying.recording import absent, unkept_promises
 from harness.replaying.request import Options
 from harness.replaying.results import Result, whole
 from harness.sandbox import Sandbox, run_to_end
@@ -156,7 +156,8 @@ class _UnitRunner:
             gone = sorted(set(golden.cases) - set(self.by_id) - owned)
             if self.options.patterns:
                 gone = [c.id for c in select([_Named(i) for i in gone], self.options.patterns)]
-            units += [Unit(version, i) for i in [*self.by_id, *sorted(i for i in owned if self._selected(i)), *gone]]
+            held = [i for i in self.by_id if not absent(golden, i)]
+            units += [Unit(version, i) for i in [*held, *sorted(i for i in owned if self._selected(i)), *gone]]
         return units
 
     def run(self, unit: Unit, skip=frozenset(), crashed=None, at=None) -> list[Result]:

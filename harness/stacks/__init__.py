@@ -85,6 +85,21 @@ class Flow:
         """What a golden records of a model's output ``out`` (a flow may add state, e.g. qparams)."""
         return out
 
+    def record(self, case: Case) -> dict[str, str]:
+        """What a golden set records of how this install makes ``case`` beyond torch (library
+        releases, the config used); {} for nothing."""
+        return {}
+
+    def reference_model(self, model):
+        """``model`` as harness.reference runs it: a flow whose models compute in a library's
+        own tensors swaps them for its statement of what they compute (else unchanged)."""
+        return model
+
+    def replay_note(self, case: Case) -> str | None:
+        """What a replay of ``case`` must say next to its verdict about this install (a library
+        that runs without its compiled kernels), or None."""
+        return None
+
     def model_flow(self, model) -> bool:
         """Whether a user's quantized ``model`` (the pytest fixture's) was made by this flow."""
         return False
@@ -126,8 +141,14 @@ class Stack(Protocol):
         """Why ``library`` (one of ``libraries``) cannot be imported here, or None; importing it
         registers its safe globals."""
 
+    def set_label(self, torch: str) -> str | None:
+        """A golden set's label (harness.versions) for this process's install beside torch release
+        ``torch``: names the stack's library release where it is not the one that pairs with
+        ``torch`` (goldens of two library releases on one torch are two sets), else None."""
 
-_MEMBERS = ("name", "description", "flows", "libraries", "operators", "packages", "versions", "library_problem")
+
+_MEMBERS = ("name", "description", "flows", "libraries", "operators", "packages", "versions", "library_problem",
+            "set_label")
 
 
 # The stacks import torch and their libraries; the registry is read on first use, so that loading
@@ -223,6 +244,17 @@ def packages(torch: str) -> list[str]:
             if name not in chosen or "==" in requirement:
                 chosen[name] = requirement
     return list(chosen.values())
+
+
+def own_set() -> str:
+    """The golden set this process makes, and whose absent cases are missing rather than absent:
+    the running torch's release, labelled by each stack whose library release is not the one that
+    pairs with it (harness.versions)."""
+    from harness.compat import torch_release  # imports torch, which the registry itself does not
+
+    torch = torch_release()
+    labels = [label for stack in registered() for label in [stack.set_label(torch)] if label]
+    return torch + ("+" + ".".join(labels) if labels else "")
 
 
 def versions() -> dict[str, str]:

@@ -32,5 +32,8 @@ class TorchAO:
     def library_problem(self, library: str) -> str | None:
         return f"the torch.ao stack has no library {library!r}"
 
+    def set_label(self, torch: str) -> str | None:
+        return None  # part of torch itself
+
 
 STACK = TorchAO()

@@ -37,5 +37,11 @@ class TorchAOStack:
 
         return problem() if library == "torchao" else f"the torchao stack has no library {library!r}"
 
+    def set_label(self, torch: str) -> str | None:
+        installed = self.versions().get("torchao")
+        if installed is None or installed == releases.torchao_for(torch):
+            return None
+        return "torchao." + installed.split("+", 1)[0]
+
 
 STACK = TorchAOStack()

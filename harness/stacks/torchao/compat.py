@@ -14,20 +14,16 @@ replayed. Release facts this module encodes (each checked in an environment of t
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import torch
 from packaging.version import InvalidVersion, Version
 
 from harness.compat import requirement_problem
+from harness.notices import one_line
+from harness.stacks.torchao.recipes import RECIPES, Recipe
 
-#: the harness's name of a torchao recipe -> (config class from 0.9, function before 0.9, kwargs)
-#: kwargs is a function of the torchao module giving the arguments, None for the defaults
-RECIPES = {
-    "int8-weight-only": ("Int8WeightOnlyConfig", "int8_weight_only", None),
-    "int8-dynamic": ("Int8DynamicActivationInt8WeightConfig", "int8_dynamic_activation_int8_weight", None),
-    # 4-bit weights, symmetric, per group of 32 input channels, kept unpacked in int8 (CPU)
-    "int4-weight-only": ("IntxWeightOnlyConfig", None, lambda ao: {
-        "weight_dtype": torch.int4, "granularity": ao.granularity.PerGroup(32)}),
-}
 CONFIGS_SINCE = "0.9"
 UNWRAP_BEFORE = "0.8"
 
@@ -57,26 +53,99 @@ def _at_least(bound: str) -> bool:
         return True  # a source build without a version: the newest API
 
 
-def config(recipe: str):
-    """The object ``quantize_`` takes for ``recipe`` in this torchao release."""
+def _recipe(recipe) -> Recipe:
+    return recipe if isinstance(recipe, Recipe) else RECIPES[recipe]
+
+
+def configs(recipe) -> list[tuple[object, object]]:
+    """(the object ``quantize_`` takes, its filter_fn or None) for each part of ``recipe`` (a
+    Recipe or its name) in this torchao release; Unavailable says why where it has none."""
     if problem():
         raise Unavailable(problem())
     import torchao.quantization as tq
 
-    class_name, function_name, kwargs = RECIPES[recipe]
-    name = class_name if _at_least(CONFIGS_SINCE) else function_name
-    make = getattr(tq, name, None) if name else None
-    if make is None:
-        raise Unavailable(f"torchao {version()} has no {class_name} (recipe {recipe})")
-    return make(**(kwargs(tq) if kwargs else {}))
+    recipe = _recipe(recipe)
+    made = []
+    for part in recipe.parts:
+        name = part.config if _at_least(CONFIGS_SINCE) else part.before_classes
+        make = getattr(tq, name, None) if name else None
+        if make is None:
+            raise Unavailable(f"torchao {version()} has no {part.config} (recipe {recipe.name})")
+        kwargs = part.kwargs(tq, torch) if part.kwargs else {}
+        if recipe.version is not None:
+            if "version" not in getattr(make, "__dataclass_fields__", {}):
+                raise Unavailable(f"torchao {version()}'s {part.config} has no config versions "
+                                  f"(recipe {recipe.name} asks for version {recipe.version})")
+            kwargs["version"] = recipe.version
+        try:
+            made.append((make(**kwargs), _FILTERS[part.where]))
+        except (ValueError, TypeError, AssertionError, ImportError, NotImplementedError) as exc:
+            raise Unavailable(f"torchao {version()}: {part.config}: {one_line(exc)}") from None
+    return made
 
 
-def quantize(model, recipe: str):
+def _embedding(module, fqn) -> bool:
+    return isinstance(module, torch.nn.Embedding)
+
+
+#: where a part applies: None is quantize_'s default (every Linear)
+_FILTERS = {"linear": None, "embedding": _embedding}
+
+
+def describe(recipe) -> str:
+    """The recipe's configs as this torchao release makes them, with their config version."""
+    parts = []
+    for config, where in configs(recipe):
+        name = type(config).__name__
+        if name == "function":  # before 0.9: a function's result
+            name = getattr(config, "__name__", "a function")
+        number = getattr(config, "version", None)
+        parts.append(name + (f" version {number}" if number is not None else "")
+                     + (" on embeddings" if where is _embedding else ""))
+    return " + ".join(parts)
+
+
+def quantize(model, recipe):
     """``model`` quantized in place by torchao's ``quantize_`` with ``recipe``; returns it."""
     from torchao.quantization import quantize_
 
-    quantize_(model, config(recipe))
+    for config, where in configs(recipe):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            quantize_(model, config, filter_fn=where) if where else quantize_(model, config)
     return model
+
+
+def kernel_libraries() -> tuple[list[str], list[str], str | None]:
+    """(torchao's C++ libraries shipped, those loaded in this process, why torchao skipped them):
+    torchao before 0.17 silently skips them under any torch but its own, and computes differently."""
+    import torchao
+
+    files = sorted(Path(torchao.__file__).parent.glob("_C*.so"))
+    loaded = {Path(p).resolve() for p in getattr(torch.ops, "loaded_libraries", ())}
+    name = lambda f: f.name.split(".", 1)[0]
+    skipped = getattr(torchao, "skip_loading_so_files", False)
+    why = f"torchao skipped them under torch {torch.__version__}" if skipped else None
+    return [name(f) for f in files], [name(f) for f in files if f.resolve() in loaded], why
+
+
+def kernels() -> str:
+    """Whether torchao's C++ libraries are loaded in this process, in one line."""
+    if problem():
+        return "torchao is not installed"
+    shipped, loaded, why = kernel_libraries()
+    if not shipped:
+        return "none shipped"
+    return f"{len(loaded)} of {len(shipped)} loaded" + (f" ({', '.join(loaded)})" if loaded else "") \
+        + (f": {why}" if why else "")
+
+
+def kernels_missing() -> bool:
+    """Whether torchao ships C++ libraries that this process did not load."""
+    if problem():
+        return False
+    shipped, loaded, _ = kernel_libraries()
+    return len(loaded) < len(shipped)
 
 
 def exportable(model):

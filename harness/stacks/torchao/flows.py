@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.stacks import Flow, quantized
 from harness.stacks.torchao import compat
+from harness.stacks.torchao.recipes import Recipe
 
 
 class Quantize(Flow):
@@ -17,6 +18,13 @@ class Quantize(Flow):
     def problem(self):
         return compat.problem()
 
+    def transform(self, case):
+        """A Recipe (harness.stacks.torchao.recipes) as the step that quantizes the float module;
+        any other transform as it is."""
+        if isinstance(case.transform, Recipe):
+            return lambda module, example, recipe=case.transform: compat.quantize(module.eval(), recipe)
+        return case.transform
+
     def runnable(self, case, built, example):
         return quantized(self.transform(case), built, example)
 
@@ -26,6 +34,24 @@ class Quantize(Flow):
 
     def exportable(self, model):
         return compat.exportable(model)
+
+    def reference_model(self, model):
+        from harness.stacks.torchao.reference import reference_model
+
+        return reference_model(model)
+
+    def record(self, case):
+        if compat.problem():
+            return {}
+        recipe = case.transform if isinstance(case.transform, Recipe) else None
+        try:
+            config = compat.describe(recipe) if recipe is not None else "the case's own transform"
+        except compat.Unavailable as exc:
+            config = f"none: {exc}"
+        return {"torchao": compat.version(), "config": config, "kernels": compat.kernels()}
+
+    def replay_note(self, case):
+        return f"torchao {compat.version()}'s C++ kernels: {compat.kernels()}" if compat.kernels_missing() else None
 
 
 FLOWS = (Quantize(),)
