@@ -36,7 +36,10 @@ OLDEST = "1.13.1"
 #: the release the README installs (a local CPU build on the project's machines)
 LOCAL = "2.13.0"
 #: the nightly matrix: row name -> torch (a release, or "latest" / "nightly", resolved at run time)
-MATRIX = {"oldest": OLDEST, "torch213": LOCAL, "latest": "latest", "nightly": "nightly"}
+#: A row may pin a stack's library to a release other than its torch's pair, named as a golden set
+#: is (harness.versions: torch release + label); each stack adds such rows (harness.stacks.matrix_rows),
+#: the release axis of its own library replayed on one torch.
+MATRIX = {"oldest": OLDEST, "torch213": LOCAL, **stacks.matrix_rows(), "latest": "latest", "nightly": "nightly"}
 #: torch minor -> the torchvision release built against it (torchvision's compatibility table): a
 #: generation extra of the torchvision cases, installed in isolated environments only (the
 #: registry's torchvision does not import beside the README's CPU build of torch, so 2.13, the
@@ -78,16 +81,19 @@ def _fetch_json(url: str) -> dict:
         raise ReleaseError(f"cannot ask the registry ({url}): {exc}") from exc
 
 
-def registry_releases(fetch: Callable[[str], dict] = _fetch_json) -> list[str]:
-    """Every final torch release the registry has files for, oldest first.
+def registry_releases(fetch: Callable[[str], dict] = _fetch_json, package: str = "torch") -> list[str]:
+    """Every final release of ``package`` the registry has files for, oldest first.
 
-    ``BC_HARNESS_RELEASES`` (comma-separated) answers instead, without the network.
+    ``BC_HARNESS_RELEASES`` (comma-separated) answers instead for torch, and
+    ``BC_HARNESS_RELEASES_<PACKAGE>`` (``BC_HARNESS_RELEASES_TORCHAO``) for another package,
+    without the network.
     """
-    given = os.environ.get(RELEASES_VARIABLE)
+    given = os.environ.get(RELEASES_VARIABLE if package == "torch" else f"{RELEASES_VARIABLE}_{package.upper()}")
     if given:
         names = [v.strip() for v in given.split(",") if v.strip()]
     else:
-        names = [v for v, files in fetch(PYPI_JSON).get("releases", {}).items() if files]
+        url = PYPI_JSON if package == "torch" else PYPI_JSON.replace("/torch/", f"/{package}/")
+        names = [v for v, files in fetch(url).get("releases", {}).items() if files]
     found = []
     for name in names:
         try:
@@ -134,7 +140,11 @@ def pip_args(torch: str, index: str | None = None, extras: bool = False) -> list
     if torch == "nightly":  # only that index (it mirrors torch's dependencies), as PyTorch's own
         # instructions say; --upgrade: an installed release must not satisfy "torch"
         return ["--pre", "--upgrade", "torch", *stacks.packages(torch), "--index-url", NIGHTLY_CPU_INDEX]
-    packages = [f"torch=={torch}", *stacks.packages(torch)]
+    pinned = _pinned(torch)
+    torch = str(Version(torch).public)
+    packages = [f"torch=={torch}", *[p for p in stacks.packages(torch) if _package(p) != (pinned or ("",))[0]]]
+    if pinned:
+        packages.append(f"{pinned[0]}=={pinned[1]}")
     if extras and torchvision_for(torch):
         packages.append(f"torchvision=={torchvision_for(torch)}")
     source = ["--index-url", CPU_INDEX, "--extra-index-url", PYPI_SIMPLE] if index == "cpu" else []
@@ -182,6 +192,19 @@ def install(row: str, record: Path | None = None, run=subprocess.run, fetch=_fet
     return 0
 
 
+def _package(requirement: str) -> str:
+    return requirement.split("=", 1)[0].split("<", 1)[0].split(">", 1)[0]
+
+
+def _pinned(torch: str) -> tuple[str, str] | None:
+    """(library, release) a labelled torch spec pins (``2.13.0+torchao.0.17.0``), or None."""
+    label = Version(torch).local if torch != "nightly" else None
+    if not label:
+        return None
+    library, _, release = label.partition(".")
+    return library, release
+
+
 def wrong_torch(asked: str, found: str) -> str | None:
     """Why the installed torch is not the one a row asked for (None when it is): a replay on
     another torch than the row names would be reported under the wrong name."""
@@ -191,6 +214,7 @@ def wrong_torch(asked: str, found: str) -> str | None:
         return f"torch does not import after the install (it reports {found!r})"
     if asked == "nightly":
         return None if version.is_devrelease else f"asked for a nightly build, torch {found} is installed"
+    asked = Version(asked).public
     return None if version.public == asked else f"asked for torch {asked}, torch {found} is installed"
 
 

@@ -86,7 +86,7 @@ def test_bisect_on_the_running_torch_names_the_first_bad_release():
     registry of only those two releases, the answer comes from one real replay, no install."""
     out = run_cli("bc-harness", "bisect", "linear_relu_package_quantization_transforms", "--golden", "1.13.1",
                   "--backend", "fbgemm", env={"BC_HARNESS_RELEASES": "1.13.1,2.13.0"}, check=0).stdout
-    assert "0 releases between 1.13.1 (good) and 2.13.0 (changed)" in out
+    assert "0 torch releases between 1.13.1 (good) and 2.13.0 (changed)" in out
     assert "first bad release: 2.13.0 (last good: 1.13.1)" in out
     assert "package on fbgemm: drift max |Δ| 0.0177" in out
     assert "assumed: the golden was made by torch 1.13.1" in out
@@ -108,3 +108,45 @@ def test_bisect_picks_the_newest_changed_golden_and_stops_when_nothing_changed()
 def test_bisect_usage(args, message):
     proc = run_cli("bc-harness", "bisect", *args, env={"BC_HARNESS_RELEASES": "1.13.1,2.13.0"})
     assert message in proc.stdout + proc.stderr
+
+
+def test_another_environment_runs_this_checkouts_harness(monkeypatch):
+    """The harness is not installed in a release's environment: run_harness puts the directory that
+    holds this checkout's harness package on its path."""
+    import subprocess
+    from pathlib import Path
+
+    from harness.making import isolated
+
+    seen = {}
+    monkeypatch.setattr(subprocess, "run", lambda command, env, **kw: seen.update(env) or
+                        subprocess.CompletedProcess(command, 0))
+    isolated.run_harness(Path("python"), "main", ["cases"], "bc-harness cases")
+    first = Path(seen["PYTHONPATH"].split(":")[0])
+    assert (first / "harness" / "cli" / "__init__.py").is_file(), first
+
+
+def test_a_library_pinned_environment_replaces_the_paired_release(monkeypatch):
+    from harness.making import isolated
+
+    assert isolated.env_dir("2.13.0", ("torchao", "0.17.0")).name.startswith("torch-2.13.0-torchao-0.17.0-py")
+    assert isolated._names("torchao==0.18.0", "torchao") and not isolated._names("torchvision==0.29.1", "torchao")
+
+
+def test_bisect_over_a_stack_library_names_the_first_bad_torchao_release():
+    """The 0.17.0 golden of the int8 weight-only recipe (config version 1, 0.17.0's default) on
+    torchao 0.18.0 and the same torch: the answer, from one real replay, is 0.18.0."""
+    pytest.importorskip("torchao")
+    out = run_cli("bc-harness", "bisect", "torchao-mlp-int8-weight-only", "--library", "torchao", "--golden",
+                  "2.13.0+torchao.0.17.0", env={"BC_HARNESS_RELEASES_TORCHAO": "0.16.0,0.17.0,0.18.0"},
+                  check=0).stdout
+    assert "on torchao 0.18.0 (torch 2.13.0), golden 2.13.0+torchao.0.17.0" in out
+    assert "0 torchao releases between 0.17.0 (good) and 0.18.0 (changed) that pair with torch 2.13.0" in out
+    assert "first bad release: 0.18.0 (last good: 0.17.0)" in out
+    assert "assumed: the golden was made by torchao 0.17.0" in out
+    assert "AffineQuantizedTensor" in out or "affine_quantized_tensor" in out
+
+
+def test_bisect_over_a_library_that_is_no_stacks_is_a_usage_error():
+    proc = run_cli("bc-harness", "bisect", "linear", "--library", "numpy")
+    assert "--library numpy: not a stack's library" in proc.stdout + proc.stderr

@@ -63,6 +63,10 @@ def test_an_unreachable_registry_is_a_release_error(monkeypatch):
 def test_rows_resolve_to_their_torch():
     assert releases.resolve("oldest") == releases.OLDEST
     assert releases.resolve("torch213") == "2.13.0"
+    # torchao's own axis: torch 2.13.0 with torchao 0.17.0, named as its golden set is
+    assert releases.resolve("torch213-torchao017") == "2.13.0+torchao.0.17.0"
+    assert releases.pip_args("2.13.0+torchao.0.17.0", index="registry") == ["torch==2.13.0", "torchao==0.17.0"]
+    assert releases.wrong_torch("2.13.0+torchao.0.17.0", "2.13.0+cpu") is None
     assert releases.resolve("nightly") == "nightly"
     assert releases.resolve("2.15.0") == "2.15.0"
     with pytest.raises(ReleaseError, match="unknown row 'torch999x'"):
@@ -71,8 +75,8 @@ def test_rows_resolve_to_their_torch():
 
 def test_matrix_covers_oldest_213_latest_and_nightly_in_shards():
     rows = releases.matrix(2)["include"]
-    assert {(r["row"], r["shard"]) for r in rows} == {(n, k) for n in ("oldest", "torch213", "latest", "nightly")
-                                                      for k in (1, 2)}
+    assert {(r["row"], r["shard"]) for r in rows} == {(n, k) for n in ("oldest", "torch213", "torch213-torchao017",
+                                                                         "latest", "nightly") for k in (1, 2)}
     assert [r["row"] for r in rows if r["optional"]] == ["nightly", "nightly"]
 
 

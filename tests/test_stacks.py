@@ -166,6 +166,9 @@ class Toy:
     def set_label(self, torch):
         return None
 
+    def pairs(self, release, torch):
+        return False
+
 
 STACK = Toy()
 '''

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the golden set (default: the newest whose result changed on the bad release)")
     bis.add_argument("--good", metavar="VERSION", help="a release where it holds (default: the golden's own)")
     bis.add_argument("--bad", metavar="VERSION", help="a release where it changed (default: the running torch)")
+    bis.add_argument("--library", metavar="NAME",
+                     help="bisect a stack library's releases on the running torch, each installed "
+                          "beside it; --good/--bad are that library's releases (default: the golden's, the installed)")
     bis.add_argument("--verify-good", action="store_true",
                      help="replay on the golden's own release too, rather than assume it holds there")
     bis.add_argument("--backend", dest="backends", action="append", metavar="NAME",

@@ -1,10 +1,13 @@
-"""``bc-harness bisect CASE``: the first torch release where a golden's result changed."""
+"""``bc-harness bisect CASE``: the first torch release where a golden's result changed; with
+``--library NAME``, the first release of a stack's library on the running torch."""
 
 from __future__ import annotations
 
 from packaging.version import InvalidVersion, Version
 
+from harness import stacks
 from harness.cli.common import UsageError, backends, catalog
+from harness.versions import parse_version, set_label, version_key
 
 
 def _version(flag: str, text: str | None) -> str | None:
@@ -16,6 +19,13 @@ def _version(flag: str, text: str | None) -> str | None:
         raise UsageError(f"{flag} {text!r} is not a version") from None
 
 
+def _set_name(text: str | None) -> str | None:
+    """A golden set's name as given: a torch release, with its label if any (harness.versions)."""
+    if text is not None and parse_version(text) is None:
+        raise UsageError(f"--golden {text!r} is not a golden set's name (a torch release, with a label if any)")
+    return text
+
+
 def bisect(args) -> int:
     from harness.reporting.bisect import Probe, Replays, between, search
     from harness.compat import torch_release
@@ -23,22 +33,25 @@ def bisect(args) -> int:
     from harness.releases import ReleaseError, registry_releases
 
     chosen = backends(args)
-    golden, good, bad = (_version(f, v) for f, v in (("--golden", args.golden), ("--good", args.good),
-                                                      ("--bad", args.bad)))
+    golden = _set_name(args.golden)
+    good, bad = (_version(f, v) for f, v in (("--good", args.good), ("--bad", args.bad)))
     args.patterns = [args.case]
     paths, cases = catalog(args)
     if args.case not in {c.id for c in cases}:
         near = ", ".join(c.id for c in cases[:5])
         raise UsageError(f"no case {args.case!r} in the catalog" + (f" (did you mean {near}?)" if near else ""))
     running = torch_release()
-    bad = bad or running
+    library = _library(args.library) if args.library else None
+    bad = bad or (library[1] if library else running)
+    what = library[0] if library else "torch"
     say = lambda line: print(line, flush=True)
     replays = Replays(args.case, paths.goldens.resolve(), paths.fixtures.resolve(), running, chosen or (),
-                      args.artifacts or (), say, command_line())
-    say(f"replaying {args.case} on torch {bad}" + (f", golden {golden}" if golden else ", every golden set"))
+                      args.artifacts or (), say, command_line(), library=library)
+    say(f"replaying {args.case} on {what} {bad}" + (f" (torch {running})" if library else "")
+        + (f", golden {golden}" if golden else ", every golden set"))
     records, note = replays.records(bad, golden)
     if golden is None:
-        golden = _changed_golden(records, bad)
+        golden = _changed_golden(records, running if library else bad)
         if golden is None:
             say(f"{args.case} holds on torch {bad} for every golden set older than it"
                 + (f" ({note})" if note else "") + ": nothing to bisect")
@@ -49,23 +62,30 @@ def bisect(args) -> int:
         say(f"golden {golden} of {args.case} on torch {bad}: {bad_probe.state}: "
             f"{'; '.join(bad_probe.figures())}: nothing to bisect")
         return 0
-    good = good or golden
+    good = good or (_made_with(paths.goldens, golden, args.case, library[0]) if library else str(parse_version(golden)))
+    if good is None:
+        raise UsageError(f"golden {golden} does not record which {what} made it: give --good")
     if Version(good) >= Version(bad):
         raise UsageError(f"the good release {good} is not older than the bad one {bad}")
-    if good == golden and not args.verify_good:
-        good_probe = Probe(good, note=f"assumed: the golden was made by torch {good} (--verify-good replays it)")
+    made_by_good = (good == str(parse_version(golden))) if not library else not args.good
+    if made_by_good and not args.verify_good:
+        good_probe = Probe(good, note=f"assumed: the golden was made by {what} {good} (--verify-good replays it)")
     else:
         good_probe = replays.probe(good, golden)
         if good_probe.state != "same":
-            say(f"golden {golden} on torch {good}: {good_probe.state}: {'; '.join(good_probe.figures())}")
-            raise UsageError(f"torch {good} is not a good release for this golden; give another --good")
+            say(f"golden {golden} on {what} {good}: {good_probe.state}: {'; '.join(good_probe.figures())}")
+            raise UsageError(f"{what} {good} is not a good release for this golden; give another --good")
     try:
-        releases = between(registry_releases(), good, bad)
+        releases = between(registry_releases(package=what), good, bad)
     except ReleaseError as exc:
         raise UsageError(str(exc)) from exc
-    say(f"{len(releases) - 2} releases between {good} (good) and {bad} (changed): {', '.join(releases[1:-1]) or 'none'}")
+    if library:  # only the releases that run with this torch (their compiled kernels load)
+        pairs = stacks.libraries()[library[0]].pairs
+        releases = [r for r in releases if r in (good, bad) or pairs(r, running)]
+    say(f"{len(releases) - 2} {what} releases between {good} (good) and {bad} (changed)"
+        + (f" that pair with torch {running}" if library else "") + f": {', '.join(releases[1:-1]) or 'none'}")
     answer = search(releases, lambda release: replays.probe(release, golden), good_probe, bad_probe, say,
-                    replays.cached)
+                    replays.cached, what)
     say("")
     for line in answer.lines():
         say(line)
@@ -73,9 +93,36 @@ def bisect(args) -> int:
 
 
 def _changed_golden(records: list[dict], bad: str) -> str | None:
-    """The newest golden version older than ``bad`` with a changed result among ``records``."""
+    """The newest golden set older than torch ``bad`` (or of it, for a set with a label) with a
+    changed result among ``records``."""
     from harness.reporting.bisect import CHANGED
 
     versions = {r["golden_version"] for r in records if r["verdict"] in CHANGED and not r.get("forward")}
-    older = sorted((v for v in versions if Version(v) < Version(bad)), key=Version)
+    older = sorted((v for v in versions if parse_version(v) < Version(bad) or (set_label(v) and parse_version(v)
+                                                                                 <= Version(bad))), key=version_key)
     return older[-1] if older else None
+
+
+def _library(name: str) -> tuple[str, str]:
+    """(a stack library's name, its installed release): bisected on the running torch."""
+    known = stacks.libraries()
+    if name not in known:
+        raise UsageError(f"--library {name}: not a stack's library ({', '.join(known) or 'none'})")
+    installed = known[name].versions().get(name)
+    if installed is None:
+        raise UsageError(f"--library {name}: {name} is not installed here ({known[name].library_problem(name)})")
+    return name, str(Version(installed).public)
+
+
+def _made_with(goldens, golden: str, case: str, library: str) -> str | None:
+    """Which release of ``library`` made ``case`` in set ``golden``, as its entry (or set) records."""
+    from harness.goldens.store import GoldenStore
+
+    found = GoldenStore(goldens).open(golden, unsealed_ok=True)
+    if found.manifest is None:
+        return None
+    entry = found.cases.get(case)
+    recorded = (entry.made_with or {}).get(library) if entry is not None and not entry.malformed else None
+    recorded = recorded or (found.manifest.info.get("libraries") or {}).get(library)
+    label = set_label(golden) or ""
+    return recorded or (label.split(".", 1)[1] if label.startswith(library + ".") else None)

@@ -16,27 +16,34 @@ from harness.releases import HARNESS_DEPS, INDEX_VARIABLE, pip_args, wrong_torch
 READY = ".bc-harness-ready"
 
 
-def env_dir(version: str) -> Path:
-    """Where the environment for ``torch==version`` lives (cached across runs)."""
+def env_dir(version: str, pin: tuple[str, str] | None = None) -> Path:
+    """Where the environment for ``torch==version`` (and a stack library pinned to a release:
+    ``pin`` is (package, release)) lives, cached across runs."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bc-harness" / "envs"
     py = ".".join(platform.python_version_tuple()[:2])
-    return base / f"torch-{version}-py{py}"
+    return base / (f"torch-{version}" + (f"-{pin[0]}-{pin[1]}" if pin else "") + f"-py{py}")
 
 
 def _python(directory: Path) -> Path:
     return directory / "bin" / "python"
 
 
-def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bool = False) -> Path:
+def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bool = False,
+               pin: tuple[str, str] | None = None) -> Path:
     """The Python of a venv holding ``torch==version`` from the package registry; made if needed.
+    ``pin`` (package, release): that stack library's release in place of the one that pairs with
+    the torch (a bisection over the library's releases on one torch).
 
     The harness itself is not installed there: it runs from this checkout (PYTHONPATH), so
     the goldens of every version are made by the same harness code.
     """
-    directory = env_dir(version)
+    directory = env_dir(version, pin)
     python = _python(directory)
     packages = pip_args(version, extras=True)  # BC_TORCH_INDEX=cpu: PyTorch's CPU builds, not CUDA ones
     bare = pip_args(version)
+    if pin:
+        packages, bare = ([p for p in found if not _names(p, pin[0])] + [f"{pin[0]}=={pin[1]}"]
+                          for found in (packages, bare))
     if test_runner:  # a project's own golden tests run there (regenerate-goldens on a plugin store)
         packages, bare = packages + ["pytest>=8"], bare + ["pytest>=8"]
     ready = directory / READY
@@ -73,6 +80,11 @@ def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bo
     return python
 
 
+def _names(requirement: str, package: str) -> bool:
+    """Whether a pip requirement names ``package`` (``torchao==0.18.0`` names torchao)."""
+    return requirement.split("=", 1)[0].split("<", 1)[0].split(">", 1)[0] == package
+
+
 def run_harness(python: Path, entry: str, args: list[str], command: str, capture: bool = False):
     """Run a harness entry point (``regenerate_main`` / ``main``) under another environment's Python.
 
@@ -80,7 +92,7 @@ def run_harness(python: Path, entry: str, args: list[str], command: str, capture
     returned; with ``capture`` the CompletedProcess is, its output kept. ``command`` is what the
     user typed, recorded in the manifest instead of the inner invocation.
     """
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]  # the directory that holds the harness package
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")])),
            "BC_HARNESS_COMMAND": command}
     code = f"import sys; from harness.cli import {entry}; sys.exit({entry}(sys.argv[1:]))"

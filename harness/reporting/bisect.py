@@ -95,7 +95,8 @@ def _pick(inner: list[int], releases: list[str], cached: Callable[[str], bool]) 
 
 
 def search(releases: list[str], probe: Callable[[str], Probe], good: Probe, bad: Probe,
-           say: Callable[[str], None] = print, cached: Callable[[str], bool] = lambda release: False) -> Answer:
+           say: Callable[[str], None] = print, cached: Callable[[str], bool] = lambda release: False,
+           what: str = "torch") -> Answer:
     """The first release after ``good`` whose outcome is "changed", by halving ``releases``
     (sorted; the first is ``good``'s, the last ``bad``'s); unjudged releases are stepped over.
     ``cached`` says which releases have an environment already (preferred near the middle)."""
@@ -107,12 +108,12 @@ def search(releases: list[str], probe: Callable[[str], Probe], good: Probe, bad:
         if not inner:
             break
         mid = _pick(inner, releases, cached)
-        say(f"replaying on torch {releases[mid]} ({len(inner)} releases left between "
+        say(f"replaying on {what} {releases[mid]} ({len(inner)} releases left between "
             f"{releases[lo]} and {releases[hi]})")
         found = probe(releases[mid])
         probes[releases[mid]] = found
         order.append(found)
-        say(f"  torch {releases[mid]}: {found.state}: {'; '.join(found.figures())}")
+        say(f"  {what} {releases[mid]}: {found.state}: {'; '.join(found.figures())}")
         if found.state == "changed":
             hi = mid
         elif found.state == "same":
@@ -135,24 +136,40 @@ class Replays:
     environment (made on first use, its progress shown) for any other."""
 
     def __init__(self, case: str, store: Path, fixtures: Path, running: str, backends=(), artifacts=(),
-                 say: Callable[[str], None] = print, command: str = "bc-harness bisect"):
+                 say: Callable[[str], None] = print, command: str = "bc-harness bisect",
+                 library: tuple[str, str] | None = None):
+        """``library`` (package, installed release): the releases are that stack library's, each
+        installed beside the running torch ``running``, not torch's."""
         self.case, self.store, self.fixtures, self.running = case, store, fixtures, running
         self.backends, self.artifacts, self.say, self.command = list(backends), set(artifacts), say, command
+        self.library = library
+
+    def _here(self, release: str) -> bool:
+        return release == (self.library[1] if self.library else self.running)
+
+    def _env(self, release: str):
+        from harness.making.isolated import ensure_env, env_dir
+
+        if self.library:
+            pin = (self.library[0], release)
+            return env_dir(self.running, pin), lambda say: ensure_env(self.running, say, pin=pin)
+        return env_dir(release), lambda say: ensure_env(release, say)
 
     def cached(self, release: str) -> bool:
-        from harness.making.isolated import READY, env_dir
+        from harness.making.isolated import READY
 
-        return release == self.running or (env_dir(release) / READY).is_file()
+        return self._here(release) or (self._env(release)[0] / READY).is_file()
 
     def records(self, release: str, golden: str | None) -> tuple[list[dict], str]:
         """The JSON records of this case (on ``golden`` alone, or every set), and a note when none."""
-        from harness.making.isolated import ensure_env, run_harness
+        from harness.making.isolated import run_harness
 
+        name = f"{self.library[0]} {release}" if self.library else f"torch {release}"
         try:
-            python = Path(sys.executable) if release == self.running else ensure_env(
-                release, lambda line: self.say(f"  [torch {release}] {line}"))
+            python = Path(sys.executable) if self._here(release) else self._env(release)[1](
+                lambda line: self.say(f"  [{name}] {line}"))
         except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
-            return [], f"no environment for torch {release}: {exc}"
+            return [], f"no environment for {name}: {exc}"
         with tempfile.TemporaryDirectory(prefix="bc-bisect-") as tmp:
             out = Path(tmp) / "results.json"
             args = ["replay", "--goldens", str(self.store), "--fixtures", str(self.fixtures), "-k", self.case,
@@ -162,10 +179,10 @@ class Replays:
             done = run_harness(python, "main", args, self.command, capture=True)
             if not out.is_file():
                 tail = (done.stderr or done.stdout or "").strip().splitlines()[-1:] or ["no output"]
-                return [], f"the harness did not replay on torch {release} (exit {done.returncode}): {tail[0]}"
+                return [], f"the harness did not replay on {name} (exit {done.returncode}): {tail[0]}"
             found = json.loads(out.read_text(encoding="utf-8"))
         found = [r for r in found if r["case"] == self.case and (not self.artifacts or r["artifact"] in self.artifacts)]
-        return found, "" if found else f"torch {release} gave no result for {self.case}"
+        return found, "" if found else f"{name} gave no result for {self.case}"
 
     def probe(self, release: str, golden: str) -> Probe:
         records, note = self.records(release, golden)

@@ -141,6 +141,10 @@ class Stack(Protocol):
         """Why ``library`` (one of ``libraries``) cannot be imported here, or None; importing it
         registers its safe globals."""
 
+    def pairs(self, release: str, torch: str) -> bool:
+        """Whether release ``release`` of the stack's library runs with torch release ``torch``
+        (its compiled kernels load there): the releases a bisection over the library tries."""
+
     def set_label(self, torch: str) -> str | None:
         """A golden set's label (harness.versions) for this process's install beside torch release
         ``torch``: names the stack's library release where it is not the one that pairs with
@@ -148,7 +152,7 @@ class Stack(Protocol):
 
 
 _MEMBERS = ("name", "description", "flows", "libraries", "operators", "packages", "versions", "library_problem",
-            "set_label")
+            "set_label", "pairs")
 
 
 # The stacks import torch and their libraries; the registry is read on first use, so that loading
@@ -244,6 +248,12 @@ def packages(torch: str) -> list[str]:
             if name not in chosen or "==" in requirement:
                 chosen[name] = requirement
     return list(chosen.values())
+
+
+def matrix_rows() -> dict[str, str]:
+    """The nightly matrix rows the stacks add (a stack's optional ``matrix_rows``: row name -> torch
+    release with a label pinning its library, as harness.versions names sets). Reads no torch."""
+    return {row: spec for stack in registered() for row, spec in getattr(stack, "matrix_rows", {}).items()}
 
 
 def own_set() -> str:

@@ -14,6 +14,9 @@ class TorchAOStack:
     description = "torchao's quantize_ configs: tensor-subclass checkpoints and torch.export programs"
     #: its checkpoints name torchao's tensor subclasses, registered as safe globals by torchao itself
     libraries = ("torchao",)
+    #: the nightly rows of torchao's own release axis: torch 2.13.0 with 0.17.0, beside the torch213
+    #: row's 0.18.0 (its pair); a set made there is 2.13.0+torchao.0.17.0
+    matrix_rows = {"torch213-torchao017": "2.13.0+torchao.0.17.0"}
     operators = frozenset({"torchao::choose_qparams_affine", "torchao::dequantize_affine",
                            "torchao::quantize_affine"})
 
@@ -36,6 +39,9 @@ class TorchAOStack:
         from harness.stacks.torchao.compat import problem
 
         return problem() if library == "torchao" else f"the torchao stack has no library {library!r}"
+
+    def pairs(self, release: str, torch: str) -> bool:
+        return releases.pairs(release, torch)
 
     def set_label(self, torch: str) -> str | None:
         installed = self.versions().get("torchao")

@@ -25,6 +25,18 @@ def torchao_for(version: str) -> str | None:
     return TORCHAO.get(f"{v.major}.{v.minor}")
 
 
+#: the first release built against torch's stable ABI: it runs with every torch from ABI_TORCH on
+ABI_STABLE, ABI_TORCH = "0.17.0", "2.11"
+
+
+def pairs(torchao: str, torch: str) -> bool:
+    """Whether torchao release ``torchao`` loads its C++ kernels beside torch ``torch``: from 0.17 on,
+    any torch >= 2.11; before, the one torch it was built against (TORCHAO)."""
+    if Version(torchao) >= Version(ABI_STABLE):
+        return Version(Version(torch).public) >= Version(ABI_TORCH)
+    return torchao_for(torch) == torchao
+
+
 def packages(torch: str) -> list[str]:
     """torchao pinned to the release that pairs with torch ``torch``; the nightly's for "nightly"."""
     if torch == "nightly":
