@@ -142,7 +142,7 @@ def pip_args(torch: str, index: str | None = None, extras: bool = False) -> list
         return ["--pre", "--upgrade", "torch", *stacks.packages(torch), "--index-url", NIGHTLY_CPU_INDEX]
     pinned = _pinned(torch)
     torch = str(Version(torch).public)
-    packages = [f"torch=={torch}", *[p for p in stacks.packages(torch) if _package(p) != (pinned or ("",))[0]]]
+    packages = [f"torch=={torch}", *[p for p in stacks.packages(torch) if requirement_name(p) != (pinned or ("",))[0]]]
     if pinned:
         packages.append(f"{pinned[0]}=={pinned[1]}")
     if extras and torchvision_for(torch):
@@ -192,7 +192,8 @@ def install(row: str, record: Path | None = None, run=subprocess.run, fetch=_fet
     return 0
 
 
-def _package(requirement: str) -> str:
+def requirement_name(requirement: str) -> str:
+    """The package a pip requirement names (``torchao==0.18.0``: torchao)."""
     return requirement.split("=", 1)[0].split("<", 1)[0].split(">", 1)[0]
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from packaging.version import InvalidVersion, Version
 
 
-def _full(text: str) -> Version | None:
+def full_version(text: str) -> Version | None:
+    """A golden set's name as a whole version, its label included, or None."""
     try:
         return Version(text)
     except InvalidVersion:
@@ -22,18 +23,26 @@ def _full(text: str) -> Version | None:
 def parse_version(text: str) -> Version | None:
     """The torch release of a golden set's name (its label left out), or None when the name is
     no version."""
-    found = _full(text)
+    found = full_version(text)
     return Version(found.public) if found is not None else None
+
+
+def canonical_set_name(text: str) -> bool:
+    """Whether ``text`` names a golden set the one way it is written: a version in PEP 440's
+    normal form (``2.13.0+torchao.0.17.0``; not ``v2.13.0``, ``2.13.0+TORCHAO-0.17.0`` or a name
+    with white space), so that no two directories are one set and a set is compared by name."""
+    found = full_version(text)
+    return found is not None and str(found) == text
 
 
 def set_label(text: str) -> str | None:
     """The label of a golden set's name (``lib.0.17.0``), or None."""
-    found = _full(text)
+    found = full_version(text)
     return found.local if found is not None else None
 
 
 def version_key(text: str):
     """Sort key of a golden or runtime version ('2.13.0', '2.13.0+lib.0.17.0',
     'pytorch@2.4.1'); other names last."""
-    found = _full(text.split("@")[-1])
+    found = full_version(text.split("@")[-1])
     return (0, found, text) if found is not None else (1, Version("0"), text)

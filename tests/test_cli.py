@@ -269,7 +269,7 @@ def test_replay_fails_on_a_directory_named_like_no_torch_version(store, version)
 
     shutil.copytree(store / version, store / "latest")
     out = run_cli("bc-harness", "replay", "--goldens", store, "-q", "-k", "linear", "--backend", "fbgemm", check=1)
-    assert f"{store / 'latest'} is not named like a torch version" in out.stdout
+    assert f"{store / 'latest'} is not named like a golden set" in out.stdout
     assert out.stdout.strip().splitlines()[-1].startswith("FAILED")
 
 

@@ -488,7 +488,7 @@ def test_a_directory_named_like_no_torch_version_fails_the_catalog_run(pytester,
     run = pytester.runpytest_subprocess("--golden", f"--golden-dir={store}", f"--golden-fixtures={FIXTURES}",
                                         "-k", "stray-directory", "-p", "no:cacheprovider")
     run.assert_outcomes(failed=1)
-    run.stdout.fnmatch_lines([f"*{store / 'latest'} is not named like a torch version*"])
+    run.stdout.fnmatch_lines([f"*{store / 'latest'} is not named like a golden set*"])
 
 
 def test_golden_shards_split_the_catalog_run_into_disjoint_parts(pytester, store, tmp_path):

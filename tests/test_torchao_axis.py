@@ -144,3 +144,31 @@ def test_the_reference_names_a_layer_it_cannot_state():
     model[0].weight = torch.nn.Parameter(torch.randn(4, 4).as_subclass(Odd), requires_grad=False)
     with pytest.raises(Unsupported, match=r"^0: a Odd weight"):
         reference_model(model)
+
+
+@pytest.mark.parametrize("name", ["v2.13.0", "2.13.0+TORCHAO.0.17.0", "2.13.0+torchao-0.17.0", "2.13.0\n", "2.13.00"])
+def test_a_set_name_not_in_normal_form_is_a_stray_directory(tmp_path, name):
+    """Two directories must never be one set, nor a set hide under another spelling of the running
+    install's own (where a case it lacks is missing, elsewhere absent)."""
+    (tmp_path / name).mkdir()
+    (tmp_path / "2.13.0").mkdir()
+    assert GoldenStore(tmp_path).versions() == (["2.13.0"], [name])
+
+
+def test_bisect_reads_no_release_a_manifest_forged(tmp_path):
+    """A golden's recorded torchao release becomes a pip requirement only when it is a version."""
+    import shutil
+
+    from harness.cli.bisect import _made_with
+
+    root = tmp_path / "store"
+    shutil.copytree(GOLDENS / "2.13.0+torchao.0.17.0", root / "2.13.0+torchao.0.17.0")
+    manifest = root / "2.13.0+torchao.0.17.0" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["cases"]["torchao-mlp-int8-weight-only"]["made_with"]["torchao"] = "0.17.0 --index-url http://x"
+    data["libraries"] = ["0.17.0"]
+    manifest.write_text(json.dumps(data))
+    assert _made_with(root, "2.13.0+torchao.0.17.0", "torchao-mlp-int8-weight-only", "torchao") == "0.17.0"  # the label
+    data["label"] = "other.1"
+    manifest.write_text(json.dumps(data))
+    assert _made_with(root, "2.13.0+torchao.0.17.0", "torchao-mlp-int8-weight-only", "torchao") is None

@@ -56,7 +56,7 @@ def bisect(args) -> int:
             say(f"{args.case} holds on torch {bad} for every golden set older than it"
                 + (f" ({note})" if note else "") + ": nothing to bisect")
             return 0
-        say(f"the newest golden set whose result changed on torch {bad}: {golden}")
+        say(f"the newest golden set whose result changed on {what} {bad}: {golden}")
     bad_probe = Probe(bad, [r for r in records if r["golden_version"] == golden], note)
     if bad_probe.state != "changed":
         say(f"golden {golden} of {args.case} on torch {bad}: {bad_probe.state}: "
@@ -123,6 +123,13 @@ def _made_with(goldens, golden: str, case: str, library: str) -> str | None:
         return None
     entry = found.cases.get(case)
     recorded = (entry.made_with or {}).get(library) if entry is not None and not entry.malformed else None
-    recorded = recorded or (found.manifest.info.get("libraries") or {}).get(library)
+    header = found.manifest.info.get("libraries")
     label = set_label(golden) or ""
-    return recorded or (label.split(".", 1)[1] if label.startswith(library + ".") else None)
+    for given in (recorded, header.get(library) if isinstance(header, dict) else None,
+                  label.split(".", 1)[1] if label.startswith(library + ".") else None):
+        try:  # a manifest is untrusted: only a release number becomes a pip requirement
+            if isinstance(given, str) and len(given) < 40:
+                return str(Version(given).public)
+        except InvalidVersion:
+            continue
+    return None

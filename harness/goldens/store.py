@@ -21,7 +21,7 @@ from harness.goldens.files import Unreadable, read_inside
 from harness.catalog import valid_case_id
 from harness.goldens.layout import case_dir, sidecar_name
 from harness.goldens.manifest import NAME as MANIFEST
-from harness.versions import parse_version, version_key
+from harness.versions import canonical_set_name, parse_version, version_key
 from harness.goldens.manifest import Manifest, ManifestError, file_problem
 from harness.verdicts import Verdict
 
@@ -53,8 +53,10 @@ class GoldenExists(Exception):
 
 def stray_problem(directory: Path) -> str:
     """Why a directory of the store that is named like no torch version is a problem."""
-    return (f"{directory} is not named like a torch version (e.g. 2.13.0), so none of its goldens "
-            "are replayed; rename it to the release that made it, or remove it")
+    shown = str(directory) if str(directory).isprintable() else ascii(str(directory))  # no terminal control codes
+    return (f"{shown} is not named like a golden set (a torch release in its normal form, e.g. 2.13.0, or "
+            "2.13.0+torchao.0.17.0 with a library's label), so none of its goldens are replayed; rename it to "
+            "the release that made it, or remove it")
 
 
 def sha256(data: bytes) -> str:
@@ -224,7 +226,7 @@ class GoldenStore:
         for child in self.root.iterdir():
             if not child.is_dir() or child.name.startswith("."):
                 continue
-            (good if parse_version(child.name) is not None else stray).append(child.name)
+            (good if canonical_set_name(child.name) else stray).append(child.name)
         return sorted(good, key=version_key), sorted(stray)
 
     #: marks a directory as a golden store: pytest never collects it (harness.pytest_plugin)

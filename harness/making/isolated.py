@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from harness.releases import HARNESS_DEPS, INDEX_VARIABLE, pip_args, wrong_torch
+from harness.releases import HARNESS_DEPS, INDEX_VARIABLE, pip_args, requirement_name, wrong_torch
 
 READY = ".bc-harness-ready"
 
@@ -42,7 +42,7 @@ def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bo
     packages = pip_args(version, extras=True)  # BC_TORCH_INDEX=cpu: PyTorch's CPU builds, not CUDA ones
     bare = pip_args(version)
     if pin:
-        packages, bare = ([p for p in found if not _names(p, pin[0])] + [f"{pin[0]}=={pin[1]}"]
+        packages, bare = ([p for p in found if requirement_name(p) != pin[0]] + [f"{pin[0]}=={pin[1]}"]
                           for found in (packages, bare))
     if test_runner:  # a project's own golden tests run there (regenerate-goldens on a plugin store)
         packages, bare = packages + ["pytest>=8"], bare + ["pytest>=8"]
@@ -78,11 +78,6 @@ def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bo
     ready.write_text(f"{found}\n{wanted}\n")  # what it holds: a changed pairing installs again
     say(f"environment ready: torch {found} ({time.perf_counter() - started:.0f} s)")
     return python
-
-
-def _names(requirement: str, package: str) -> bool:
-    """Whether a pip requirement names ``package`` (``torchao==0.18.0`` names torchao)."""
-    return requirement.split("=", 1)[0].split("<", 1)[0].split(">", 1)[0] == package
 
 
 def run_harness(python: Path, entry: str, args: list[str], command: str, capture: bool = False):

@@ -69,7 +69,7 @@ def load_costs(root: Path) -> dict[str, float]:
     except (ValueError, RecursionError) as exc:
         raise ValueError(f"{path} is unreadable: {type(exc).__name__}: {exc}"[:300]) from exc
     costs = data.get("seconds") if isinstance(data, dict) else None
-    if not isinstance(costs, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in costs.values()):
+    if not isinstance(costs, dict) or not all(isinstance(v, (int, float)) and 0 <= v < 1e9 for v in costs.values()):
         raise ValueError(f"{path} is not a costs file: it needs {{\"seconds\": {{\"<version>/<case>\": s}}}}")
     return {str(k): float(v) for k, v in costs.items()}
 

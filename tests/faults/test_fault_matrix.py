@@ -155,7 +155,7 @@ def test_golden_set_fault(kind, fault, store, catalog, version, tmp_path):
         says = "manifest.json is unreadable"
     else:
         (store / version).rename(store / f"backup-of-{version}")
-        says = "is not named like a torch version"
+        says = "is not named like a golden set"
     cases = [c for c in catalog if c.id in SLICE]
     before = _snapshot(store)
     results = list(replay_store(GoldenStore(store), cases, Options()))
