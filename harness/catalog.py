@@ -15,7 +15,7 @@ from harness import stacks
 
 #: Artifact kinds a case may ask for, in the order results are reported.
 #: export: a torch.export archive (.pt2); lite: a lite-interpreter file (.ptl).
-ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package", "export", "lite")
+ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package", "export", "lite", "safetensors")
 
 #: A case's ``flow`` (how its quantized model is made from what ``build`` returns) is one of the
 #: registered stacks' flows (harness.stacks); each flow's ``description`` says what it expects.

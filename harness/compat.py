@@ -111,7 +111,7 @@ def kind_problem(kind: str) -> str | None:
     since = KIND_SINCE.get(kind)
     if since and Version(torch_release()) < Version(since[0]):
         return since[1]
-    return None
+    return requirement_problem("safetensors") if kind == "safetensors" else None
 
 
 @functools.lru_cache(maxsize=None)

@@ -140,11 +140,11 @@ def pip_args(torch: str, index: str | None = None, extras: bool = False) -> list
     if torch == "nightly":  # only that index (it mirrors torch's dependencies), as PyTorch's own
         # instructions say; --upgrade: an installed release must not satisfy "torch"
         return ["--pre", "--upgrade", "torch", *stacks.packages(torch), "--index-url", NIGHTLY_CPU_INDEX]
-    pinned = _pinned(torch)
+    pin = pinned(torch)
     torch = str(Version(torch).public)
-    packages = [f"torch=={torch}", *[p for p in stacks.packages(torch) if requirement_name(p) != (pinned or ("",))[0]]]
-    if pinned:
-        packages.append(f"{pinned[0]}=={pinned[1]}")
+    packages = [f"torch=={torch}", *[p for p in stacks.packages(torch) if requirement_name(p) != (pin or ("",))[0]]]
+    if pin:
+        packages.append(f"{pin[0]}=={pin[1]}")
     if extras and torchvision_for(torch):
         packages.append(f"torchvision=={torchvision_for(torch)}")
     source = ["--index-url", CPU_INDEX, "--extra-index-url", PYPI_SIMPLE] if index == "cpu" else []
@@ -193,12 +193,12 @@ def install(row: str, record: Path | None = None, run=subprocess.run, fetch=_fet
 
 
 def requirement_name(requirement: str) -> str:
-    """The package a pip requirement names (``torchao==0.18.0``: torchao)."""
+    """The package a pip requirement names (``lib==1.0``: lib)."""
     return requirement.split("=", 1)[0].split("<", 1)[0].split(">", 1)[0]
 
 
-def _pinned(torch: str) -> tuple[str, str] | None:
-    """(library, release) a labelled torch spec pins (``2.13.0+torchao.0.17.0``), or None."""
+def pinned(torch: str) -> tuple[str, str] | None:
+    """(library, release) a labelled torch spec pins (``2.13.0+lib.1.0``), or None."""
     label = Version(torch).local if torch != "nightly" else None
     if not label:
         return None

@@ -29,7 +29,7 @@ def parse_version(text: str) -> Version | None:
 
 def canonical_set_name(text: str) -> bool:
     """Whether ``text`` names a golden set the one way it is written: a version in PEP 440's
-    normal form (``2.13.0+torchao.0.17.0``; not ``v2.13.0``, ``2.13.0+TORCHAO-0.17.0`` or a name
+    normal form (``2.13.0+lib.0.17.0``; not ``v2.13.0``, ``2.13.0+LIB-0.17.0`` or a name
     with white space), so that no two directories are one set and a set is compared by name."""
     found = full_version(text)
     return found is not None and str(found) == text

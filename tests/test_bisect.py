@@ -143,7 +143,7 @@ def test_bisect_over_a_stack_library_names_the_first_bad_torchao_release():
                   "2.13.0+torchao.0.17.0", env={"BC_HARNESS_RELEASES_TORCHAO": "0.16.0,0.17.0,0.18.0"},
                   check=0).stdout
     assert "on torchao 0.18.0 (torch 2.13.0), golden 2.13.0+torchao.0.17.0" in out
-    assert "0 torchao releases between 0.17.0 (good) and 0.18.0 (changed) that pair with torch 2.13.0" in out
+    assert "0 torchao releases between 0.17.0 (good) and 0.18.0 (changed), each beside the torch it pairs with: none" in out
     assert "first bad release: 0.18.0 (last good: 0.17.0)" in out
     assert "assumed: the golden was made by torchao 0.17.0" in out
     assert "AffineQuantizedTensor" in out or "affine_quantized_tensor" in out

@@ -11,7 +11,7 @@ import json
 from .conftest import FIXTURES, REPO, run_cli
 
 #: cases whose ids no other case's id contains (both doors select by substring)
-CASES = ("dyn-embedding_bag-4bit", "conv2d-grouped_dilated_thin", "pt2e-ptq-linear", "torchao-mlp-int8-dynamic",
+CASES = ("dyn-embedding_bag-4bit", "conv2d-grouped_dilated_thin", "pt2e-ptq-linear", "torchao-block-int8-dynamic",
          "jit-mlp-dynamic-per_channel", "linear_relu_package_quantization_transforms", "ondevice-linear-per_channel",
          "conv2d_nobias_graph_v3", "linear_dynamic-float16")
 #: what a result says: the verdict, why, and what was measured (qnnpack's ConvTranspose3d, whose
@@ -42,7 +42,8 @@ def test_the_cli_and_the_plugin_judge_every_committed_set_alike(pytester, tmp_pa
     assert plugin.ret in (0, 1), plugin.stdout.str()[-3000:]
     cli = _keyed(json.loads(cli_json.read_text()), versions)
     through_pytest = _keyed(json.loads(plugin_json.read_text()), versions)
-    assert {v for v, *_ in cli} == versions and len(cli) > 400
+    # every set ≤ the running torch holds some of the slice (a set gives no result for a case it never held)
+    assert sorted(versions - {v for v, *_ in cli}) == [] and len(cli) > 300
     assert sorted(set(cli) ^ set(through_pytest)) == []
     assert {k: (cli[k], through_pytest[k]) for k in cli if cli[k] != through_pytest[k]} == {}
     assert {r["verdict"] for r in cli.values()} >= {"pass", "rounding", "drift", "load-error", "skip"}

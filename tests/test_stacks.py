@@ -166,8 +166,8 @@ class Toy:
     def set_label(self, torch):
         return None
 
-    def pairs(self, release, torch):
-        return False
+    def torch_for(self, release, torch):
+        return None
 
 
 STACK = Toy()

@@ -172,3 +172,15 @@ def test_bisect_reads_no_release_a_manifest_forged(tmp_path):
     data["label"] = "other.1"
     manifest.write_text(json.dumps(data))
     assert _made_with(root, "2.13.0+torchao.0.17.0", "torchao-mlp-int8-weight-only", "torchao") is None
+
+
+def test_each_torchao_release_is_bisected_beside_the_torch_it_pairs_with():
+    from harness.releases import pinned
+    from harness.stacks.torchao.releases import pairs, torch_for
+
+    assert torch_for("0.18.0", "2.13.0") == "2.13.0" and torch_for("0.17.0", "2.11.0") == "2.11.0"
+    assert torch_for("0.13.0", "2.13.0") == "2.8.0" and torch_for("0.7.0", "2.13.0") == "2.5.1"
+    assert torch_for("0.18.0", "2.10.0") is None  # 0.17 on needs torch >= 2.11
+    assert torch_for("0.5.0", "2.13.0") is None  # older than any pair the harness knows
+    assert pairs("0.16.0", "2.10.0") and not pairs("0.16.0", "2.11.0")
+    assert pinned("2.8.0+torchao.0.13.0") == ("torchao", "0.13.0") and pinned("2.8.0") is None

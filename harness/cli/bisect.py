@@ -46,7 +46,8 @@ def bisect(args) -> int:
     what = library[0] if library else "torch"
     say = lambda line: print(line, flush=True)
     replays = Replays(args.case, paths.goldens.resolve(), paths.fixtures.resolve(), running, chosen or (),
-                      args.artifacts or (), say, command_line(), library=library)
+                      args.artifacts or (), say, command_line(), library=library,
+                      torch_for=stacks.libraries()[library[0]].torch_for if library else None)
     say(f"replaying {args.case} on {what} {bad}" + (f" (torch {running})" if library else "")
         + (f", golden {golden}" if golden else ", every golden set"))
     records, note = replays.records(bad, golden)
@@ -79,11 +80,11 @@ def bisect(args) -> int:
         releases = between(registry_releases(package=what), good, bad)
     except ReleaseError as exc:
         raise UsageError(str(exc)) from exc
-    if library:  # only the releases that run with this torch (their compiled kernels load)
-        pairs = stacks.libraries()[library[0]].pairs
-        releases = [r for r in releases if r in (good, bad) or pairs(r, running)]
+    if library:  # each release beside the torch its kernels load with; a release paired with none is not tried
+        releases = [r for r in releases if r in (good, bad) or replays.torch_of(r)]
     say(f"{len(releases) - 2} {what} releases between {good} (good) and {bad} (changed)"
-        + (f" that pair with torch {running}" if library else "") + f": {', '.join(releases[1:-1]) or 'none'}")
+        + (", each beside the torch it pairs with" if library else "") + f": "
+        + (", ".join(f"{r} (torch {replays.torch_of(r)})" if library else r for r in releases[1:-1]) or "none"))
     answer = search(releases, lambda release: replays.probe(release, golden), good_probe, bad_probe, say,
                     replays.cached, what)
     say("")
@@ -115,7 +116,8 @@ def _library(name: str) -> tuple[str, str]:
 
 
 def _made_with(goldens, golden: str, case: str, library: str) -> str | None:
-    """Which release of ``library`` made ``case`` in set ``golden``, as its entry (or set) records."""
+    """Which release of ``library`` made ``case`` in set ``golden``: as its entry (or set, or label)
+    records, else the release that pairs with the set's torch (what made the sets before they recorded it)."""
     from harness.goldens.store import GoldenStore
 
     found = GoldenStore(goldens).open(golden, unsealed_ok=True)
@@ -125,8 +127,10 @@ def _made_with(goldens, golden: str, case: str, library: str) -> str | None:
     recorded = (entry.made_with or {}).get(library) if entry is not None and not entry.malformed else None
     header = found.manifest.info.get("libraries")
     label = set_label(golden) or ""
+    paired = [r.split("==", 1)[1] for r in stacks.libraries()[library].packages(str(parse_version(golden)))
+              if r.startswith(library + "==")]
     for given in (recorded, header.get(library) if isinstance(header, dict) else None,
-                  label.split(".", 1)[1] if label.startswith(library + ".") else None):
+                  label.split(".", 1)[1] if label.startswith(library + ".") else None, *paired[:1]):
         try:  # a manifest is untrusted: only a release number becomes a pip requirement
             if isinstance(given, str) and len(given) < 40:
                 return str(Version(given).public)

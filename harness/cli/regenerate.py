@@ -84,8 +84,10 @@ def _regenerate_elsewhere(args) -> int:
     from harness.making.generate import command_line
     from harness.making.isolated import ensure_env, run_harness
 
+    from harness.releases import pinned
+
     try:
-        version = Version(args.torch).public
+        version, pin = Version(args.torch).public, pinned(args.torch)  # 2.8.0+lib.1.0: that release of lib
     except InvalidVersion:
         raise UsageError(f"--torch {args.torch!r} is not a version") from None
     try:
@@ -96,9 +98,9 @@ def _regenerate_elsewhere(args) -> int:
     forwarded += [a for p in args.patterns or () for a in ("-k", p)]
     forwarded += ["--force"] if args.force else []
     forwarded += ["--verbose"] if args.verbose else []
-    say = lambda line: print(f"[torch {version}] {line}", flush=True)
+    say = lambda line: print(f"[torch {version}{f' with {pin[0]} {pin[1]}' if pin else ''}] {line}", flush=True)
     try:
-        python = ensure_env(version, say)
+        python = ensure_env(version, say, pin=pin)
     except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"regenerate-goldens: cannot prepare torch {version}: {exc}", file=sys.stderr)
         return 1

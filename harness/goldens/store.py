@@ -55,7 +55,7 @@ def stray_problem(directory: Path) -> str:
     """Why a directory of the store that is named like no torch version is a problem."""
     shown = str(directory) if str(directory).isprintable() else ascii(str(directory))  # no terminal control codes
     return (f"{shown} is not named like a golden set (a torch release in its normal form, e.g. 2.13.0, or "
-            "2.13.0+torchao.0.17.0 with a library's label), so none of its goldens are replayed; rename it to "
+            "2.13.0+lib.1.0 labelled with a library's release), so none of its goldens are replayed; rename it to "
             "the release that made it, or remove it")
 
 

@@ -37,6 +37,7 @@ from harness.goldens.archives import Archive, is_zip
 from harness.goldens.exported import export_targets, read_json, vet_export
 from harness.goldens.operators import refusal, torchscript_problem
 from harness.goldens.pickles import TORCHSCRIPT_GLOBALS, Refused, Untrusted, data_allowed
+from harness.goldens.safetensors_file import vet_safetensors
 from harness.goldens.streams import allowed_by, vet_data, vet_stream
 
 MAX_FILE_BYTES = 64 << 20
@@ -214,6 +215,10 @@ def vet(kind: str, data: bytes, what: str, *, trusted: bool = False, operators: 
         allocated = _vet_package(data, what, trusted)
     elif kind == "export":
         allocated = vet_export(data, what, trusted, operators)
+    elif kind == "safetensors":
+        from harness import stacks
+
+        allocated = vet_safetensors(data, what, trusted, stacks.safetensors_types())
     else:
         allocated = vet_data(data, what, trusted)
     if claimed is not None and is_zip(data):

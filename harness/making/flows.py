@@ -22,6 +22,24 @@ def get_attr_targets(graph_module) -> set[str]:
     return {node.target for node in graph_module.graph.nodes if node.op == "get_attr"}
 
 
+def artifact_problem(case: Case, kind: str) -> str | None:
+    """Why this install cannot write or read artifact ``kind`` of ``case``: torch's (harness.compat),
+    or the case's flow's (a flow that keeps no such file, or lacks the library that writes it)."""
+    from harness.compat import kind_problem
+
+    return kind_problem(kind) or stacks.of_case(case).kind_problem(kind)
+
+
+def to_safetensors(case: Case, state: dict) -> tuple[dict, dict | None]:
+    """A state_dict as safetensors holds it: (plain tensors by name, string metadata), the flow's way."""
+    return stacks.of_case(case).to_safetensors(state)
+
+
+def from_safetensors(case: Case, tensors: dict, metadata: dict | None) -> dict:
+    """The state_dict a safetensors file's tensors and metadata stand for, the flow's way."""
+    return stacks.of_case(case).from_safetensors(tensors, metadata)
+
+
 def transform(case: Case):
     """The case's quantization step: its own, or its flow's default (None: build quantizes)."""
     return stacks.of_case(case).transform(case)

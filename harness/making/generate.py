@@ -22,7 +22,7 @@ from harness.making import flows
 from harness.making.artifacts import KINDS
 from harness.making.artifacts.reproducible import reproducible
 from harness.catalog import Case
-from harness.compat import cpu_capability, has_avx512_vnni, kind_problem, torch_release
+from harness.compat import cpu_capability, has_avx512_vnni, torch_release
 from harness.backends import using, supported_backends
 from harness.goldens.layout import HarnessLayout as Names
 from harness.goldens.layout import PyTorchLayout
@@ -163,8 +163,8 @@ def _make_artifacts(out: Generated, example, reference, stage: _Stages) -> None:
     """Each artifact kind of the case, saved under the current backend and checked by reloading it."""
     case, entry = out.case, out.entry
     for kind in case.artifacts:
-        if kind_problem(kind):
-            entry.skipped_artifacts[kind] = f"torch {torch_release()}: {kind_problem(kind)}"
+        if flows.artifact_problem(case, kind):
+            entry.skipped_artifacts[kind] = f"torch {torch_release()}: {flows.artifact_problem(case, kind)}"
             continue
         if stage.crashed("artifact", kind):
             entry.skipped_artifacts[kind] = f"torch {torch_release()} crashes saving or reloading it: {stage.cause}"

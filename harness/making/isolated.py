@@ -41,9 +41,8 @@ def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bo
     python = _python(directory)
     packages = pip_args(version, extras=True)  # BC_TORCH_INDEX=cpu: PyTorch's CPU builds, not CUDA ones
     bare = pip_args(version)
-    if pin:
-        packages, bare = ([p for p in found if requirement_name(p) != pin[0]] + [f"{pin[0]}=={pin[1]}"]
-                          for found in (packages, bare))
+    if pin:  # a bisection's environment: the torch and the pinned release, no generation extras
+        packages = bare = [p for p in bare if requirement_name(p) != pin[0]] + [f"{pin[0]}=={pin[1]}"]
     if test_runner:  # a project's own golden tests run there (regenerate-goldens on a plugin store)
         packages, bare = packages + ["pytest>=8"], bare + ["pytest>=8"]
     ready = directory / READY

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from harness import stacks
 from harness.catalog import Case
-from harness.compat import kind_problem
+from harness.making.flows import artifact_problem
 from harness.goldens.safeload import load_weights
 from harness.goldens.store import GoldenError
 from harness.making.artifacts import KINDS
@@ -30,7 +30,7 @@ def runtime_problem(case: Case, kind: str) -> str | None:
     rebuilt = kind in REBUILDS or stacks.of_case(case).library_files
     if rebuilt and case.build is None:  # a golden of a test's own model, replayed without its test
         return f"its model is built by its test ({case.source}): pytest replays it"
-    return kind_problem(kind) or (stacks.build_problem(case) if rebuilt else None)
+    return artifact_problem(case, kind) or (stacks.build_problem(case) if rebuilt else None)
 
 
 def error_text(exc: BaseException, verbose: bool, prefix: str = "") -> str:

@@ -137,22 +137,29 @@ class Replays:
 
     def __init__(self, case: str, store: Path, fixtures: Path, running: str, backends=(), artifacts=(),
                  say: Callable[[str], None] = print, command: str = "bc-harness bisect",
-                 library: tuple[str, str] | None = None):
+                 library: tuple[str, str] | None = None, torch_for: Callable[[str, str], str | None] | None = None):
         """``library`` (package, installed release): the releases are that stack library's, each
-        installed beside the running torch ``running``, not torch's."""
+        installed beside the torch ``torch_for(release, running)`` names, not torch's."""
         self.case, self.store, self.fixtures, self.running = case, store, fixtures, running
         self.backends, self.artifacts, self.say, self.command = list(backends), set(artifacts), say, command
-        self.library = library
+        self.library, self.torch_for = library, torch_for
+
+    def torch_of(self, release: str) -> str | None:
+        """The torch a library release is replayed beside (None: none known; the running torch for
+        a bisection over torch itself)."""
+        return self.torch_for(release, self.running) if self.library else release
 
     def _here(self, release: str) -> bool:
-        return release == (self.library[1] if self.library else self.running)
+        if self.library:
+            return release == self.library[1] and self.torch_of(release) in (None, self.running)
+        return release == self.running
 
     def _env(self, release: str):
         from harness.making.isolated import ensure_env, env_dir
 
         if self.library:
-            pin = (self.library[0], release)
-            return env_dir(self.running, pin), lambda say: ensure_env(self.running, say, pin=pin)
+            pin, torch = (self.library[0], release), self.torch_of(release) or self.running
+            return env_dir(torch, pin), lambda say: ensure_env(torch, say, pin=pin)
         return env_dir(release), lambda say: ensure_env(release, say)
 
     def cached(self, release: str) -> bool:
@@ -164,7 +171,8 @@ class Replays:
         """The JSON records of this case (on ``golden`` alone, or every set), and a note when none."""
         from harness.making.isolated import run_harness
 
-        name = f"{self.library[0]} {release}" if self.library else f"torch {release}"
+        name = (f"{self.library[0]} {release} (torch {self.torch_of(release) or self.running})" if self.library
+                else f"torch {release}")
         try:
             python = Path(sys.executable) if self._here(release) else self._env(release)[1](
                 lambda line: self.say(f"  [{name}] {line}"))

@@ -90,6 +90,20 @@ class Flow:
         releases, the config used); {} for nothing."""
         return {}
 
+    def kind_problem(self, kind: str) -> str | None:
+        """Why the flow cannot write or read artifact ``kind`` here (beyond torch's own reasons), or None."""
+        if kind == "safetensors":
+            return f"the {self.name} flow keeps no safetensors file (its state_dict holds what safetensors cannot)"
+        return None
+
+    def to_safetensors(self, state: dict) -> tuple[dict, dict | None]:
+        """(plain tensors by name, string metadata or None) that stand for ``state`` in a safetensors file."""
+        return dict(state), None
+
+    def from_safetensors(self, tensors: dict, metadata: dict | None) -> dict:
+        """The state_dict of a safetensors file's ``tensors`` and ``metadata`` (vetted before)."""
+        return dict(tensors)
+
     def reference_model(self, model):
         """``model`` as harness.reference runs it: a flow whose models compute in a library's
         own tensors swaps them for its statement of what they compute (else unchanged)."""
@@ -141,9 +155,10 @@ class Stack(Protocol):
         """Why ``library`` (one of ``libraries``) cannot be imported here, or None; importing it
         registers its safe globals."""
 
-    def pairs(self, release: str, torch: str) -> bool:
-        """Whether release ``release`` of the stack's library runs with torch release ``torch``
-        (its compiled kernels load there): the releases a bisection over the library tries."""
+    def torch_for(self, release: str, torch: str) -> str | None:
+        """The torch release that release ``release`` of the stack's library is installed beside in
+        a bisection run on torch ``torch``: ``torch`` itself where its compiled kernels load there,
+        else the one they were built against; None where unknown (the release is not tried)."""
 
     def set_label(self, torch: str) -> str | None:
         """A golden set's label (harness.versions) for this process's install beside torch release
@@ -152,7 +167,7 @@ class Stack(Protocol):
 
 
 _MEMBERS = ("name", "description", "flows", "libraries", "operators", "packages", "versions", "library_problem",
-            "set_label", "pairs")
+            "set_label", "torch_for")
 
 
 # The stacks import torch and their libraries; the registry is read on first use, so that loading
@@ -248,6 +263,12 @@ def packages(torch: str) -> list[str]:
             if name not in chosen or "==" in requirement:
                 chosen[name] = requirement
     return list(chosen.values())
+
+
+def safetensors_types() -> frozenset:
+    """The ``_type`` names a safetensors golden's metadata may name (harness.goldens.safetensors_file),
+    from each stack's optional ``safetensors_types``. Reads no torch."""
+    return frozenset().union(*(getattr(stack, "safetensors_types", frozenset()) for stack in registered()))
 
 
 def matrix_rows() -> dict[str, str]:

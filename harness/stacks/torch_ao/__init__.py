@@ -35,8 +35,8 @@ class TorchAO:
     def set_label(self, torch: str) -> str | None:
         return None  # part of torch itself
 
-    def pairs(self, release: str, torch: str) -> bool:
-        return False  # no library of its own
+    def torch_for(self, release: str, torch: str) -> str | None:
+        return None  # no library of its own
 
 
 STACK = TorchAO()

@@ -17,8 +17,18 @@ class TorchAOStack:
     #: the nightly rows of torchao's own release axis: torch 2.13.0 with 0.17.0, beside the torch213
     #: row's 0.18.0 (its pair); a set made there is 2.13.0+torchao.0.17.0
     matrix_rows = {"torch213-torchao017": "2.13.0+torchao.0.17.0"}
-    operators = frozenset({"torchao::choose_qparams_affine", "torchao::dequantize_affine",
-                           "torchao::quantize_affine"})
+    #: what torchao's safetensors metadata (torchao.prototype.safetensors) may name as a type: its
+    #: CPU tensor classes and the attribute types they carry; a safetensors golden naming anything
+    #: else is refused before torchao builds it (torchao's own allowlist is longer: MX, NVFP4, CUDA)
+    safetensors_types = frozenset({"Int8Tensor", "IntxUnpackedToInt8Tensor", "Float8Tensor", "Int4Tensor",
+                                   "QuantizeTensorToInt8Kwargs", "QuantizeTensorToFloat8Kwargs", "Float8MMConfig",
+                                   "PerRow", "PerTensor", "MappingType", "KernelPreference"})
+    #: its quantize / dequantize primitives as .pt2 programs call them (0.13's float8 ones by the
+    #: names it had then; 0.18 renamed them *_non_decomposed, and a 0.13 program fails to load there)
+    operators = frozenset({"torchao::choose_qparams_affine", "torchao::dequantize_affine", "torchao::quantize_affine",
+                           "torchao::choose_scale_float8", "torchao::dequantize_affine_float8",
+                           "torchao::quantize_affine_float8", "torchao::dequantize_affine_float8_non_decomposed",
+                           "torchao::quantize_affine_float8_non_decomposed"})
 
     @property
     def flows(self):
@@ -40,8 +50,8 @@ class TorchAOStack:
 
         return problem() if library == "torchao" else f"the torchao stack has no library {library!r}"
 
-    def pairs(self, release: str, torch: str) -> bool:
-        return releases.pairs(release, torch)
+    def torch_for(self, release: str, torch: str) -> str | None:
+        return releases.torch_for(release, torch)
 
     def set_label(self, torch: str) -> str | None:
         installed = self.versions().get("torchao")

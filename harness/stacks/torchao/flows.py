@@ -35,6 +35,15 @@ class Quantize(Flow):
     def exportable(self, model):
         return compat.exportable(model)
 
+    def kind_problem(self, kind):
+        return compat.safetensors_problem() if kind == "safetensors" else None
+
+    def to_safetensors(self, state):
+        return compat.flatten_for_safetensors(state)
+
+    def from_safetensors(self, tensors, metadata):
+        return compat.unflatten_from_safetensors(tensors, metadata)
+
     def reference_model(self, model):
         from harness.stacks.torchao.reference import reference_model
 

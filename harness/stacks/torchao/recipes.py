@@ -2,13 +2,16 @@
 
 A recipe is what a user writes: one config (or a config for the embeddings and one for the
 linears) with its arguments, and, where the torchao release has config versions, the version. A
-recipe without a version takes the release's default, as a user who names none does: version 1
-up to 0.17, version 2 from 0.18 (which deleted version 1 of the int8 configs: such checkpoints
-stopped loading, pytorch/ao#2752). Release facts (each checked in an environment of that release):
+recipe without a version takes the release's default, as a user who names none does (0.18 deleted
+version 1 of the int8 configs: such checkpoints stopped loading, pytorch/ao#2752). Release facts (each checked in an environment of that release):
 
 - ``quantize_(model, config)`` takes a config object from 0.9 on; before, a function's result
   (``int8_weight_only()``); ``IntxWeightOnlyConfig`` and ``Int8DynamicActivationIntxWeightConfig``
-  exist from 0.12, their ``version`` argument from 0.13.
+  exist from 0.12.
+- Config versions: in 0.13 only ``IntxWeightOnlyConfig`` (default 1), ``Int4WeightOnlyConfig``
+  (default 1) and ``Float8WeightOnlyConfig`` (default 2) take a ``version``; in 0.17 every config
+  does, the int8 ones defaulting to 1; in 0.18 all default to 2. A recipe asking for a version a
+  release's config does not take is not made there, with that reason.
 - On the CPU, ``Int4WeightOnlyConfig`` has no packing format in 0.17 and 0.18 (plain needs the
   CUDA-only mslk, opaque is refused, tile_packed_to_4d takes bfloat16 only), and
   ``Float8DynamicActivationFloat8WeightConfig`` asks for a CUDA device of compute capability 8.9.

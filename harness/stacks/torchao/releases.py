@@ -28,13 +28,29 @@ def torchao_for(version: str) -> str | None:
 #: the first release built against torch's stable ABI: it runs with every torch from ABI_TORCH on
 ABI_STABLE, ABI_TORCH = "0.17.0", "2.11"
 
+#: torchao release -> the torch release its C++ kernels were built against, before ABI_STABLE: the
+#: torch a bisection installs it beside. 0.13.0 to 0.16.0 from torchao's own check
+#: (``torchao_pytorch_compatible_versions``, exact versions); before 0.13 torchao checked nothing,
+#: and each release is paired with the stable torch of its month (0.6.1 and 0.12.0 as TORCHAO).
+BUILT_AGAINST = {"0.6.1": "2.4.1", "0.7.0": "2.5.1", "0.8.0": "2.5.1", "0.9.0": "2.6.0", "0.10.0": "2.6.0",
+                 "0.11.0": "2.7.1", "0.12.0": "2.8.0", "0.13.0": "2.8.0", "0.14.0": "2.8.0", "0.14.1": "2.9.0",
+                 "0.15.0": "2.9.1", "0.16.0": "2.10.0"}
+
 
 def pairs(torchao: str, torch: str) -> bool:
     """Whether torchao release ``torchao`` loads its C++ kernels beside torch ``torch``: from 0.17 on,
-    any torch >= 2.11; before, the one torch it was built against (TORCHAO)."""
+    any torch >= 2.11; before, the one torch it was built against (BUILT_AGAINST)."""
     if Version(torchao) >= Version(ABI_STABLE):
         return Version(Version(torch).public) >= Version(ABI_TORCH)
-    return torchao_for(torch) == torchao
+    return BUILT_AGAINST.get(torchao) == str(Version(torch).public)
+
+
+def torch_for(torchao: str, running: str) -> str | None:
+    """The torch release to install torchao ``torchao`` beside, in a bisection run on torch
+    ``running``: ``running`` where the two pair, else the one it was built against (None: unknown)."""
+    if pairs(torchao, running):
+        return str(Version(running).public)
+    return None if Version(torchao) >= Version(ABI_STABLE) else BUILT_AGAINST.get(torchao)
 
 
 def packages(torch: str) -> list[str]:
