@@ -65,7 +65,8 @@ def test_rows_resolve_to_their_torch():
     assert releases.resolve("torch213") == "2.13.0"
     # torchao's own axis: torch 2.13.0 with torchao 0.17.0, named as its golden set is
     assert releases.resolve("torch213-torchao017") == "2.13.0+torchao.0.17.0"
-    assert releases.pip_args("2.13.0+torchao.0.17.0", index="registry") == ["torch==2.13.0", "torchao==0.17.0"]
+    assert releases.pip_args("2.13.0+torchao.0.17.0", index="registry") == ["torch==2.13.0", "safetensors>=0.4",
+                                                                            "numpy>=1.26", "torchao==0.17.0"]
     assert releases.wrong_torch("2.13.0+torchao.0.17.0", "2.13.0+cpu") is None
     assert releases.resolve("nightly") == "nightly"
     assert releases.resolve("2.15.0") == "2.15.0"
@@ -83,7 +84,7 @@ def test_matrix_covers_oldest_213_latest_and_nightly_in_shards():
 def test_pip_args_per_index_and_torchao_pair(monkeypatch):
     monkeypatch.delenv(releases.INDEX_VARIABLE, raising=False)
     assert releases.pip_args("1.13.1") == ["torch==1.13.1"]
-    assert releases.pip_args("2.15.0") == ["torch==2.15.0", "torchao==0.18.0"]
+    assert releases.pip_args("2.15.0") == ["torch==2.15.0", "torchao==0.18.0", "safetensors>=0.4", "numpy>=1.26"]
     cpu = releases.pip_args("2.4.1", "cpu")
     assert cpu[:4] == ["torch==2.4.1", "torchao==0.6.1", "--index-url", releases.CPU_INDEX] and releases.PYPI_SIMPLE in cpu
     monkeypatch.setenv(releases.INDEX_VARIABLE, "cpu")

@@ -45,7 +45,7 @@ def test_a_well_formed_file_is_its_tensors_bytes():
     (_one(shape=(3,)), "do not match its shape"),
     (_one(data=bytes(16)), "cover 8 bytes of the 16"),
     (_one(metadata={"a": 1}), "not a table of strings"),
-    (_one(metadata={"a": "{not json"}), "metadata 'a'"),
+    (_one(metadata={"a": '{"_type": "Tensor", "_type": "os.system"}'}), "metadata 'a'.*appears twice"),
 ])
 def test_a_malformed_file_is_refused_before_anything_reads_it(data, says):
     with pytest.raises(Refused, match=says):
@@ -88,3 +88,39 @@ def test_a_flow_without_safetensors_says_so(catalog):
 
     case = next(c for c in catalog if c.id == "linear")
     assert "keeps no safetensors file" in artifact_problem(case, "safetensors")
+
+
+def test_metadata_is_read_as_the_library_reads_it():
+    """A JSON value with white space before it is JSON to torchao's json.loads: vetted like any other;
+    a plain string (even an empty one) names no type; a header of many keys is checked in linear time."""
+    hidden = _one(metadata={"w": " " + json.dumps({"_type": "MXTensor"})})
+    with pytest.raises(Untrusted, match="'MXTensor'"):
+        vet("safetensors", hidden, "x")
+    vet("safetensors", _one(metadata={"note": "", "other": "plain text"}), "x")
+    with pytest.raises(Refused, match="dtype"):
+        vet("safetensors", _file({"w": {"dtype": [], "shape": [0], "data_offsets": [0, 0]}}), "x")
+    many = {f"k{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(15000)}
+    body = json.dumps(many)[:-1] + ', "k7": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}'
+    with pytest.raises(Refused, match="'k7' appears twice"):
+        vet("safetensors", _file({}, raw_header=body.encode()), "x")
+
+
+def test_a_side_tensor_larger_than_its_weight_is_refused_before_it_runs():
+    """A scale or pre-scale broadcasts at run time: a few bytes could stand for gigabytes."""
+    pytest.importorskip("torchao")
+    from harness.stacks.torchao import compat
+
+    model = compat.quantize(torch.nn.Sequential(torch.nn.Linear(64, 32)).eval(), "int8-dynamic")
+    state = model.state_dict()
+    compat.check_proportions(state)  # what torchao writes passes
+    state["0.weight"].act_pre_scale = torch.ones(4096, 1, 1)
+    with pytest.raises(compat.Oversized, match=r"0.weight.act_pre_scale has shape \(4096, 1, 1\)"):
+        compat.check_proportions(state)
+
+
+def test_a_reference_distance_of_another_shape_is_shown_not_raised():
+    from harness.replaying.results import Result, _cell
+
+    r = Result("c", "safetensors", "any", "2.13.0", "2.13.0", "drift", "output: shape changed",
+               vs_reference_mismatched=1)
+    assert "ref≠ (another shape)" in _cell(r)

@@ -228,8 +228,11 @@ def test_a_new_stack_is_a_folder_and_one_registry_line(tmp_path):
 
 
 @pytest.mark.parametrize("torch_release, beside", [
-    ("1.13.1", []), ("2.4.1", ["torchao==0.6.1"]), ("2.9.1", []), ("2.10.0", ["torchao==0.16.0"]),
-    ("2.13.0", ["torchao==0.18.0"]), ("2.99.0", ["torchao"]),  # PT2E needs some torchao; none pairs yet
+    ("1.13.1", []), ("2.4.1", ["torchao==0.6.1"]), ("2.9.1", []),
+    # torchao's safetensors checkpoints (0.14 on) need safetensors and numpy beside it
+    ("2.10.0", ["torchao==0.16.0", "safetensors>=0.4", "numpy>=1.26"]),
+    ("2.13.0", ["torchao==0.18.0", "safetensors>=0.4", "numpy>=1.26"]),
+    ("2.99.0", ["torchao"]),  # PT2E needs some torchao; none pairs yet
 ])
 def test_what_installs_beside_torch_is_each_stack_s_pair_once(torch_release, beside):
     assert stacks.packages(torch_release) == beside

@@ -37,9 +37,11 @@ PLAIN_TYPES = frozenset({"Tensor", "torch.Tensor", "torch.dtype"})
 
 
 def _unique(pairs):
-    keys = [k for k, _ in pairs]
-    if len(keys) != len(set(keys)):
-        raise ValueError(f"the key {next(k for k in keys if keys.count(k) > 1)!r} appears twice")
+    seen = set()
+    for key, _ in pairs:  # linear: a header of 100k keys is checked as fast as it is read
+        if key in seen:
+            raise ValueError(f"the key {key[:80]!r} appears twice")
+        seen.add(key)
     return dict(pairs)
 
 
@@ -70,7 +72,7 @@ def header(data: bytes, what: str) -> tuple[dict, dict, int]:
 
 def _tensor_bytes(name: str, entry, what: str) -> tuple[int, int, int]:
     """(begin, end, bytes the shape needs) of one tensor entry, its form checked."""
-    if not isinstance(entry, dict) or entry.get("dtype") not in DTYPES:
+    if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str) or entry["dtype"] not in DTYPES:
         raise Refused(f"{what}: tensor {name[:80]!r} has no known dtype")
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
     if not isinstance(shape, list) or len(shape) > 16 or not all(type(n) is int and 0 <= n < 1 << 40 for n in shape):
@@ -82,11 +84,16 @@ def _tensor_bytes(name: str, entry, what: str) -> tuple[int, int, int]:
 
 
 def named_types(metadata: dict, what: str) -> set[str]:
-    """Every ``_type`` the metadata's JSON values name, at any depth."""
+    """Every ``_type`` the metadata's JSON values name, at any depth. A value is JSON exactly when
+    Python's json reads it (as a library reading the metadata would, white space and all); such a
+    value is read again strictly (no key twice), so what is vetted is what the library builds."""
     found, todo = set(), []
     for key, value in metadata.items():
-        if value[:1] in "{[":
-            todo.append(_json(value, f"{what}: metadata {key[:80]!r}"))
+        try:
+            json.loads(value)
+        except (ValueError, RecursionError):
+            continue  # not JSON: a plain string, which names no type
+        todo.append(_json(value, f"{what}: metadata {key[:80]!r}"))
     while todo:
         item = todo.pop()
         if isinstance(item, dict):

@@ -218,7 +218,10 @@ def vet(kind: str, data: bytes, what: str, *, trusted: bool = False, operators: 
     elif kind == "safetensors":
         from harness import stacks
 
-        allocated = vet_safetensors(data, what, trusted, stacks.safetensors_types())
+        try:
+            allocated = vet_safetensors(data, what, trusted, stacks.safetensors_types())
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # a form nobody anticipated
+            raise Refused(f"{what}: a malformed safetensors header ({type(exc).__name__}: {str(exc)[:120]})") from None
     else:
         allocated = vet_data(data, what, trusted)
     if claimed is not None and is_zip(data):

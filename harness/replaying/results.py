@@ -109,7 +109,8 @@ def _cell(r: Result) -> str:
     if r.verdict in COMPARED and r.vs_reference_mismatched is not None:
         text += " ref=" if not r.vs_reference_mismatched else (
             f" ref±{_steps(r.vs_reference_max_step_diff)}st" if r.vs_reference_max_step_diff is not None
-            else f" ref|Δ|{r.vs_reference_max_abs_diff:.2g}")
+            else f" ref|Δ|{r.vs_reference_max_abs_diff:.2g}" if r.vs_reference_max_abs_diff is not None
+            else " ref≠ (another shape)")
     return text
 
 

@@ -187,6 +187,30 @@ def unflatten_from_safetensors(tensors: dict, metadata: dict | None) -> dict:
     return rebuilt
 
 
+class Oversized(ValueError):
+    """A checkpoint's tensor subclass whose side tensors would broadcast past its weight."""
+
+
+def check_proportions(state: dict) -> None:
+    """Refuse a state_dict whose torchao tensors carry a side tensor (a scale, a zero point, an
+    activation pre-scale) with more dimensions or more elements than its weight's integers: torchao
+    broadcasts it against the input or the weight, so a few bytes in the file could stand for
+    gigabytes at run time (a [524288, 1, 1] pre-scale of 2 MiB made a worker take 3.4 GiB). What
+    torchao writes never does."""
+    for name, tensor in state.items():
+        inner = tensor.__tensor_flatten__()[0] if hasattr(tensor, "__tensor_flatten__") else []
+        base = getattr(tensor, "qdata", None) if "qdata" in inner else None
+        if base is None:
+            continue
+        for attribute in inner:
+            side = getattr(tensor, attribute, None)
+            if attribute == "qdata" or not isinstance(side, torch.Tensor):
+                continue
+            if side.dim() > base.dim() or side.numel() > base.numel():
+                raise Oversized(f"{name}.{attribute} has shape {tuple(side.shape)[:8]}, more than its weight's "
+                                f"{tuple(base.shape)}: refused before it runs")
+
+
 def exportable(model):
     """The model as torch.export takes it in this release (subclass weights unwrapped before 0.8)."""
     if _at_least(UNWRAP_BEFORE):

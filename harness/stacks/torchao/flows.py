@@ -29,6 +29,7 @@ class Quantize(Flow):
         return quantized(self.transform(case), built, example)
 
     def load_state(self, model, state) -> None:
+        compat.check_proportions(state)  # a checkpoint's side tensors cannot outgrow its weights
         # a quantized tensor subclass cannot be copied into a float parameter
         model.load_state_dict(state, assign=True)
 

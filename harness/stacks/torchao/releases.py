@@ -18,6 +18,10 @@ TORCHAO = {"2.4": "0.6.1", "2.8": "0.12.0", "2.10": "0.16.0", "2.11": "0.17.0", 
            "2.13": "0.18.0", "2.14": "0.18.0", "2.15": "0.18.0"}
 
 
+#: the first torchao release with torchao.prototype.safetensors, and what it needs beside it
+SAFETENSORS_SINCE, SAFETENSORS_PACKAGES = "0.14.0", ("safetensors>=0.4", "numpy>=1.26")
+
+
 def torchao_for(version: str) -> str | None:
     """The torchao release to install beside torch ``version`` (None: none pairs with it, or a
     version that is no release)."""
@@ -29,9 +33,10 @@ def torchao_for(version: str) -> str | None:
 ABI_STABLE, ABI_TORCH = "0.17.0", "2.11"
 
 #: torchao release -> the torch release its C++ kernels were built against, before ABI_STABLE: the
-#: torch a bisection installs it beside. 0.13.0 to 0.16.0 from torchao's own check
-#: (``torchao_pytorch_compatible_versions``, exact versions); before 0.13 torchao checked nothing,
-#: and each release is paired with the stable torch of its month (0.6.1 and 0.12.0 as TORCHAO).
+#: torch a bisection installs it beside. 0.13.0 to 0.16.0 from torchao 0.16.0's table
+#: (``torchao_pytorch_compatible_versions``, exact versions; 0.14.0's own check names only torch
+#: 2.9.0.dev, so it skips its kernels beside every release, 2.8.0 included); before 0.13 torchao
+#: checked nothing, and each release is paired with the stable torch of its month.
 BUILT_AGAINST = {"0.6.1": "2.4.1", "0.7.0": "2.5.1", "0.8.0": "2.5.1", "0.9.0": "2.6.0", "0.10.0": "2.6.0",
                  "0.11.0": "2.7.1", "0.12.0": "2.8.0", "0.13.0": "2.8.0", "0.14.0": "2.8.0", "0.14.1": "2.9.0",
                  "0.15.0": "2.9.1", "0.16.0": "2.10.0"}
@@ -58,4 +63,8 @@ def packages(torch: str) -> list[str]:
     if torch == "nightly":
         return ["torchao"]
     pair = torchao_for(torch)
-    return [f"torchao=={pair}"] if pair else []
+    if not pair:
+        return []
+    # its safetensors checkpoints (0.14 on) need the safetensors package, and numpy, which
+    # torchao.prototype.safetensors imports
+    return [f"torchao=={pair}", *(SAFETENSORS_PACKAGES if Version(pair) >= Version(SAFETENSORS_SINCE) else ())]
