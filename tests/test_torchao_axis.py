@@ -184,3 +184,18 @@ def test_each_torchao_release_is_bisected_beside_the_torch_it_pairs_with():
     assert torch_for("0.5.0", "2.13.0") is None  # older than any pair the harness knows
     assert pairs("0.16.0", "2.10.0") and not pairs("0.16.0", "2.11.0")
     assert pinned("2.8.0+torchao.0.13.0") == ("torchao", "0.13.0") and pinned("2.8.0") is None
+
+
+def test_committed_sets_span_six_torchao_releases_each_recorded():
+    """The torchao axis: every committed set says which torchao made it (in its header, or per case
+    where a set grew on several), six releases across the v1 -> v2 change."""
+    releases = set()
+    for version in GoldenStore(GOLDENS).versions()[0]:
+        manifest = json.loads((GOLDENS / version / "manifest.json").read_text())
+        header = manifest.get("libraries", {}).get("torchao")
+        per_case = {e["made_with"]["torchao"] for e in manifest["cases"].values() if e.get("made_with")}
+        recorded = per_case or {header}
+        if version not in ("1.13.1", "2.0.1"):  # before torchao's cases
+            assert None not in recorded, version
+            releases |= recorded
+    assert {"0.6.1", "0.12.0", "0.13.0", "0.16.0", "0.17.0", "0.18.0"} <= releases
