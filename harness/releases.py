@@ -28,6 +28,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness import stacks
+from harness.versions import requirement_name
 
 #: runtime torch releases the harness supports; pyproject's requirement is the same range
 SUPPORTED = SpecifierSet(">=1.13,<2.16")
@@ -142,7 +143,7 @@ def pip_args(torch: str, index: str | None = None, extras: bool = False) -> list
         return ["--pre", "--upgrade", "torch", *stacks.packages(torch), "--index-url", NIGHTLY_CPU_INDEX]
     pin = pinned(torch)
     torch = str(Version(torch).public)
-    packages = [f"torch=={torch}", *[p for p in stacks.packages(torch) if requirement_name(p) != (pin or ("",))[0]]]
+    packages = [f"torch=={torch}", *[p for p in stacks.packages(torch) if not pin or requirement_name(p) != pin[0]]]
     if pin:
         packages.append(f"{pin[0]}=={pin[1]}")
     if extras and torchvision_for(torch):
@@ -190,11 +191,6 @@ def install(row: str, record: Path | None = None, run=subprocess.run, fetch=_fet
         return _not_installed(row, torch, wrong, record)
     print(f"row {row}: torch {found.stdout.strip()} installed", flush=True)
     return 0
-
-
-def requirement_name(requirement: str) -> str:
-    """The package a pip requirement names (``lib==1.0``: lib)."""
-    return requirement.split("=", 1)[0].split("<", 1)[0].split(">", 1)[0]
 
 
 def pinned(torch: str) -> tuple[str, str] | None:

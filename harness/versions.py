@@ -20,6 +20,11 @@ def full_version(text: str) -> Version | None:
         return None
 
 
+def requirement_name(requirement: str) -> str:
+    """The package a pip requirement names (``lib==1.0``, ``lib>=2``: lib)."""
+    return requirement.split("=", 1)[0].split("<", 1)[0].split(">", 1)[0]
+
+
 def parse_version(text: str) -> Version | None:
     """The torch release of a golden set's name (its label left out), or None when the name is
     no version."""

@@ -99,8 +99,9 @@ def _changed_golden(records: list[dict], bad: str) -> str | None:
     from harness.reporting.bisect import CHANGED
 
     versions = {r["golden_version"] for r in records if r["verdict"] in CHANGED and not r.get("forward")}
-    older = sorted((v for v in versions if parse_version(v) < Version(bad) or (set_label(v) and parse_version(v)
-                                                                                 <= Version(bad))), key=version_key)
+    bad = Version(bad)
+    older = sorted((v for v in versions if parse_version(v) < bad or (parse_version(v) == bad and set_label(v))),
+                   key=version_key)
     return older[-1] if older else None
 
 

@@ -163,8 +163,9 @@ def _make_artifacts(out: Generated, example, reference, stage: _Stages) -> None:
     """Each artifact kind of the case, saved under the current backend and checked by reloading it."""
     case, entry = out.case, out.entry
     for kind in case.artifacts:
-        if flows.artifact_problem(case, kind):
-            entry.skipped_artifacts[kind] = f"torch {torch_release()}: {flows.artifact_problem(case, kind)}"
+        unable = flows.artifact_problem(case, kind)
+        if unable:
+            entry.skipped_artifacts[kind] = f"torch {torch_release()}: {unable}"
             continue
         if stage.crashed("artifact", kind):
             entry.skipped_artifacts[kind] = f"torch {torch_release()} crashes saving or reloading it: {stage.cause}"

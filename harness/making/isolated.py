@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 
-from harness.releases import HARNESS_DEPS, INDEX_VARIABLE, pip_args, requirement_name, wrong_torch
+from harness.releases import HARNESS_DEPS, INDEX_VARIABLE, pip_args, wrong_torch
+from harness.versions import requirement_name
 
 READY = ".bc-harness-ready"
 

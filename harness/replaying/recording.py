@@ -12,6 +12,7 @@ from harness.compat import torch_release
 from harness.goldens.known import mark
 from harness.replaying.results import Result, whole
 from harness.verdicts import COMPARED, KNOWABLE, Verdict
+from harness.versions import full_version
 
 
 class Recorder:
@@ -64,12 +65,8 @@ def absent(golden, case_id: str) -> bool:
     manifest, readable, names no such case, and the set is not the one this process makes (where
     it is missing). Absent is no result: a set that predates a case, or was made for some cases
     (one library release's, say), is not a skip of every case it never held. Both doors ask it."""
-    from harness.stacks import own_set
-
-    from harness.versions import full_version
-
     return (golden is not None and not golden.manifest_error and golden.manifest is not None
-            and case_id not in golden.cases and full_version(golden.version) != full_version(own_set()))
+            and case_id not in golden.cases and full_version(golden.version) != full_version(stacks.own_set()))
 
 
 def unkept_promises(golden, case_id: str, catalog: set[str], backends: list[str] | None,

@@ -17,6 +17,8 @@ import functools
 import importlib
 from typing import Any, Protocol, Sequence
 
+from harness.versions import requirement_name
+
 #: a harness.catalog.Case (the catalog imports this registry, so the name is not imported here)
 Case = Any
 
@@ -259,7 +261,7 @@ def packages(torch: str) -> list[str]:
     chosen: dict[str, str] = {}
     for stack in registered():
         for requirement in stack.packages(torch):
-            name = requirement.split("=", 1)[0].split("<", 1)[0].split(">", 1)[0]
+            name = requirement_name(requirement)
             if name not in chosen or "==" in requirement:
                 chosen[name] = requirement
     return list(chosen.values())
@@ -283,7 +285,13 @@ def own_set() -> str:
     pairs with it (harness.versions)."""
     from harness.compat import torch_release  # imports torch, which the registry itself does not
 
-    torch = torch_release()
+    return _own_set(torch_release())
+
+
+@functools.cache
+def _own_set(torch: str) -> str:
+    """own_set for torch release ``torch``: asked per case and per set by both doors, the installed
+    libraries' labels are read once per release."""
     labels = [label for stack in registered() for label in [stack.set_label(torch)] if label]
     return torch + ("+" + ".".join(labels) if labels else "")
 

@@ -152,15 +152,19 @@ def kernels_missing() -> bool:
 SAFETENSORS = "torchao.prototype.safetensors.safetensors_support"
 
 
+def _safetensors_support():
+    import importlib
+
+    return importlib.import_module(SAFETENSORS)
+
+
 def safetensors_problem() -> str | None:
     """Why torchao checkpoints cannot be written or read as safetensors here, or None."""
     for package in ("torchao", "safetensors", "numpy"):
         if requirement_problem(package):
             return requirement_problem(package)
-    import importlib
-
     try:
-        importlib.import_module(SAFETENSORS)
+        _safetensors_support()
     except ImportError as exc:
         return f"torchao {version()} has no safetensors support ({one_line(exc)})"
     return None
@@ -168,19 +172,14 @@ def safetensors_problem() -> str | None:
 
 def flatten_for_safetensors(state: dict) -> tuple[dict, dict]:
     """torchao's own flattening of a state_dict of tensor subclasses: (plain tensors, metadata)."""
-    import importlib
-
-    tensors, metadata = importlib.import_module(SAFETENSORS).flatten_tensor_state_dict(state)
-    return tensors, metadata
+    return _safetensors_support().flatten_tensor_state_dict(state)
 
 
 def unflatten_from_safetensors(tensors: dict, metadata: dict | None) -> dict:
     """The state_dict that torchao rebuilds from flattened tensors and their metadata."""
-    import importlib
-
     if not metadata:
         return dict(tensors)
-    rebuilt = importlib.import_module(SAFETENSORS).unflatten_tensor_state_dict(tensors, metadata)
+    rebuilt = _safetensors_support().unflatten_tensor_state_dict(tensors, metadata)
     if isinstance(rebuilt, tuple):  # (state_dict, what it left as plain tensors) in 0.18
         rebuilt, left = rebuilt
         rebuilt = {**rebuilt, **left}

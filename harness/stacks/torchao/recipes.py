@@ -49,18 +49,21 @@ class Recipe:
     what: str = ""
 
 
+def _granularity(ao, granularity: str):
+    """``g32``: per group of 32 input channels; ``pc``: per output channel."""
+    return ao.granularity.PerGroup(32) if granularity == "g32" else ao.granularity.PerAxis(0)
+
+
 def _intx(bits: int, granularity: str, mapping: str):
     def kwargs(ao, torch):
-        return {"weight_dtype": getattr(torch, f"int{bits}"),
-                "granularity": ao.granularity.PerGroup(32) if granularity == "g32" else ao.granularity.PerAxis(0),
+        return {"weight_dtype": getattr(torch, f"int{bits}"), "granularity": _granularity(ao, granularity),
                 "mapping_type": getattr(ao.quant_primitives.MappingType, mapping.upper())}
     return kwargs
 
 
 def _da_intx(bits: int, granularity: str):
     def kwargs(ao, torch):
-        return {"weight_dtype": getattr(torch, f"int{bits}"),
-                "weight_granularity": ao.granularity.PerGroup(32) if granularity == "g32" else ao.granularity.PerAxis(0)}
+        return {"weight_dtype": getattr(torch, f"int{bits}"), "weight_granularity": _granularity(ao, granularity)}
     return kwargs
 
 
