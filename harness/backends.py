@@ -1,8 +1,10 @@
 """Quantized backends: the one order they are reported in, which this torch has, and switching.
 
 "Backend" is the harness's one word for what torch calls a quantized engine
-(``torch.backends.quantized.engine``): fbgemm, x86, qnnpack, onednn. Importing this module
-imports no torch (the pytest plugin validates --golden-backend with it).
+(``torch.backends.quantized.engine``): fbgemm, x86, qnnpack, onednn. A stack may declare backends
+of its own (harness.stacks: a runtime's delegates, chosen when its model runs, not a torch
+engine): its flows' cases run under those instead. Importing this module imports no torch (the
+pytest plugin validates --golden-backend with it).
 """
 
 from __future__ import annotations
@@ -18,10 +20,21 @@ BACKENDS = ("fbgemm", "x86", "qnnpack", "onednn")
 BACKEND_ORDER = (*BACKENDS, "any")
 
 
+def known() -> tuple[str, ...]:
+    """Every backend a run may name: torch's quantized engines, then the stacks' own."""
+    from harness import stacks
+
+    return BACKENDS + stacks.own_backends()
+
+
 def ordered(backends: Iterable[str]) -> list[str]:
-    """``backends`` in report order; names the harness does not know go last, sorted."""
+    """``backends`` in report order (the stacks' own after torch's); names the harness does not
+    know go last, sorted."""
+    from harness import stacks
+
+    order = (*BACKENDS, *stacks.own_backends(), "any")
     names = set(backends)
-    return [b for b in BACKEND_ORDER if b in names] + sorted(names - set(BACKEND_ORDER))
+    return [b for b in order if b in names] + sorted(names - set(order))
 
 
 def supported_backends() -> list[str]:
@@ -32,12 +45,32 @@ def supported_backends() -> list[str]:
     return [name for name in BACKENDS if name in have]
 
 
+_current: list[str | None] = [None]
+
+
+def current() -> str | None:
+    """The backend the innermost ``using`` block runs under (None outside any): how a stack's flow
+    learns which of its own backends to run."""
+    return _current[-1]
+
+
 @contextlib.contextmanager
 def using(name: str | None) -> Iterator[None]:
-    """Run a block under quantized backend ``name`` (None or 'any': leave it as it is)."""
-    if name in (None, "any"):
-        yield
-        return
+    """Run a block under backend ``name`` (None or 'any': leave torch's engine as it is; a stack's
+    own backend: recorded for ``current``, torch's engine left as it is)."""
+    _current.append(name)
+    try:
+        if name not in BACKENDS:
+            yield
+            return
+        with _engine(name):
+            yield
+    finally:
+        _current.pop()
+
+
+@contextlib.contextmanager
+def _engine(name: str) -> Iterator[None]:
     import torch
 
     before = torch.backends.quantized.engine

@@ -14,9 +14,8 @@ from typing import Any, Callable, Sequence
 from harness import stacks
 
 #: Artifact kinds a case may ask for, in the order results are reported.
-#: export: a torch.export archive (.pt2); lite: a lite-interpreter file (.ptl).
-ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package", "export", "lite", "safetensors")
-
+ARTIFACT_KINDS = ("state_dict", "scripted", "traced", "package", "export", "lite", "safetensors", "pte")
+#: export: a torch.export archive (.pt2); lite: a lite-interpreter file (.ptl); pte: an ExecuTorch program (.pte).
 #: A case's ``flow`` (how its quantized model is made from what ``build`` returns) is one of the
 #: registered stacks' flows (harness.stacks); each flow's ``description`` says what it expects.
 
@@ -103,6 +102,10 @@ class Tolerance:
     atol: float = 0.0
     rtol: float = 0.0
     rounding_ulps: int = ROUNDING_ULPS
+    #: the case runs in a runtime that returns dequantized values (ExecuTorch): a float output
+    #: against a quantized golden (or a float reference against a quantized output) is measured in
+    #: the quantized one's steps, not refused as a change of kind
+    dequantized: bool = False
 
 
 @dataclass(frozen=True)

@@ -181,13 +181,17 @@ def _incomparable(golden, where: str, reason: str) -> Diff:
 
 
 def _compare_tensors(golden, obtained, tolerance: Tolerance, where: str) -> Diff:
-    if golden.is_quantized != obtained.is_quantized:
+    if tolerance.dequantized and obtained.is_quantized and golden.is_floating_point():
+        golden, obtained = obtained, golden  # a float reference against a quantized output: the same measure
+    # a runtime's dequantized output against a quantized golden, where the case says its runtime gives one
+    dequantized = tolerance.dequantized and golden.is_quantized and obtained.is_floating_point()
+    if golden.is_quantized != obtained.is_quantized and not dequantized:
         return _incomparable(golden, where, f"{where}: golden is {_kind(golden)}, obtained {_kind(obtained)}")
     if golden.shape != obtained.shape:
         return _incomparable(
             golden, where, f"{where}: shape {tuple(golden.shape)} became {tuple(obtained.shape)}"
         )
-    if golden.dtype != obtained.dtype:
+    if golden.dtype != obtained.dtype and not dequantized:
         return _incomparable(golden, where, f"{where}: dtype {golden.dtype} became {obtained.dtype}")
     if golden.is_quantized:
         return _compare_quantized(golden, obtained, tolerance, where)
@@ -220,12 +224,20 @@ def _step_sizes(t):
     return t.q_per_channel_scales().to(torch.float64).reshape(shape)
 
 
+#: a float output against a quantized golden: how far from the golden's value, in its steps, is still
+#: the same integer (a runtime computes (q - zero_point) * scale in float32: a few float32 ulps of
+#: the value, under 1e-4 of a step for any int8 or uint8 output)
+DEQUANTIZED_SLACK = 1e-3
+
+
 @dataclass
 class Elements:
     """Two tensors of one shape and kind, element by element: the one rule of which elements differ.
 
     ``differs`` is beyond the case's tolerance: for quantized tensors more steps than it allows
-    (integer steps when the qparams agree, else |Δ| in the golden's steps); for floats, not equal
+    (integer steps when the qparams agree, else |Δ| in the golden's steps; a float tensor against
+    a quantized golden, a runtime's dequantized output, in the golden's steps, with
+    ``DEQUANTIZED_SLACK`` of a step for the float rounding of dequantizing); for floats, not equal
     and not within atol + rtol * |golden| (a non-finite golden must be matched exactly). Whether a
     float difference is rounding or drift is then decided on the differing elements (Diff).
     """
@@ -243,14 +255,15 @@ def elements(golden, obtained, tolerance: Tolerance = Tolerance()) -> Elements:
     import torch
 
     if golden.is_quantized:
-        g, o = golden.dequantize().double(), obtained.dequantize().double()
+        g = golden.dequantize().double()
+        o = obtained.dequantize().double() if obtained.is_quantized else obtained.double()
         step_size = _step_sizes(golden).expand(golden.shape)
-        if qparams(golden) == qparams(obtained):
+        if obtained.is_quantized and qparams(golden) == qparams(obtained):
             steps = (golden.int_repr().to(torch.int64) - obtained.int_repr().to(torch.int64)).abs().double()
             differs = steps > tolerance.steps
         else:  # integers are not comparable; measure in the golden's steps
             steps = (g - o).abs() / step_size
-            differs = steps > tolerance.steps + 1e-9
+            differs = steps > tolerance.steps + (1e-9 if obtained.is_quantized else DEQUANTIZED_SLACK)
         return Elements(o - g, (g - o).abs(), differs, steps, step_size)
     g, o = golden.double(), obtained.double()
     same = (g == o) | (torch.isnan(g) & torch.isnan(o))
@@ -265,7 +278,8 @@ def _compare_quantized(golden, obtained, tolerance: Tolerance, where: str) -> Di
     el = elements(golden, obtained, tolerance)
     max_abs, max_steps = (el.abs_diff.max().item(), float(el.steps.max())) if total else (0.0, 0.0)
     bad = int(el.differs.sum())
-    gq, oq = qparams(golden), qparams(obtained)
+    gq = qparams(golden)
+    oq = qparams(obtained) if obtained.is_quantized else gq  # a dequantized output has none to change
     if gq != oq:
         changed = [k for k in gq if gq[k] != oq.get(k)]
         detail = ", ".join(f"{k} {_short(gq[k])} -> {_short(oq.get(k))}" for k in changed)

@@ -152,6 +152,17 @@ def pip_args(torch: str, index: str | None = None, extras: bool = False) -> list
     return packages + source
 
 
+def installs(args: list[str]) -> list[list[str]]:
+    """``pip install`` argument lists that install ``args`` (pip_args' output) in turn: everything
+    but the stacks' install-alone packages, then those with ``--no-deps`` (harness.stacks.install_alone)
+    and the same index options."""
+    alone_names = stacks.install_alone()
+    options = [a for i, a in enumerate(args) if a.startswith("-") or (i and args[i - 1].endswith("-url"))]
+    alone = [a for a in args if a not in options and requirement_name(a) in alone_names]
+    together = [a for a in args if a not in alone]
+    return [together] + ([["--no-deps", *alone, *[o for o in options if o != "--upgrade"]]] if alone else [])
+
+
 @dataclass(frozen=True)
 class Row:
     name: str
@@ -179,7 +190,10 @@ def install(row: str, record: Path | None = None, run=subprocess.run, fetch=_fet
     except ReleaseError as exc:
         return _not_installed(row, row, str(exc), record)
     print(f"installing torch {torch} for row {row}: pip install {' '.join(args)}", flush=True)
-    done = run([sys.executable, "-m", "pip", "install", "--quiet", *args], capture_output=True, text=True)
+    for step in installs(args):
+        done = run([sys.executable, "-m", "pip", "install", "--quiet", *step], capture_output=True, text=True)
+        if done.returncode != 0:
+            break
     if done.returncode == 0:  # the harness's own few dependencies, from the default index
         done = run([sys.executable, "-m", "pip", "install", "--quiet", *HARNESS_DEPS], capture_output=True, text=True)
     if done.returncode != 0:

@@ -65,8 +65,12 @@ def test_rows_resolve_to_their_torch():
     assert releases.resolve("torch213") == "2.13.0"
     # torchao's own axis: torch 2.13.0 with torchao 0.17.0, named as its golden set is
     assert releases.resolve("torch213-torchao017") == "2.13.0+torchao.0.17.0"
-    assert releases.pip_args("2.13.0+torchao.0.17.0", index="registry") == ["torch==2.13.0", "safetensors>=0.4",
-                                                                            "numpy>=1.26", "torchao==0.17.0"]
+    assert releases.pip_args("2.13.0+torchao.0.17.0", index="registry") == [
+        "torch==2.13.0", "safetensors>=0.4", "numpy>=1.26", "executorch==1.5.1", "flatbuffers>=24", "ruamel.yaml>=0.17",
+        "pyyaml>=6", "torchao==0.17.0"]
+    # ExecuTorch's axis: torch 2.13.0 with ExecuTorch 1.4.1 (installed alone: harness.releases.installs)
+    assert releases.resolve("torch213-executorch141") == "2.13.0+executorch.1.4.1"
+    assert "executorch==1.4.1" in releases.pip_args("2.13.0+executorch.1.4.1")
     assert releases.wrong_torch("2.13.0+torchao.0.17.0", "2.13.0+cpu") is None
     assert releases.resolve("nightly") == "nightly"
     assert releases.resolve("2.15.0") == "2.15.0"
@@ -77,7 +81,8 @@ def test_rows_resolve_to_their_torch():
 def test_matrix_covers_oldest_213_latest_and_nightly_in_shards():
     rows = releases.matrix(2)["include"]
     assert {(r["row"], r["shard"]) for r in rows} == {(n, k) for n in ("oldest", "torch213", "torch213-torchao017",
-                                                                         "latest", "nightly") for k in (1, 2)}
+                                                                         "torch213-executorch141", "latest", "nightly")
+                                                      for k in (1, 2)}
     assert [r["row"] for r in rows if r["optional"]] == ["nightly", "nightly"]
 
 

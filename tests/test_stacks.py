@@ -231,7 +231,11 @@ def test_a_new_stack_is_a_folder_and_one_registry_line(tmp_path):
     ("1.13.1", []), ("2.4.1", ["torchao==0.6.1"]), ("2.9.1", []),
     # torchao's safetensors checkpoints (0.14 on) need safetensors and numpy beside it
     ("2.10.0", ["torchao==0.16.0", "safetensors>=0.4", "numpy>=1.26"]),
-    ("2.13.0", ["torchao==0.18.0", "safetensors>=0.4", "numpy>=1.26"]),
+    # ExecuTorch pairs with 2.12 and 2.13 (its runtime links one torch), with what it imports
+    ("2.12.1", ["torchao==0.17.0", "safetensors>=0.4", "numpy>=1.26", "executorch==1.3.1", "flatbuffers>=24",
+                "ruamel.yaml>=0.17", "pyyaml>=6"]),
+    ("2.13.0", ["torchao==0.18.0", "safetensors>=0.4", "numpy>=1.26", "executorch==1.5.1", "flatbuffers>=24",
+                "ruamel.yaml>=0.17", "pyyaml>=6"]),
     ("2.99.0", ["torchao"]),  # PT2E needs some torchao; none pairs yet
 ])
 def test_what_installs_beside_torch_is_each_stack_s_pair_once(torch_release, beside):

@@ -44,7 +44,7 @@ def test_workflow_rows_and_tox_come_from_the_release_list():
     assert "if: steps.install.outcome == 'success'" in text
     assert "schedule:" in text and "cron:" in text
     assert "bc-report" in text and "tox -e report" in text
-    assert set(releases.MATRIX) == {"oldest", "torch213", "torch213-torchao017", "latest", "nightly"}
+    assert set(releases.MATRIX) == {"oldest", "torch213", "torch213-torchao017", "torch213-executorch141", "latest", "nightly"}
 
     tox = configparser.ConfigParser(interpolation=None)
     tox.read(REPO / "tox.ini")

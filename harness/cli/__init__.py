@@ -1,4 +1,4 @@
-"""Command line: ``bc-harness`` (replay, bisect, verify, pin, seal, report, cases, diff-backends) and ``regenerate-goldens``.
+"""Command line: ``bc-harness`` (replay, bisect, window, verify, pin, seal, report, cases, diff-backends) and ``regenerate-goldens``.
 
 Exit status: 0 nothing failed, 1 some result failed (or a golden would be overwritten),
 2 a usage error. No traceback reaches the user unless --verbose. Each command is a module of
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 
-from harness.backends import BACKENDS
+from harness.backends import known
 from harness.goldens.layout import LAYOUTS
 from harness.cli import commands
 from harness.cli.commands import catalog_markdown
-from harness.cli.bisect import bisect
+from harness.cli.bisect import bisect, window
 from harness.cli.common import Parser, common_flags, rounding_flags, run, trust_flag
 from harness.cli.regenerate import regenerate
 from harness.cli.replay import replay
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "with --layout pytorch: the flat directory of PyTorch's files")
     replay.add_argument("--layout", choices=tuple(LAYOUTS), default="harness")
     replay.add_argument("--backend", dest="backends", action="append", metavar="NAME",
-                        help=f"only this backend ({', '.join(BACKENDS)}); repeatable")
+                        help=f"only this backend ({', '.join(known())}); repeatable")
     replay.add_argument("--json", metavar="FILE", help="write one JSON record per result")
     replay.add_argument("--trust-unverified", action="store_true",
                         help="load code-carrying files that no manifest vouches for (unsafe)")
@@ -70,12 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
     bis.add_argument("--verify-good", action="store_true",
                      help="replay on the golden's own release too, rather than assume it holds there")
     bis.add_argument("--backend", dest="backends", action="append", metavar="NAME",
-                     help=f"only this backend ({', '.join(BACKENDS)}); repeatable")
+                     help=f"only this backend ({', '.join(known())}); repeatable")
     bis.add_argument("--artifact", dest="artifacts", action="append", metavar="KIND",
                      help="only this artifact kind (state_dict, scripted, ...); repeatable")
     bis.add_argument("--goldens", metavar="DIR", help="golden directory (default: the configured one)")
     bis.add_argument("--fixtures", metavar="DIR", help="case catalog directory (default: the configured one)")
     bis.add_argument("--verbose", action="store_true", help="print tracebacks of errors")
+
+    win = sub.add_parser("window", help="a stack library's compatibility window: the goldens each of its releases "
+                                        "made, replayed on each release from that one on, per backend")
+    win.add_argument("library", metavar="LIBRARY", help="a stack's library (the one whose runtime replays its files)")
+    win.add_argument("--runtime", action="append", metavar="RELEASE",
+                     help="replay on this release (default: every release that made goldens, and the installed one); "
+                          "repeatable")
+    win.add_argument("--backend", dest="backends", action="append", metavar="NAME",
+                     help=f"only this backend ({', '.join(known())}); repeatable")
+    win.add_argument("--goldens", metavar="DIR", help="golden directory (default: the configured one)")
+    win.add_argument("--fixtures", metavar="DIR", help="case catalog directory (default: the configured one)")
+    win.add_argument("--verbose", action="store_true", help="print tracebacks of errors")
 
     pin = sub.add_parser("pin", help="record sha256 checksums of a foreign golden directory")
     pin.add_argument("directory", metavar="DIR")
@@ -100,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="each backend's distance to the reference kernels, case by case")
     common_flags(diff)
     diff.add_argument("--backend", dest="backends", action="append", metavar="NAME",
-                      help=f"only this backend ({', '.join(BACKENDS)}); repeatable")
+                      help=f"only this backend ({', '.join(known())}); repeatable")
     diff.add_argument("--markdown", action="store_true",
                       help="print the per-case table docs/reference.md carries (each backend's distance, or why none)")
 
@@ -122,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"replay": replay, "bisect": bisect, "pin": commands.pin, "cases": commands.cases, "report": commands.report,
+    command = {"replay": replay, "bisect": bisect, "window": window, "pin": commands.pin, "cases": commands.cases, "report": commands.report,
                "diff-backends": commands.diff_backends, "verify": commands.verify, "seal": commands.seal}[args.command]
     return run("bc-harness", command, args)
 

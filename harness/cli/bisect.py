@@ -138,3 +138,38 @@ def _made_with(goldens, golden: str, case: str, library: str) -> str | None:
         except InvalidVersion:
             continue
     return None
+
+
+def window(args) -> int:
+    """``bc-harness window LIBRARY``: the goldens each release of a stack's library made, replayed
+    on every release of it from that one on (each beside the torch it pairs with), per backend."""
+    from harness.compat import torch_release
+    from harness.making.generate import command_line
+    from harness.reporting.bisect import Replays
+    from harness.reporting.window import made_with, measure, programs, table
+
+    library = _library(args.library)
+    stack = stacks.libraries()[library[0]]
+    paths, cases = catalog(args)
+    flows = {f.name for f in stack.flows}
+    ids = [c.id for c in cases if c.flow in flows]
+    if not ids:
+        raise UsageError(f"the catalog has no case of the {stack.name} stack")
+    running = torch_release()
+    say = lambda line: print(line, flush=True)
+    replays = Replays("", paths.goldens.resolve(), paths.fixtures.resolve(), running, backends(args) or (), (), say,
+                      command_line(), library=library, torch_for=stack.torch_for)
+    by_golden = made_with(replays.store, library[0], set(ids))
+    makers = sorted(set(by_golden.values()), key=Version)
+    if not makers:
+        raise UsageError(f"no golden set records which {library[0]} release made its cases")
+    runtimes = sorted({*[m for m in makers if Version(m) >= Version(makers[0])], *(args.runtime or [])} |
+                      ({library[1]} if not args.runtime else set()), key=Version)
+    say(f"{library[0]} goldens made with {', '.join(makers)}; replayed on {', '.join(runtimes)}")
+    cells, notes = measure(replays, library[0], ids, runtimes, getattr(stack, "promised", None))
+    say("")
+    for line in table(cells, programs(replays.store, by_golden, "pte") if "pte" in {c.artifact for c in cells} else None):
+        say(line)
+    for runtime, note in notes.items():
+        say(f"{library[0]} {runtime}: {note}")
+    return 0

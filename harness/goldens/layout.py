@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # annotations only: importing the plugin (which names the lay
     from harness.catalog import Case
 
 #: file suffixes by the formats' own conventions; the older kinds keep PyTorch's ``.pt``
-SUFFIX = {"export": ".pt2", "lite": ".ptl", "safetensors": ".safetensors"}
+SUFFIX = {"export": ".pt2", "lite": ".ptl", "safetensors": ".safetensors", "pte": ".pte"}
 
 
 _FILE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")

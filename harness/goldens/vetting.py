@@ -16,8 +16,11 @@ sees it, without importing or unpickling anything:
   must be byte-identical to a module this process has already imported (the catalog's fixtures,
   a user's test module), so replaying it runs no code that was not already running; its pickles
   may name classes from those modules and nn.Module classes of torch.
+- **Programs.** An ExecuTorch program (.pte) is walked whole by a bounded flatbuffer reader
+  (harness.goldens.pte_file): offsets, counts and indices inside the file, its delegates on the
+  stacks' allowlist, its planned memory counted as what it allocates.
 - **Operators.** Every operator TorchScript code references, every method it calls, every
-  operator a lite archive's bytecode lists and every target of a torch.export program must be on
+  operator a lite archive's bytecode lists, every kernel an ExecuTorch program calls and every target of a torch.export program must be on
   harness.goldens.operators' allowlist (derived from the catalog); what touches files, processes or
   global state is refused by name, anything unknown until it is added.
 
@@ -37,6 +40,7 @@ from harness.goldens.archives import Archive, is_zip
 from harness.goldens.exported import export_targets, read_json, vet_export
 from harness.goldens.operators import refusal, torchscript_problem
 from harness.goldens.pickles import TORCHSCRIPT_GLOBALS, Refused, Untrusted, data_allowed
+from harness.goldens.pte_file import summarize, vet_pte
 from harness.goldens.safetensors_file import vet_safetensors
 from harness.goldens.streams import allowed_by, vet_data, vet_stream
 
@@ -50,7 +54,7 @@ MAX_TENSOR_BYTES = 1 << 30
 #: Artifact kinds that hold code (or a program that names ops and classes to run). Each is vetted
 #: as its kind, loaded only after its checksum matches the manifest, and has a text sidecar of
 #: its code beside it (harness.goldens.layout.sidecar_name).
-CODE_CARRYING = frozenset({"scripted", "traced", "package", "export", "lite"})
+CODE_CARRYING = frozenset({"scripted", "traced", "package", "export", "lite", "pte"})
 #: the kinds that are TorchScript archives (torch.jit.load, the lite interpreter)
 TORCHSCRIPT_KINDS = frozenset({"scripted", "traced", "lite"})
 
@@ -174,9 +178,12 @@ def _vet_package(data: bytes, what: str, trusted: bool) -> int:
 def embedded_code(kind: str, data: bytes) -> str:
     """The code a golden of ``kind`` carries, as text: TorchScript code (``code/`` of a
     TorchScript or lite archive), a torch.package's extern list and interned sources, the ops a
-    torch.export program calls. Raises Refused when the archive cannot be read."""
-    archive = Archive(data, "the archive")
+    torch.export program calls, an ExecuTorch program's methods, kernels and delegates. Raises
+    Refused when the file cannot be read."""
     parts = [f"# the code this {kind} golden carries; a change to it shows here, as text, for review\n"]
+    if kind == "pte":
+        return parts[0] + summarize(data, "the program", frozenset(), trusted=True).text()
+    archive = Archive(data, "the archive")
     if kind == "package":
         _root, externs, sources = package_parts(archive)
         parts.append("## extern modules\n" + "".join(f"{m}\n" for m in sorted(externs)))
@@ -215,6 +222,10 @@ def vet(kind: str, data: bytes, what: str, *, trusted: bool = False, operators: 
         allocated = _vet_package(data, what, trusted)
     elif kind == "export":
         allocated = vet_export(data, what, trusted, operators)
+    elif kind == "pte":
+        from harness import stacks
+
+        allocated = vet_pte(data, what, trusted, operators, stacks.delegates())
     elif kind == "safetensors":
         from harness import stacks
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from harness import stacks
 from harness.notices import one_line
 from harness.making import flows
-from harness.catalog import Case
+from harness.catalog import Case, Tolerance
 from harness.compare import compare
 from harness.backends import using, supported_backends
 from harness.notices import quiet
@@ -38,9 +38,10 @@ class Cell:
         return None if self.grade is None else self.grade == "exact"
 
 
-def _distance(reference, obtained, step: float | None) -> Cell:
-    """``step``: the scale of the quantized tensor a float ``obtained`` was dequantized from."""
-    diff = compare(reference, obtained)
+def _distance(reference, obtained, step: float | None, dequantized: bool = False) -> Cell:
+    """``step``: the scale of the quantized tensor a float ``obtained`` was dequantized from;
+    ``dequantized``: the case's runtime returns dequantized values (harness.catalog.Tolerance)."""
+    diff = compare(reference, obtained, Tolerance(dequantized=dequantized))
     if diff.ok:
         return Cell("=", "exact")
     steps = diff.max_step_diff
@@ -85,6 +86,7 @@ def case_row(case: Case, backends: list[str], crashed: dict | None = None, at=No
     from harness import reference
 
     crashed = crashed or {}
+    backends = stacks.case_backends(case, None, backends)  # a stack's own backends, where its flow has them
     if not case.check_numerics:
         return {}, "it checks loading only: no output to compare"
     unable = stacks.build_problem(case)
@@ -114,7 +116,7 @@ def case_row(case: Case, backends: list[str], crashed: dict | None = None, at=No
         with quiet(), using(backend):
             try:
                 model = flows.runnable(case, flows.build(case), example)
-                cells[backend] = _distance(expected, *_run_native(case, model, example))
+                cells[backend] = _distance(expected, *_run_native(case, model, example), case.tolerance.dequantized)
             except Exception as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 cells[backend] = Cell("n/a", None, f"{backend} cannot run it: {first[:120]}")
@@ -131,15 +133,18 @@ class Matrix:
         return [(case, cells) for case, cells, why in self.rows if not why]
 
     def tally(self, backend: str) -> Counter:
-        return Counter(cells[backend].grade for _, cells in self.compared if cells[backend].grade)
+        return Counter(cells[backend].grade for _, cells in self.compared if backend in cells and cells[backend].grade)
 
 
 def measure(cases: list[Case], backends: list[str] | None = None, fixtures=None) -> Matrix:
     """Every case's row; in a crash-safe child (harness.sandbox) where the catalog's ``fixtures``
     directory is given, so that a backend that crashes on a case is a cell, not the end."""
     backends = backends or supported_backends()
+    # the columns: torch's backends where a case runs under them, then the stacks' own that cases run under
+    columns = (backends if any(not stacks.of_case(c).backends for c in cases) else []) + \
+        [b for b in stacks.own_backends() if any(b in stacks.of_case(c).backends for c in cases)]
     if fixtures is None:
-        return Matrix(backends, [(case, *case_row(case, backends)) for case in cases])
+        return Matrix(columns, [(case, *case_row(case, backends)) for case in cases])
     from harness.sandbox import Sandbox, run_to_end
 
     rows, box = [], Sandbox()
@@ -151,7 +156,7 @@ def measure(cases: list[Case], backends: list[str] | None = None, fixtures=None)
             rows.append((case, *(found[0] if found else ({}, f"its worker gave up: {given_up}"))))
     finally:
         box.close()
-    return Matrix(backends, rows)
+    return Matrix(columns, rows)
 
 
 def _row_in_child(request: dict, at):
@@ -166,7 +171,7 @@ def summary(m: Matrix) -> list[str]:
     lines = [f"{len(m.compared)} of {len(m.rows)} cases compared with the reference; per backend:"]
     for backend in m.backends:
         tally = m.tally(backend)
-        crashed = sum(1 for _, cells in m.compared if cells[backend].text == "crash")
+        crashed = sum(1 for _, cells in m.compared if backend in cells and cells[backend].text == "crash")
         lines.append(f"  {backend:8} " + ", ".join(f"{tally[g]} {g}" for g in GRADES)
                      + f" (of {sum(tally.values())} it runs)" + (f"; {crashed} crashed" if crashed else ""))
     return lines
@@ -176,12 +181,12 @@ def matrix(cases: list[Case], backends: list[str] | None = None, fixtures=None) 
     from tabulate import tabulate
 
     m = measure(cases, backends, fixtures)
-    table = [[case.id, *(cells[b].text for b in m.backends)] for case, cells in m.compared]
+    table = [[case.id, *(cells[b].text if b in cells else "" for b in m.backends)] for case, cells in m.compared]
     lines = [tabulate(table, headers=["case", *m.backends]), "", *summary(m)]
     lines += [f"  not exact: {case.id} on {b}: {cells[b].text} ({cells[b].grade})"
-              for case, cells in m.compared for b in m.backends if cells[b].grade not in (None, "exact")]
+              for case, cells in m.compared for b in m.backends if b in cells and cells[b].grade not in (None, "exact")]
     lines += [f"  crashed: {case.id} on {b}: {cells[b].reason}"
-              for case, cells in m.compared for b in m.backends if cells[b].text == "crash"]
+              for case, cells in m.compared for b in m.backends if b in cells and cells[b].text == "crash"]
     skipped = [(case, why) for case, _, why in m.rows if why]
     if skipped:
         lines += [f"{len(skipped)} cases without a reference:"] + [f"  {case.id}: {why}" for case, why in skipped]
@@ -194,7 +199,7 @@ def markdown(cases: list[Case], backends: list[str] | None = None, fixtures=None
     lines = ["| case | " + " | ".join(m.backends) + " |", "|---|" + "---|" * len(m.backends)]
     for case, cells, why in m.rows:
         texts = ([f"not computable: {why}"] + [""] * (len(m.backends) - 1) if why
-                 else [(cells[b].text if cells[b].grade or cells[b].text == "crash" else "cannot run")
-                       for b in m.backends])
+                 else [("" if b not in cells else cells[b].text if cells[b].grade or cells[b].text == "crash"
+                        else "cannot run") for b in m.backends])
         lines.append(f"| `{case.id}` | " + " | ".join(t.replace("|", "\\|") for t in texts) + " |")
     return "\n".join(lines + ["", *summary(m)]) + "\n"

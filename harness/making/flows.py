@@ -74,6 +74,21 @@ def exportable(case: Case, model):
     return stacks.of_case(case).exportable(model)
 
 
+def from_program(case: Case, program):
+    """The model a replay runs of an exported program read from a golden, the flow's way."""
+    return stacks.of_case(case).from_program(case, program)
+
+
+def to_pte(case: Case, model) -> bytes:
+    """A quantized model as an ExecuTorch program, the flow's way."""
+    return stacks.of_case(case).to_pte(model)
+
+
+def read_pte(case: Case, data: bytes):
+    """A vetted .pte golden loaded by the flow's runtime."""
+    return stacks.of_case(case).read_pte(data)
+
+
 def output(case: Case, model, out):
     """What a golden records of ``model``'s output ``out``."""
     return stacks.of_case(case).output(model, out)

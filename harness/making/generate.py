@@ -86,7 +86,7 @@ def generate_case(case: Case, backends: list[str] | None = None, crashed: dict |
     """
     from harness import machine
 
-    backends = backends if backends is not None else supported_backends()
+    backends = stacks.case_backends(case, backends, supported_backends())
     stage = _Stages(crashed or {}, at)
     out = Generated(case, entry=CaseEntry(description=case.description, flow=case.flow, source=case.source,
                                           pytorch_test=PyTorchLayout.stem(case) if case.pytorch else None,

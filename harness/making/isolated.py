@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from harness.releases import HARNESS_DEPS, INDEX_VARIABLE, pip_args, wrong_torch
+from harness.releases import HARNESS_DEPS, INDEX_VARIABLE, installs, pip_args, wrong_torch
 from harness.versions import requirement_name
 
 READY = ".bc-harness-ready"
@@ -19,7 +19,15 @@ READY = ".bc-harness-ready"
 
 def env_dir(version: str, pin: tuple[str, str] | None = None) -> Path:
     """Where the environment for ``torch==version`` (and a stack library pinned to a release:
-    ``pin`` is (package, release)) lives, cached across runs."""
+    ``pin`` is (package, release), or a label of ``version`` that pins one) lives, cached across
+    runs. A pin of the release that pairs with the torch anyway is no pin: one environment each."""
+    from harness import stacks
+    from harness.releases import pinned
+
+    if pin is None and version != "nightly" and pinned(version):
+        version, pin = version.split("+", 1)[0], pinned(version)
+    if pin and f"{pin[0]}=={pin[1]}" in stacks.packages(version):
+        pin = None
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bc-harness" / "envs"
     py = ".".join(platform.python_version_tuple()[:2])
     return base / (f"torch-{version}" + (f"-{pin[0]}-{pin[1]}" if pin else "") + f"-py{py}")
@@ -59,7 +67,7 @@ def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bo
               else "the package registry, a release brings CUDA packages: several GB, a few minutes")
     say(f"installing {' '.join(p for p in packages if not p.startswith(('-', 'http')))} (from {source})")
     try:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages, *HARNESS_DEPS], check=True)
+        _pip(python, packages)
     except subprocess.CalledProcessError:
         if packages == bare:
             raise
@@ -67,7 +75,7 @@ def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bo
         # environment goes on without it, and the cases that need it are recorded as not makeable
         extras = " ".join(p for p in packages if p not in bare)
         say(f"{extras} cannot be installed here; going on without it (its cases are recorded as not makeable)")
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *bare, *HARNESS_DEPS], check=True)
+        _pip(python, bare)
         packages = bare
     wanted = " ".join(packages)
     found = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"],
@@ -80,6 +88,15 @@ def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bo
     return python
 
 
+def _pip(python: Path, packages: list[str]) -> None:
+    """pip-install ``packages`` and the harness's own dependencies into ``python``'s environment
+    (install-alone packages in a second call: harness.releases.installs)."""
+    first, *rest = installs(packages)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *first, *HARNESS_DEPS], check=True)
+    for step in rest:
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *step], check=True)
+
+
 def run_harness(python: Path, entry: str, args: list[str], command: str, capture: bool = False):
     """Run a harness entry point (``regenerate_main`` / ``main``) under another environment's Python.
 
@@ -88,7 +105,10 @@ def run_harness(python: Path, entry: str, args: list[str], command: str, capture
     user typed, recorded in the manifest instead of the inner invocation.
     """
     checkout = Path(__file__).resolve().parents[2]  # the directory that holds the harness package
+    # the environment's own scripts first on PATH, as its activation puts them (ExecuTorch 1.3 runs
+    # the flatc its wheel installs there)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")])),
+           "PATH": os.pathsep.join(filter(None, [str(Path(python).parent), os.environ.get("PATH")])),
            "BC_HARNESS_COMMAND": command}
     code = f"import sys; from harness.cli import {entry}; sys.exit({entry}(sys.argv[1:]))"
     done = subprocess.run([str(python), "-c", code, *args], env=env, stdin=subprocess.DEVNULL,

@@ -35,7 +35,9 @@ class GoldenCatalog(pytest.Collector):
         from harness.replaying.recording import absent  # imports torch: not when the plugin loads
 
         state.catalog_ids = {c.id for c in state.cases()}
-        backends = state.backends or supported_backends() or list(BACKENDS)
+        from harness import stacks
+
+        have = supported_backends() or list(BACKENDS)
         for version in versions:
             golden = None if state.layout_class.single_set else state.golden(version)
             for case in cases:
@@ -43,7 +45,7 @@ class GoldenCatalog(pytest.Collector):
                     continue
                 produced = set()
                 for kind in case.artifacts:
-                    for backend in ["any"] if case.backend_agnostic else backends:
+                    for backend in ["any"] if case.backend_agnostic else stacks.case_backends(case, state.backends, have):
                         produced.add((case.id, kind, backend))
                         name = f"{case.id}[{kind}-{backend}-from-{version}]"
                         yield GoldenItem.from_parent(self, name=name, case=case, kind=kind,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends import BACKENDS
+from harness.backends import known
 from harness.goldens.layout import LAYOUTS
 from harness.pytest_plugin.session import SESSION, GoldenSession
 from harness.replaying.request import PLUGIN, RequestError, RunRequest
@@ -36,7 +36,7 @@ def pytest_addoption(parser):
                     help="golden directory (default: ini golden_dir, [tool.bc-harness] goldens, or serialized/)")
     group.addoption("--golden-fixtures", metavar="DIR", help="case catalog directory for --golden")
     group.addoption("--golden-backend", action="append", metavar="NAME", default=None,
-                    help=f"only this backend ({', '.join(BACKENDS)}); repeatable")
+                    help=f"only this backend ({', '.join(known())}); repeatable")
     group.addoption("--golden-layout", choices=tuple(LAYOUTS), default="harness",
                     help="with --golden: read --golden-dir in PyTorch's flat layout")
     group.addoption("--golden-update", action="store_true",

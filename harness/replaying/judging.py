@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.catalog import Case
+from harness.catalog import Case, Tolerance
 from harness.compare import Diff, compare, compare_state
 from harness.goldens.store import GoldenError
 from harness.backends import using
@@ -40,7 +40,9 @@ def judge(layout, reader: Reader, case: Case, backend: str, golden, obtained, di
     output, or why there is none (a str)."""
     verdict, message = layout.judge(case, golden, obtained, diff)
     cross = versus_fbgemm(reader, case, backend, obtained, files)
-    to_reference = None if isinstance(reference, str) or reference is None else compare(reference, obtained)
+    # the default bounds, in the case's terms of what is comparable (a runtime's dequantized output)
+    terms = Tolerance(dequantized=case.tolerance.dequantized)
+    to_reference = None if isinstance(reference, str) or reference is None else compare(reference, obtained, terms)
     return verdict, message, figures(diff, cross, to_reference)
 
 

@@ -70,7 +70,7 @@ class Replayer:
     def backends_for(self, case: Case) -> list[str]:
         if case.backend_agnostic:
             return ["any"]
-        return list(self.options.backends or self.have)
+        return stacks.case_backends(case, self.options.backends, self.have)
 
     def run(self) -> Iterator[Result]:
         for case in self.cases:
@@ -99,7 +99,7 @@ class Replayer:
 
     def _unrunnable(self, case: Case, backend: str, kind: str | None = None) -> str | None:
         """Why ``backend`` cannot run this golden of the case here, or None."""
-        if backend != "any" and backend not in self.have:
+        if backend != "any" and backend not in self.have and backend not in stacks.of_case(case).backends:
             return f"torch {self.runtime} has no {backend} backend"
         return self.layout.backend_problem(case, backend, kind) if kind else self.layout.backend_problem(case, backend)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.config import ConfigError, operators as project_operators
-from harness.backends import BACKENDS
+from harness.backends import known
 from harness.goldens.layout import LAYOUTS
 
 
@@ -102,9 +102,9 @@ class RunRequest:
         """The request with its rules applied (backends once each, the shard parsed), or
         RequestError naming the first rule it breaks."""
         f, layout = self.flags, LAYOUTS[self.layout]
-        unknown = [b for b in self.backends or () if b not in BACKENDS]
+        unknown = [b for b in self.backends or () if b not in known()]
         if unknown:
-            raise RequestError(f"{f.backend} {unknown[0]!r} is not one of {', '.join(BACKENDS)}")
+            raise RequestError(f"{f.backend} {unknown[0]!r} is not one of {', '.join(known())}")
         named = f"{f.layout} {self.layout}"
         if layout.single_set and not self.directory:
             raise RequestError(f"{named} needs the directory of PyTorch's files ({f.directory})")

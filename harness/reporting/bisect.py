@@ -169,10 +169,20 @@ class Replays:
 
     def records(self, release: str, golden: str | None) -> tuple[list[dict], str]:
         """The JSON records of this case (on ``golden`` alone, or every set), and a note when none."""
+        found, note = self.replayed(release, [self.case], golden)
+        found = [r for r in found if r["case"] == self.case and (not self.artifacts or r["artifact"] in self.artifacts)]
+        return found, note or ("" if found else f"{self.name(release)} gave no result for {self.case}")
+
+    def name(self, release: str) -> str:
+        return (f"{self.library[0]} {release} (torch {self.torch_of(release) or self.running})" if self.library
+                else f"torch {release}")
+
+    def replayed(self, release: str, cases: list[str], golden: str | None = None) -> tuple[list[dict], str]:
+        """The JSON records of a replay of ``cases`` on ``release`` (on ``golden`` alone, or every
+        set), and a note where the harness could not replay there."""
         from harness.making.isolated import run_harness
 
-        name = (f"{self.library[0]} {release} (torch {self.torch_of(release) or self.running})" if self.library
-                else f"torch {release}")
+        name = self.name(release)
         try:
             python = Path(sys.executable) if self._here(release) else self._env(release)[1](
                 lambda line: self.say(f"  [{name}] {line}"))
@@ -180,17 +190,15 @@ class Replays:
             return [], f"no environment for {name}: {exc}"
         with tempfile.TemporaryDirectory(prefix="bc-bisect-") as tmp:
             out = Path(tmp) / "results.json"
-            args = ["replay", "--goldens", str(self.store), "--fixtures", str(self.fixtures), "-k", self.case,
-                    "--json", str(out), "-q", "-j", "1"]
+            args = ["replay", "--goldens", str(self.store), "--fixtures", str(self.fixtures), "--json", str(out),
+                    "-q", "-j", "1", *[a for c in cases for a in ("-k", c)]]
             args += ["--golden", golden] if golden else []
             args += [a for b in self.backends for a in ("--backend", b)]
             done = run_harness(python, "main", args, self.command, capture=True)
             if not out.is_file():
                 tail = (done.stderr or done.stdout or "").strip().splitlines()[-1:] or ["no output"]
                 return [], f"the harness did not replay on {name} (exit {done.returncode}): {tail[0]}"
-            found = json.loads(out.read_text(encoding="utf-8"))
-        found = [r for r in found if r["case"] == self.case and (not self.artifacts or r["artifact"] in self.artifacts)]
-        return found, "" if found else f"{name} gave no result for {self.case}"
+            return json.loads(out.read_text(encoding="utf-8")), ""
 
     def probe(self, release: str, golden: str) -> Probe:
         records, note = self.records(release, golden)

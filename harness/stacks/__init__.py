@@ -26,6 +26,7 @@ Case = Any
 REGISTRY = (
     "harness.stacks.torch_ao",
     "harness.stacks.torchao",
+    "harness.stacks.executorch",
 )
 
 
@@ -46,6 +47,9 @@ class Flow:
     built_once: bool = False
     #: the model is a graph whose ``get_attr`` targets a package golden records (FX)
     graph_targets: bool = False
+    #: the backends its cases run under, where not torch's quantized engines: its stack's own
+    #: (a runtime's delegates; harness.backends.current() tells which one a run is under)
+    backends: tuple[str, ...] = ()
 
     def problem(self) -> str | None:
         """Why this install cannot make or run the flow's models, or None."""
@@ -83,6 +87,11 @@ class Flow:
         """The model as this release's torch.export takes it."""
         return model
 
+    def from_program(self, case: Case, program):
+        """The model a replay runs of an exported program read from a golden (.pt2): its module,
+        or what the flow's users make of the program (a runtime's lowering of it)."""
+        return program.module()
+
     def output(self, model, out):
         """What a golden records of a model's output ``out`` (a flow may add state, e.g. qparams)."""
         return out
@@ -96,7 +105,18 @@ class Flow:
         """Why the flow cannot write or read artifact ``kind`` here (beyond torch's own reasons), or None."""
         if kind == "safetensors":
             return f"the {self.name} flow keeps no safetensors file (its state_dict holds what safetensors cannot)"
+        if kind == "pte":
+            return f"the {self.name} flow makes no ExecuTorch program (.pte): its models are not lowered"
         return None
+
+    def to_pte(self, model) -> bytes:
+        """``model`` (this flow's ``runnable``) as a .pte program, for a flow whose ``kind_problem``
+        admits the pte kind."""
+        raise NotImplementedError(self.kind_problem("pte"))
+
+    def read_pte(self, data: bytes):
+        """A vetted .pte golden as the flow's runtime loads it: a model that runs under the current backend."""
+        raise NotImplementedError(self.kind_problem("pte"))
 
     def to_safetensors(self, state: dict) -> tuple[dict, dict | None]:
         """(plain tensors by name, string metadata or None) that stand for ``state`` in a safetensors file."""
@@ -271,6 +291,33 @@ def safetensors_types() -> frozenset:
     """The ``_type`` names a safetensors golden's metadata may name (harness.goldens.safetensors_file),
     from each stack's optional ``safetensors_types``. Reads no torch."""
     return frozenset().union(*(getattr(stack, "safetensors_types", frozenset()) for stack in registered()))
+
+
+def delegates() -> frozenset:
+    """The delegates an ExecuTorch program golden may call (a stack's optional ``delegates``)."""
+    return frozenset().union(*(getattr(stack, "delegates", frozenset()) for stack in registered()))
+
+
+def own_backends() -> tuple[str, ...]:
+    """The backends the stacks declare beside torch's quantized engines (a stack's optional
+    ``backends``), in registry order. Reads no torch."""
+    return tuple(b for stack in registered() for b in getattr(stack, "backends", ()))
+
+
+def case_backends(case: Any, asked, have) -> list[str]:
+    """The backends ``case`` runs under: its flow's own where it has them (those of ``asked`` among
+    them where a run asked for some), else ``asked`` or, where none were, ``have``."""
+    own = of_case(case).backends
+    if own:
+        return [b for b in own if not asked or b in asked]
+    return list(asked or have)
+
+
+def install_alone() -> frozenset:
+    """Packages pip installs without their declared dependencies (a stack's optional
+    ``install_alone``: a package whose dependencies serve parts of it the harness never runs, and
+    whose few needed ones the stack's requirements name). Reads no torch."""
+    return frozenset().union(*(getattr(stack, "install_alone", frozenset()) for stack in registered()))
 
 
 def matrix_rows() -> dict[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from harness.goldens.vetting import CODE_CARRYING  # noqa: F401  (defined beside the vetting of those kinds)
-from harness.making.artifacts import export, lite, package, safetensors, scripted, state_dict, traced
+from harness.making.artifacts import export, lite, package, pte, safetensors, scripted, state_dict, traced
 
 KINDS: dict[str, ModuleType] = {
     "state_dict": state_dict,
@@ -20,4 +20,5 @@ KINDS: dict[str, ModuleType] = {
     "export": export,
     "lite": lite,
     "safetensors": safetensors,
+    "pte": pte,
 }

@@ -25,8 +25,8 @@ def decode(case, data: bytes):
 
 
 def from_decoded(case, program):
-    """A fresh module of the program, for one backend's run."""
-    return program.module()
+    """A fresh module of the program, for one backend's run (as the case's flow runs a program)."""
+    return flows.from_program(case, program)
 
 
 def load(case, data: bytes, example, trusted: bool = False):
