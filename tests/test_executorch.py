@@ -121,3 +121,43 @@ def test_the_committed_executorch_goldens_replay_on_the_installed_runtime(catalo
     results = [r for r in replay_store(GoldenStore(ROOT / "serialized"), cases, options)]
     assert {(r.case, r.artifact, r.backend): r.verdict for r in results} == {
         (c.id, k, b): "pass" for c in cases for k in ("export", "pte") for b in ("xnnpack", "portable")}, version()
+
+
+def test_the_window_replays_each_makers_goldens_on_its_release_and_newer_only(tmp_path):
+    """measure() asks each runtime for its replay once and keeps, per result, only goldens its
+    release or an older one made (what a newer release wrote is not in an older one's window)."""
+    import json
+
+    from harness.reporting.window import measure
+
+    store = tmp_path / "goldens"
+    for version, release in (("2.12.1", "1.3.1"), ("2.13.0", "1.5.1")):
+        (store / version).mkdir(parents=True)
+        entry = {"description": "", "flow": "executorch", "artifacts": [], "backends": {},
+                 "made_with": {"executorch": release}}
+        (store / version / "manifest.json").write_text(json.dumps(
+            {"format": 1, "torch": version, "cases": {"et-x": entry}, "files": {}, "golden_files": 0}))
+    (store / ".bc-harness-store").write_text("")
+
+    class Fake:
+        def __init__(self):
+            self.store, self.asked = store, []
+
+        def say(self, line):
+            pass
+
+        def name(self, release):
+            return release
+
+        def replayed(self, release, cases, golden=None):
+            self.asked.append(release)
+            return [{"golden_version": v, "case": "et-x", "backend": "xnnpack", "artifact": "pte",
+                     "verdict": "pass" if release != "1.5.1" or v == "2.13.0" else "load-error",
+                     "max_step_diff": 0.0, "max_abs_diff": 0.0} for v in ("2.12.1", "2.13.0")], ""
+
+    fake = Fake()
+    cells, notes = measure(fake, "executorch", ["et-x"], ["1.5.1", "1.3.1"], releases.promised)
+    assert fake.asked == ["1.3.1", "1.5.1"] and notes == {}
+    assert [(c.made_with, c.runtime, dict(c.verdicts), c.promised) for c in cells] == [
+        ("1.3.1", "1.3.1", {"pass": 1}, True), ("1.3.1", "1.5.1", {"load-error": 1}, False),
+        ("1.5.1", "1.5.1", {"pass": 1}, True)]

@@ -46,6 +46,10 @@ def ensure_env(version: str, say: Callable[[str], None] = print, test_runner: bo
     The harness itself is not installed there: it runs from this checkout (PYTHONPATH), so
     the goldens of every version are made by the same harness code.
     """
+    from harness import stacks
+
+    if pin and f"{pin[0]}=={pin[1]}" in stacks.packages(version):
+        pin = None  # the release that pairs with the torch anyway: the torch's own environment
     directory = env_dir(version, pin)
     python = _python(directory)
     packages = pip_args(version, extras=True)  # BC_TORCH_INDEX=cpu: PyTorch's CPU builds, not CUDA ones
