@@ -48,6 +48,7 @@ def _distance(reference, obtained, step: float | None, dequantized: bool = False
     if steps is None and step and diff.max_abs_diff is not None and diff.verdict == Verdict.DRIFT:
         steps = round(diff.max_abs_diff / step, 3)  # dequantized values: whole steps, up to float rounding
     if steps is not None:
+        steps = round(steps, 3)  # a dequantized output's steps carry its float rounding
         return Cell(f"±{steps:g} st", "one step" if steps <= 1 else "beyond", diff.message)
     if diff.verdict == Verdict.ROUNDING:
         return Cell(f"|Δ|{diff.max_abs_diff:.2g}", "rounding", diff.message)

@@ -122,7 +122,13 @@ class ExecuTorch(Flow):
         return torch.quantize_per_tensor(out.float(), scale, zero_point, torch.qint8 if qmin < 0 else torch.quint8)
 
     def reference_model(self, model):
-        return model.module if isinstance(model, Lowered) else model
+        module = model.module if isinstance(model, Lowered) else model
+        if any(type(p).__module__.startswith("torchao") for p in getattr(module, "parameters", list)()):
+            # torchao's 8da4w weights: the torchao stack states what they compute
+            from harness.stacks.torchao.reference import reference_model
+
+            return reference_model(module)
+        return module
 
     def kind_problem(self, kind):
         return None if kind == "pte" else super().kind_problem(kind)
