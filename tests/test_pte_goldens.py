@@ -49,7 +49,7 @@ def _patched(data: bytes, offset: int, fmt: str, value) -> bytes:
 def test_the_committed_program_is_summarized_as_its_sidecar_says(pte):
     summary = summarize(pte, "x", ALLOWED)
     assert summary.methods == ["forward", "forward_portable"]
-    assert summary.delegates == [("XnnpackBackend", "XH00, graph XN01")]
+    assert [(d, v.split(",")[:2]) for d, v in summary.delegates] == [("XnnpackBackend", ["XH00", " graph XN01"])]
     assert "aten::addmm.out" in summary.operators["forward_portable"]
     sidecar = (GOLDEN.parent / "pte.code.txt").read_text()
     assert summary.text() in sidecar
@@ -95,8 +95,8 @@ def test_a_corrupted_program_is_refused_before_the_runtime_reads_it(pte, name):
 
 
 def test_a_delegate_off_the_allowlist_is_refused_and_trust_waives_only_that(pte):
-    crafted = pte.replace(b"XnnpackBackend", b"ShellBackend!!")
-    with pytest.raises(Refused, match="delegate 'ShellBackend!!'.*not on the delegate allowlist"):
+    crafted = pte.replace(b"XnnpackBackend", b"ShellBackend__")
+    with pytest.raises(Refused, match="delegate 'ShellBackend__'.*not on the delegate allowlist"):
         vet("pte", crafted, "x")
     vet("pte", crafted, "x", trusted=True)
     with pytest.raises(Refused, match="not an ExecuTorch program"):
@@ -125,6 +125,37 @@ def test_an_instruction_naming_a_value_it_does_not_have_is_refused(pte):
     assert n
     with pytest.raises(Refused, match=f"names value {values + 5} of {values}"):
         vet("pte", _patched(pte, start, "i", values + 5), "x")
+
+
+def test_a_weight_pointed_at_a_smaller_datum_is_refused_before_xnnpack_reads_past_it(pte):
+    """XNNPACK reads a weight's bytes from the named datum its graph names, as many as the weight's
+    shape needs: a datum swapped for a smaller one would be read past its end."""
+    reader, program = _program(pte)
+    segments = [t.scalar(1, "Q") for t in program.tables(4)]
+    named = program.tables(7)
+    biggest = max(named, key=lambda n: segments[n.scalar(1, "I")])
+    smallest = min(range(len(segments)), key=segments.__getitem__)
+    with pytest.raises(Refused, match="a tensor needs .* bytes of its constant data, which holds"):
+        vet("pte", _patched(pte, biggest._at(1), "I", smallest), "x")
+
+
+def test_a_method_declaring_thousands_of_delegate_calls_is_refused_at_once(pte):
+    """Each delegate call is a delegate instance the runtime builds: 64 at most, each blob read once."""
+    _, program = _program(pte)
+    start, n = program.tables(1)[0].vector(7, 4)
+    assert n == 1
+    with pytest.raises(Refused, match="declares 65 delegate calls"):
+        vet("pte", _patched(pte, start - 4, "I", 65), "x")
+
+
+def test_names_that_would_forge_sidecar_lines_are_refused(pte):
+    """Operators, overloads and methods are identifiers: a newline in one would add lines to the
+    reviewer's sidecar."""
+    crafted = pte.replace(b"forward_portable", b"forward\nportable", 1)
+    with pytest.raises(Refused, match="a method is called 'forward.*portable'"):
+        vet("pte", crafted, "x", trusted=True)
+    with pytest.raises(Refused, match="not a namespace::name"):
+        vet("pte", pte.replace(b"aten::relu", b"aten:relu ", 1), "x", trusted=True)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -4,18 +4,19 @@ delegate on an allowlist, and what running it would allocate counted.
 
 A .pte is a flatbuffer (schema ``executorch_flatbuffer.Program``, identifier ``ET12``), optionally
 followed by data segments that an extended header (``eh00``, at byte 8) locates. The runtime's
-own verifier is skipped by default in its C++ loader, and a delegate's blob is handed to the
-delegate as it is; so this module walks the whole program with a reader that refuses any read
-outside the file, and the XNNPACK delegate's header (``XH00``) inside its blob. What it does not
-parse is the delegate's own graph (a flatbuffer of XNNPACK's schema): a hostile one can still make
-the delegate fail, which the crash-safe replay turns into a verdict.
+own verifier is skipped by default in its C++ loader (and ExecuTorch 1.2.0's build has none), and
+a delegate's blob is handed to the delegate as it is; so this module walks the whole program with
+a reader that refuses any read outside the file, and harness.goldens.pte_delegates checks the
+XNNPACK delegate's blob: its header and its graph's tensors against the data they read.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 
+from harness.goldens import pte_delegates
 from harness.goldens.operators import refusal
 from harness.goldens.pickles import Refused
 
@@ -23,6 +24,13 @@ IDENTIFIER = b"ET12"
 #: the most tables, vector items and strings one walk reads: a bound on the time a crafted file
 #: can take (the catalog's largest program has a few thousand)
 MAX_ITEMS = 1_000_000
+#: the most delegate calls a method may declare (each is a delegate instance the runtime builds; the
+#: catalog's programs have one)
+MAX_DELEGATES = 64
+#: what an operator (namespace::name), its overload and a method may be called: no separators, no
+#: control characters (they are shown to a reviewer, one per line, in the sidecar)
+_OPERATOR, _OVERLOAD, _METHOD = (re.compile(r"[A-Za-z_]\w*::[A-Za-z_]\w*"), re.compile(r"\w*"),
+                                 re.compile(r"[A-Za-z_]\w*"))
 #: bytes per element of each ExecuTorch scalar type (schema/scalar_type.fbs); an unknown type
 #: counts as 8
 ELEMENT_BYTES = {0: 1, 1: 1, 2: 2, 3: 4, 4: 8, 5: 2, 6: 4, 7: 8, 11: 1, 12: 1, 13: 1, 14: 4, 15: 2, 16: 1, 17: 1,
@@ -112,7 +120,9 @@ class _Table:
 
     def string(self, index: int) -> str:
         start, n = self.vector(index, 1)
-        return self.reader.data[start:start + min(n, 256)].decode("utf-8", "replace")
+        if n > 256:
+            self.reader.refuse(f"a string of {n} bytes at {start} (names are short)")
+        return bytes(self.reader.data[start:start + n]).decode("utf-8")
 
 
 @dataclass
@@ -132,7 +142,7 @@ class PteSummary:
         for method in self.methods:
             lines.append(f"method {method}: {self.instructions.get(method, 0)} instructions")
             lines += [f"  calls {op}" for op in self.operators.get(method, [])]
-        lines += [f"delegate {d} ({v})" for d, v in self.delegates]
+        lines += [f"delegate {d}: {v}" for d, v in self.delegates]
         return "\n".join(lines) + "\n"
 
 
@@ -168,29 +178,29 @@ def summarize(data: bytes, what: str, delegates: frozenset, trusted: bool = Fals
     if constant is not None and constant.scalar(0, "I") >= max(len(segments), 1) and segments:
         reader.refuse("its constant segment names a segment it does not have")
     buffers = len(program.tables(2)) + (len(constant.scalars(1, "Q")) if constant is not None else 0)
-    inline = program.tables(3)
-    for blob in inline:
-        blob.vector(0, 1)
-    blobs = [bytes(data[s:s + n]) for s, n in (b.vector(0, 1) for b in inline)]
-    for named in program.tables(7):
-        if named.scalar(1, "I") >= len(segments):
+    inline = [b.vector(0, 1) for b in program.tables(3)]  # (start, size) of each inline blob
+    named = {}
+    for datum in program.tables(7):
+        if datum.scalar(1, "I") >= len(segments):
             reader.refuse("a named datum points to a segment it does not have")
-        named.string(0)
+        named[datum.string(0)] = segments[datum.scalar(1, "I")][1]
     for plan in program.tables(1):
         _plan(plan, out, buffers, len(inline), len(segments), delegates, trusted, extra_operators)
-    def blob(location: int, index: int) -> bytes:
-        if location == 0:
-            return blobs[index]
-        offset, size = segments[index]
-        return bytes(data[base + offset:base + offset + size])
-
-    out.delegates = [(ident, _delegate_version(blob(*where))) for ident, where in out.delegates]
+    described: dict = {}  # each blob read once, however many delegate calls name it
+    for ident, (location, index) in out.delegates:
+        if (location, index) not in described:
+            start, size = inline[index] if location == 0 else (base + segments[index][0], segments[index][1])
+            out.allocated += pte_delegates.graph_bytes(_Reader, data, start, size, named, what)
+            described[(location, index)] = pte_delegates.describe(data, start, size, what)
+    out.delegates = [(ident, described[where]) for ident, where in out.delegates]
     return out
 
 
 def _plan(plan: _Table, out: PteSummary, buffers: int, inline: int, segments: int, allowed: frozenset,
           trusted: bool, extra: frozenset) -> None:
     reader, name = plan.reader, plan.string(0)
+    if not _METHOD.fullmatch(name):
+        reader.refuse(f"a method is called {name!r}")
     out.methods.append(name)
     values = plan.tables(2)
     n = len(values)
@@ -198,19 +208,22 @@ def _plan(plan: _Table, out: PteSummary, buffers: int, inline: int, segments: in
         out.allocated += _value(v, n, buffers)
     for index in plan.scalars(3, "i") + plan.scalars(4, "i"):
         _index(reader, index, n, "an input or output")
-    operators = [f"{op.string(0)}.{op.string(1)}" if op.string(1) else op.string(0) for op in plan.tables(6)]
-    for op in operators:
-        base = op.split(".", 1)[0]
-        if "::" not in base:
-            reader.refuse(f"method {name} calls {op!r}, which names no namespace")
+    operators = []
+    for op in plan.tables(6):
+        base, overload = op.string(0), op.string(1)
+        if not _OPERATOR.fullmatch(base) or not _OVERLOAD.fullmatch(overload):
+            reader.refuse(f"method {name} calls {base!r} (overload {overload!r}), not a namespace::name")
+        operators.append(f"{base}.{overload}" if overload else base)
         why = None if trusted else refusal(base, extra)
         if why:
             reader.refuse(f"method {name} {why}")
     out.operators[name] = operators
+    if plan.vector(7, 4)[1] > MAX_DELEGATES:  # counted before any is read
+        reader.refuse(f"method {name} declares {plan.vector(7, 4)[1]} delegate calls (at most {MAX_DELEGATES})")
     delegates = plan.tables(7)
     for delegate in delegates:
         ident, processed = delegate.string(0), delegate.table(1)
-        if not trusted and ident not in allowed:
+        if not _METHOD.fullmatch(ident) or not trusted and ident not in allowed:
             reader.refuse(f"method {name} calls delegate {ident!r}, which is not on the delegate allowlist "
                           f"({', '.join(sorted(allowed)) or 'none'})")
         location, index = (processed.scalar(0, "b"), processed.scalar(1, "I")) if processed else (0, 0)
@@ -248,7 +261,7 @@ def _value(value: _Table, values: int, buffers: int) -> int:
         reader.refuse("a value has a type and no content")
     if kind in _TENSOR_LISTS:
         for index in body.scalars(0, "i"):
-            if not -1 <= index < values:
+            if not (-1 if kind == _TENSOR_LISTS[1] else 0) <= index < values:  # -1: an optional's None
                 reader.refuse(f"a tensor list names value {index} of {values}")
         return 0
     if kind != _TENSOR:
@@ -259,7 +272,7 @@ def _value(value: _Table, values: int, buffers: int) -> int:
     if any(s < 0 for s in sizes) or len(sizes) > 16:
         reader.refuse(f"a tensor has sizes {sizes[:17]}")
     body.vector(3, 1)
-    if body.scalar(5, "I") > buffers:
+    if body.scalar(5, "I") >= max(buffers, 1):
         reader.refuse(f"a tensor names constant buffer {body.scalar(5, 'I')} of {buffers}")
     numel = 1
     for s in sizes:
@@ -285,17 +298,6 @@ def _instruction(instruction: _Table, values: int, operators: int, delegates: in
         _index(reader, body.scalar(1, "i"), instructions, "a jump's destination")
     else:
         _index(reader, body.scalar(0, "i"), values, "a free")
-
-
-def _delegate_version(blob: bytes) -> str:
-    """The version a delegate's inline blob declares: XNNPACK's header (XH00) locates its own
-    flatbuffer, whose identifier is its schema version; checked to lie inside the blob."""
-    if blob[4:8] != b"XH00" or len(blob) < 30:
-        return f"no XNNPACK header ({len(blob)} bytes)"
-    fb_offset, fb_size, const_offset, const_size = struct.unpack_from("<IIIQ", blob, 10)
-    if fb_offset + fb_size > len(blob) or const_offset + const_size > len(blob) or fb_size < 8:
-        raise Refused(f"an XNNPACK delegate's header puts its data outside its {len(blob)} bytes")
-    return f"XH00, graph {blob[fb_offset + 4:fb_offset + 8].decode('ascii', 'replace')}"
 
 
 def vet_pte(data: bytes, what: str, trusted: bool, operators: frozenset, delegates: frozenset) -> int:
