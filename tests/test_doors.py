@@ -4,7 +4,8 @@ the same results, with the same messages, on the same golden store.
 Compared on every committed golden set the running torch replays (forward-compatibility rows are
 the CLI's alone: the plugin replays no golden newer than its torch), over a slice of the catalog
 that reaches every kind of verdict the committed sets hold: passes and rounding, known drifts,
-known load-errors (torchao checkpoints, .pt2 archives), known crashes on AVX512 CPUs, and skips."""
+known load-errors (torchao checkpoints, .pt2 archives), known crashes on AVX512 CPUs, and skips; and
+an ExecuTorch case under its own backends (the only case of the sets made for ExecuTorch alone)."""
 
 import json
 
@@ -13,7 +14,7 @@ from .conftest import FIXTURES, REPO, run_cli
 #: cases whose ids no other case's id contains (both doors select by substring)
 CASES = ("dyn-embedding_bag-4bit", "conv2d-grouped_dilated_thin", "pt2e-ptq-linear", "torchao-block-int8-dynamic",
          "jit-mlp-dynamic-per_channel", "linear_relu_package_quantization_transforms", "ondevice-linear-per_channel",
-         "conv2d_nobias_graph_v3", "linear_dynamic-float16")
+         "conv2d_nobias_graph_v3", "linear_dynamic-float16", "et-static-pc-linear")
 #: what a result says: the verdict, why, and what was measured (qnnpack's ConvTranspose3d, whose
 #: cross-backend figures vary run to run, is not in the slice)
 FIELDS = ("verdict", "message", "known", "max_abs_diff", "max_step_diff", "mismatched", "total", "max_ulp_diff",

@@ -161,3 +161,16 @@ def test_the_window_replays_each_makers_goldens_on_its_release_and_newer_only(tm
     assert [(c.made_with, c.runtime, dict(c.verdicts), c.promised) for c in cells] == [
         ("1.3.1", "1.3.1", {"pass": 1}, True), ("1.3.1", "1.5.1", {"load-error": 1}, False),
         ("1.5.1", "1.5.1", {"pass": 1}, True)]
+
+
+def test_the_window_command_says_what_it_cannot_measure(tmp_path, capsys):
+    from harness.cli import main
+
+    assert main(["window", "nosuch"]) == 2
+    assert "window nosuch: not a stack's library" in capsys.readouterr().err
+    pytest.importorskip("executorch")
+    (tmp_path / ".bc-harness-store").write_text("")
+    from tests.test_pte_goldens import ROOT
+
+    assert main(["window", "executorch", "--goldens", str(tmp_path), "--fixtures", str(ROOT / "fixtures")]) == 2
+    assert "no golden set records which executorch release made its cases" in capsys.readouterr().err

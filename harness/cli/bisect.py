@@ -105,14 +105,15 @@ def _changed_golden(records: list[dict], bad: str) -> str | None:
     return older[-1] if older else None
 
 
-def _library(name: str) -> tuple[str, str]:
-    """(a stack library's name, its installed release): bisected on the running torch."""
+def _library(name: str, given: str = "--library ") -> tuple[str, str]:
+    """(a stack library's name, its installed release): bisected on the running torch. ``given``:
+    how the command line named it, for its messages."""
     known = stacks.libraries()
     if name not in known:
-        raise UsageError(f"--library {name}: not a stack's library ({', '.join(known) or 'none'})")
+        raise UsageError(f"{given}{name}: not a stack's library ({', '.join(known) or 'none'})")
     installed = known[name].versions().get(name)
     if installed is None:
-        raise UsageError(f"--library {name}: {name} is not installed here ({known[name].library_problem(name)})")
+        raise UsageError(f"{given}{name}: {name} is not installed here ({known[name].library_problem(name)})")
     return name, str(Version(installed).public)
 
 
@@ -148,8 +149,9 @@ def window(args) -> int:
     from harness.reporting.bisect import Replays
     from harness.reporting.window import made_with, measure, programs, table
 
-    library = _library(args.library)
+    library = _library(args.library, "window ")
     stack = stacks.libraries()[library[0]]
+    args.patterns = None
     paths, cases = catalog(args)
     flows = {f.name for f in stack.flows}
     ids = [c.id for c in cases if c.flow in flows]

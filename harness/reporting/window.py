@@ -69,7 +69,9 @@ def programs(store, makers: dict[tuple[str, str], str], kind: str) -> dict[str, 
             summary = summarize(opened.read(name, kind=kind), name, frozenset(), trusted=True)
         except GoldenError:
             continue
-        out[release] = f"schema {summary.version}" + "".join(f", {d} {v}" for d, v in dict(summary.delegates).items())
+        # the versions a program declares: its schema's, each delegate's header and graph identifier
+        out[release] = f"schema {summary.version}" + "".join(
+            f", {d} {', '.join(v.split(', ')[:2])}" for d, v in dict(summary.delegates).items())
     return out
 
 

@@ -19,6 +19,14 @@ def version() -> str | None:
         return None
 
 
+def torchao_version() -> str | None:
+    """The installed torchao release (PT2E's home, and 8da4w's), from its metadata."""
+    try:
+        return metadata.version("torchao")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 @functools.cache
 def problem() -> str | None:
     """Why ExecuTorch cannot lower or run programs here, or None. Its runtime links one torch

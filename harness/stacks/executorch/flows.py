@@ -143,7 +143,8 @@ class ExecuTorch(Flow):
         if compat.problem():
             return {}
         recipe = case.transform if isinstance(case.transform, Recipe) else None
-        return {"executorch": compat.version(), "recipe": recipe.describe() if recipe else "the case's own transform"}
+        return {"executorch": compat.version(), "torchao": compat.torchao_version() or "none",
+                "recipe": recipe.describe() if recipe else "the case's own transform"}
 
 
 def quantize(recipe: Recipe, module, example):
