@@ -54,7 +54,7 @@ def bisect(args) -> int:
     if golden is None:
         golden = _changed_golden(records, running if library else bad)
         if golden is None:
-            say(f"{args.case} holds on torch {bad} for every golden set older than it"
+            say(f"{args.case} holds on {what} {bad} for every golden set older than it"
                 + (f" ({note})" if note else "") + ": nothing to bisect")
             return 0
         say(f"the newest golden set whose result changed on {what} {bad}: {golden}")
