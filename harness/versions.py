@@ -51,3 +51,11 @@ def version_key(text: str):
     'pytorch@2.4.1'); other names last."""
     found = full_version(text.split("@")[-1])
     return (0, found, text) if found is not None else (1, Version("0"), text)
+
+
+def library_label(library: str, installed: str | None, paired: str | None) -> str | None:
+    """The label (``<library>.<release>``) a set made beside ``installed`` of a stack's library
+    carries: None where none is installed or it is the release that pairs with the set's torch."""
+    if installed is None or installed == paired:
+        return None
+    return f"{library}." + installed.split("+", 1)[0]

@@ -13,6 +13,7 @@ first asked for.
 from __future__ import annotations
 
 from harness.stacks.executorch import releases
+from harness.versions import library_label
 
 
 class ExecuTorchStack:
@@ -62,10 +63,7 @@ class ExecuTorchStack:
         return releases.torch_for(release, torch)
 
     def set_label(self, torch: str) -> str | None:
-        installed = self.versions().get("executorch")
-        if installed is None or installed == releases.executorch_for(torch):
-            return None
-        return "executorch." + installed.split("+", 1)[0]
+        return library_label("executorch", self.versions().get("executorch"), releases.executorch_for(torch))
 
 
 STACK = ExecuTorchStack()

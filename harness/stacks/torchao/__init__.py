@@ -7,6 +7,7 @@ installed); its flows and compat import them when first asked for."""
 from __future__ import annotations
 
 from harness.stacks.torchao import releases
+from harness.versions import library_label
 
 
 class TorchAOStack:
@@ -54,10 +55,7 @@ class TorchAOStack:
         return releases.torch_for(release, torch)
 
     def set_label(self, torch: str) -> str | None:
-        installed = self.versions().get("torchao")
-        if installed is None or installed == releases.torchao_for(torch):
-            return None
-        return "torchao." + installed.split("+", 1)[0]
+        return library_label("torchao", self.versions().get("torchao"), releases.torchao_for(torch))
 
 
 STACK = TorchAOStack()
