@@ -21,7 +21,7 @@ def quiet() -> Iterator[list[warnings.WarningMessage]]:
     with warnings.catch_warnings(record=True) as caught, _native_warnings() as native, _every_time():
         warnings.simplefilter("always")
         yield caught
-    caught.extend(warnings.WarningMessage(text, RuntimeWarning, "torch (C++)", 0) for text in native)
+    caught.extend(warnings.WarningMessage(text, RuntimeWarning, NATIVE, 0) for text in native)
 
 
 @contextlib.contextmanager
@@ -102,20 +102,47 @@ _WHERE = re.compile(r"\s*\(Triggered internally at [^)]*\)\.?$")
 _NOISE = ("The .grad attribute of a Tensor that is not a leaf Tensor is being accessed",)
 
 
+#: where torch's C++ warnings read from file descriptor 2 are said to come from
+NATIVE = "torch (C++)"
+#: what marks a notice as a deprecation whatever its category: torch raises its C++ deprecations
+#: (the quantized dtypes' in 2.13) as UserWarnings
+_DEPRECATION_TEXT = re.compile(r"\bdeprecat|\bwill be removed\b|\bno longer supported\b", re.IGNORECASE)
+_CATEGORY = re.compile(r"^(\w+Warning|C\+\+ warning)(?: \(deprecation\))?: ")
+
+
 def runtime_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
-    """The distinct warnings raised, one line each. Deprecation notices are kept, named as such:
-    for a compatibility tool an API on its way out is a finding."""
+    """The distinct warnings raised, one line each, named by category ("UserWarning: ...";
+    "C++ warning: ..." for what torch's C++ code printed itself). A deprecation notice raised
+    under another category is marked so ("UserWarning (deprecation): ..."): for a compatibility
+    tool an API on its way out is a finding."""
     seen: list[str] = []
     for w in caught:
         text = " ".join(str(w.message).strip().splitlines()[0].split()) if str(w.message).strip() else ""
         text = _WHERE.sub("", text)  # the same warning raised from C++ and from Python reads alike
         if not text or text.startswith(_NOISE):
             continue
-        if issubclass(w.category, (DeprecationWarning, FutureWarning)):
-            text = f"{w.category.__name__}: {text}"
+        category = "C++ warning" if w.filename == NATIVE else w.category.__name__
+        if not issubclass(w.category, (DeprecationWarning, FutureWarning)) and _DEPRECATION_TEXT.search(text):
+            category += " (deprecation)"
+        text = f"{category}: {text}"
         if text not in seen:
             seen.append(text)
     return seen
+
+
+def is_deprecation(line: str) -> bool:
+    """Whether one of runtime_warnings' lines is a deprecation notice (older records, whose lines
+    carry no category, are judged by their text)."""
+    named = _CATEGORY.match(line)
+    if named:
+        return named.group(0).startswith(("DeprecationWarning", "FutureWarning", "PendingDeprecationWarning")) \
+            or "(deprecation)" in named.group(0)
+    return bool(_DEPRECATION_TEXT.search(line))
+
+
+def message(line: str) -> str:
+    """One of runtime_warnings' lines without its category."""
+    return _CATEGORY.sub("", line, count=1)
 
 
 @contextlib.contextmanager

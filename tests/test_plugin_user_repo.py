@@ -264,7 +264,7 @@ def test_native_warnings_on_descriptor_2_are_caught_and_other_output_passes_thro
     with quiet() as caught:
         os.write(2, b"[W1202 10:00:00.1 qlinear.cpp:25] Warning: qnnpack ignores reduce_range (function op)\n")
         os.write(2, b"something else\n")
-    assert runtime_warnings(caught) == ["qnnpack ignores reduce_range"]
+    assert runtime_warnings(caught) == ["C++ warning: qnnpack ignores reduce_range"]
     err = capfd.readouterr().err
     assert "something else" in err and "reduce_range" not in err
 

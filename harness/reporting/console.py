@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from harness.notices import is_deprecation
 from harness.replaying.results import VERDICTS, Result, details, rounding_summary, summary, table
 from harness.compare import ulps_text
 from harness.versions import version_key
@@ -99,7 +100,7 @@ def one_liners(results: list[Result]) -> list[str]:
     warned = [r for r in results if r.warnings]
     if warned:
         distinct = Counter(w for r in warned for w in r.warnings)
-        deprecations = sum(1 for w in distinct if w.startswith(("DeprecationWarning", "FutureWarning")))
+        deprecations = sum(1 for w in distinct if is_deprecation(w))
         lines.append(f"Warnings: {len(distinct)} distinct ({deprecations} deprecations) in {len(warned)} results "
                      "(the report and --json list them)")
     return lines
