@@ -37,7 +37,8 @@ class Recorder:
         if verdict == Verdict.CRASH:  # which CPU crashed is half the finding
             figures.setdefault("runtime_machine", machine.describe(machine.current()))
         result = Result(case.id, artifact, backend, self.layout.golden.version, self.runtime, verdict, message,
-                        layout=self.layout.name, pytorch_test=self.layout.pytorch_test(case), **figures)
+                        layout=self.layout.name, pytorch_test=self.layout.pytorch_test(case), flow=case.flow,
+                        **figures)
         if self.known and verdict in KNOWABLE:
             mark(result, self.known)
         return result

@@ -50,6 +50,8 @@ class Result:
     #: described; None where the output was obtained on the machine that made the golden
     golden_machine: str | None = None
     runtime_machine: str | None = None
+    #: the case's flow (harness.stacks): the deprecation radar groups results by flow and kind
+    flow: str | None = None
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
