@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.backends import ordered
+from harness.reporting import radar
 from harness.reporting.heatmap import heatmaps
 from harness.replaying.results import rounding_groups
 from harness.verdicts import FAILING, KNOWABLE
@@ -166,6 +167,7 @@ class Report:
                   f"[{', '.join(dict.fromkeys(r['backend'] for r in members))}]: {message[:300]}"
                   for (verdict, golden, runtime, case, message), members in found] or [
             "Nothing unexplained: every failing result is a known, examined entry of known-drifts.toml."]
+        lines += ["", *radar.markdown(self.records)]
         lines += self._rounding_markdown()
         warned = self.warning_counts()
         if warned:
@@ -246,7 +248,7 @@ class Report:
                         for n in self.not_installed), "</table>"]
         # what a reader looks at first: the breaks nobody has explained, then the heatmaps; the
         # long lists (known drifts, rounding, warnings, the whole matrix) folded below
-        parts += [*self._html_breaks(), *heatmaps(self), *self._html_drifts(),
+        parts += [*self._html_breaks(), *radar.html_parts(self.records), *heatmaps(self), *self._html_drifts(),
                   *(_folded("Float rounding by machine pair", self._rounding_html()) if self._rounding_html() else []),
                   *_folded("Warnings", self._html_warnings()),
                   *_folded("Matrix: every case, golden and runtime per backend", self._html_matrix()),

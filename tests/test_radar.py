@@ -1,0 +1,90 @@
+"""The deprecation radar: warnings and load failures dated by release, per flow and artifact kind."""
+
+import json
+import warnings
+
+import pytest
+
+from harness.notices import is_deprecation, message, quiet, runtime_warnings
+from harness.reporting import radar
+from harness.reporting.report import Report
+
+DTYPES = ("UserWarning (deprecation): torch.quantize_per_tensor, torch.quantize_per_channel and other quantized "
+          "tensor creation functions that produce tensors with dtype torch.quint8 ... are deprecated")
+JIT = "DeprecationWarning: `torch.jit.load` is deprecated. Please switch to `torch.export`."
+
+
+def rec(case, kind, runtime, verdict="pass", warns=(), golden="1.13.1", flow="eager", backend="fbgemm", **extra):
+    return {"case": case, "artifact": kind, "backend": backend, "golden_version": golden, "runtime_version": runtime,
+            "verdict": verdict, "warnings": list(warns), "flow": flow, "message": extra.pop("message", ""), **extra}
+
+
+def timeline():
+    """Three releases: 2.11.0 warns TorchScript's deprecation (already on the oldest replayed), 2.13.0
+    adds the quantized dtypes' and stops loading one scripted golden; the state_dict never warns."""
+    return [
+        rec("a", "scripted", "2.12.1", warns=[JIT]), rec("a", "scripted", "2.11.0", warns=[JIT]),
+        rec("a", "scripted", "2.13.0", "load-error", warns=[JIT, DTYPES], message="RuntimeError: unknown op"),
+        rec("b", "scripted", "2.11.0"), rec("b", "scripted", "2.12.1"), rec("b", "scripted", "2.13.0", warns=[DTYPES]),
+        rec("a", "state_dict", "2.11.0", warns=["UserWarning: qnnpack ignores reduce_range"]),
+        rec("a", "state_dict", "2.12.1"), rec("a", "state_dict", "2.13.0", "drift"),
+        # a golden that never loaded does not "stop loading"; a forward result is not backward evidence
+        rec("c", "state_dict", "2.11.0", "load-error"), rec("c", "state_dict", "2.13.0", "load-error"),
+        rec("d", "state_dict", "2.10.0", "load-error", golden="2.15.0", forward=True),
+        rec("*", "*", "2.13.0", "corrupt", backend="*"),
+    ]
+
+
+def test_each_notice_is_dated_by_the_first_release_that_raised_it():
+    lines = {(line.flow, line.kind): line for line in radar.radar(timeline())}
+    scripted = lines[("eager", "scripted")]
+    assert scripted.releases == ["2.11.0", "2.12.1", "2.13.0"]
+    assert scripted.notices == {message(JIT): "2.11.0", message(DTYPES): "2.13.0"}
+    assert scripted.warns_from == "2.11.0" and scripted.dated(scripted.warns_from) == "≤ 2.11.0"
+    assert scripted.dated("2.13.0") == "2.13.0"
+    assert (scripted.stops_loading_at, scripted.stopped) == ("2.13.0", 1)
+    assert "unknown op" in scripted.stop_reason
+    state = lines[("eager", "state_dict")]
+    assert state.warns_from is None and state.stops_loading_at is None  # c never loaded; a drifted, still loads
+    assert state.loading() == "loads on 2.13.0"
+    assert ("eager", "*") not in lines and all(line.releases[0] != "2.10.0" for line in lines.values())
+
+
+def test_a_notice_new_in_a_release_is_a_finding_of_that_release():
+    found = radar.new_notices(timeline())
+    assert found == [("2.13.0", "2.12.1", "eager", "scripted", message(DTYPES))]
+
+
+def test_the_merged_report_shows_the_radar_in_markdown_and_html(tmp_path):
+    run = tmp_path / "runs.json"
+    run.write_text(json.dumps(timeline()))
+    report = Report.load([run])
+    md = report.markdown()
+    assert "## Deprecation radar" in md and "| eager | scripted | 2.11.0 … 2.13.0 | ≤ 2.11.0 | 2.13.0 |" in md
+    assert "- **2.13.0** (not on 2.12.1): eager scripted: torch.quantize_per_tensor" in md
+    page = report.html()
+    assert "<h2>Deprecation radar</h2>" in page and "New deprecation notices: 1" in page
+
+
+def test_warnings_are_named_by_category_and_deprecations_told_by_text_too():
+    import os
+
+    with quiet() as caught:
+        warnings.warn("x is deprecated and will be removed", UserWarning)
+        warnings.warn("old", FutureWarning)
+        warnings.warn("plain", UserWarning)
+        os.write(2, b"[W1202 10:00:00.1 q.cpp:2] Warning: quint8 is deprecated (function op)\n")
+    lines = runtime_warnings(caught)
+    assert lines == ["UserWarning (deprecation): x is deprecated and will be removed", "FutureWarning: old",
+                     "UserWarning: plain", "C++ warning (deprecation): quint8 is deprecated"]
+    assert [is_deprecation(line) for line in lines] == [True, True, False, True]
+    assert is_deprecation("torch.ao.quantization is deprecated")  # an older record's line, uncategorized
+    assert message(lines[0]) == "x is deprecated and will be removed"
+
+
+def test_a_deprecation_the_harness_itself_causes_fails_this_suite():
+    """pyproject's filterwarnings: a DeprecationWarning attributed to a harness module is an error in
+    this suite; one attributed to torch (the models' subject) is not."""
+    with pytest.raises(DeprecationWarning):
+        warnings.warn_explicit("an API on its way out", DeprecationWarning, "harness/x.py", 1, module="harness.x")
+    warnings.warn_explicit("an API on its way out", DeprecationWarning, "torch/x.py", 1, module="torch.x")
