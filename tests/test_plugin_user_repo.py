@@ -256,6 +256,42 @@ def test_deprecation_warnings_are_recorded_and_shown_and_numpy_noise_is_not(repo
     assert expected in json.dumps(_manifest(repo)["cases"]["tinynet"]["warnings"])
 
 
+LEGACY = textwrap.dedent('''
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    def build():  # torch 2.13 warns on the quantized dtypes (a C++ warning) and on torch.ao.quantization
+        torch.manual_seed(0)
+        return quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(4, 2)), dtype=torch.qint8)
+
+    def test_legacy(golden):
+        torch.manual_seed(1)
+        golden.check("legacy", build, torch.rand(3, 4), backends=["fbgemm"], artifacts=("state_dict", "scripted"))
+
+    def test_unrelated():
+        assert True
+''')
+
+
+def test_a_users_suite_under_w_error_passes_with_the_plugin_and_fails_only_when_asked(repo):
+    """fms-model-optimizer#210: a suite run with -W error broke on torch 2.13's quantized-dtype
+    deprecation. The checks record the notices and never raise them; --golden-deprecations=error is
+    how a user asks for them to fail."""
+    repo.makepyfile(test_models=LEGACY)
+    repo.runpytest("--golden-update-new-only").assert_outcomes(passed=1, skipped=1)
+    report = repo.path / "r.json"
+    # a fresh interpreter, as the user runs it (in this process -W error would also catch pytest's own
+    # notice that the already imported harness cannot be assertion-rewritten)
+    result = repo.runpytest_subprocess("-W", "error", "-W", "error::DeprecationWarning", f"--golden-report={report}")
+    result.assert_outcomes(passed=2)
+    noted = {w for r in json.loads(report.read_text()) for w in r["warnings"]}
+    assert any("quantized tensor creation functions" in w and "(deprecation)" in w for w in noted)
+    asked = repo.runpytest("--golden-deprecations=error")
+    asked.assert_outcomes(passed=1, failed=1)
+    asked.stdout.fnmatch_lines(["*deprecation notice(s) (--golden-deprecations=error)*",
+                                "*torch.quantize_per_tensor, torch.quantize_per_channel*"])
+
+
 def test_native_warnings_on_descriptor_2_are_caught_and_other_output_passes_through(capfd):
     import os
 

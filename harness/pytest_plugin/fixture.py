@@ -49,11 +49,22 @@ class GoldenChecker:
         for ev in evaluations:
             self.state.record(ev.result, nodeid)
         failed = [e for e in evaluations if e.result.failed]
-        unmade = self._kinds(store, case, nodeid)
+        unmade = self._kinds(store, case, nodeid) + self._deprecations(evaluations)
         if failed or unmade:
             raise GoldenFailure("\n\n".join(filter(None, [
                 failure_text(self.state, failed, case.tolerance, nodeid) if failed else "", *unmade])))
         return [e.result for e in evaluations]
+
+    def _deprecations(self, evaluations) -> list[str]:
+        """Under --golden-deprecations=error, the deprecation notices the model raised, as a failure.
+        Otherwise none: the checks record warnings and never raise them, whatever -W says."""
+        from harness.notices import is_deprecation
+
+        if self.request.config.getoption("golden_deprecations", "record") != "error":
+            return []
+        found = dict.fromkeys(w for e in evaluations for w in e.result.warnings if is_deprecation(w))
+        return [f"the model raised {len(found)} deprecation notice(s) (--golden-deprecations=error):\n" +
+                "\n".join(f"  {w}" for w in found)] if found else []
 
     def _kinds(self, store, case, nodeid) -> list[str]:
         """What this torch cannot make of the kinds the test asks for (a failure: never a silent

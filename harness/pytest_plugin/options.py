@@ -59,6 +59,10 @@ def pytest_addoption(parser):
     group.addoption("--golden-rounding-ulps", type=int, metavar="N", default=None,
                     help="float rounding bound for every golden, in ulps of each output's largest magnitude "
                          "(default: each case's own tolerance, 16 unless it says otherwise)")
+    group.addoption("--golden-deprecations", choices=("record", "error"), default="record",
+                    help="what a deprecation notice raised while a golden.check loads and runs its model does: "
+                         "record it (the default: shown in the summary and --golden-report, never failing, even "
+                         "under -W error), or error (the check fails, listing them)")
     group.addoption("--golden-shard", metavar="K/N",
                     help="run only shard K of N of the selected tests: catalog items split by (golden version, "
                          "case), balanced by replay-costs.json; every other test is a unit of its own")
