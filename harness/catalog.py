@@ -150,6 +150,10 @@ class Case:
     #: the quantization step of a flow that quantizes a float module or its TorchScript:
     #: ``transform(module, example)`` (the flow's default where None)
     transform: Callable[[Any, Any], Any] | None = None
+    #: the float module a legacy flow's ``build`` quantizes, made as ``build`` makes it (under the
+    #: same seed) and calibrated, as there, on the case's input: where the migration parity
+    #: (harness.making.migration) starts. Flows whose ``build`` returns the float module need none.
+    float_model: Callable[[], Any] | None = None
     #: the method whose output is the golden (the on-device flow's ``quantized_forward``)
     method: str = "forward"
     pytorch: PyTorchTest | None = None

@@ -116,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--markdown", action="store_true",
                       help="print the per-case table docs/reference.md carries (each backend's distance, or why none)")
 
+    mig = sub.add_parser("migrate", help="each legacy case against its successors (PT2E .pt2/.pte, torchao), made "
+                                         "from the same float model: distances in steps, per backend")
+    common_flags(mig)
+    mig.add_argument("--backend", dest="backends", action="append", metavar="NAME",
+                     help="only this torch backend for the legacy models; repeatable")
+    mig.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="cases measured at once (default 1)")
+    mig.add_argument("--json", metavar="FILE", help="write one record per row")
+    mig.add_argument("--markdown", action="store_true", help="print the tables docs/migration.md carries")
+
     verify = sub.add_parser("verify", help="check every golden file against its manifest; list unknown files")
     verify.add_argument("directory", nargs="?", metavar="DIR", help="the golden store (default: the configured one)")
     verify.add_argument("--goldens", metavar="DIR", help=argparse.SUPPRESS)
@@ -135,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"replay": replay, "bisect": bisect, "window": window, "pin": commands.pin, "cases": commands.cases, "report": commands.report,
-               "diff-backends": commands.diff_backends, "verify": commands.verify, "seal": commands.seal}[args.command]
+               "diff-backends": commands.diff_backends, "migrate": commands.migrate, "verify": commands.verify, "seal": commands.seal}[args.command]
     return run("bc-harness", command, args)
 
 

@@ -161,6 +161,24 @@ def diff_backends(args) -> int:
     return 0
 
 
+def migrate(args) -> int:
+    import json
+
+    from harness.making.migration import legacy_cases, migrate as measure
+    from harness.reporting.migration import markdown, text
+
+    paths, chosen = catalog(args)
+    if not legacy_cases(chosen):
+        raise UsageError("no case of a legacy flow is selected: nothing to migrate")
+    if args.jobs < 1:
+        raise UsageError(f"-j {args.jobs}: the number of cases measured at once must be at least 1")
+    rows = measure(chosen, paths.fixtures, backends(args), args.jobs)
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.as_dict() for r in rows], indent=1), encoding="utf-8")
+    print(markdown(rows) if args.markdown else text(rows), end="" if args.markdown else "\n")
+    return 0
+
+
 def cases(args) -> int:
     _paths, cases = catalog(args)
     if args.markdown:

@@ -50,6 +50,14 @@ class Flow:
     #: the backends its cases run under, where not torch's quantized engines: its stack's own
     #: (a runtime's delegates; harness.backends.current() tells which one a run is under)
     backends: tuple[str, ...] = ()
+    #: a flow of the retiring stack (torch.ao.quantization, TorchScript): the migration parity
+    #: (harness.making.migration) measures its cases against the stacks' successors
+    legacy: bool = False
+
+    def float_model(self, case: Case):
+        """The float module the case's quantized model is made from (seeded by the caller, as a
+        build is), or None where the case declares none (its build makes a quantized module itself)."""
+        return case.float_model() if case.float_model else None
 
     def problem(self) -> str | None:
         """Why this install cannot make or run the flow's models, or None."""
@@ -149,6 +157,40 @@ def quantized(step, module, example):
 
     with remembered_histogram_searches(), fx_without_stack_traces():
         return step(module, example)
+
+
+class Successor:
+    """What users of the legacy flows move to: a float model quantized by a current stack and made
+    into the artifact they now ship, read back. harness.making.migration measures the distance
+    between a legacy case's outputs and each successor's, made from the same float model and data."""
+
+    name: str = ""
+    #: the artifact users ship of it (".pt2", ".pte", "state_dict")
+    artifact: str = ""
+    description: str = ""
+    #: the legacy quantizations it replaces: "static", "dynamic"
+    modes: tuple[str, ...] = ("static", "dynamic")
+
+    def problem(self) -> str | None:
+        """Why this install cannot make it, or None."""
+        return None
+
+    def covers(self, module) -> str | None:
+        """Why it cannot quantize the float ``module`` as the legacy model was (no layer it
+        quantizes), or None."""
+        return None
+
+    def make(self, module, example, dynamic: bool):
+        """The float ``module`` (it may be changed in place) quantized, calibrated on ``example``
+        where static, saved as the artifact and read back: a callable on the example's arguments."""
+        raise NotImplementedError
+
+    @staticmethod
+    def check_quantized(graph_module) -> None:
+        """Raise where a quantizer annotated nothing of a converted graph: the "successor" would be
+        the float model itself, and its distance a false comfort."""
+        if not any("quantize" in str(getattr(node, "target", "")) for node in graph_module.graph.nodes):
+            raise ValueError("the quantizer annotates none of its layers: the model would stay float")
 
 
 class Stack(Protocol):
@@ -311,6 +353,11 @@ def case_backends(case: Any, asked, have) -> list[str]:
     if own:
         return [b for b in own if not asked or b in asked]
     return list(asked or have)
+
+
+def successors() -> tuple[Successor, ...]:
+    """What the legacy flows' users move to (a stack's optional ``successors``), in registry order."""
+    return tuple(s for stack in registered() for s in getattr(stack, "successors", ()))
 
 
 def install_alone() -> frozenset:

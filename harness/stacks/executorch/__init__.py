@@ -41,6 +41,13 @@ class ExecuTorchStack:
 
         return FLOWS
 
+    @property
+    def successors(self):
+        """What legacy users move to (harness.making.migration)."""
+        from harness.stacks.executorch.successors import SUCCESSORS  # imports torch: deferred
+
+        return SUCCESSORS
+
     def packages(self, torch: str) -> list[str]:
         return releases.packages(torch)
 

@@ -23,6 +23,13 @@ class TorchAO:
 
         return FLOWS
 
+    @property
+    def successors(self):
+        """What legacy users move to (harness.making.migration)."""
+        from harness.stacks.torch_ao.successors import SUCCESSORS  # imports torch: deferred
+
+        return SUCCESSORS
+
     def packages(self, torch: str) -> list[str]:
         return releases.packages(torch)
 

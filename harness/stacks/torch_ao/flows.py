@@ -39,6 +39,7 @@ def quantize_ondevice(script_module, example, qconfig_name: str = "default_dynam
 
 
 class Eager(Flow):
+    legacy = True
     name = "eager"
     description = "eager-mode static PTQ (or a quantized module built directly): build returns the quantized module"
 
@@ -48,6 +49,8 @@ class Eager(Flow):
 
 class _ByModules(Flow):
     """An eager flow told apart on a user's model by where its modules' classes live."""
+
+    legacy = True
 
     marker = ""
 
@@ -77,9 +80,13 @@ class FX(Flow):
                    "prepare_fx/convert_fx) quantizes it; a package holds the float module and its replay "
                    "re-runs the transform")
     graph_targets = True
+    legacy = True
 
     def transform(self, case):
         return case.transform or fx_transforms
+
+    def float_model(self, case):
+        return case.build()
 
     def runnable(self, case, built, example):
         return quantized(self.transform(case), built, example)
@@ -100,9 +107,13 @@ class _OnScript(Flow):
     """A flow whose quantization step runs on the TorchScript module of the float model."""
 
     default = staticmethod(quantize_jit)
+    legacy = True
 
     def transform(self, case):
         return case.transform or self.default
+
+    def float_model(self, case):
+        return case.build()
 
     def runnable(self, case, built, example):
         return self.scripted(case, built, example, trace=False)
@@ -139,6 +150,7 @@ class PT2E(Flow):
 
 
 class Observer(Flow):
+    legacy = True
     name = "observer"
     description = "build returns an observer, calibrated once on the input; its output comes with its qparams"
 

@@ -37,6 +37,13 @@ class TorchAOStack:
 
         return FLOWS
 
+    @property
+    def successors(self):
+        """What legacy users move to (harness.making.migration)."""
+        from harness.stacks.torchao.successors import SUCCESSORS  # imports torch: deferred
+
+        return SUCCESSORS
+
     def packages(self, torch: str) -> list[str]:
         return releases.packages(torch)
 
