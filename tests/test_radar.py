@@ -42,7 +42,7 @@ def test_each_notice_is_dated_by_the_first_release_that_raised_it():
     assert scripted.notices == {message(JIT): "2.11.0", message(DTYPES): "2.13.0"}
     assert scripted.warns_from == "2.11.0" and scripted.dated(scripted.warns_from) == "≤ 2.11.0"
     assert scripted.dated("2.13.0") == "2.13.0"
-    assert (scripted.stops_loading_at, scripted.stopped) == ("2.13.0", 1)
+    assert (scripted.stops_loading_at, scripted.stopped, scripted.replayed_at_stop) == ("2.13.0", 1, 2)
     assert "unknown op" in scripted.stop_reason
     state = lines[("eager", "state_dict")]
     assert state.warns_from is None and state.stops_loading_at is None  # c never loaded; a drifted, still loads
@@ -60,7 +60,7 @@ def test_the_merged_report_shows_the_radar_in_markdown_and_html(tmp_path):
     run.write_text(json.dumps(timeline()))
     report = Report.load([run])
     md = report.markdown()
-    assert "## Deprecation radar" in md and "| eager | scripted | 2.11.0 … 2.13.0 | ≤ 2.11.0 | 2.13.0 |" in md
+    assert "## Deprecation radar" in md and "| eager | scripted | 2.11.0 … 2.13.0 | ≤ 2.11.0 | 2.13.0 (1 of 2 results) |" in md
     assert "- **2.13.0** (not on 2.12.1): eager scripted: torch.quantize_per_tensor" in md
     page = report.html()
     assert "<h2>Deprecation radar</h2>" in page and "New deprecation notices: 1" in page
@@ -80,6 +80,16 @@ def test_warnings_are_named_by_category_and_deprecations_told_by_text_too():
     assert [is_deprecation(line) for line in lines] == [True, True, False, True]
     assert is_deprecation("torch.ao.quantization is deprecated")  # an older record's line, uncategorized
     assert message(lines[0]) == "x is deprecated and will be removed"
+
+
+def test_the_report_command_names_each_new_notice_in_its_summary(tmp_path, capsys):
+    from harness.cli import main
+
+    (tmp_path / "replay-all.json").write_text(json.dumps(timeline()))
+    assert main(["report", str(tmp_path), "--md", str(tmp_path / "r.md")]) == 0
+    out = capsys.readouterr().out
+    assert "new deprecation notice on 2.13.0 (not on 2.12.1): eager scripted: torch.quantize_per_tensor" in out
+    assert "; 1 new deprecation notices;" in out
 
 
 def test_a_deprecation_the_harness_itself_causes_fails_this_suite():

@@ -119,12 +119,17 @@ def report(args) -> int:
         Path(args.html).write_text(report.html(), encoding="utf-8")
     if args.md:
         Path(args.md).write_text(report.markdown(), encoding="utf-8")
+    from harness.reporting.radar import new_notices
+
     drifts = report.drifts()
+    fresh = new_notices(report.records)
     for n in report.not_installed:
         print(f"row {n['row']} (torch {n['torch']}) was not installed: no result from it", file=sys.stderr)
+    for release, before, flow, kind, text in fresh:
+        print(f"new deprecation notice on {release} (not on {before}): {flow} {kind}: {text[:200]}")
     print(f"{len(report.records)} results from runtimes {', '.join(report.runtimes)}; "
           f"{len(drifts)} drifting (case, golden, backend) series, "
-          f"{sum(1 for d in drifts if not d['known'])} not known; "
+          f"{sum(1 for d in drifts if not d['known'])} not known; {len(fresh)} new deprecation notices; "
           + " and ".join(f"{k} written to {v}" for k, v in (("HTML", args.html), ("Markdown", args.md)) if v))
     return 0
 

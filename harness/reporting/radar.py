@@ -32,7 +32,9 @@ class Line:
     #: the first release where a golden that loaded on an older release did not, and why
     stops_loading_at: str | None = None
     stop_reason: str = ""
+    #: how many results stopped loading there, of how many results of the line that release replayed
     stopped: int = 0
+    replayed_at_stop: int = 0
 
     @property
     def warns_from(self) -> str | None:
@@ -46,7 +48,7 @@ class Line:
 
     def loading(self) -> str:
         if self.stops_loading_at:
-            return self.stops_loading_at
+            return f"{self.stops_loading_at} ({self.stopped} of {self.replayed_at_stop} results)"
         return f"loads on {self.releases[-1]}" if self.releases else ""
 
 
@@ -72,8 +74,11 @@ def radar(records: list[dict]) -> list[Line]:
             if is_deprecation(w):
                 line.notices.setdefault(message(w), release)
         runs.setdefault((r["case"], r["artifact"], r["backend"], r["golden_version"]), {})[release] = r
-    for (case, kind, _backend, _golden), by_release in runs.items():
+    for by_release in runs.values():
         _stops(lines[_key(next(iter(by_release.values())))], by_release)
+    for by_release in runs.values():
+        line = lines[_key(next(iter(by_release.values())))]
+        line.replayed_at_stop += line.stops_loading_at in by_release
     return [lines[k] for k in sorted(lines)]
 
 
