@@ -1,7 +1,8 @@
 """What ``bc-harness replay`` prints: an overview a person reads, failures first, known ones folded."""
 
 from harness.reporting.console import attention, overview, render
-from harness.reporting.report import Report, _row
+from harness.reporting import markdown_row as _row
+from harness.reporting.report import Report
 from harness.replaying.results import Result
 
 

@@ -32,8 +32,8 @@ def test_a_static_and_a_dynamic_case_are_measured_against_every_successor(tmp_pa
                  "-j", "2", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert {r["case"] for r in rows} == {"ptq-linear", "ptq-linear-ref", "dyn-linear-qint8"}
-    assert {(r["case"], r["mode"]) for r in rows} == {("ptq-linear", "static"), ("ptq-linear-ref", "static"),
-                                                     ("dyn-linear-qint8", "dynamic")}
+    assert {(r["case"], r["mode"]) for r in rows} == {("ptq-linear", "static-int8"), ("ptq-linear-ref", "static-int8"),
+                                                     ("dyn-linear-qint8", "dynamic-int8")}
     for r in rows:  # every pair measured: a Linear model has a successor of each kind, and it is close
         assert r["note"] == "" and r["backend"] in ("fbgemm", "qnnpack"), r
         assert 0 < r["steps"] < 4 and r["legacy_error"] < 4 and r["successor_error"] < 4, r
@@ -45,8 +45,8 @@ def test_a_static_and_a_dynamic_case_are_measured_against_every_successor(tmp_pa
 def test_a_model_no_successor_quantizes_says_why_instead_of_a_distance():
     case = next(c for c in CATALOG if c.id == "dyn-linear-float16")
     rows = migrate([case], REPO / "fixtures", ["fbgemm"])
-    assert {r.mode for r in rows} == {"float16"} and all(r.steps is None for r in rows)
-    assert all("not float16's" in r.note for r in rows)
+    assert {r.mode for r in rows} == {"dynamic-float16"} and all(r.steps is None for r in rows)
+    assert all("not dynamic-float16's" in r.note for r in rows)
     bare = next(c for c in CATALOG if c.id == "linear_dynamic-qint8")  # PyTorch's suite builds the quantized module
     [row] = migrate([bare], REPO / "fixtures", ["fbgemm"])
     assert row.note.startswith("no float model")

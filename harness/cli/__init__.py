@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--markdown", action="store_true",
                       help="print the per-case table docs/reference.md carries (each backend's distance, or why none)")
 
-    mig = sub.add_parser("migrate", help="each legacy case against its successors (PT2E .pt2/.pte, torchao), made "
+    mig = sub.add_parser("migrate", help="each legacy case against its successors (the stacks' PT2E programs and configs), made "
                                          "from the same float model: distances in steps, per backend")
     common_flags(mig)
     mig.add_argument("--backend", dest="backends", action="append", metavar="NAME",

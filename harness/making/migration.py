@@ -1,8 +1,8 @@
 """Migration parity: what a user of the legacy flows keeps, and what moves, when they migrate.
 
 For every case of a legacy flow (``Flow.legacy``: torch.ao.quantization's eager, FX, JIT and
-on-device flows), each successor the stacks offer (``harness.stacks.Successor``: PT2E with the X86
-Inductor quantizer as a .pt2, PT2E with the XNNPACK quantizer as a .pte, torchao's int8 config) is
+on-device flows), each successor the stacks offer (``harness.stacks.Successor``: PT2E programs
+and runtimes, a library's quantization configs; docs/migration.md names them) is
 made from the same float model, calibrated on the same data (the case's input, as the legacy build
 calibrates), and its output compared with the legacy model's under each of torch's quantized
 backends; both are compared with the float model's output too.
@@ -27,6 +27,8 @@ from harness.backends import BACKENDS, using
 
 #: the int8 grid's levels over the float output's range: the unit of every figure
 LEVELS = 255
+#: the legacy quantizations a successor may replace (Successor.modes)
+STATIC, DYNAMIC = "static-int8", "dynamic-int8"
 
 
 @dataclass
@@ -35,8 +37,8 @@ class Row:
 
     case: str
     flow: str
-    #: the legacy model's quantization: static, dynamic, float16 (dynamic, float16 weights), float (not
-    #: quantized: a folding case), or "" where unknown
+    #: the legacy model's quantization (_mode): static-int8, dynamic-int8, dynamic-float16, weight-only,
+    #: float (nothing quantized: a folding case), or "" where unknown
     mode: str
     backend: str
     successor: str
@@ -118,14 +120,14 @@ def _rows(case, backends: list[str], crashed: dict, at) -> list[Row]:
     problem = stacks.build_problem(case)
     if problem:
         return [Row(case.id, case.flow, "", "", "", note=f"not built here: {problem}")]
-    example = flows.make_input(case)
-    args = example if isinstance(example, tuple) else (example,)
     with quiet():
+        example = flows.make_input(case)
         torch.manual_seed(case.seed + 1)
         float_module = flow.float_model(case)
         if float_module is None:
             return [Row(case.id, case.flow, "", "", "", note="no float model: its build makes the quantized module "
                                                             "itself (or trains it), with no float model declared")]
+        args = example if isinstance(example, tuple) else (example,)
         float_out = _flat(float_module.eval()(*args))
     unit = float(float_out.max() - float_out.min()) / LEVELS if float_out.numel() else 0.0
     unit = unit or 1.0
@@ -175,7 +177,7 @@ def _successor_output(case, successor, example, mode: str, crashed: dict, at):
             if why:
                 return why
             with silent_import():  # a runtime's log lines on a failure: its exception says it in one line
-                model = successor.make(copy.deepcopy(module), example, dynamic=mode != "static")
+                model = successor.make(copy.deepcopy(module), example, dynamic=mode != STATIC)
                 return _flat(model(*args))
     except Exception as exc:  # noqa: BLE001 - a model the successor cannot take is a finding, said
         return f"{successor.name} cannot make it: {one_line(exc)}"
@@ -217,20 +219,24 @@ def _flat(out):
 
 
 def _mode(case, model) -> str:
-    """static, dynamic or float16: how the legacy model quantizes, read from the model itself."""
+    """How the legacy model quantizes, read from the model itself: static-int8, dynamic-int8,
+    dynamic-float16, weight-only (quantized embeddings) or float (nothing quantized)."""
     import torch
 
     if isinstance(model, torch.jit.ScriptModule):
-        text = "\n".join(str(getattr(model, name).graph) for name in ("forward", case.method) if hasattr(model, name))
-        if "quantize" not in text and "quantized::" not in text:
-            return "float"
-        dynamic = "dynamic" in text or case.method != "forward"
-        return ("float16" if "fp16" in text else "dynamic") if dynamic else "static"
-    modules = list(model.modules()) if isinstance(model, torch.nn.Module) else []
-    if not any(".quantized" in type(m).__module__ for m in modules):
+        names = [n for n in dict.fromkeys(("forward", case.method)) if hasattr(model, n)]
+        text = "\n".join(str(getattr(model, n).graph) for n in names)
+        kinds = []
+    else:
+        modules = list(model.modules()) if isinstance(model, torch.nn.Module) else []
+        kinds = [type(m).__module__ for m in modules if ".quantized" in type(m).__module__]
+        text = "\n".join(kinds) + str(getattr(model, "graph", ""))
+    if "quantiz" not in text:
         return "float"
-    if not any(".dynamic" in type(m).__module__ for m in modules):
-        return "static"
-    half = any(getattr(getattr(m, "_packed_params", None), "dtype", None) == torch.float16 or
-               getattr(m, "dtype", None) == torch.float16 for m in modules)
-    return "float16" if half else "dynamic"
+    if kinds and all("embedding_ops" in k for k in kinds) or "embedding_bag_byte" in text or "embedding_4bit" in text:
+        return "weight-only"
+    if "_dynamic" in text or ".dynamic." in text or case.method != "forward":  # the on-device flow's quantized_forward is dynamic PTQ
+        half = "fp16" in text or any(getattr(getattr(m, "_packed_params", None), "dtype", None) == torch.float16
+                                     or getattr(m, "dtype", None) == torch.float16 for m in getattr(model, "modules", list)())
+        return "dynamic-float16" if half else DYNAMIC
+    return STATIC

@@ -54,8 +54,9 @@ def per_case(rows: list[Row]) -> list[list]:
                        _fig(worst.successor_error), ""]
             notes = sorted({r.note for r in found if r.note})
             figures[3] = "; ".join(f"{r.backend}: {r.note}" for r in found if r.note)[:200] if notes else ""
-        else:
-            figures = ["", "", "", first.note[:200]]
+        else:  # the reason that holds whatever the backend first: a backend's own failure says less
+            notes = sorted((r.note for r in found), key=lambda n: n.startswith(("legacy model failed", "crash")))
+            figures = ["", "", "", notes[0][:200]]
         out.append([case, first.flow, first.mode, f"{successor} ({first.artifact})" if successor else "", *figures])
     return out
 

@@ -13,6 +13,7 @@ import html
 from dataclasses import dataclass, field
 
 from harness.notices import is_deprecation, message
+from harness.reporting import markdown_row as _row
 from harness.versions import version_key
 
 #: verdicts that say the artifact loaded (whatever its numbers did)
@@ -114,8 +115,6 @@ def new_notices(records: list[dict]) -> list[tuple[str, str, str, str, str]]:
 
 def markdown(records: list[dict]) -> list[str]:
     """The radar and the new notices as Markdown sections."""
-    from harness.reporting.report import _row
-
     out = ["## Deprecation radar", "",
            "Per flow and artifact kind, over the releases replayed: the first release whose replay warned of a "
            "deprecation (\"≤\": already on the oldest replayed), and the first release where goldens that loaded "

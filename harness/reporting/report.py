@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.backends import ordered
-from harness.reporting import radar
+from harness.reporting import markdown_row as _row, radar
 from harness.reporting.heatmap import heatmaps
 from harness.replaying.results import rounding_groups
 from harness.verdicts import FAILING, KNOWABLE
@@ -367,7 +367,3 @@ def _folded(title: str, body: list[str]) -> list[str]:
     """A section a reader opens when wanted: its title always visible, its body folded."""
     return [f"<details><summary><h2>{html.escape(title)}</h2></summary>", *body, "</details>"]
 
-
-def _row(*cells) -> str:
-    """One Markdown table row; a "|" inside a cell (as in "|Δ|") is escaped so it stays one cell."""
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"

@@ -168,8 +168,8 @@ class Successor:
     #: the artifact users ship of it (".pt2", ".pte", "state_dict")
     artifact: str = ""
     description: str = ""
-    #: the legacy quantizations it replaces: "static", "dynamic"
-    modes: tuple[str, ...] = ("static", "dynamic")
+    #: the legacy quantizations it replaces (harness.making.migration names them)
+    modes: tuple[str, ...] = ("static-int8", "dynamic-int8")
 
     def problem(self) -> str | None:
         """Why this install cannot make it, or None."""
