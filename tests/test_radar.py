@@ -50,6 +50,12 @@ def test_each_notice_is_dated_by_the_first_release_that_raised_it():
     assert ("eager", "*") not in lines and all(line.releases[0] != "2.10.0" for line in lines.values())
 
 
+def test_malformed_warnings_in_a_results_file_are_no_notices():
+    odd = [rec("a", "scripted", "2.11.0", warns=[3, None, JIT]), {**rec("a", "scripted", "2.12.1"), "warnings": "x"}]
+    [line] = radar.radar(odd)
+    assert line.notices == {message(JIT): "2.11.0"}
+
+
 def test_a_notice_new_in_a_release_is_a_finding_of_that_release():
     found = radar.new_notices(timeline())
     assert found == [("2.13.0", "2.12.1", "eager", "scripted", message(DTYPES))]

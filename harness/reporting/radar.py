@@ -62,6 +62,12 @@ def _replayed(record: dict) -> bool:
         and not record.get("forward")
 
 
+def _notices(record: dict) -> list[str]:
+    """A record's deprecation notices, without their categories (a malformed list gives none)."""
+    found = record.get("warnings")
+    return [message(w) for w in found if isinstance(w, str) and is_deprecation(w)] if isinstance(found, list) else []
+
+
 def radar(records: list[dict]) -> list[Line]:
     """The radar's lines, ordered by flow and kind, from every backward result record."""
     lines: dict[tuple[str, str], Line] = {}
@@ -71,9 +77,8 @@ def radar(records: list[dict]) -> list[Line]:
         release = r["runtime_version"]
         if release not in line.releases:
             line.releases.append(release)
-        for w in r.get("warnings") or ():
-            if is_deprecation(w):
-                line.notices.setdefault(message(w), release)
+        for notice in _notices(r):
+            line.notices.setdefault(notice, release)
         runs.setdefault((r["case"], r["artifact"], r["backend"], r["golden_version"]), {})[release] = r
     for by_release in runs.values():
         _stops(lines[_key(next(iter(by_release.values())))], by_release)
@@ -104,7 +109,7 @@ def new_notices(records: list[dict]) -> list[tuple[str, str, str, str, str]]:
     by_key: dict[tuple[str, str], dict[str, set[str]]] = {}
     for r in filter(_replayed, records):
         seen = by_key.setdefault(_key(r), {}).setdefault(r["runtime_version"], set())
-        seen.update(message(w) for w in r.get("warnings") or () if is_deprecation(w))
+        seen.update(_notices(r))
     found = []
     for (flow, kind), by_release in sorted(by_key.items()):
         releases = sorted(by_release, key=version_key)
