@@ -31,6 +31,7 @@ def timeline():
         # a golden that never loaded does not "stop loading"; a forward result is not backward evidence
         rec("c", "state_dict", "2.11.0", "load-error"), rec("c", "state_dict", "2.13.0", "load-error"),
         rec("d", "state_dict", "2.10.0", "load-error", golden="2.15.0", forward=True),
+        rec("e", "state_dict", "2.10.0", "missing"),
         rec("*", "*", "2.13.0", "corrupt", backend="*"),
     ]
 

@@ -58,7 +58,7 @@ def _key(record: dict) -> tuple[str, str]:
 
 
 def _replayed(record: dict) -> bool:
-    return record["case"] != "*" and record["artifact"] != "*" and record["verdict"] != "skip" \
+    return record["case"] != "*" and record["artifact"] != "*" and record["verdict"] not in ("skip", "missing") \
         and not record.get("forward")
 
 
