@@ -201,7 +201,8 @@ def load_catalog(fixtures_dir: Path) -> list[Case]:
     """
     fixtures_dir = Path(fixtures_dir)
     if not fixtures_dir.is_dir():
-        raise CatalogError(f"fixtures directory {fixtures_dir} does not exist")
+        raise CatalogError(f"fixtures directory {fixtures_dir} does not exist (a case catalog: name one with "
+                           f"--fixtures DIR, or fixtures = \"DIR\" under [tool.bc-harness] in pyproject.toml)")
     cases: dict[str, Case] = {}
     for path in sorted(fixtures_dir.glob("*.py")):
         if path.name.startswith("_"):

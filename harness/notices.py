@@ -110,24 +110,38 @@ _DEPRECATION_TEXT = re.compile(r"\bdeprecat|\bwill be removed\b|\bno longer supp
 _CATEGORY = re.compile(r"^(\w+Warning|C\+\+ warning)(?: \(deprecation\))?: ")
 
 
+#: a result keeps at most this many distinct warnings, each at most this long: a golden's code can
+#: raise any number of any text, and a report must stay readable
+MAX_WARNINGS, MAX_WARNING_CHARS = 50, 500
+#: control characters (terminal escapes) and bidirectional overrides: never carried into a report
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def runtime_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     """The distinct warnings raised, one line each, named by category ("UserWarning: ...";
     "C++ warning: ..." for what torch's C++ code printed itself). A deprecation notice raised
     under another category is marked so ("UserWarning (deprecation): ..."): for a compatibility
-    tool an API on its way out is a finding."""
-    seen: list[str] = []
+    tool an API on its way out is a finding. Control characters are dropped, and a result keeps at
+    most MAX_WARNINGS of at most MAX_WARNING_CHARS characters (the rest counted in one line)."""
+    seen: dict[str, None] = {}
+    dropped = 0
     for w in caught:
-        text = " ".join(str(w.message).strip().splitlines()[0].split()) if str(w.message).strip() else ""
+        whole = str(w.message).strip()
+        text = " ".join(_UNPRINTABLE.sub(" ", whole.splitlines()[0]).split()) if whole else ""
         text = _WHERE.sub("", text)  # the same warning raised from C++ and from Python reads alike
         if not text or text.startswith(_NOISE):
             continue
         category = "C++ warning" if w.filename == NATIVE else w.category.__name__
-        if not issubclass(w.category, (DeprecationWarning, FutureWarning)) and _DEPRECATION_TEXT.search(text):
+        if not issubclass(w.category, (DeprecationWarning, FutureWarning)) and _DEPRECATION_TEXT.search(whole):
             category += " (deprecation)"
-        text = f"{category}: {text}"
-        if text not in seen:
-            seen.append(text)
-    return seen
+        text = f"{category}: {text}"[:MAX_WARNING_CHARS]
+        if text in seen:
+            continue
+        if len(seen) >= MAX_WARNINGS:
+            dropped += 1
+            continue
+        seen[text] = None
+    return list(seen) + ([f"RuntimeWarning: {dropped} more distinct warnings, not kept"] if dropped else [])
 
 
 def is_deprecation(line: str) -> bool:

@@ -1,6 +1,7 @@
 """The deprecation radar: warnings and load failures dated by release, per flow and artifact kind."""
 
 import json
+import re
 import warnings
 
 import pytest
@@ -71,6 +72,47 @@ def test_the_merged_report_shows_the_radar_in_markdown_and_html(tmp_path):
     assert "- **2.13.0** (not on 2.12.1): eager scripted: torch.quantize_per_tensor" in md
     page = report.html()
     assert "<h2>Deprecation radar</h2>" in page and "New deprecation notices: 1" in page
+
+
+def test_one_release_alone_dates_nothing_beyond_itself(tmp_path):
+    run = tmp_path / "runs.json"
+    run.write_text(json.dumps([rec("a", "scripted", "2.13.0", warns=[JIT + " " + "word " * 60])]))
+    md = Report.load([run]).markdown()
+    assert "| ≤ 2.13.0 |" in md and "Only 2.13.0 was replayed: no release before it to compare with." in md
+    radar_cell = next(line for line in md.splitlines() if line.startswith("| eager | scripted |"))
+    assert radar_cell.endswith("word … |")
+
+
+def test_text_a_golden_raises_is_shown_literally_and_bounded(tmp_path, capsys):
+    """A golden's code can raise any warning text: no HTML, links or terminal escapes of its making
+    reach the Markdown report or the terminal, and a flood is cut to MAX_WARNINGS per result."""
+    from harness.cli import main
+    from harness.notices import MAX_WARNINGS
+
+    with quiet() as caught:
+        warnings.warn("\x1b[2K\u202eX is deprecated <img src=x onerror=alert(1)> [fix](https://evil.example) ![p](u)")
+        for i in range(MAX_WARNINGS + 5):
+            warnings.warn(f"flood {i}")
+    lines = runtime_warnings(caught)
+    assert len(lines) == MAX_WARNINGS + 1 and lines[-1] == "RuntimeWarning: 6 more distinct warnings, not kept"
+    assert "\x1b" not in lines[0] and "\u202e" not in lines[0]
+    (tmp_path / "replay-1.json").write_text(json.dumps([rec("a", "scripted", "2.12.1"),
+                                                        rec("a", "scripted", "2.13.0", warns=lines[:1])]))
+    assert main(["report", str(tmp_path), "--md", str(tmp_path / "r.md")]) == 0
+    md = (tmp_path / "r.md").read_text()
+    radar_part = md[md.index("## Deprecation radar"):md.index("## New deprecation notices") + 400]
+    assert "<img" not in radar_part and "&lt;img" in radar_part
+    assert not re.search(r"(?<!\\)\]\(", radar_part)  # every "](" escaped: no link of the golden's making
+    assert "\x1b" not in capsys.readouterr().out
+
+
+def test_a_results_file_of_the_wrong_shape_is_a_usage_error_not_a_traceback(tmp_path, capsys):
+    from harness.cli import main
+
+    for odd in ({"warnings": [3, None]}, {"warnings": 5}, {"flow": 7}, {"runtime_version": None}, {"artifact": None}):
+        (tmp_path / "replay-x.json").write_text(json.dumps([{**rec("a", "scripted", "2.13.0"), **odd}]))
+        assert main(["report", str(tmp_path), "--md", str(tmp_path / "r.md")]) == 2, odd
+        assert "not a replay results file" in capsys.readouterr().err
 
 
 def test_warnings_are_named_by_category_and_deprecations_told_by_text_too():

@@ -141,3 +141,27 @@ def test_concurrent_writers_take_turns(tmp_path):
 
 def _write_one(root, i):
     GoldenStore(root).write("2.13.0", {f"c{i}": {}}, {f"c{i}/a.pt": bytes([i]) * 1000}, INFO)
+
+
+def test_an_owned_entry_naming_no_flow_is_malformed_not_the_end_of_the_run(tmp_path):
+    """An edited manifest whose test-owned entry names a flow no stack has: that entry is malformed
+    (its results fail), and every other case of the store is still replayed."""
+    import json
+    import shutil
+
+    from harness.goldens.store import GoldenStore
+    from harness.replaying.replayer import owned_cases
+
+    from .conftest import REPO
+
+    source = REPO / "serialized" / "2.13.0"
+    (tmp_path / "2.13.0").mkdir()
+    shutil.copytree(source / "dyn-linear-qint8", tmp_path / "2.13.0" / "dyn-linear-qint8")
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["cases"] = {"dyn-linear-qint8": manifest["cases"]["dyn-linear-qint8"],
+                         "zz-owned": {"flow": "bogus", "artifacts": ["scripted"], "backends": {"fbgemm": "ok"},
+                                      "owner": "test_x.py::test_x"}}
+    (tmp_path / "2.13.0" / "manifest.json").write_text(json.dumps(manifest))
+    golden = GoldenStore(tmp_path).open("2.13.0")
+    assert owned_cases(golden, {"dyn-linear-qint8"}) == []
+    assert "bogus" in golden.cases["zz-owned"].malformed

@@ -1,4 +1,4 @@
-"""Command line: ``bc-harness`` (replay, bisect, window, verify, pin, seal, report, cases, diff-backends) and ``regenerate-goldens``.
+"""Command line: bc-harness (replay, bisect, window, verify, pin, seal, report, cases, diff-backends, migrate) and regenerate-goldens.
 
 Exit status: 0 nothing failed, 1 some result failed (or a golden would be overwritten),
 2 a usage error. No traceback reaches the user unless --verbose. Each command is a module of
@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="merge replay JSON files into one matrix (HTML and/or Markdown)")
     report.add_argument("results", nargs="+", metavar="JSON",
-                        help="files written by replay --json (and install-<row>.json of rows that did not install), "
+                        help="files written by replay --json or pytest --golden-report (and install-<row>.json of rows "
+                             "that did not install), "
                              "or directories holding them")
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
     report.add_argument("--md", metavar="FILE", help="write Markdown")
@@ -117,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the per-case table docs/reference.md carries (each backend's distance, or why none)")
 
     mig = sub.add_parser("migrate", help="each legacy case against its successors (the stacks' PT2E programs and configs), made "
-                                         "from the same float model: distances in steps, per backend")
+                                         "from the same float model: distances in steps, per backend",
+                         description="Migration parity: for each case of a legacy flow in the case catalog, its successors "
+                                     "made from the same float model and calibration data, and the distances between "
+                                     "legacy, successor and float outputs in steps (docs/migration.md).")
     common_flags(mig)
     mig.add_argument("--backend", dest="backends", action="append", metavar="NAME",
                      help="only this torch backend for the legacy models; repeatable")

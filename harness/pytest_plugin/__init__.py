@@ -13,10 +13,12 @@ from harness.pytest_plugin.failures import GoldenFailure
 from harness.pytest_plugin.collect import pytest_collection_modifyitems, pytest_ignore_collect, pytest_runtest_makereport
 from harness.pytest_plugin.finish import pytest_sessionfinish, pytest_terminal_summary
 from harness.pytest_plugin.fixture import GoldenChecker, golden
-from harness.pytest_plugin.options import CI_VARIABLES, ci_environment, pytest_addoption, pytest_configure
+from harness.pytest_plugin.options import (CI_VARIABLES, ci_environment, pytest_addoption, pytest_collection,
+                                           pytest_configure, pytest_load_initial_conftests, pytest_runtest_protocol)
 from harness.pytest_plugin.session import SESSION, GoldenSession
 
 __all__ = ["CI_VARIABLES", "SESSION", "GoldenChecker", "GoldenFailure", "GoldenSession", "ci_environment", "golden",
-           "pytest_addoption", "pytest_collection_modifyitems", "pytest_configure", "pytest_ignore_collect",
+           "pytest_addoption", "pytest_collection", "pytest_collection_modifyitems", "pytest_configure",
+           "pytest_ignore_collect", "pytest_load_initial_conftests", "pytest_runtest_protocol",
            "pytest_runtest_makereport",
            "pytest_sessionfinish", "pytest_terminal_summary"]

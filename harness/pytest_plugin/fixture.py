@@ -56,15 +56,26 @@ class GoldenChecker:
         return [e.result for e in evaluations]
 
     def _deprecations(self, evaluations) -> list[str]:
-        """Under --golden-deprecations=error, the deprecation notices the model raised, as a failure.
-        Otherwise none: the checks record warnings and never raise them, whatever -W says."""
+        """Under --golden-deprecations=error, the deprecation notices raised while the check loaded
+        its goldens and ran them and the model, each with where, as a failure. Otherwise none: the
+        checks record warnings and never raise them, whatever -W says."""
         from harness.notices import is_deprecation
 
         if self.request.config.getoption("golden_deprecations", "record") != "error":
             return []
-        found = dict.fromkeys(w for e in evaluations for w in e.result.warnings if is_deprecation(w))
-        return [f"the model raised {len(found)} deprecation notice(s) (--golden-deprecations=error):\n" +
-                "\n".join(f"  {w}" for w in found)] if found else []
+        found: dict[str, dict[str, None]] = {}
+        for e in evaluations:
+            for w in e.result.warnings:
+                if is_deprecation(w):
+                    found.setdefault(w, {})[f"{e.result.artifact} ({e.result.golden_version})"] = None
+        if not found:
+            return []
+        lines = [f"  {w}\n    raised by: {', '.join(where)}" for w, where in found.items()]
+        return [f"{len(found)} deprecation notice(s) raised while loading and running its goldens and the model as "
+                f"built now (artifact 'model'); --golden-deprecations=error fails the check on them (the results "
+                f"themselves are as the golden summary counts them):\n" + "\n".join(lines) +
+                "\n  torch's notices name the API on its way out: a notice that only an artifact kind raises (torch.jit.load "
+                "for scripted/traced) goes when that kind leaves artifacts=; without the flag they are recorded only"]
 
     def _kinds(self, store, case, nodeid) -> list[str]:
         """What this torch cannot make of the kinds the test asks for (a failure: never a silent

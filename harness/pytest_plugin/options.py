@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -71,9 +73,42 @@ def pytest_addoption(parser):
 
 
 
+#: what torch's import warns where numpy is absent (torch's CPU wheels do not need it, nothing here
+#: uses it): noise, kept off a run whatever its -W says, so that a user's `pytest -W error` gets
+#: past `import torch` (pytest puts -W's filters before the ini's and harness/__init__.py's)
+NUMPY_NOISE = "Failed to initialize NumPy"
+
+
+@contextlib.contextmanager
+def _without_numpy_noise():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=NUMPY_NOISE, category=UserWarning)
+        yield
+
+
+# Inside pytest's own warning capture of each phase (its wrappers are tryfirst; these are not, so
+# their filter goes first): loading conftests, collecting test modules, running a test.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    with _without_numpy_noise():
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection(session):
+    with _without_numpy_noise():
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    with _without_numpy_noise():
+        yield
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # torch without numpy warns at import; the harness has no use for numpy (harness/__init__.py)
-    config.addinivalue_line("filterwarnings", "ignore:Failed to initialize NumPy:UserWarning")
+    config.addinivalue_line("filterwarnings", f"ignore:{NUMPY_NOISE}:UserWarning")
     config.addinivalue_line(
         "markers",
         "golden(backends=None, min_torch=None): defaults for the golden fixture in this test: "

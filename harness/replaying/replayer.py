@@ -41,9 +41,12 @@ def owned_cases(golden: GoldenSet, known: set[str]) -> list[Case]:
     for case_id, entry in golden.cases.items():
         if entry.malformed or not entry.owner or case_id in known or not entry.artifacts:
             continue
-        out.append(Case(case_id, build=None, input=GivenInput(None), artifacts=tuple(entry.artifacts),
-                        flow=entry.flow or None, source=entry.owner, state_dict_zipfile=True,
-                        backend_agnostic=set(entry.backends) == {"any"}))
+        try:
+            out.append(Case(case_id, build=None, input=GivenInput(None), artifacts=tuple(entry.artifacts),
+                            flow=entry.flow or None, source=entry.owner, state_dict_zipfile=True,
+                            backend_agnostic=set(entry.backends) == {"any"}))
+        except ValueError as exc:  # a flow no stack has (an edited manifest): that entry is corrupt, not the run
+            entry.malformed = str(exc)
     return out
 
 
@@ -135,7 +138,7 @@ class Replayer:
         except GoldenError as exc:
             return result(exc.verdict, str(exc))
         except Failed as exc:
-            return result(exc.verdict, str(exc))
+            return result(exc.verdict, str(exc), warnings=exc.warnings)
         return self._judged(case, kind, backend, golden, obtained, diff, files, noted, targets, (kind, backend, model))
 
     def _judged(self, case, kind, backend, golden, obtained, diff: Diff, files, noted, targets=None,

@@ -21,9 +21,11 @@ from harness.verdicts import Verdict
 class Failed(Exception):
     """A run that gave no output: ``verdict`` and the reason in the message."""
 
-    def __init__(self, verdict: str, message: str):
+    def __init__(self, verdict: str, message: str, warnings: list[str] | None = None):
         super().__init__(message)
         self.verdict = verdict
+        #: what loading and running raised before it failed (a notice just before a break is the radar's signal)
+        self.warnings = warnings or []
 
 
 @contextmanager
@@ -42,20 +44,25 @@ def threads_for(backend: str, onednn_threads: int | None):
 
 def run_artifact(layout, case: Case, kind: str, data: bytes, backend: str, files: CaseFiles, options):
     """(model, output or None where the case checks loading only, warnings): the artifact loaded
-    and run under ``backend``; raises Failed."""
+    and run under ``backend``; raises Failed, with the warnings raised before the failure."""
+    failed = None
     with quiet() as caught, using(backend), threads_for(backend, options.onednn_threads):
         try:
             model = load(case, kind, data, files)
         except CannotLoadSafely as exc:
-            raise Failed(Verdict.SKIP, str(exc)) from None
+            failed = Failed(Verdict.SKIP, str(exc))
         except Exception as exc:
-            raise Failed(Verdict.LOAD_ERROR, error_text(exc, options.verbose)) from None
-        if not case.check_numerics:
+            failed = Failed(Verdict.LOAD_ERROR, error_text(exc, options.verbose))
+        if failed is None and not case.check_numerics:
             return model, None, []
-        try:
-            obtained = layout.run(case, model, files.example)
-        except Exception as exc:
-            raise Failed(Verdict.LOAD_ERROR, error_text(exc, options.verbose, "forward failed: ")) from None
+        if failed is None:
+            try:
+                obtained = layout.run(case, model, files.example)
+            except Exception as exc:
+                failed = Failed(Verdict.LOAD_ERROR, error_text(exc, options.verbose, "forward failed: "))
+    if failed is not None:
+        failed.warnings = runtime_warnings(caught)
+        raise failed
     return model, obtained, runtime_warnings(caught)
 
 

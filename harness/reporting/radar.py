@@ -13,7 +13,7 @@ import html
 from dataclasses import dataclass, field
 
 from harness.notices import is_deprecation, message
-from harness.reporting import markdown_row as _row
+from harness.reporting import markdown_row as _row, markdown_text as _md
 from harness.versions import version_key
 
 #: verdicts that say the artifact loaded (whatever its numbers did)
@@ -42,10 +42,11 @@ class Line:
         return min(self.notices.values(), key=version_key) if self.notices else None
 
     def dated(self, release: str | None) -> str:
-        """A release as a first sighting: "2.13.0", or "≤ 2.8.0" where it is the oldest replayed."""
+        """A release as a first sighting: "2.13.0", or "≤ 2.8.0" where it is the oldest replayed (the
+        notice may be older: the records cannot tell)."""
         if release is None:
             return ""
-        return f"≤ {release}" if self.releases and release == self.releases[0] and len(self.releases) > 1 else release
+        return f"≤ {release}" if self.releases and release == self.releases[0] else release
 
     def loading(self) -> str:
         if self.stops_loading_at:
@@ -118,6 +119,19 @@ def new_notices(records: list[dict]) -> list[tuple[str, str, str, str, str]]:
     return sorted(found, key=lambda f: (version_key(f[0]), f[2], f[3]))
 
 
+def short(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary within ``limit`` characters, marked "…" where cut."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " …"
+
+
+def _single(records: list[dict]) -> str | None:
+    """The one release replayed, where only one was: no notice can be new against none."""
+    releases = {r["runtime_version"] for r in filter(_replayed, records)}
+    return next(iter(releases)) if len(releases) == 1 else None
+
+
 def markdown(records: list[dict]) -> list[str]:
     """The radar and the new notices as Markdown sections."""
     out = ["## Deprecation radar", "",
@@ -127,14 +141,16 @@ def markdown(records: list[dict]) -> list[str]:
            "| flow | kind | releases | warns from | stops loading at | notices (first release) |",
            "|---|---|---|---|---|---|"]
     for line in radar(records):
-        notices = "; ".join(f"{line.dated(rel)}: {text[:120]}" for text, rel in
+        notices = "; ".join(f"{line.dated(rel)}: {short(text, 160)}" for text, rel in
                             sorted(line.notices.items(), key=lambda kv: version_key(kv[1])))
         out.append(_row(line.flow, line.kind, f"{line.releases[0]} … {line.releases[-1]}" if line.releases else "",
                         line.dated(line.warns_from) or "no deprecation", line.loading(), notices))
     fresh = new_notices(records)
     out += ["", "## New deprecation notices", ""]
-    out += [f"- **{release}** (not on {before}): {flow} {kind}: {text[:300]}" for release, before, flow, kind, text in fresh] \
-        or ["None: every deprecation notice was already raised by the release before."]
+    out += [f"- **{_md(release)}** (not on {_md(before)}): {_md(flow)} {_md(kind)}: {_md(short(text, 300))}"
+            for release, before, flow, kind, text in fresh] \
+        or [f"Only {_single(records)} was replayed: no release before it to compare with." if _single(records) else
+            "None: every deprecation notice was already raised by the release before."]
     return out
 
 
@@ -147,7 +163,7 @@ def html_parts(records: list[dict]) -> list[str]:
              "<table><tr><th>flow</th><th>kind</th><th>releases</th><th>warns from</th><th>stops loading at</th>"
              "<th>notices (first release)</th></tr>"]
     for line in radar(records):
-        notices = "<br>".join(f"{e(line.dated(rel))}: {e(text[:160])}" for text, rel in
+        notices = "<br>".join(f"{e(line.dated(rel))}: {e(short(text, 200))}" for text, rel in
                               sorted(line.notices.items(), key=lambda kv: version_key(kv[1])))
         stop = e(line.loading()) + (f"<br><small>{e(line.stop_reason[:200])}</small>" if line.stops_loading_at else "")
         parts.append(f"<tr><td>{e(line.flow)}</td><td>{e(line.kind)}</td>"
@@ -156,7 +172,9 @@ def html_parts(records: list[dict]) -> list[str]:
     parts.append("</table>")
     fresh = new_notices(records)
     parts.append(f"<h2>New deprecation notices: {len(fresh)}</h2>")
-    parts += ["<ul>", *(f"<li><b>{e(release)}</b> (not on {e(before)}): {e(flow)} {e(kind)}: {e(text[:300])}</li>"
+    single = _single(records)
+    parts += ["<ul>", *(f"<li><b>{e(release)}</b> (not on {e(before)}): {e(flow)} {e(kind)}: {e(short(text, 300))}</li>"
                         for release, before, flow, kind, text in fresh), "</ul>"] if fresh else \
-        ["<p>None: every deprecation notice was already raised by the release before.</p>"]
+        [f"<p>Only {e(single)} was replayed: no release before it to compare with.</p>" if single else
+         "<p>None: every deprecation notice was already raised by the release before.</p>"]
     return parts

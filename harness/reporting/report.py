@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.backends import ordered
-from harness.reporting import markdown_row as _row, radar
+from harness.reporting import markdown_row as _row, markdown_text, radar
 from harness.reporting.heatmap import heatmaps
 from harness.replaying.results import rounding_groups
 from harness.verdicts import FAILING, KNOWABLE
@@ -91,6 +91,7 @@ class Report:
                 not_installed.append({k: str(entry[k]) for k in ("row", "torch", "error")})
                 continue
             for record in loaded:
+                _check(record)
                 key = (record["case"], record["artifact"], record["backend"], record["golden_version"],
                        record["runtime_version"])
                 merged[key] = record  # a later file wins for the same result
@@ -164,7 +165,7 @@ class Report:
         found = self.breaks()
         lines += [f"- **{case}** {verdict}, golden {golden} on runtime {runtime} "
                   f"[{', '.join(dict.fromkeys(r['artifact'] for r in members))}] "
-                  f"[{', '.join(dict.fromkeys(r['backend'] for r in members))}]: {message[:300]}"
+                  f"[{', '.join(dict.fromkeys(r['backend'] for r in members))}]: {markdown_text(message[:300])}"
                   for (verdict, golden, runtime, case, message), members in found] or [
             "Nothing unexplained: every failing result is a known, examined entry of known-drifts.toml."]
         lines += ["", *radar.markdown(self.records)]
@@ -361,6 +362,23 @@ _STYLE = (
 def _css(state: str) -> str:
     return {"pass": "pass", "rounding": "rounding", "drift": "drift", "known drift": "known", "known load-error": "known",
             "known crash": "known", "skip": "skip"}.get(state, "bad")
+
+
+_TEXT_FIELDS = ("case", "artifact", "backend", "golden_version", "runtime_version", "verdict")
+
+
+def _check(record) -> None:
+    """A results file's record has the fields the report reads, of their types; ValueError otherwise."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a record is a {type(record).__name__}, not an object")
+    bad = [f for f in _TEXT_FIELDS if not isinstance(record.get(f), str)]
+    if record.get("flow") is not None and not isinstance(record.get("flow"), str):
+        bad.append("flow")
+    found = record.get("warnings", [])
+    if not (isinstance(found, list) and all(isinstance(w, str) for w in found)):
+        bad.append("warnings")
+    if bad:
+        raise ValueError(f"a record's {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not of the expected type")
 
 
 def _folded(title: str, body: list[str]) -> list[str]:
