@@ -17,7 +17,7 @@ one backend gives that backend's rows a ``crash`` note, and the rest goes on.
 
 from __future__ import annotations
 
-import copy
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -89,16 +89,16 @@ def _in_child(case_id: str, flow: str, fixtures: Path, backends: list[str]) -> l
     return rows
 
 
-def _box():
-    """A Sandbox per thread: a pool's threads never share a child."""
-    import threading
+#: each pool thread's own Sandbox: threads never share a child
+_LOCAL = threading.local()
 
+
+def _box():
     from harness.sandbox import Sandbox
 
-    local = _box.__dict__.setdefault("local", threading.local())
-    if not hasattr(local, "box"):
-        local.box = Sandbox()
-    return local.box
+    if not hasattr(_LOCAL, "box"):
+        _LOCAL.box = Sandbox()
+    return _LOCAL.box
 
 
 def _case_rows(payload: dict, at) -> Iterator[Row]:
@@ -177,7 +177,7 @@ def _successor_output(case, successor, example, mode: str, crashed: dict, at):
             if why:
                 return why
             with silent_import():  # a runtime's log lines on a failure: its exception says it in one line
-                model = successor.make(copy.deepcopy(module), example, dynamic=mode != STATIC)
+                model = successor.make(module, example, dynamic=mode != STATIC)  # a module of its own
                 return _flat(model(*args))
     except Exception as exc:  # noqa: BLE001 - a model the successor cannot take is a finding, said
         return f"{successor.name} cannot make it: {one_line(exc)}"
