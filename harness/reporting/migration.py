@@ -51,9 +51,7 @@ def per_case(rows: list[Row]) -> list[list]:
         if done:
             worst = max(done, key=lambda r: r.steps)
             figures = [_fig(worst.steps) + f" ({worst.backend})", _fig(max(r.legacy_error for r in done)),
-                       _fig(worst.successor_error), ""]
-            notes = sorted({r.note for r in found if r.note})
-            figures[3] = "; ".join(f"{r.backend}: {r.note}" for r in found if r.note)[:200] if notes else ""
+                       _fig(worst.successor_error), "; ".join(f"{r.backend}: {r.note}" for r in found if r.note)[:200]]
         else:  # the reason that holds whatever the backend first: a backend's own failure says less
             notes = sorted((r.note for r in found), key=lambda n: n.startswith(("legacy model failed", "crash")))
             figures = ["", "", "", notes[0][:200]]
