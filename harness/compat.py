@@ -32,6 +32,11 @@ def torch_release() -> str:
     return release(torch.__version__)
 
 
+def torch_build() -> str:
+    """This torch's version and the git revision it was built from."""
+    return f"{torch.__version__} {getattr(torch.version, 'git_version', 'unknown')}"
+
+
 def cpu_capability() -> str:
     getter = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
     if getter is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,27 @@ def _project_config(start: Path) -> tuple[Path, dict] | None:
             if isinstance(table, dict):
                 return directory, table
     return None
+
+
+#: the variables CI services set; any one set (and not "0", "false", "no", "off") is a CI run
+CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "TRAVIS", "JENKINS_URL",
+                "TF_BUILD", "TEAMCITY_VERSION", "BITBUCKET_BUILD_NUMBER", "APPVEYOR", "CODEBUILD_BUILD_ID",
+                "DRONE", "SEMAPHORE", "BUILD_BUILDID")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def ci_environment(environ=None) -> str | None:
+    """The CI variable that is set, or None on a developer's machine."""
+    environ = os.environ if environ is None else environ
+    for name in CI_VARIABLES:
+        if environ.get(name, "").strip().lower() not in _FALSE:
+            return name
+    return None
+
+
+def cache_home() -> Path:
+    """The harness's own directory of the user's cache: other releases' environments, kept results."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bc-harness"
 
 
 DEFAULTS = {"goldens": "serialized", "fixtures": "fixtures"}

@@ -43,6 +43,12 @@ SLICE = ["linear", "linear_dynamic-qint8", "linear_dynamic-float16", "conv2d_gra
          "qat-linear_relu", "fx-mlp-ref", "jit-mlp-dynamic", "ondevice-linear", "pt2e-ptq-linear"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def results_cache(tmp_path_factory):
+    """The command's result cache (harness.replaying.cache) of this session, never the user's own."""
+    os.environ["BC_HARNESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("results-cache"))
+
+
 @pytest.fixture(scope="session")
 def catalog():
     from harness.catalog import load_catalog

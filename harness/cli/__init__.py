@@ -54,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a result whose loading and running takes longer is stopped and judged a crash "
                              "(default: 600; 0: no limit)")
     replay.add_argument("--record-costs", action="store_true",
-                        help="write each (version, case)'s seconds into replay-costs.json beside the goldens")
+                        help="write each (version, case)'s seconds into replay-costs.json beside the goldens "
+                             "(replays every unit)")
+    replay.add_argument("--no-cache", action="store_true",
+                        help="replay every unit, neither reading nor writing the result cache (a CI run never "
+                             "uses it; see docs/benchmarks.md)")
     rounding_flags(replay)
 
     bis = sub.add_parser("bisect", help="the first torch release where a golden's result changed, replaying "

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from harness.cli.common import UsageError, catalog, readable_dir
+from harness.config import CI_VARIABLES
 
 def regenerate(args) -> int:
     paths, cases = catalog(args, optional=True)
@@ -146,15 +147,9 @@ def _regenerate_tests(args, goldens) -> int:
                "--golden-update-new-only", f"--golden-dir={Path(goldens).resolve()}", "-p", "no:cacheprovider",
                *plugin]
     print(f"regenerating the goldens of {len(owners)} test(s) by running them: {' '.join(command[3:])}", flush=True)
-    for name in ("CI", *[k for k in env if k in _CI_VARIABLES()]):
+    for name in ("CI", *[k for k in env if k in CI_VARIABLES]):
         env.pop(name, None)  # the plugin refuses to write in CI mode; this command is the user's explicit word
     return subprocess.run(command, env=env, stdin=subprocess.DEVNULL).returncode
-
-
-def _CI_VARIABLES():
-    from harness.pytest_plugin.options import CI_VARIABLES
-
-    return CI_VARIABLES
 
 
 class _Id:

@@ -60,16 +60,33 @@ def replay(args) -> int:
             raise UsageError(f"--golden {absent[0]}: {paths.goldens} has no golden set of torch {absent[0]} "
                              f"(it has {', '.join(store.versions()[0])})")
         timings = {}
+        cache = _cache(args, options, paths.fixtures)
         try:
             found = list(replay_store(store, cases, options, jobs=asked.jobs, shard=asked.shard,
-                                      fixtures=paths.fixtures, timings=timings, isolated=True))
+                                      fixtures=paths.fixtures, timings=timings, isolated=True, cache=cache))
         except ValueError as exc:  # an unreadable replay-costs.json
             raise UsageError(str(exc)) from exc
+        if cache is not None:
+            cache.prune()
+            if cache.hits:
+                print(f"{cache.hits} of {len(found)} results from the result cache, unchanged since they were "
+                      f"replayed ({cache.root}; --no-cache replays them)", file=sys.stderr)
         if args.record_costs:
             from harness.replaying.shard import write_costs
 
             print(f"recorded {len(timings)} costs in {write_costs(paths.goldens, timings)}", file=sys.stderr)
     return _print(found, args, time.perf_counter() - started)
+
+
+def _cache(args, options, fixtures):
+    """The result cache this run reads and writes (harness.replaying.cache), or None: told
+    --no-cache, recording costs (every unit's seconds are wanted), or a CI run (always replays)."""
+    from harness.config import ci_environment
+    from harness.replaying import cache
+
+    if args.no_cache or args.record_costs or ci_environment():
+        return None
+    return cache.ResultCache(cache.directory(), cache.context(options, fixtures))
 
 
 def _print(found, args, elapsed: float) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 
+from harness.config import cache_home
 from harness.releases import HARNESS_DEPS, INDEX_VARIABLE, installs, pip_args, wrong_torch
 from harness.versions import requirement_name
 
@@ -28,7 +29,7 @@ def env_dir(version: str, pin: tuple[str, str] | None = None) -> Path:
         version, pin = version.split("+", 1)[0], pinned(version)
     if pin and f"{pin[0]}=={pin[1]}" in stacks.packages(version):
         pin = None
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bc-harness" / "envs"
+    base = cache_home() / "envs"
     py = ".".join(platform.python_version_tuple()[:2])
     return base / (f"torch-{version}" + (f"-{pin[0]}-{pin[1]}" if pin else "") + f"-py{py}")
 

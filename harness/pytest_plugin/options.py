@@ -11,24 +11,10 @@ from pathlib import Path
 import pytest
 
 from harness.backends import known
+from harness.config import CI_VARIABLES, ci_environment  # noqa: F401 (the plugin's public names)
 from harness.goldens.layout import LAYOUTS
 from harness.pytest_plugin.session import SESSION, GoldenSession
 from harness.replaying.request import PLUGIN, RequestError, RunRequest
-
-CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "TRAVIS", "JENKINS_URL",
-                "TF_BUILD", "TEAMCITY_VERSION", "BITBUCKET_BUILD_NUMBER", "APPVEYOR", "CODEBUILD_BUILD_ID",
-                "DRONE", "SEMAPHORE", "BUILD_BUILDID")
-_FALSE = ("", "0", "false", "no", "off")
-
-
-def ci_environment(environ=None) -> str | None:
-    """The CI variable that is set, or None on a developer's machine."""
-    environ = os.environ if environ is None else environ
-    for name in CI_VARIABLES:
-        if environ.get(name, "").strip().lower() not in _FALSE:
-            return name
-    return None
-
 
 def pytest_addoption(parser):
     group = parser.getgroup("golden", "bc-harness: golden checks of quantized models")

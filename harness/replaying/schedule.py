@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from harness.catalog import Case
 from harness.compat import torch_release
@@ -30,9 +30,13 @@ from harness.goldens.store import GoldenSet, GoldenStore, stray_problem
 from harness.versions import parse_version
 from harness.verdicts import Verdict
 
+if TYPE_CHECKING:
+    from harness.replaying.cache import ResultCache
+
 def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, jobs: int | None = 1,
                  shard: tuple[int, int] | None = None, fixtures: Path | None = None,
-                 timings: dict | None = None, isolated: bool | None = None) -> Iterator[Result]:
+                 timings: dict | None = None, isolated: bool | None = None,
+                 cache: "ResultCache | None" = None) -> Iterator[Result]:
     """Replay every golden version in ``store``; those of newer torch versions are marked forward.
 
     The work is a list of units, one per (golden version, case) (see harness.replaying.shard). ``shard``
@@ -54,15 +58,20 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
     costs = load_costs(store.root)
     if shard is not None:
         units = pick(units, costs, *shard)
+    keys = planner.keys(units, cache, fixtures)
+    kept = {u: found for u in units if (found := cache.get(keys[u])) is not None} if cache else {}
+    todo = [u for u in units if u not in kept]
     if jobs is None:
-        jobs = auto_jobs(units, costs)
-    groups = by_case(units)
+        jobs = auto_jobs(todo, costs)
+    groups = by_case(todo)
     if not (fixtures is not None if isolated is None else isolated):
         outcomes = (_run_group(planner, g) for g in groups)
     else:
         outcomes = _isolated(store, groups, costs, [c.id for c in cases], options, max(1, jobs),
                              Path(fixtures) if fixtures is not None else None)
-    yield from _in_serial_order(units, groups, outcomes, timings)
+    if cache is not None:
+        outcomes = _kept_in(cache, keys, groups, outcomes)
+    yield from _in_serial_order(units, groups, outcomes, timings, kept)
 
 
 def intruder_results(store: GoldenStore) -> list[Result]:
@@ -85,10 +94,20 @@ def by_case(units: list[Unit]) -> list[list[Unit]]:
     return list(groups.values())
 
 
-def _in_serial_order(units: list[Unit], groups: list[list[Unit]], outcomes, timings: dict | None) -> Iterator[Result]:
-    """The results of ``units`` in their order, from ``outcomes``: per group of ``groups``, in
-    that order, each unit's (results, seconds); the seconds go to ``timings``."""
-    done = {}
+def _kept_in(cache, keys: dict, groups: list[list[Unit]], outcomes):
+    """``outcomes``, each unit's results kept in ``cache`` as they come."""
+    for group, outcome in zip(groups, outcomes):
+        for unit, (found, _) in zip(group, outcome):
+            cache.put(keys.get(unit), found)
+        yield outcome
+
+
+def _in_serial_order(units: list[Unit], groups: list[list[Unit]], outcomes, timings: dict | None,
+                     kept: dict | None = None) -> Iterator[Result]:
+    """The results of ``units`` in their order, from ``kept`` (unit -> results taken from the
+    cache) and ``outcomes``: per group of ``groups``, in that order, each unit's (results,
+    seconds); the seconds go to ``timings``."""
+    done = dict(kept or {})
     for group, outcome in zip(groups, outcomes):
         for unit, (found, seconds) in zip(group, outcome):
             done[unit] = found
@@ -159,6 +178,20 @@ class _UnitRunner:
             held = [i for i in self.by_id if not absent(golden, i)]
             units += [Unit(version, i) for i in [*held, *sorted(i for i in owned if self._selected(i)), *gone]]
         return units
+
+    def keys(self, units: list[Unit], cache, fixtures: Path | None) -> dict:
+        """Each unit's key in ``cache`` (harness.replaying.cache; None: not to be kept); empty without a cache."""
+        if cache is None:
+            return {}
+        from harness.goldens.layout import case_dir
+        from harness.replaying.cache import unit_key
+
+        def directory(u: Unit) -> Path:
+            return HarnessLayout.set_dir(self.store.root, u.version) / case_dir(u.case)
+
+        return {u: unit_key(cache.context, self._golden(u.version), directory(u),
+                            u.case, u.case in self.by_id) if parse_version(u.version) is not None else None
+                for u in units}
 
     def run(self, unit: Unit, skip=frozenset(), crashed=None, at=None) -> list[Result]:
         """The unit's results (see Replayer.replay_case for ``skip``, ``crashed`` and ``at``)."""

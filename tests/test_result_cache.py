@@ -1,0 +1,133 @@
+"""The result cache (harness.replaying.cache): a second replay with nothing changed replays nothing,
+and any change in what decides a result (one byte of a golden, one build id, one option) replays
+exactly the units it touches. A unit that was replayed is one ``timings`` names."""
+
+import dataclasses
+import os
+
+import pytest
+
+from harness.goldens.store import GoldenStore
+from harness.replaying import cache as C
+from harness.replaying.request import Options
+from harness.replaying.schedule import replay_store
+
+from .conftest import FIXTURES
+
+CASES = ["linear", "linear_dynamic-qint8", "lstm"]
+
+
+@pytest.fixture
+def cases(catalog):
+    return [c for c in catalog if c.id in CASES]
+
+
+def replay(store, cases, results_cache, **options):
+    """(results as plain rows, the units replayed)."""
+    timings = {}
+    found = list(replay_store(GoldenStore(store), cases, Options(patterns=CASES, **options), timings=timings,
+                              cache=results_cache))
+    return [dataclasses.asdict(r) for r in found], {(u.version, u.case) for u in timings}
+
+
+def fresh(tmp_path, **options):
+    return C.ResultCache(tmp_path / "cache", C.context(Options(patterns=CASES, **options), FIXTURES))
+
+
+def test_a_second_run_replays_nothing_and_gives_the_same_results(store, cases, tmp_path, version):
+    first, replayed = replay(store, cases, fresh(tmp_path))
+    assert {(version, c) for c in CASES} <= replayed
+    again = fresh(tmp_path)
+    second, replayed = replay(store, cases, again)
+    assert replayed == set()
+    assert second == first and again.hits == len(first)
+
+
+def test_one_changed_byte_replays_that_unit_only(store, cases, tmp_path, version):
+    before, _ = replay(store, cases, fresh(tmp_path))
+    golden = store / version / "linear" / "state_dict.pt"
+    data = bytearray(golden.read_bytes())
+    data[-30] ^= 1
+    golden.write_bytes(bytes(data))
+    after, replayed = replay(store, cases, fresh(tmp_path))
+    assert replayed == {(version, "linear")}
+    changed = {(r["case"], r["artifact"]) for r in after if r not in before}
+    assert changed and {case for case, _ in changed} == {"linear"}
+    assert all(r["verdict"] == "corrupt" for r in after if (r["case"], r["artifact"]) == ("linear", "state_dict"))
+
+
+def test_another_build_of_torch_or_a_library_replays_everything(store, cases, tmp_path, monkeypatch, version):
+    _, every = replay(store, cases, fresh(tmp_path))
+    real = C.builds()
+    monkeypatch.setattr(C, "builds", lambda: {**real, "torch build": real["torch build"] + "+rebuilt"})
+    _, replayed = replay(store, cases, fresh(tmp_path))
+    assert replayed == every
+    library = next(k for k in real if k not in ("torch", "torch build"))
+    monkeypatch.setattr(C, "builds", lambda: {**real, library: ["another", "build"]})
+    _, replayed = replay(store, cases, fresh(tmp_path))
+    assert replayed == every
+
+
+@pytest.mark.parametrize("option", [{"rounding_ulps": 0}, {"backends": ["fbgemm"]}, {"trust_unverified": True}])
+def test_another_option_replays_everything(store, cases, tmp_path, version, option):
+    _, every = replay(store, cases, fresh(tmp_path))
+    _, replayed = replay(store, cases, fresh(tmp_path, **option), **option)
+    assert replayed == every
+    _, replayed = replay(store, cases, fresh(tmp_path, **option), **option)
+    assert replayed == set()
+
+
+def test_a_kernel_choosing_variable_or_another_catalog_changes_the_context(monkeypatch, tmp_path):
+    options = Options(patterns=CASES)
+    here = C.context(options, FIXTURES)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert C.context(options, FIXTURES) != here
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert C.context(options, FIXTURES) == here
+    monkeypatch.setenv("BC_HARNESS_CACHE_DIR", str(tmp_path))  # where the cache is kept decides nothing
+    assert C.context(options, FIXTURES) == here
+    other = tmp_path / "fixtures"
+    other.mkdir()
+    (other / "cases.py").write_text("CASES = []\n")
+    assert C.context(options, other) != here
+
+
+def test_what_cannot_be_keyed_by_content_is_always_replayed(store, cases, tmp_path, version):
+    os.mkfifo(store / version / "lstm" / "extra.pt")
+    replay(store, cases, fresh(tmp_path))
+    _, replayed = replay(store, cases, fresh(tmp_path))
+    assert replayed == {(version, "lstm")}
+
+
+def test_a_crash_is_not_kept(tmp_path):
+    from harness.replaying.results import Result
+
+    kept = C.ResultCache(tmp_path, "context")
+    crash = Result("linear", "scripted", "fbgemm", "2.13.0", "2.13.0", "crash", "the process died")
+    kept.put("ab" * 32, [crash])
+    assert kept.get("ab" * 32) is None
+    kept.put("cd" * 32, [dataclasses.replace(crash, verdict="pass", message="")])
+    assert [r.verdict for r in kept.get("cd" * 32)] == ["pass"]
+    (tmp_path / "cd" / f"{'cd' * 32}.json").write_text('[{"case": 1, "verdict": "no such"}]')
+    assert kept.get("cd" * 32) is None  # an unreadable entry is replayed, never an error
+
+
+def test_the_command_keeps_results_unless_told_not_to_or_in_ci(store, tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+    from harness.config import CI_VARIABLES
+
+    monkeypatch.setenv("BC_HARNESS_CACHE_DIR", str(tmp_path / "kept"))
+    for name in CI_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    command = ["replay", "--goldens", str(store), "--fixtures", str(FIXTURES), "-k", "[l]inear", "-k", "[l]stm", "-q"]
+
+    def run(*extra) -> str:
+        assert main([*command, *extra]) == 0
+        return capsys.readouterr().err
+
+    assert "result cache" not in run()
+    assert list((tmp_path / "kept").glob("??/*.json"))
+    assert "from the result cache" in run()
+    assert "result cache" not in run("--no-cache")
+    monkeypatch.setenv("CI", "true")
+    assert "result cache" not in run()
