@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import traceback
+import warnings
 from pathlib import Path
 
 import pytest
@@ -98,17 +103,60 @@ def outside_ci(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def run_cli(program: str, *args, cwd=None, check=None, env=None) -> subprocess.CompletedProcess:
-    """Run an installed console script in a real subprocess, as a user would (``env``: changes to
-    the environment, a value of None removing the variable)."""
-    changes = env or {}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k not in changes}
-    env.update({k: v for k, v in changes.items() if v is not None})
-    proc = subprocess.run([str(BIN / program), *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or REPO, env=env, stdin=subprocess.DEVNULL, timeout=600)
+def run_cli(program: str, *args, cwd=None, check=None, env=None, process=False) -> subprocess.CompletedProcess:
+    """Run a console script's entry point as a user would, and what it printed and returned.
+
+    In this process (torch is imported once per session, the workers' fork server started once)
+    unless the process boundary is what a test checks: ``process`` True, or ``env`` (changes to
+    the environment, a value of None removing the variable: torch and the fork server read it at
+    start-up), run the installed script in a real subprocess."""
+    if process or env:
+        changes = env or {}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k not in changes}
+        env.update({k: v for k, v in changes.items() if v is not None})
+        proc = subprocess.run([str(BIN / program), *map(str, args)], capture_output=True, text=True,
+                              cwd=cwd or REPO, env=env, stdin=subprocess.DEVNULL, timeout=600)
+    else:
+        proc = _in_process(program, [str(a) for a in args], Path(cwd or REPO))
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
+
+
+def _in_process(program: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """The entry point of ``program`` called here, in ``cwd``: its exit status, and what it wrote
+    (Python's streams, then what native code wrote to the file descriptors), as a subprocess's."""
+    from harness.cli import main, regenerate_main
+
+    entry = {"bc-harness": main, "regenerate-goldens": regenerate_main}[program]
+    texts = {1: io.StringIO(), 2: io.StringIO()}
+    with tempfile.TemporaryFile() as native_out, tempfile.TemporaryFile() as native_err:
+        sys.stdout.flush(), sys.stderr.flush()
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        os.dup2(native_out.fileno(), 1), os.dup2(native_err.fileno(), 2)
+        here, arguments = os.getcwd(), sys.argv
+        try:
+            os.chdir(cwd)
+            sys.argv = [program, *argv]  # a manifest records the command that made it
+            with contextlib.redirect_stdout(texts[1]), contextlib.redirect_stderr(texts[2]), warnings.catch_warnings():
+                try:
+                    code = entry(argv)
+                except SystemExit as exc:  # argparse's usage errors
+                    code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+                except BaseException:  # what a user would see: a traceback, exit 1
+                    traceback.print_exc()
+                    code = 1
+        finally:
+            os.chdir(here)
+            sys.argv = arguments
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+        outputs = []
+        for fd, native in ((1, native_out), (2, native_err)):
+            native.seek(0)
+            outputs.append(texts[fd].getvalue() + native.read().decode("utf-8", "replace"))
+    return subprocess.CompletedProcess([program, *argv], code, *outputs)
 
 
 def records(path: Path) -> list[dict]:

@@ -104,7 +104,7 @@ def test_verbose_prints_the_traceback_of_a_load_error(store, version):
     quiet = run_cli("bc-harness", "replay", "--goldens", store, "-k", "linear", "--backend", "fbgemm", check=1)
     assert "Traceback" not in quiet.stdout + quiet.stderr and "load-error" in quiet.stdout
     loud = run_cli("bc-harness", "replay", "--goldens", store, "-k", "linear", "--backend", "fbgemm",
-                   "--verbose", check=1)
+                   "--verbose", check=1, process=True)  # the worker's traceback, on the command's stderr
     assert "Traceback" in loud.stderr
 
 
@@ -277,7 +277,7 @@ def test_verify_and_seal_work_outside_any_project(store, tmp_path):
     """A foreign store, from a directory with no pyproject.toml: no catalog is needed to verify it."""
     # outside the project no catalog is found, so a package's interned fixture source matches no
     # running module: refused, with the way out named, and every other file verified
-    alone = run_cli("bc-harness", "verify", store, cwd=tmp_path, check=1)
+    alone = run_cli("bc-harness", "verify", store, cwd=tmp_path, check=1, process=True)  # no fixture module loaded
     refused = [line for line in alone.stdout.splitlines() if "unsafe" in line]
     assert refused and all("package.pt" in line and "--trust-goldens" in line for line in refused)
     out = run_cli("bc-harness", "verify", store, "--fixtures", FIXTURES, cwd=tmp_path, check=0)

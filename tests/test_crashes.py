@@ -68,7 +68,7 @@ def fragile_store(tmp_path_factory):
     fixtures = root / "fixtures"
     fixtures.mkdir()
     (fixtures / "fragile.py").write_text(CRASHY)
-    run_cli("regenerate-goldens", "--goldens", root / "serialized", "--fixtures", fixtures, check=0)
+    run_cli("regenerate-goldens", "--goldens", root / "serialized", "--fixtures", fixtures, check=0, process=True)
     return fixtures, root / "serialized"
 
 
@@ -118,7 +118,7 @@ def test_the_command_reports_a_crash_exits_1_and_writes_it_to_json(fragile_store
     fixtures, store = fragile_store
     armed("crash", "x86")
     out = run_cli("bc-harness", "replay", "--goldens", store, "--fixtures", fixtures, "--json", tmp_path / "r.json",
-                  check=1)
+                  check=1, process=True)
     assert "FAILED: 8 results: 6 pass, 2 crash" in out.stdout
     assert "fragile [state_dict] [x86]: the process replaying it died: SIGSEGV (signal 11)" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
@@ -181,7 +181,7 @@ def test_a_hanging_result_is_stopped_after_the_timeout_and_is_a_crash(fragile_st
 def test_regeneration_records_the_backend_that_crashes_and_makes_the_rest(fragile_store, armed, tmp_path):
     fixtures, _ = fragile_store
     armed("crash", "qnnpack")
-    out = run_cli("regenerate-goldens", "--goldens", tmp_path / "goldens", "--fixtures", fixtures, check=0)
+    out = run_cli("regenerate-goldens", "--goldens", tmp_path / "goldens", "--fixtures", fixtures, check=0, process=True)
     assert "qnnpack crashed" in out.stdout
     entry = json.loads((tmp_path / "goldens").glob("*/manifest.json").__next__().read_text())["cases"]["fragile"]
     assert entry["backends"]["qnnpack"].startswith("qnnpack crashed running it on the machine that made the golden: "

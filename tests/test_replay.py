@@ -49,9 +49,11 @@ def test_cross_backend_difference_is_measured_not_hidden(store, catalog):
     assert by[("linear_dynamic-qint8", "state_dict", "fbgemm")].vs_fbgemm_max_abs_diff is None
 
 
+@pytest.mark.slow
 def test_committed_goldens_replay_cleanly(catalog):
     """The goldens in serialized/ made with this torch pass on every backend (or crash as a
-    known-drifts entry says they do on this CPU: replayed crash-safe, as the command does)."""
+    known-drifts entry says they do on this CPU: replayed crash-safe, as the command does).
+    Nightly only: the main job (.ci/run) is this replay, of every committed set."""
     from harness.compat import torch_release
 
     from .conftest import FIXTURES
