@@ -142,9 +142,10 @@ def torchscript_problem(sources: dict[str, str], extra: frozenset = frozenset())
             trees[name] = ast.parse(source)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
             return f"{name} is not readable TorchScript code: {type(exc).__name__}"
-    defined = {n.name for tree in trees.values() for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    walked = {name: _walk(tree) for name, tree in trees.items()}  # once each: a replay vets every file it loads
+    defined = {n.name for nodes in walked.values() for n in nodes if isinstance(n, ast.FunctionDef)}
     for name, tree in trees.items():
-        problem = _code_problem(tree, defined, extra)
+        problem = _code_problem(tree, walked[name], defined, extra)
         if problem:
             return f"{name} {problem}"
     return None
@@ -182,16 +183,40 @@ def _reference_problem(chain: list[str], extra: frozenset) -> str | None:
 _ROOTS = ("torch", "ops", "math", "__torch__")
 
 
-def _code_problem(tree, defined: set[str], extra: frozenset) -> str | None:
-    inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}  # parts of a longer reference
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and id(node) not in inner:
+def _children(node) -> list:
+    """ast.iter_child_nodes(node) as a list, in its order, without its generic field iteration
+    (vetting walks every node of every TorchScript file a replay loads)."""
+    found = []
+    for field in node._fields:
+        value = getattr(node, field, None)
+        if isinstance(value, ast.AST):
+            found.append(value)
+        elif isinstance(value, list):
+            found.extend(v for v in value if isinstance(v, ast.AST))
+    return found
+
+
+def _walk(tree) -> list:
+    """Every node of ``tree`` in ast.walk's order (breadth first)."""
+    nodes, at = [tree], 0
+    while at < len(nodes):
+        nodes.extend(_children(nodes[at]))
+        at += 1
+    return nodes
+
+
+def _code_problem(tree, nodes: list, defined: set[str], extra: frozenset) -> str | None:
+    """Why one file's code (``nodes``: its tree walked) may not run, or None."""
+    attributes = [n for n in nodes if isinstance(n, ast.Attribute)]
+    inner = {id(n.value) for n in attributes}  # parts of a longer reference
+    for node in attributes:
+        if id(node) not in inner:
             chain = _dotted(node)
             if chain and chain[0] in _ROOTS:
                 problem = _reference_problem(chain, extra)
                 if problem:
                     return problem
-    scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))]
+    scopes = [n for n in nodes if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))]
     for scope in [tree, *scopes]:
         problem = _calls_problem(scope, defined, extra)
         if problem:
@@ -199,14 +224,15 @@ def _code_problem(tree, defined: set[str], extra: frozenset) -> str | None:
     return None
 
 
-def _local_names(scope) -> set[str]:
-    """The names a function binds itself (its parameters, what it assigns): a bare-name call may
-    call one of them (an alias of a function the archive defines), and nothing from elsewhere."""
+def _local_names(scope, own: list) -> set[str]:
+    """The names a function binds itself (its parameters, what it assigns; ``own``: the scope's
+    own nodes): a bare-name call may call one of them (an alias of a function the archive
+    defines), and nothing from elsewhere."""
     names = set()
     if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
         arguments = scope.args
         names |= {a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]}
-    for node in _own_nodes(scope):
+    for node in own:
         targets = node.targets if isinstance(node, ast.Assign) else \
             [node.target] if isinstance(node, (ast.AnnAssign, ast.For, ast.AugAssign)) else []
         names |= {t.id for target in targets for t in ast.walk(target) if isinstance(t, ast.Name)}
@@ -215,17 +241,18 @@ def _local_names(scope) -> set[str]:
 
 def _own_nodes(scope):
     """The nodes of a scope, not those of the functions it defines."""
-    todo = list(ast.iter_child_nodes(scope))
+    todo = _children(scope)
     while todo:
         node = todo.pop()
         yield node
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
-            todo.extend(ast.iter_child_nodes(node))
+            todo.extend(_children(node))
 
 
 def _calls_problem(scope, defined: set[str], extra: frozenset) -> str | None:
-    local = _local_names(scope)
-    for node in _own_nodes(scope):
+    own = list(_own_nodes(scope))
+    local = _local_names(scope, own)
+    for node in own:
         if not isinstance(node, ast.Call):
             continue
         func = node.func
