@@ -106,21 +106,35 @@ def outside_ci(monkeypatch):
 def run_cli(program: str, *args, cwd=None, check=None, env=None, process=False) -> subprocess.CompletedProcess:
     """Run a console script's entry point as a user would, and what it printed and returned.
 
-    In this process (torch is imported once per session, the workers' fork server started once)
-    unless the process boundary is what a test checks: ``process`` True, or ``env`` (changes to
-    the environment, a value of None removing the variable: torch and the fork server read it at
-    start-up), run the installed script in a real subprocess."""
-    if process or env:
-        changes = env or {}
+    In this process (torch is imported once per session, the workers' fork server started once),
+    with ``env`` (changes to the environment, a value of None removing the variable) in place while
+    it runs; ``process`` True runs the installed script in a real subprocess instead, where the
+    process boundary is what a test checks (what torch or the workers' fork server read at their
+    start-up, a worker's own output, modules the test session has loaded)."""
+    changes = env or {}
+    if process:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k not in changes}
         env.update({k: v for k, v in changes.items() if v is not None})
         proc = subprocess.run([str(BIN / program), *map(str, args)], capture_output=True, text=True,
                               cwd=cwd or REPO, env=env, stdin=subprocess.DEVNULL, timeout=600)
     else:
-        proc = _in_process(program, [str(a) for a in args], Path(cwd or REPO))
+        with _environment(changes):
+            proc = _in_process(program, [str(a) for a in args], Path(cwd or REPO))
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
+
+
+@contextlib.contextmanager
+def _environment(changes: dict):
+    saved = {k: os.environ.get(k) for k in changes}
+    try:
+        for name, value in changes.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
 
 
 def _in_process(program: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -393,7 +393,8 @@ def test_xdist_writes_from_workers_are_safe_and_outcomes_match_serial(project, t
 
 
 #: a slice of the catalog's cases for the README's tier: every flow and kind but the real models
-XDIST_SLICE = "linear or conv2d_graph or lstm or observer or qat-linear_relu or fx-mlp or pt2e-ptq-linear or ondevice"
+XDIST_SLICE = ("linear_dynamic-qint8 or conv2d_graph_v3 or per_tensor_observer or qat-linear_relu or fx-mlp-ref or "
+               "pt2e-ptq-linear or ondevice-linear-per_channel or linear_relu_package or dyn-lstm or jit-mlp-dynamic")
 
 
 @pytest.mark.parametrize("select", [pytest.param(["-k", XDIST_SLICE], id="slice"),
@@ -493,7 +494,7 @@ def test_a_directory_named_like_no_torch_version_fails_the_catalog_run(pytester,
 
 def test_golden_shards_split_the_catalog_run_into_disjoint_parts(pytester, store, tmp_path):
     args = ["--golden", f"--golden-dir={store}", f"--golden-fixtures={FIXTURES}", "-p", "no:cacheprovider",
-            "-k", "linear or lstm or observer or mlp"]  # the store's cases (SLICE), and a few without goldens
+            "-k", "linear_dynamic or lstm or observer"]  # cases of the store (SLICE), and a few without goldens
     pytester.runpytest_subprocess(*args, f"--golden-report={tmp_path / 'all.json'}")
     key = lambda r: (r["golden_version"], r["case"], r["artifact"], r["backend"])
     whole = {key(r): r["verdict"] for r in json.loads((tmp_path / "all.json").read_text())}

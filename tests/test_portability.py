@@ -22,7 +22,7 @@ ROUNDS = ("pt2e-qat-conv1d_bn", "pt2e-qat-conv2d_transpose_bn", "torchao-block-f
 def _replay_under(capability, tmp_path, *select):
     report = tmp_path / "replay.json"
     out = run_cli("bc-harness", "replay", "-q", "--no-forward", "--json", report, *select,
-                  env={"ATEN_CPU_CAPABILITY": capability})
+                  env={"ATEN_CPU_CAPABILITY": capability}, process=True)  # torch reads it at start-up
     return out, report
 
 

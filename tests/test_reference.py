@@ -403,7 +403,7 @@ def test_replay_measures_each_result_against_the_reference(generated_store, cata
 def test_diff_backends_prints_the_matrix_and_says_what_it_cannot_compare():
     from .conftest import run_cli
 
-    out = run_cli("bc-harness", "diff-backends", "-k", "linear", "-k", "conv2d_relu", "-k", "dyn-gru-qint8",
+    out = run_cli("bc-harness", "diff-backends", "-k", "[l]inear", "-k", "[c]onv2d_relu", "-k", "dyn-gru-qint8",
                   "-k", "dyn-embedding-8bit", "-k", "jit-mlp", "-k", "jit-conv_bn-fold", check=0).stdout
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
             if line.startswith(("linear ", "conv2d_relu ", "dyn-gru-qint8 ", "dyn-embedding-8bit ", "jit-mlp "))}
