@@ -3,6 +3,7 @@ and any change in what decides a result (one byte of a golden, one build id, one
 exactly the units it touches. A unit that was replayed is one ``timings`` names."""
 
 import dataclasses
+import json
 import os
 
 import pytest
@@ -25,7 +26,7 @@ def cases(catalog):
 def replay(store, cases, results_cache, **options):
     """(results as plain rows, the units replayed)."""
     timings = {}
-    found = list(replay_store(GoldenStore(store), cases, Options(patterns=CASES, **options), timings=timings,
+    found = list(replay_store(GoldenStore(store), cases, Options(**{"patterns": CASES, **options}), timings=timings,
                               cache=results_cache))
     return [dataclasses.asdict(r) for r in found], {(u.version, u.case) for u in timings}
 
@@ -97,6 +98,52 @@ def test_what_cannot_be_keyed_by_content_is_always_replayed(store, cases, tmp_pa
     replay(store, cases, fresh(tmp_path))
     _, replayed = replay(store, cases, fresh(tmp_path))
     assert replayed == {(version, "lstm")}
+
+
+def test_what_the_manifest_vouches_for_is_part_of_the_key(store, cases, tmp_path, version):
+    """An attacker's edit of the sha256 the manifest records for one file: a fresh replay says
+    corrupt, and so must a cached one (found by an attack on the cache)."""
+    replay(store, cases, fresh(tmp_path))
+    path = store / version / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"]["linear/input.pt"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(manifest))
+    cached, replayed = replay(store, cases, fresh(tmp_path))
+    assert replayed == {(version, "linear")}
+    assert {r["verdict"] for r in cached if r["case"] == "linear"} == {"corrupt"}
+
+
+def test_an_owned_entry_naming_no_flow_gives_one_verdict_whatever_ran_first(store, cases, tmp_path, version):
+    path = store / version / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["cases"]["zz-owned"] = {"owner": "tests/test_x.py::test_y", "artifacts": ["scripted"],
+                                     "flow": "no-such-flow", "backends": {"any": "not made"}}
+    path.write_text(json.dumps(manifest))
+    owned = [*CASES, "zz-owned"]
+    uncached = [r for r in replay(store, cases, None, patterns=owned)[0] if r["case"] == "zz-owned"]
+    replay(store, cases, fresh(tmp_path), patterns=owned)  # linear, lstm, ... kept: zz-owned runs first next time
+    cached = [r for r in replay(store, cases, fresh(tmp_path), patterns=owned)[0] if r["case"] == "zz-owned"]
+    assert cached == uncached and [r["verdict"] for r in cached] == ["corrupt"]
+    manifest["cases"]["zz-owned"]["backends"] = {"any": "ok"}
+    path.write_text(json.dumps(manifest))
+    _, replayed = replay(store, cases, fresh(tmp_path), patterns=owned)
+    assert (version, "zz-owned") in replayed
+
+
+def test_a_tree_of_any_depth_or_a_linked_case_directory_is_replayed_never_a_traceback(store, cases, tmp_path,
+                                                                                        version):
+    deep = store / version / "lstm"
+    for _ in range(1200):  # deeper than Python's recursion limit
+        deep = deep / "a"
+        deep.mkdir()
+    outside = tmp_path / "outside"
+    (store / version / "linear").rename(outside)
+    (store / version / "linear").symlink_to(outside)
+    rows, _ = replay(store, cases, fresh(tmp_path))
+    assert {r["verdict"] for r in rows if r["case"] == "linear"} == {"corrupt"}
+    again, replayed = replay(store, cases, fresh(tmp_path))
+    assert (version, "linear") in replayed and (version, "lstm") not in replayed  # a tree of directories is content
+    assert again == rows
 
 
 def test_a_crash_is_not_kept(tmp_path):

@@ -250,11 +250,22 @@ class GoldenStore:
         found = []
         if not self.root.is_dir():
             return found
-        for top, dirs, files in os.walk(self.root, followlinks=False):
-            for name in sorted(dirs + files):
-                path = Path(top) / name
+        todo = [self.root]  # a stack of its own (os.walk recurses): a tree of any depth is walked
+        while todo:
+            top = todo.pop()
+            try:
+                names = sorted(os.listdir(top))
+            except OSError:
+                continue
+            for name in names:
+                path = top / name
                 relative = path.relative_to(self.root).as_posix()
-                mode = path.lstat().st_mode
+                try:
+                    mode = path.lstat().st_mode
+                except OSError:  # gone while listed
+                    continue
+                if stat.S_ISDIR(mode):
+                    todo.append(path)
                 if name.endswith((".py", ".pyc", ".pyw", ".pth")):
                     found.append((relative, "Python source inside a golden store: pytest would import a conftest.py "
                                             "or test module from here; goldens are data, never code to import"))
@@ -262,7 +273,7 @@ class GoldenStore:
                     found.append((relative, "a symbolic link inside a golden store: nothing in a store is followed"))
                 elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                     found.append((relative, "neither a regular file nor a directory (a FIFO, a device or a socket)"))
-        return found
+        return sorted(found)
 
     def open(self, version: str, *, unsealed_ok: bool = False) -> GoldenSet:
         return GoldenSet.open(self.root / version, version, trust_code=self.trust_code, unsealed_ok=unsealed_ok,

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from harness.config import cache_home
+from harness.goldens.layout import case_of
 from harness.replaying.results import Result
 from harness.verdicts import Verdict
 
@@ -63,37 +64,43 @@ def _digest(value) -> str:
 
 def _tree(root: Path, suffixes: tuple[str, ...] | None = None) -> str | None:
     """The digest of every plain file's name and bytes under ``root`` (of ``suffixes`` only, if
-    given; ``__pycache__`` left out); None where something under it is neither a plain file nor a
-    directory, or a file is larger than vetting reads."""
+    given; ``__pycache__`` left out), "absent" where there is nothing at ``root``; None where
+    ``root`` or anything under it is neither a plain file nor a directory (a link is not followed),
+    something changes while it is read, or a file is larger than vetting reads. Walked with a
+    stack of its own: a tree of any depth gives an answer."""
     from harness.goldens.vetting import MAX_FILE_BYTES
 
-    h = hashlib.sha256()
-
-    def walk(folder: Path, prefix: str) -> bool:
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
-            return False
-        for entry in entries:
-            if entry.name == "__pycache__":
-                continue
-            mode = entry.stat(follow_symlinks=False).st_mode
-            if stat.S_ISDIR(mode):
-                if not walk(Path(entry.path), f"{prefix}{entry.name}/"):
-                    return False
-            elif not stat.S_ISREG(mode):
-                return False
-            elif suffixes is None or entry.name.endswith(suffixes):
-                data = _plain_bytes(Path(entry.path), MAX_FILE_BYTES)
-                if data is None:
-                    return False
-                h.update(f"{prefix}{entry.name}\0{len(data)}\0".encode())
-                h.update(data)
-        return True
-
-    if not root.exists():
+    try:
+        if not stat.S_ISDIR(os.lstat(root).st_mode):
+            return None
+    except FileNotFoundError:
         return "absent"
-    return h.hexdigest() if walk(root, "") else None
+    except OSError:
+        return None
+    h = hashlib.sha256()
+    todo = [(root, "")]
+    while todo:
+        folder, prefix = todo.pop()
+        try:
+            entries = sorted(((e.name, e.path, e.stat(follow_symlinks=False).st_mode) for e in os.scandir(folder)),
+                             reverse=True)
+        except OSError:  # unreadable, or changed while listed
+            return None
+        for name, path, mode in entries:
+            if name == "__pycache__":
+                continue
+            if stat.S_ISDIR(mode):
+                h.update(f"{prefix}{name}/\0".encode())
+                todo.append((Path(path), f"{prefix}{name}/"))
+            elif not stat.S_ISREG(mode):
+                return None
+            elif suffixes is None or name.endswith(suffixes):
+                data = _plain_bytes(Path(path), MAX_FILE_BYTES)
+                if data is None:
+                    return None
+                h.update(f"{prefix}{name}\0{len(data)}\0".encode())
+                h.update(data)
+    return h.hexdigest()
 
 
 def _plain_bytes(path: Path, limit: int) -> bytes | None:
@@ -161,10 +168,16 @@ def unit_key(run_context: str, golden, case_directory: Path, case: str, in_catal
     manifest = golden.manifest
     entry = manifest.cases.get(case)
     header = {k: v for k, v in manifest.info.items() if k not in ("created", "command")}
-    return _digest({"context": run_context, "version": golden.version, "case": case, "in_catalog": in_catalog,
-                    "header": header, "pinned": manifest.pinned, "format": manifest.format,
-                    "count": [manifest.golden_files, len(manifest.files)], "removed": manifest.removed.get(case),
-                    "entry": entry.to_json() if entry is not None else None, "files": files})
+    vouched = {name: value for name, value in manifest.files.items() if case_of(name) == case}
+    # the entry as read, with what the planner found wrong with it (its fields, not its JSON)
+    fields = {f.name: getattr(entry, f.name) for f in dataclasses.fields(entry)} if entry is not None else None
+    try:
+        return _digest({"context": run_context, "version": golden.version, "case": case, "in_catalog": in_catalog,
+                        "header": header, "pinned": manifest.pinned, "format": manifest.format,
+                        "count": [manifest.golden_files, len(manifest.files)], "removed": manifest.removed.get(case),
+                        "entry": fields, "vouched": vouched, "files": files})
+    except (ValueError, TypeError, RecursionError):  # a manifest value no key can be made of: replayed every time
+        return None
 
 
 class ResultCache:

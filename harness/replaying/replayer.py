@@ -201,11 +201,12 @@ def open_golden(layout, root: Path, version: str, options: Options) -> GoldenSet
                           operators=frozenset(options.operators))
 
 
-def open_replayer(layout, root: Path, version: str, cases: list[Case], options: Options) -> Replayer:
-    """The one way to make a Replayer: the golden set ``version`` under ``root``, read through
-    ``layout``, for the cases that layout covers."""
-    return Replayer(layout(open_golden(layout, root, version, options)), [c for c in cases if layout.covers(c)],
-                    options)
+def open_replayer(layout, root: Path, version: str, cases: list[Case], options: Options,
+                  golden: GoldenSet | None = None) -> Replayer:
+    """The one way to make a Replayer: the golden set ``version`` under ``root`` (``golden``, where
+    the caller has opened it already), read through ``layout``, for the cases that layout covers."""
+    golden = golden if golden is not None else open_golden(layout, root, version, options)
+    return Replayer(layout(golden), [c for c in cases if layout.covers(c)], options)
 
 
 # --- one result in a crash-safe child (harness.sandbox): the pytest plugin's catalog items ---------

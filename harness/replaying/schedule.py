@@ -144,10 +144,13 @@ class _UnitRunner:
         return self._goldens[version]
 
     def _replayer(self, version: str) -> Replayer:
+        """The version's Replayer, on the GoldenSet this runner opened: what reading its manifest
+        found (an owned entry naming no flow is malformed) is the same for every unit, whichever
+        ran first."""
         if version not in self._replayers:
             self._replayers[version] = open_replayer(HarnessLayout, self.store.root, version,
-                                                     list(self.by_id.values()) + self._owned(version), self.options)
-            self._goldens[version] = self._replayers[version].layout.golden
+                                                     list(self.by_id.values()) + self._owned(version), self.options,
+                                                     self._golden(version))
         return self._replayers[version]
 
     def _owned(self, version: str) -> list[Case]:
