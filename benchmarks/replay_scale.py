@@ -103,11 +103,12 @@ def main() -> int:
             goldens, fixtures = scaled_workspace(Path(tmp), version, scale)
             contestants = {
                 "bare": [python, str(REPO / "benchmarks" / "_bare_loop.py"), str(goldens / version), str(fixtures)],
-                "replay -j 1": [harness, "replay", "-q", "--no-forward", "-j", "1", "--goldens", str(goldens),
-                                "--fixtures", str(fixtures)],
+                # cold every time: the result cache would answer a repeated run
+                "replay -j 1": [harness, "replay", "-q", "--no-cache", "--no-forward", "-j", "1", "--goldens",
+                                str(goldens), "--fixtures", str(fixtures)],
             }
             if scale == max(scales):
-                contestants["replay -j 2"] = contestants["replay -j 1"][:5] + ["2"] + contestants["replay -j 1"][6:]
+                contestants["replay -j 2"] = [a if a != "1" else "2" for a in contestants["replay -j 1"]]
             measured = {name: [] for name in contestants}
             for _ in range(args.runs):
                 for name, argv in contestants.items():

@@ -131,11 +131,13 @@ def test_an_owned_entry_naming_no_flow_gives_one_verdict_whatever_ran_first(stor
 
 
 def test_a_tree_of_any_depth_or_a_linked_case_directory_is_replayed_never_a_traceback(store, cases, tmp_path,
-                                                                                        version):
-    deep = store / version / "lstm"
+                                                                                        version, request):
+    deep, made = store / version / "lstm", []
     for _ in range(1200):  # deeper than Python's recursion limit
         deep = deep / "a"
         deep.mkdir()
+        made.append(deep)
+    request.addfinalizer(lambda: [d.rmdir() for d in reversed(made)])  # shutil.rmtree recurses: pytest's cannot
     outside = tmp_path / "outside"
     (store / version / "linear").rename(outside)
     (store / version / "linear").symlink_to(outside)
@@ -146,13 +148,16 @@ def test_a_tree_of_any_depth_or_a_linked_case_directory_is_replayed_never_a_trac
     assert again == rows
 
 
-def test_a_crash_is_not_kept(tmp_path):
+def test_a_crash_the_machine_may_have_caused_is_not_kept_and_a_fault_is(tmp_path):
     from harness.replaying.results import Result
 
     kept = C.ResultCache(tmp_path, "context")
-    crash = Result("linear", "scripted", "fbgemm", "2.13.0", "2.13.0", "crash", "the process died")
-    kept.put("ab" * 32, [crash])
-    assert kept.get("ab" * 32) is None
+    crash = Result("linear", "scripted", "fbgemm", "2.13.0", "2.13.0", "crash", "the process replaying it died: ")
+    for cause in ("no answer within 600 s (hung): stopped", "SIGKILL (signal 9)", "exit status 3"):
+        kept.put("ab" * 32, [dataclasses.replace(crash, message=crash.message + cause)])
+        assert kept.get("ab" * 32) is None, cause
+    kept.put("ab" * 32, [dataclasses.replace(crash, message=crash.message + "SIGSEGV (signal 11)")])
+    assert [r.verdict for r in kept.get("ab" * 32)] == ["crash"]
     kept.put("cd" * 32, [dataclasses.replace(crash, verdict="pass", message="")])
     assert [r.verdict for r in kept.get("cd" * 32)] == ["pass"]
     (tmp_path / "cd" / f"{'cd' * 32}.json").write_text('[{"case": 1, "verdict": "no such"}]')

@@ -68,9 +68,11 @@ def replay(args) -> int:
             raise UsageError(str(exc)) from exc
         if cache is not None:
             cache.prune()
-            if cache.hits:
-                print(f"{cache.hits} of {len(found)} results from the result cache, unchanged since they were "
-                      f"replayed ({cache.root}; --no-cache replays them)", file=sys.stderr)
+            if cache.hits or cache.forward_hits:
+                forward = sum(1 for r in found if r.forward)
+                extra = f", and {cache.forward_hits} of the {forward} forward-compatibility results" if forward else ""
+                print(f"{cache.hits} of the {len(found) - forward} results{extra} came from the result cache, "
+                      f"unchanged since they were replayed ({cache.root}; --no-cache replays them)", file=sys.stderr)
         if args.record_costs:
             from harness.replaying.shard import write_costs
 

@@ -158,7 +158,16 @@ def verify(root: Path, *, trusted: bool = False, operators: frozenset = frozense
 
 
 def _walk(root: Path):
-    """Every file below ``root``, no link followed."""
-    for top, _dirs, files in os.walk(root, followlinks=False):
-        for name in files:
-            yield Path(top) / name
+    """Everything below ``root`` but its directories, no link followed; with a stack of its own (os.walk
+    recurses): a tree of any depth is walked."""
+    todo = [root]
+    while todo:
+        try:
+            entries = sorted(os.scandir(todo.pop()), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                todo.append(Path(entry.path))
+            else:
+                yield Path(entry.path)

@@ -16,7 +16,9 @@ A unit's key is the SHA-256 of two parts:
 A change in any of these replays exactly the units it touches. What cannot be keyed by content is
 never kept: a unit whose directory holds anything but plain files and directories (a link, a FIFO)
 or a file past vetting's size limit, a unit that names a whole set (``*``), and a unit with a
-``crash`` result (a crash may be the machine's load; it is replayed until it is not a crash).
+``crash`` result that the machine's state may have caused: a hang stopped by the timeout, a
+SIGKILL (the memory limit, the system), an exit status, a worker given up. A crash by a fault
+signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) is the code's on this machine, and is kept.
 
 Entries are JSON (no code) under the user's cache directory (``BC_HARNESS_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/bc-harness/results``), never in a golden directory. The CLI reads and writes it
@@ -50,6 +52,9 @@ _NOT_ENVIRONMENT = ("BC_HARNESS_CACHE_DIR",)
 #: patterns, --golden, forward replay; a unit's results do not depend on which others run), and
 #: the timeout (a result cut short by it is a crash, and crashes are not kept)
 _NOT_DECIDING = ("patterns", "versions", "forward", "result_timeout")
+#: the causes of a crash (harness.sandbox.cause_of, in the result's message) that the code gives on
+#: this machine whatever its load: such a crash is kept like any verdict
+_FAULTS = ("SIGSEGV (", "SIGBUS (", "SIGILL (", "SIGFPE (", "SIGABRT (")
 #: an entry unused this long is removed at the end of a run that used the cache
 _UNUSED_DAYS = 30
 
@@ -185,7 +190,7 @@ class ResultCache:
 
     def __init__(self, root: Path, run_context: str):
         self.root, self.context = Path(root), run_context
-        self.hits = self.stored = 0
+        self.hits = self.forward_hits = self.stored = 0  # results; forward: of goldens newer than this torch
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -204,13 +209,15 @@ class ResultCache:
             os.utime(path)  # used: kept from pruning
         except OSError:
             pass
-        self.hits += len(results)
+        forward = sum(1 for r in results if r.forward)
+        self.hits, self.forward_hits = self.hits + len(results) - forward, self.forward_hits + forward
         return results
 
     def put(self, key: str | None, results: list[Result]) -> None:
-        """Keep ``results`` under ``key``, unless one is a crash; a cache that cannot be written
-        is no error (the run's results stand)."""
-        if key is None or any(r.verdict == Verdict.CRASH for r in results):
+        """Keep ``results`` under ``key``, unless one is a crash the machine's state may have
+        caused (see the module); a cache that cannot be written is no error (the run's results stand)."""
+        if key is None or any(r.verdict == Verdict.CRASH and not any(f in r.message for f in _FAULTS)
+                              for r in results):
             return
         path = self._path(key)
         rows = [{**dataclasses.asdict(r), "verdict": str(r.verdict.value)} for r in results]
