@@ -33,6 +33,7 @@ from harness.verdicts import Verdict
 if TYPE_CHECKING:
     from harness.replaying.cache import ResultCache
 
+
 def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, jobs: int | None = 1,
                  shard: tuple[int, int] | None = None, fixtures: Path | None = None,
                  timings: dict | None = None, isolated: bool | None = None,
@@ -58,7 +59,7 @@ def replay_store(store: GoldenStore, cases: list[Case], options: Options, *, job
     costs = load_costs(store.root)
     if shard is not None:
         units = pick(units, costs, *shard)
-    keys = planner.keys(units, cache, fixtures)
+    keys = planner.keys(units, cache)
     kept = {u: found for u in units if (found := cache.get(keys[u])) is not None} if cache else {}
     todo = [u for u in units if u not in kept]
     if jobs is None:
@@ -182,7 +183,7 @@ class _UnitRunner:
             units += [Unit(version, i) for i in [*held, *sorted(i for i in owned if self._selected(i)), *gone]]
         return units
 
-    def keys(self, units: list[Unit], cache, fixtures: Path | None) -> dict:
+    def keys(self, units: list[Unit], cache) -> dict:
         """Each unit's key in ``cache`` (harness.replaying.cache; None: not to be kept); empty without a cache."""
         if cache is None:
             return {}
